@@ -1,0 +1,342 @@
+"""Errors, and the redaction that keeps API keys out of every message.
+
+The tree::
+
+    AtlasError                       base; ``str(err)`` says what happened and what to do next
+      + MissingAPIKeyError           no key configured (or none sent, in per-user-key mode)
+      + InvalidParameterError        an argument is out of range; names the allowed range
+      + LocalFileError               a file to upload is missing, a directory, empty, too big or refused
+      + SpendLimitError              the images-per-hour guard refused a generation
+      + APIConnectionError           the request did not get an answer
+        - APITimeoutError            ... because it timed out
+      + APIStatusError               HTTP 4xx/5xx or a non-200 envelope ``code``
+        - AuthenticationError        401 / 403
+        - InsufficientBalanceError   402
+        - NotFoundError              404
+        - InvalidRequestError        400 / 422
+        - RateLimitError             429
+        - ServerError                5xx
+      + InvalidResponseError         the answer was not the JSON we expected
+      + DownloadError                an output picture could not be fetched
+      + PredictionFailedError        the prediction ended as failed / timeout / canceled
+        - ContentBlockedError        ... because the safety checker flagged the output
+
+Every error carries context as attributes (``status_code``, ``prediction_id``, ``body``...).
+Messages never contain an API key: they are built with :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AtlasError",
+    "AuthenticationError",
+    "ContentBlockedError",
+    "DownloadError",
+    "InsufficientBalanceError",
+    "InvalidParameterError",
+    "InvalidRequestError",
+    "InvalidResponseError",
+    "LocalFileError",
+    "MissingAPIKeyError",
+    "NotFoundError",
+    "PredictionFailedError",
+    "RateLimitError",
+    "ServerError",
+    "SpendLimitError",
+    "forget_secret",
+    "redact",
+    "register_secret",
+    "status_error",
+]
+
+BILLING_URL = "https://www.atlascloud.ai/console/billing"
+KEYS_URL = "https://www.atlascloud.ai/console/api-keys"
+
+# --- redaction -------------------------------------------------------------------------------
+
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+")
+_KEYLIKE = re.compile(r"\bapikey-[A-Za-z0-9_\-]{4,}")
+_HEADER = re.compile(r"(?i)(x-atlas-api-key|authorization)([\"']?\s*[:=]\s*[\"']?)[^\s\"',;]+")
+_secrets: dict[str, bool] = {}  # value -> permanent; temporary ones (per-user keys) are evicted oldest first
+_secrets_lock = threading.Lock()
+_MAX_TEMPORARY_SECRETS = 4096
+_REDACTED = "[redacted]"
+
+
+def register_secret(value: str | None, *, permanent: bool = False) -> None:
+    """Remember a key so that :func:`redact` removes it from any text, wherever it appears.
+
+    The server's own key is ``permanent``; per-user keys of the hosted mode are kept for the most
+    recent 4096 users (their shape is also caught by the ``Bearer``/``apikey-`` patterns).
+    """
+    if not value or len(value) < 4:
+        return
+    with _secrets_lock:
+        _secrets[value] = permanent or _secrets.pop(value, False)
+        temporary = [k for k, keep in _secrets.items() if not keep]
+        for old in temporary[: max(0, len(temporary) - _MAX_TEMPORARY_SECRETS)]:
+            del _secrets[old]
+
+
+def forget_secret(value: str | None) -> None:
+    with _secrets_lock:
+        _secrets.pop(value or "", None)
+
+
+def redact(text: Any) -> str:
+    """``str(text)`` with bearer tokens, ``apikey-...`` values and every registered key removed."""
+    out = str(text)
+    with _secrets_lock:
+        known = sorted(_secrets, key=len, reverse=True)
+    for secret in known:
+        if secret in out:
+            out = out.replace(secret, _REDACTED)
+    out = _BEARER.sub(lambda m: f"{m.group(1)} {_REDACTED}", out)
+    out = _HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{_REDACTED}", out)
+    return _KEYLIKE.sub(_REDACTED, out)
+
+
+def _preview(body: Any, limit: int = 300) -> str:
+    text = redact(body if isinstance(body, str) else repr(body))
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# --- the tree --------------------------------------------------------------------------------
+
+
+class AtlasError(Exception):
+    """Base of every error this package raises. The message is already redacted."""
+
+    def __init__(self, message: str) -> None:
+        self.message = redact(message)
+        super().__init__(self.message)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class MissingAPIKeyError(AtlasError):
+    """No Atlas Cloud API key is available for this call."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "No Atlas Cloud API key is set. Set the ATLASCLOUD_API_KEY environment variable in this "
+            f"server's MCP client configuration (create a key at {KEYS_URL}), then restart the server. "
+            "To try the server without a key, start it with --offline."
+        )
+
+
+class InvalidParameterError(AtlasError, ValueError):
+    """An argument is outside what the model accepts."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        self.parameter = parameter
+        super().__init__(f"Invalid {parameter}: {message}")
+
+
+class LocalFileError(AtlasError):
+    """A local file cannot be used for an upload."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class SpendLimitError(AtlasError):
+    """The per-hour image budget (``ATLAS_MCP_MAX_IMAGES_PER_HOUR``) is used up."""
+
+    def __init__(self, limit: int, retry_after: float) -> None:
+        self.limit = limit
+        self.retry_after = retry_after
+        minutes = max(1, round(retry_after / 60))
+        super().__init__(
+            f"Spend guard: this server may start at most {limit} images per hour "
+            f"(ATLAS_MCP_MAX_IMAGES_PER_HOUR) and that budget is used up. Nothing was sent or billed. "
+            f"Try again in about {minutes} minute(s), or ask the user to raise the limit."
+        )
+
+
+class APIConnectionError(AtlasError):
+    """The request got no answer (DNS, refused or reset connection, proxy failure)."""
+
+    def __init__(self, message: str, *, method: str = "", url: str = "", sent: bool = True) -> None:
+        self.method = method
+        self.url = url
+        self.sent = sent
+        super().__init__(message)
+
+
+class APITimeoutError(APIConnectionError):
+    """The request timed out."""
+
+
+class APIStatusError(AtlasError):
+    """The API answered with an error status (HTTP, or the envelope's ``code``)."""
+
+    def __init__(self, message: str, *, status_code: int, body: Any = None, method: str = "", url: str = "") -> None:
+        self.status_code = status_code
+        self.body = body
+        self.method = method
+        self.url = url
+        super().__init__(message)
+
+
+class AuthenticationError(APIStatusError):
+    """401 / 403: the key is missing, wrong, expired or lacks permission."""
+
+
+class InsufficientBalanceError(APIStatusError):
+    """402: the account has no credit left."""
+
+
+class NotFoundError(APIStatusError):
+    """404: the prediction, model or path does not exist."""
+
+
+class InvalidRequestError(APIStatusError):
+    """400 / 422: Atlas rejected the parameters."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)
+
+
+class ServerError(APIStatusError):
+    """5xx: Atlas (or its CDN) had a fault."""
+
+
+class InvalidResponseError(AtlasError):
+    """The API answered 2xx with a body we could not understand."""
+
+
+class DownloadError(AtlasError):
+    """An output picture could not be downloaded (gone, too large, not an image)."""
+
+    def __init__(self, message: str, *, url: str = "") -> None:
+        self.url = url
+        super().__init__(message)
+
+
+class PredictionFailedError(AtlasError):
+    """The prediction ended without a picture."""
+
+    def __init__(self, prediction_id: str, reason: str, *, status: str = "failed") -> None:
+        self.prediction_id = prediction_id
+        self.reason = redact(reason)
+        self.status = status
+        super().__init__(
+            f"Prediction {prediction_id} {status}: {self.reason or 'no reason given'}. "
+            "Nothing to collect; failed predictions are not billed. Adjust the prompt or parameters "
+            "and call generate_image again."
+        )
+
+
+class ContentBlockedError(PredictionFailedError):
+    """The safety checker flagged every output (``has_nsfw_contents``)."""
+
+    def __init__(self, prediction_id: str) -> None:
+        AtlasError.__init__(
+            self,
+            f"Prediction {prediction_id} finished but the safety checker blocked its output "
+            "(has_nsfw_contents), so there is no picture. Rephrase the prompt to avoid explicit "
+            "content and call generate_image again.",
+        )
+        self.prediction_id = prediction_id
+        self.reason = "blocked by the safety checker"
+        self.status = "blocked"
+
+
+# --- status mapping --------------------------------------------------------------------------
+
+
+def _upstream_message(body: Any) -> str:
+    """The human text an Atlas error body carries (``msg`` / ``message`` / ``error``), if any."""
+    if isinstance(body, dict):
+        for key in ("msg", "message", "error", "detail"):
+            value = body.get(key)
+            if isinstance(value, dict):
+                value = _upstream_message(value)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+        data = body.get("data")
+        if isinstance(data, dict):
+            return _upstream_message(data)
+        return ""
+    if isinstance(body, str):
+        text = body.strip()
+        if text.lower().startswith(("<!doctype", "<html")) or "<html" in text[:200].lower():
+            title = re.search(r"(?is)<title>(.*?)</title>", text)
+            return f"an HTML error page{': ' + title.group(1).strip() if title else ''}"
+        return text
+    return ""
+
+
+def status_error(
+    status_code: int,
+    body: Any,
+    *,
+    method: str = "",
+    url: str = "",
+    retry_after: float | None = None,
+    what: str = "The request",
+) -> APIStatusError:
+    """Map an HTTP status (or envelope code) and body to the right error, with a next step."""
+    upstream = _preview(_upstream_message(body) or "", 300)
+    said = f" Atlas said: {upstream}" if upstream else ""
+    kw: dict[str, Any] = {"status_code": status_code, "body": body, "method": method, "url": url}
+    lower = upstream.lower()
+    if status_code == 402 or ("insufficient" in lower and "balance" in lower):
+        return InsufficientBalanceError(
+            f"{what} was refused: the Atlas Cloud account has insufficient balance (HTTP {status_code}).{said} "
+            f"Ask the user to top up at {BILLING_URL}, then try again.",
+            **kw,
+        )
+    if status_code in (401, 403):
+        return AuthenticationError(
+            f"{what} was refused: the Atlas Cloud API key is invalid, expired or not allowed to do this "
+            f"(HTTP {status_code}).{said} Check ATLASCLOUD_API_KEY in the MCP client configuration "
+            f"(keys are at {KEYS_URL}) and restart the server.",
+            **kw,
+        )
+    if status_code == 404:
+        return NotFoundError(f"{what} found nothing (HTTP 404).{said}", **kw)
+    if status_code in (400, 422):
+        return InvalidRequestError(
+            f"Atlas rejected the request as invalid (HTTP {status_code}).{said} "
+            "Fix the parameters (see the tool's input schema) and try again.",
+            **kw,
+        )
+    if status_code == 429:
+        wait = f" after about {retry_after:g} s" if retry_after else " in a little while"
+        return RateLimitError(
+            f"Atlas is rate limiting this key (HTTP 429).{said} Wait and try again{wait}.",
+            retry_after=retry_after,
+            **kw,
+        )
+    if status_code >= 500:
+        return ServerError(
+            f"Atlas had a server error (HTTP {status_code}).{said} This is usually temporary: "
+            "try again in a minute.",
+            **kw,
+        )
+    return APIStatusError(f"{what} failed with HTTP {status_code}.{said}", **kw)
+
+
+def iter_secrets() -> Iterable[str]:
+    """The registered secrets (for tests that scan output for leaks)."""
+    with _secrets_lock:
+        return tuple(_secrets)

@@ -1,0 +1,252 @@
+"""Typed views of what the Atlas Cloud API answers, parsed leniently.
+
+Atlas (and the clients built against it) disagree on small things: the envelope ``code`` is
+a number or a string, the message is ``msg``, ``message`` or ``error``, outputs are ``outputs``
+or ``output``, errors are strings or objects, statuses vary in case. These parsers accept all
+of that and keep unknown fields in ``raw``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "DONE_STATUSES",
+    "FAILED_STATUSES",
+    "RUNNING_STATUSES",
+    "ModelInfo",
+    "Prediction",
+    "StatusKind",
+    "Upload",
+    "envelope_code",
+    "envelope_data",
+    "envelope_message",
+    "parse_prediction",
+    "status_kind",
+]
+
+RUNNING_STATUSES = frozenset({"created", "starting", "queued", "processing", "pending", "in_queue", "running"})
+DONE_STATUSES = frozenset({"completed", "succeeded", "success", "done"})
+FAILED_STATUSES = frozenset({"failed", "timeout", "canceled", "cancelled", "error", "expired"})
+
+StatusKind = Literal["running", "done", "failed"]
+
+
+def status_kind(status: str | None) -> StatusKind:
+    """Classify a status case-insensitively. Unknown values count as still running."""
+    value = (status or "").strip().lower()
+    if value in DONE_STATUSES:
+        return "done"
+    if value in FAILED_STATUSES:
+        return "failed"
+    return "running"
+
+
+# --- envelope --------------------------------------------------------------------------------
+
+
+def envelope_code(body: Any) -> int | None:
+    """The envelope's ``code`` as an int (``200``, ``"200"``), or None when absent or odd."""
+    if not isinstance(body, Mapping):
+        return None
+    code = body.get("code")
+    if isinstance(code, bool):
+        return None
+    if isinstance(code, int):
+        return code
+    if isinstance(code, str) and code.strip().isdigit():
+        return int(code.strip())
+    return None
+
+
+def envelope_message(body: Any) -> str:
+    if not isinstance(body, Mapping):
+        return ""
+    for key in ("msg", "message", "error"):
+        value = body.get(key)
+        if isinstance(value, str) and value.strip() and value.strip().lower() != "success":
+            return value.strip()
+        if isinstance(value, Mapping):
+            return _error_text(value)
+    return ""
+
+
+def envelope_data(body: Any) -> Any:
+    """``body["data"]`` when the body is an envelope, else the body itself."""
+    if isinstance(body, Mapping) and "data" in body:
+        return body["data"]
+    return body
+
+
+# --- predictions -----------------------------------------------------------------------------
+
+
+def _error_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, Mapping):
+        for key in ("message", "msg", "error", "detail", "reason"):
+            if key in value and value[key]:
+                return _error_text(value[key])
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def _output_urls(data: Mapping[str, Any]) -> list[str]:
+    raw = data.get("outputs")
+    if raw is None:
+        raw = data.get("output")
+    if raw is None:
+        return []
+    items = raw if isinstance(raw, list) else [raw]
+    urls: list[str] = []
+    for item in items:
+        if isinstance(item, str) and item.strip():
+            urls.append(item.strip())
+        elif isinstance(item, Mapping):
+            for key in ("url", "download_url", "image", "output"):
+                if isinstance(item.get(key), str) and item[key].strip():
+                    urls.append(item[key].strip())
+                    break
+    return urls
+
+
+def _price(value: Any) -> str | None:
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return f"{value:g}"
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, Mapping):
+        return _price(value.get("value") or value.get("amount"))
+    return None
+
+
+def _nsfw(value: Any) -> list[bool]:
+    if isinstance(value, list):
+        return [bool(v) for v in value]
+    if isinstance(value, bool):
+        return [value]
+    return []
+
+
+class Prediction(BaseModel):
+    """One prediction (a generation job) as Atlas reports it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    status: str = "created"
+    model: str | None = None
+    outputs: list[str] = Field(default_factory=list)
+    error: str = ""
+    has_nsfw_contents: list[bool] = Field(default_factory=list)
+    price: str | None = None
+    created_at: str | None = None
+    completed_at: str | None = None
+    execution_time_ms: float | None = None
+    raw: dict[str, Any] = Field(default_factory=dict, repr=False)
+
+    @property
+    def kind(self) -> StatusKind:
+        return status_kind(self.status)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.kind != "running"
+
+    @property
+    def blocked_by_safety_checker(self) -> bool:
+        return not self.outputs and any(self.has_nsfw_contents)
+
+
+def parse_prediction(body: Any, *, fallback_id: str | None = None, fallback_message: str = "") -> Prediction | None:
+    """Build a Prediction from an envelope or a bare data object; None when it holds no prediction.
+
+    ``fallback_message`` (the envelope's message) fills ``error`` for a failed prediction whose
+    own ``error`` is empty, as Atlas does with ``{"code": 500, "message": "Generation failed: ..."}``.
+    """
+    data = envelope_data(body)
+    if isinstance(data, Mapping) and isinstance(data.get("data"), Mapping) and "status" not in data:
+        data = data["data"]
+    if not isinstance(data, Mapping):
+        return None
+    pid = data.get("id") or data.get("prediction_id") or data.get("predictionId")
+    if not pid and isinstance(body, Mapping):
+        pid = body.get("id")
+    pid = pid or fallback_id
+    if not pid or not isinstance(pid, (str, int)):
+        return None
+    status = str(data.get("status") or "created").strip().lower()
+    error = _error_text(data.get("error"))
+    outputs = _output_urls(data)
+    if status_kind(status) == "failed" and not error:
+        error = fallback_message or envelope_message(body)
+    execution = data.get("executionTime")
+    return Prediction(
+        id=str(pid),
+        status=status,
+        model=data.get("model") if isinstance(data.get("model"), str) else None,
+        outputs=outputs,
+        error=error,
+        has_nsfw_contents=_nsfw(data.get("has_nsfw_contents")),
+        price=_price(data.get("price")),
+        created_at=data.get("created_at") if isinstance(data.get("created_at"), str) else None,
+        completed_at=data.get("completed_at") if isinstance(data.get("completed_at"), str) else None,
+        execution_time_ms=float(execution) if isinstance(execution, (int, float)) else None,
+        raw=dict(data),
+    )
+
+
+# --- uploads and the catalogue ---------------------------------------------------------------
+
+
+class Upload(BaseModel):
+    """A file uploaded with ``uploadMedia``: a temporary URL meant as a generation input."""
+
+    model_config = ConfigDict(frozen=True)
+
+    download_url: str
+    filename: str
+    size: int
+    content_type: str
+    type: str | None = None
+
+
+class ModelInfo(BaseModel):
+    """One entry of the ``/api/v1/models`` catalogue."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    type: str
+    description: str = ""
+    price: str | None = None
+    price_unit: str | None = None
+    categories: list[str] = Field(default_factory=list)
+    organization: str | None = None
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> ModelInfo | None:
+        model_id = entry.get("model")
+        if not isinstance(model_id, str) or not model_id:
+            return None
+        price = entry.get("price") if isinstance(entry.get("price"), Mapping) else {}
+        actual = price.get("actual") if isinstance(price.get("actual"), Mapping) else {}
+        return cls(
+            id=model_id,
+            name=str(entry.get("displayName") or model_id),
+            type=str(entry.get("type") or ""),
+            description=str(entry.get("profile") or ""),
+            price=_price(actual.get("base_price")),
+            price_unit=actual.get("unit") if isinstance(actual.get("unit"), str) else None,
+            categories=[str(c) for c in entry.get("categories") or [] if isinstance(c, str)],
+            organization=entry.get("organization") if isinstance(entry.get("organization"), str) else None,
+        )
