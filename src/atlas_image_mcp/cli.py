@@ -1,0 +1,153 @@
+"""Command line: ``atlas-image-mcp`` (stdio server), ``serve``, ``generate`` and ``emulator``.
+
+Over stdio, stdout carries the MCP protocol: everything else goes to stderr. The ``generate``
+command is not a server; it prints the saved paths on stdout for scripts to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from . import __version__
+from .errors import redact
+from .settings import ENV_VARS, Settings, SettingsError, read_environ
+
+__all__ = ["main"]
+
+logger = logging.getLogger("atlas_image_mcp")
+
+
+class RedactingFilter(logging.Filter):
+    """Removes API keys and bearer tokens from every log record before it is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        return True
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO")
+    for noisy in ("httpx", "httpcore", "mcp.server.lowlevel.server", "sse_starlette"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def _env_help() -> str:
+    width = max(map(len, ENV_VARS))
+    rows = "\n".join(f"  {name.ljust(width)}  {text}" for name, text in ENV_VARS.items())
+    return f"environment variables:\n{rows}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="atlas-image-mcp",
+        description="MCP server for FLUX image generation on Atlas Cloud. With no command it serves MCP over "
+        "stdio, which is what MCP client configurations launch.",
+        epilog=_env_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"atlas-image-mcp {__version__}")
+    parser.add_argument("--offline", action="store_true", help="use the built-in Atlas emulator (no key, no network)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="serve MCP over stdio (default) or HTTP", epilog=_env_help(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    serve.add_argument("--stateless", action="store_true", help="streamable HTTP without sessions (for replicas)")
+    serve.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="allow a non-loopback --host with neither ATLAS_MCP_AUTH_TOKEN nor ATLAS_MCP_USER_KEYS",
+    )
+    serve.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="use the emulator")
+
+    gen = sub.add_parser("generate", help="generate a picture from the terminal (saves it, prints its path)")
+    gen.add_argument("prompt", help="what to draw")
+    gen.add_argument("--model", default=None, help="model id (default black-forest-labs/flux-schnell)")
+    gen.add_argument("--width", type=int)
+    gen.add_argument("--height", type=int)
+    gen.add_argument("--aspect-ratio", help="e.g. 16:9 (instead of --width/--height)")
+    gen.add_argument("--num-images", type=int, default=1)
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--steps", type=int, help="flux-dev only")
+    gen.add_argument("--guidance-scale", type=float, help="flux-dev only")
+    gen.add_argument("--output-dir", type=Path, help="where to save (default ATLAS_MCP_OUTPUT_DIR or ~/Pictures)")
+    gen.add_argument("--dry-run", action="store_true", help="show the request body, send nothing")
+    gen.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="use the emulator")
+
+    emu = sub.add_parser("emulator", help="run the Atlas API emulator on a port (for tests and demos)")
+    emu.add_argument("--host", default="127.0.0.1")
+    emu.add_argument("--port", type=int, default=8090)
+    emu.add_argument("--latency", type=float, default=1.0, help="seconds per prediction (default 1)")
+    emu.add_argument("--api-key", action="append", help="accepted key (repeatable; default: any bearer token)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(read_environ())
+    except SettingsError as err:
+        sys.stderr.write(f"atlas-image-mcp: {err}\n")
+        return 2
+    setup_logging(settings.log_level)
+    command = args.command or "serve"
+    try:
+        if command == "emulator":
+            from .emulator import serve as serve_emulator
+
+            serve_emulator(host=args.host, port=args.port, latency=args.latency, api_keys=args.api_key)
+            return 0
+        if command == "generate":
+            from .generate import run_generate
+
+            return anyio.run(run_generate, settings, args)
+        return _serve(settings, args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(settings: Settings, args: Any) -> int:
+    transport = getattr(args, "transport", "stdio")
+    offline = bool(getattr(args, "offline", False))
+    if transport == "http":
+        from .http import serve_http
+
+        return serve_http(
+            settings,
+            host=args.host,
+            port=args.port,
+            offline=offline,
+            stateless=args.stateless,
+            allow_unauthenticated=args.allow_unauthenticated,
+        )
+    return anyio.run(_serve_stdio, settings, offline)
+
+
+async def _serve_stdio(settings: Settings, offline: bool) -> int:
+    from .runtime import Runtime
+    from .server import make_server
+
+    runtime = Runtime.create(settings, offline=offline)
+    logger.info("atlas-image-mcp %s on stdio%s", __version__, " (offline emulator)" if offline else "")
+    if not offline and not settings.api_key:
+        logger.warning("ATLASCLOUD_API_KEY is not set: tools will explain how to set it")
+    try:
+        await make_server(runtime).run_stdio_async()
+    finally:
+        await runtime.aclose()
+    return 0

@@ -1,0 +1,50 @@
+"""MCP log notifications that honour the client's ``logging/setLevel``.
+
+Handshake-era clients set a level per session with ``logging/setLevel``; the SDK leaves the
+filtering to the server, so the level is kept per session here. On 2026-07-28 connections the
+client opts in per request through ``_meta`` and the SDK filters by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any
+
+from mcp.server.context import ServerRequestContext
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import EmptyResult, LoggingLevel, SetLevelRequestParams
+
+from .errors import redact
+
+__all__ = ["install_logging_handler", "notify"]
+
+logger = logging.getLogger(__name__)
+
+_ORDER: tuple[LoggingLevel, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+_DEFAULT_LEVEL: LoggingLevel = "info"
+_levels: weakref.WeakKeyDictionary[Any, LoggingLevel] = weakref.WeakKeyDictionary()
+
+
+async def _set_level(ctx: ServerRequestContext[Any], params: SetLevelRequestParams) -> EmptyResult:
+    _levels[ctx.session] = params.level
+    return EmptyResult()
+
+
+def install_logging_handler(server: MCPServer[Any]) -> None:
+    """Serve ``logging/setLevel`` (which also makes the server declare the logging capability)."""
+    server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_level)
+
+
+async def notify(ctx: Context, level: LoggingLevel, message: str) -> None:
+    """Send ``message`` to the client as a log notification if its level allows; also log to stderr."""
+    text = redact(message)
+    logger.log(logging.DEBUG if level == "debug" else logging.INFO, "%s", text)
+    try:
+        session = ctx.request_context.session
+        wanted = _levels.get(session, _DEFAULT_LEVEL)
+        if _ORDER.index(level) < _ORDER.index(wanted):
+            return
+        await ctx.log(level, text, logger_name="atlas-image-mcp")
+    except Exception:  # logging must never break a tool call
+        logger.debug("log notification failed", exc_info=True)

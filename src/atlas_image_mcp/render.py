@@ -1,0 +1,187 @@
+"""Turning a prediction into what a tool returns: text, structured content and picture blocks.
+
+Pure functions (plus Pillow work, run in a worker thread by the caller): no network, no MCP
+server objects. Three layers, so every client gets something useful:
+
+1. text that always works, even in clients that drop images;
+2. ``structuredContent`` matching :class:`GenerationResult` (the tools' ``outputSchema``);
+3. the picture as MCP image content: a thumbnail (at most 512 px on the long side) or the
+   original, never more than :data:`MAX_BASE64_CHARS` of base64 in one result.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from mcp_types import ImageContent, ResourceLink, TextContent
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "MAX_BASE64_CHARS",
+    "THUMBNAIL_SIZE",
+    "GenerationResult",
+    "OutputImage",
+    "Picture",
+    "inline_images",
+    "inspect_image",
+    "resource_links",
+    "result_text",
+    "thumbnail",
+]
+
+THUMBNAIL_SIZE = 512
+MAX_BASE64_CHARS = 1_000_000
+ReturnImage = Literal["thumbnail", "full", "none"]
+
+
+class OutputImage(BaseModel):
+    """One output picture."""
+
+    url: str = Field(description="Temporary URL of the picture at Atlas Cloud (expires after a while).")
+    path: str | None = Field(default=None, description="Absolute path of the saved copy, when saved.")
+    width: int | None = Field(default=None, description="Width in pixels.")
+    height: int | None = Field(default=None, description="Height in pixels.")
+    mime_type: str | None = Field(default=None, description="Media type, e.g. image/jpeg.")
+    resource_uri: str | None = Field(default=None, description="MCP resource URI of this picture.")
+
+
+class GenerationResult(BaseModel):
+    """The structured result of generate_image and get_prediction."""
+
+    prediction_id: str | None = Field(description="Atlas prediction id; pass it to get_prediction.")
+    status: str = Field(description="completed, processing (call get_prediction later), failed or dry_run.")
+    model: str | None = Field(default=None, description="Model id.")
+    outputs: list[OutputImage] = Field(default_factory=list)
+    seed: int | None = Field(default=None, description="Seed used, when known (reuse it to reproduce).")
+    price: str | None = Field(default=None, description="Cost in USD as reported by Atlas, when known.")
+    error: str | None = Field(default=None, description="Why the prediction failed, or a download problem.")
+    elapsed_seconds: float | None = Field(default=None, description="Seconds this call took.")
+    ignored_parameters: list[str] = Field(
+        default_factory=list, description="Parameters the model does not accept; they were not sent."
+    )
+    request_body: dict[str, Any] | None = Field(
+        default=None, description="dry_run only: the exact JSON body that would be sent."
+    )
+    next_step: str | None = Field(default=None, description="What to do next, when anything.")
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A downloaded output: bytes plus what Pillow says about them."""
+
+    data: bytes
+    mime_type: str
+    width: int | None
+    height: int | None
+
+
+def inspect_image(data: bytes, fallback_mime: str = "") -> Picture:
+    """Read the size and format of ``data`` (header only); tolerate non-images."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            mime = Image.MIME.get(img.format or "", fallback_mime) or fallback_mime or "image/png"
+            return Picture(data=data, mime_type=mime, width=img.width, height=img.height)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return Picture(data=data, mime_type=fallback_mime or "application/octet-stream", width=None, height=None)
+
+
+def thumbnail(picture: Picture, max_side: int = THUMBNAIL_SIZE) -> Picture:
+    """A copy at most ``max_side`` px on its long side (JPEG, or PNG when there is transparency)."""
+    with Image.open(io.BytesIO(picture.data)) as img:
+        img.draft("RGB", (max_side, max_side))  # fast JPEG downscale while decoding
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        has_alpha = img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info)
+        if has_alpha:
+            img.save(out, format="PNG", optimize=True)
+            mime = "image/png"
+        else:
+            img.convert("RGB").save(out, format="JPEG", quality=85, optimize=True)
+            mime = "image/jpeg"
+        return Picture(data=out.getvalue(), mime_type=mime, width=img.width, height=img.height)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def inline_images(pictures: list[Picture], mode: ReturnImage) -> tuple[list[ImageContent], list[str]]:
+    """Image blocks for ``pictures`` within the base64 budget, and notes on what was downscaled or left out.
+
+    The budget counts base64 characters (what actually travels), not decoded bytes.
+    """
+    if mode == "none":
+        return [], []
+    blocks: list[ImageContent] = []
+    notes: list[str] = []
+    used = 0
+    for n, picture in enumerate(pictures, start=1):
+        if picture.width is None:
+            notes.append(f"Image {n} is not a picture Pillow can read, so it is not shown inline.")
+            continue
+        candidate = picture if mode == "full" else thumbnail(picture)
+        encoded = _b64(candidate.data)
+        if mode == "full" and used + len(encoded) > MAX_BASE64_CHARS:
+            candidate = thumbnail(picture)
+            encoded = _b64(candidate.data)
+            notes.append(
+                f"Image {n} is shown as a {candidate.width}x{candidate.height} thumbnail: the original "
+                f"would exceed the {MAX_BASE64_CHARS // 1_000_000} MB inline budget. Open its path or URL "
+                "for full resolution."
+            )
+        if used + len(encoded) > MAX_BASE64_CHARS:
+            notes.append(f"Image {n} is not shown inline: the result's inline image budget is used up.")
+            continue
+        used += len(encoded)
+        blocks.append(ImageContent(type="image", data=encoded, mime_type=candidate.mime_type))
+    return blocks, notes
+
+
+def resource_links(result: GenerationResult) -> list[ResourceLink]:
+    return [
+        ResourceLink(
+            type="resource_link",
+            uri=out.resource_uri,
+            name=f"{result.prediction_id}-{n}",
+            title=f"Picture {n} of prediction {result.prediction_id}",
+            mime_type=out.mime_type,
+        )
+        for n, out in enumerate(result.outputs, start=1)
+        if out.resource_uri
+    ]
+
+
+def result_text(result: GenerationResult, notes: list[str] | None = None) -> TextContent:
+    """The plain-text layer: everything an assistant needs, readable without images."""
+    lines = [f"Status: {result.status}" + (f" (model {result.model})" if result.model else "")]
+    if result.prediction_id:
+        lines.append(f"Prediction id: {result.prediction_id}")
+    for n, out in enumerate(result.outputs, start=1):
+        size = f" {out.width}x{out.height}" if out.width and out.height else ""
+        kind = f" {out.mime_type}" if out.mime_type else ""
+        lines.append(f"Image {n}{size}{kind}: {out.url}")
+        if out.path:
+            lines.append(f"  saved to: {out.path}")
+    if result.seed is not None:
+        lines.append(f"Seed: {result.seed}")
+    if result.price:
+        lines.append(f"Cost: ${result.price}")
+    if result.elapsed_seconds is not None:
+        lines.append(f"Took: {result.elapsed_seconds:.1f} s")
+    if result.ignored_parameters:
+        model = result.model or "this model"
+        lines.append(f"Ignored (not accepted by {model}, not sent): {', '.join(result.ignored_parameters)}")
+    if result.request_body is not None:
+        lines.append("Request body that would be sent (nothing was sent, nothing billed):")
+        lines.append(json.dumps(result.request_body, indent=2, ensure_ascii=False))
+    if result.error:
+        lines.append(f"Note: {result.error}")
+    lines.extend(notes or [])
+    if result.next_step:
+        lines.append(result.next_step)
+    return TextContent(type="text", text="\n".join(lines))

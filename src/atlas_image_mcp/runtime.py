@@ -1,0 +1,129 @@
+"""The composition root: settings, the Atlas client, the spend guard, and where files may go.
+
+One :class:`Runtime` serves every session of a server process. It is built by the CLI (or a
+test), handed to :func:`atlas_image_mcp.server.make_server`, and closed when the process stops.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from .client import AtlasClient
+from .errors import MissingAPIKeyError, register_secret
+from .guard import SpendGuard
+from .settings import Settings
+
+__all__ = ["OFFLINE_API_KEY", "OFFLINE_BASE_URL", "USER_KEY_HEADER", "Runtime", "request_api_key"]
+
+OFFLINE_BASE_URL = "http://atlas.emulator"
+OFFLINE_API_KEY = "offline-emulator-key"
+USER_KEY_HEADER = "x-atlas-api-key"
+
+#: The Atlas key a hosted (per-user key) request brought in ``X-Atlas-Api-Key``; set by the HTTP layer.
+request_api_key: contextvars.ContextVar[str | None] = contextvars.ContextVar("atlas_request_api_key", default=None)
+
+
+@dataclass
+class Runtime:
+    """Everything the tools need, shared by all sessions."""
+
+    settings: Settings
+    client: AtlasClient
+    remote: bool = False
+    offline: bool = False
+    guard: SpendGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.guard = SpendGuard(self.settings.max_images_per_hour)
+
+    @classmethod
+    def create(
+        cls,
+        settings: Settings,
+        *,
+        offline: bool = False,
+        remote: bool = False,
+        client: AtlasClient | None = None,
+        emulator_latency: float = 1.0,
+    ) -> Runtime:
+        """Build the runtime; ``offline`` puts the emulator behind the client, in process, no port."""
+        if client is None:
+            if offline:
+                from .emulator import Emulator
+
+                emulator = Emulator(latency=emulator_latency)
+                transport: httpx.AsyncBaseTransport | None = httpx.ASGITransport(app=emulator.app)
+                settings = settings.replace(api_key=OFFLINE_API_KEY, base_url=OFFLINE_BASE_URL)
+            else:
+                transport = None
+            client = AtlasClient(
+                api_key=settings.api_key,
+                base_url=settings.base_url,
+                timeout=settings.timeout,
+                connect_timeout=settings.connect_timeout,
+                upload_timeout=settings.upload_timeout,
+                max_retries=settings.max_retries,
+                transport=transport,
+            )
+        register_secret(settings.api_key, permanent=True)
+        return cls(settings=settings, client=client, remote=remote, offline=offline)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    # --- per-request views ---------------------------------------------------------------
+
+    def api(self, headers: Mapping[str, str] | None = None) -> AtlasClient:
+        """The client for the current request: the caller's own key in per-user-key mode.
+
+        ``headers`` are the HTTP headers of the MCP message being served (``ctx.headers``); in
+        per-user-key mode the Atlas key comes from its ``X-Atlas-Api-Key`` and the server's own
+        key is never used.
+        """
+        if self.per_user_keys:
+            key = self.current_key(headers)
+            if not key:
+                raise MissingAPIKeyError(
+                    "This hosted server needs your own Atlas Cloud API key: send it in the "
+                    "X-Atlas-Api-Key header of every MCP request (set it in the client's headers configuration)."
+                )
+            return self.client.with_api_key(key)
+        if not self.client.has_api_key:
+            raise MissingAPIKeyError()
+        return self.client
+
+    @property
+    def per_user_keys(self) -> bool:
+        return self.settings.user_keys and self.remote
+
+    def current_key(self, headers: Mapping[str, str] | None = None) -> str | None:
+        """The Atlas key this request uses (for the spend guard's bucket; never logged)."""
+        if not self.per_user_keys:
+            return self.settings.api_key
+        key = _header(headers, USER_KEY_HEADER) or request_api_key.get()
+        return key.strip() if key and key.strip() else None
+
+    @property
+    def save_by_default(self) -> bool:
+        """Over stdio, save unless turned off; over HTTP only with an explicit ATLAS_MCP_OUTPUT_DIR."""
+        if not self.settings.save:
+            return False
+        return self.settings.output_dir_explicit or not self.remote
+
+    @property
+    def output_dir(self) -> Path:
+        return self.settings.resolved_output_dir
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == name), None)
+    return value
