@@ -115,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "generate":
             from .generate import run_generate
 
+            if settings.log_level != "DEBUG":  # the terminal shows progress and the result instead
+                logging.getLogger().setLevel(logging.WARNING)
+
             return anyio.run(run_generate, settings, args)
         return _serve(settings, args)
     except KeyboardInterrupt:

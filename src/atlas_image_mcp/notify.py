@@ -8,11 +8,12 @@ client opts in per request through ``_meta`` and the SDK filters by itself.
 from __future__ import annotations
 
 import logging
-import weakref
+import warnings
 from typing import Any
 
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import EmptyResult, LoggingLevel, SetLevelRequestParams
 
 from .errors import redact
@@ -23,16 +24,29 @@ logger = logging.getLogger(__name__)
 
 _ORDER: tuple[LoggingLevel, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 _DEFAULT_LEVEL: LoggingLevel = "info"
-_levels: weakref.WeakKeyDictionary[Any, LoggingLevel] = weakref.WeakKeyDictionary()
+_STATE_KEY = "atlas_image_mcp.log_level"
+
+
+def _connection_state(session: Any) -> dict[str, Any]:
+    """The per-connection state dict (the session object itself is per request in the SDK)."""
+    connection = getattr(session, "_connection", None)
+    state = getattr(connection, "state", None)
+    return state if isinstance(state, dict) else {}
 
 
 async def _set_level(ctx: ServerRequestContext[Any], params: SetLevelRequestParams) -> EmptyResult:
-    _levels[ctx.session] = params.level
+    _connection_state(ctx.session)[_STATE_KEY] = params.level
     return EmptyResult()
 
 
 def install_logging_handler(server: MCPServer[Any]) -> None:
-    """Serve ``logging/setLevel`` (which also makes the server declare the logging capability)."""
+    """Serve ``logging/setLevel`` (which also makes the server declare the logging capability).
+
+    The SDK warns on every log message because the 2026-07-28 protocol replaced ``setLevel`` with
+    a per-request opt-in; handshake-era clients (most IDEs today) still use it, so that one warning
+    is silenced.
+    """
+    warnings.filterwarnings("ignore", message="The logging capability is deprecated", category=MCPDeprecationWarning)
     server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_level)
 
 
@@ -41,8 +55,7 @@ async def notify(ctx: Context, level: LoggingLevel, message: str) -> None:
     text = redact(message)
     logger.log(logging.DEBUG if level == "debug" else logging.INFO, "%s", text)
     try:
-        session = ctx.request_context.session
-        wanted = _levels.get(session, _DEFAULT_LEVEL)
+        wanted = _connection_state(ctx.request_context.session).get(_STATE_KEY, _DEFAULT_LEVEL)
         if _ORDER.index(level) < _ORDER.index(wanted):
             return
         await ctx.log(level, text, logger_name="atlas-image-mcp")

@@ -60,6 +60,7 @@ def _write(path: Path, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a saved picture is an ordinary user file
         os.replace(tmp, path)
     except BaseException:
         try:

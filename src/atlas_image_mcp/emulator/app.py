@@ -1,0 +1,365 @@
+"""The emulator's HTTP routes, answering like the Atlas Cloud API (``shared/reference/atlas-api.md``).
+
+Routes (all JSON unless noted; ``auth`` = ``Authorization: Bearer <key>`` required):
+
+- ``POST /api/v1/model/generateImage`` (auth; also ``generateVideo`` / ``generateAudio``)
+- ``GET  /api/v1/model/prediction/{id}[/]`` and ``/api/v1/model/result/{id}[/]`` (auth)
+- ``POST /api/v1/model/uploadMedia`` (auth, multipart part ``file``)
+- ``GET  /api/v1/model/history`` (auth), ``GET /public/v1/balance`` (auth, not enveloped)
+- ``GET  /api/v1/models`` (no auth)
+- ``GET  /outputs/{id}/{n}.jpeg``, ``/media/{id}/{filename}`` (files, no auth)
+- ``GET  /model/schema/{slug}.json``, ``/model/readme/{slug}.md``, ``/model/avatar/{slug}.png`` (no auth)
+- ``/_emulator/*`` admin endpoints (see :mod:`.admin`)
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import anyio
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from .admin import admin_routes
+from .catalogue import (
+    MODELS,
+    catalogue_entry,
+    find_model,
+    find_model_by_slug,
+    readme_text,
+    schema_document,
+)
+from .payloads import (
+    error_response,
+    ok_response,
+    prediction_data,
+    prediction_response,
+    submit_data,
+)
+from .recording import gate
+from .render import render_avatar_png, render_jpeg
+from .store import Prediction
+from .validation import SubmissionError, validate_submission
+
+if TYPE_CHECKING:
+    from .core import Emulator
+
+__all__ = ["EmulatorApp", "build_app"]
+
+logger = logging.getLogger(__name__)
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+_OUTPUT_NAME_RE = re.compile(r"^(\d+)\.jpeg$")
+_HISTORY_MAX_PAGE_SIZE = 50
+_BALANCE = "10.000000"
+
+
+class EmulatorApp(Starlette):
+    """The Starlette app behind :attr:`Emulator.app`, fronted by the recording / fault gate."""
+
+    def __init__(self, emulator: Emulator, routes: list[BaseRoute]) -> None:
+        super().__init__(routes=routes, exception_handlers={HTTPException: _http_error})  # type: ignore[dict-item]
+        self.router.redirect_slashes = False
+        self.emulator = emulator
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await gate(self.emulator, scope, receive, send, super().__call__)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = {404: "not found", 405: "method not allowed"}.get(exc.status_code, str(exc.detail))
+    return error_response(exc.status_code, message, headers=exc.headers)
+
+
+def build_app(emulator: Emulator) -> EmulatorApp:
+    return EmulatorApp(emulator, [*Api(emulator).routes(), *admin_routes(emulator)])
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _requires_auth(
+    handler: Callable[[Api, Request], Awaitable[Response]],
+) -> Callable[[Api, Request], Awaitable[Response]]:
+    @functools.wraps(handler)
+    async def checked(self: Api, request: Request) -> Response:
+        if not self.emulator.is_authorized(request.headers.get("authorization")):
+            return error_response(401, "Invalid or expired API key")
+        return await handler(self, request)
+
+    return checked
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid JSON constant {name}")
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body(), parse_constant=_reject_constant)
+    except ValueError:  # includes JSONDecodeError and UnicodeDecodeError
+        raise SubmissionError("invalid JSON body") from None
+    if not isinstance(body, dict):
+        raise SubmissionError("request body must be a JSON object")
+    return body
+
+
+class Api:
+    """Route handlers; state lives on the :class:`Emulator`."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+
+    def routes(self) -> list[BaseRoute]:
+        prediction_paths = [
+            f"/api/v1/model/{kind}/{{prediction_id}}{slash}"
+            for kind in ("prediction", "result")
+            for slash in ("", "/")
+        ]
+        return [
+            *(
+                Route(f"/api/v1/model/generate{kind}", self._submit_endpoint(kind), methods=["POST"])
+                for kind in ("Image", "Video", "Audio")
+            ),
+            *(Route(path, self.poll, methods=["GET"]) for path in prediction_paths),
+            Route("/api/v1/model/uploadMedia", self.upload, methods=["POST"]),
+            Route("/api/v1/model/history", self.history, methods=["GET"]),
+            Route("/api/v1/models", self.models, methods=["GET"]),
+            Route("/public/v1/balance", self.balance, methods=["GET"]),
+            Route("/outputs/{prediction_id}/{name}", self.output_file, methods=["GET"]),
+            Route("/media/{media_id}/{filename}", self.media_file, methods=["GET"]),
+            Route("/model/schema/{name}", self.schema, methods=["GET"]),
+            Route("/model/readme/{name}", self.readme, methods=["GET"]),
+            Route("/model/avatar/{name}", self.avatar, methods=["GET"]),
+        ]
+
+    # -- submit ---------------------------------------------------------------------------------
+
+    def _submit_endpoint(self, kind: str) -> Endpoint:
+        async def submit(request: Request) -> Response:
+            if not self.emulator.is_authorized(request.headers.get("authorization")):
+                return error_response(401, "Invalid or expired API key")
+            try:
+                return await self._submit(request, kind)
+            except SubmissionError as exc:
+                logger.info("submit rejected: %s", exc)
+                return error_response(400, str(exc))
+
+        return submit
+
+    async def _submit(self, request: Request, kind: str) -> Response:
+        body = await _json_object(request)
+        if "model" not in body:
+            raise SubmissionError("model is required")
+        spec = find_model(body["model"])
+        if spec is None:
+            raise SubmissionError("model not found")
+        if spec.type != kind:
+            hint = "use the LLM API" if spec.type == "Text" else f"use generate{spec.type}"
+            raise SubmissionError(f"model type mismatch: {spec.id} is a {spec.type} model, {hint}")
+        if kind != "Image":
+            raise SubmissionError(f"the emulator does not generate {kind.lower()}")
+        submission = validate_submission(body, spec)
+        prediction = self.emulator.create_prediction(spec, submission)
+        if submission.sync_mode:
+            return await self._finish_sync(request, prediction)
+        return ok_response(submit_data(prediction, _base_url(request), self.emulator.timeline))
+
+    async def _finish_sync(self, request: Request, prediction: Prediction) -> Response:
+        """``enable_sync_mode``: wait out the remaining latency, answer with the final prediction."""
+        await anyio.sleep(max(0.0, prediction.done_at - self.emulator.clock()))
+        now = self.emulator.clock()
+        prediction.finish_by(now)
+        return await self._prediction_answer(request, prediction, now)
+
+    # -- poll -----------------------------------------------------------------------------------
+
+    @_requires_auth
+    async def poll(self, request: Request) -> Response:
+        prediction = self.emulator.predictions.get(request.path_params["prediction_id"])
+        now = self.emulator.clock()
+        if prediction is None or not prediction.is_visible(now):
+            return error_response(404, "prediction not found")
+        return await self._prediction_answer(request, prediction, now)
+
+    async def _prediction_answer(self, request: Request, prediction: Prediction, now: float) -> Response:
+        base = _base_url(request)
+        outputs = await self._outputs(prediction, base, now)
+        data = prediction_data(prediction, now=now, base=base, clock=self.emulator.timeline, outputs=outputs)
+        return prediction_response(prediction, data, now)
+
+    async def _outputs(self, prediction: Prediction, base: str, now: float) -> list[str] | None:
+        if not prediction.has_outputs(now):
+            return None
+        indexes = range(prediction.num_images)
+        if not prediction.base64_output:
+            return [f"{base}/outputs/{prediction.id}/{i}.jpeg" for i in indexes]
+        images = [await _render(prediction, i) for i in indexes]
+        return [f"data:image/jpeg;base64,{base64.b64encode(image).decode('ascii')}" for image in images]
+
+    # -- files ----------------------------------------------------------------------------------
+
+    async def output_file(self, request: Request) -> Response:
+        prediction = self.emulator.predictions.get(request.path_params["prediction_id"])
+        match = _OUTPUT_NAME_RE.match(request.path_params["name"])
+        now = self.emulator.clock()
+        if prediction is None or match is None or not prediction.has_outputs(now):
+            return error_response(404, "file not found")
+        index = int(match.group(1))
+        if index >= prediction.num_images:
+            return error_response(404, "file not found")
+        image = await _render(prediction, index)
+        return Response(image, media_type="image/jpeg", headers={"cache-control": "public, max-age=86400"})
+
+    async def media_file(self, request: Request) -> Response:
+        media = self.emulator.media.get(request.path_params["media_id"])
+        if media is None or media.filename != request.path_params["filename"]:
+            return error_response(404, "file not found")
+        return Response(media.content, media_type=media.content_type)
+
+    @_requires_auth
+    async def upload(self, request: Request) -> Response:
+        async with request.form() as form:
+            part = form.get("file")
+            if not isinstance(part, UploadFile):
+                return error_response(400, "file is required")
+            content = await part.read()
+            filename = part.filename
+        if not content:
+            return error_response(400, "file is empty")
+        media = self.emulator.media.add(filename or "", content)
+        logger.info("upload %s (%d bytes) stored as %s", media.filename, len(content), media.id)
+        url = f"{_base_url(request)}/media/{media.id}/{quote(media.filename)}"
+        data = {"type": media.kind, "download_url": url, "filename": media.filename, "size": len(content)}
+        return ok_response(data, message="success")
+
+    # -- catalogue and account ------------------------------------------------------------------
+
+    async def models(self, request: Request) -> Response:
+        base = _base_url(request)
+        return ok_response([catalogue_entry(spec, base) for spec in MODELS])
+
+    async def schema(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        spec = find_model_by_slug(name.removesuffix(".json")) if name.endswith(".json") else None
+        if spec is None or spec.input_properties is None:
+            return error_response(404, "schema not found")
+        return JSONResponse(schema_document(spec, _base_url(request)))
+
+    async def readme(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        spec = find_model_by_slug(name.removesuffix(".md")) if name.endswith(".md") else None
+        if spec is None:
+            return error_response(404, "readme not found")
+        return PlainTextResponse(readme_text(spec), media_type="text/markdown; charset=utf-8")
+
+    async def avatar(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        spec = find_model_by_slug(name.removesuffix(".png")) if name.endswith(".png") else None
+        if spec is None:
+            return error_response(404, "file not found")
+        return Response(render_avatar_png(spec.id), media_type="image/png")
+
+    @_requires_auth
+    async def history(self, request: Request) -> Response:
+        page, size = _page_params(request)
+        items = [
+            p for p in self.emulator.store.newest_first() if _history_match(p, request, self.emulator.clock())
+        ]
+        base = _base_url(request)
+        chosen = items[(page - 1) * size : page * size]
+        data = {
+            "items": [self._history_item(p, base) for p in chosen],
+            "pageNo": page,
+            "pageSize": size,
+            "total": len(items),
+        }
+        return ok_response(data)
+
+    def _history_item(self, prediction: Prediction, base: str) -> dict[str, Any]:
+        """One history row; output URLs are given even for base64 predictions."""
+        now = self.emulator.clock()
+        outputs = (
+            [f"{base}/outputs/{prediction.id}/{i}.jpeg" for i in range(prediction.num_images)]
+            if prediction.has_outputs(now)
+            else None
+        )
+        result = prediction_data(
+            prediction, now=now, base=base, clock=self.emulator.timeline, outputs=outputs
+        )
+        return {
+            "ID": prediction.id,
+            "createdAt": int(self.emulator.timeline.wall(prediction.submitted_at)),
+            "model": prediction.model,
+            "requestBody": json.dumps(prediction.params),
+            "result": result,
+            "status": result["status"],
+        }
+
+    @_requires_auth
+    async def balance(self, request: Request) -> Response:
+        def money(value: str) -> dict[str, str]:
+            return {"value": value, "currency": "usd"}
+
+        return JSONResponse(
+            {
+                "object": "balance",
+                "scope": "self",
+                "account": {"id": "acct_emulator", "name": "Atlas emulator", "type": "personal"},
+                "available": money(_BALANCE),
+                "cash": money(_BALANCE),
+                "bonus": money("0.000000"),
+                "frozen": money("0.000000"),
+                "request_id": uuid.uuid4().hex,
+            }
+        )
+
+
+async def _render(prediction: Prediction, index: int) -> bytes:
+    return await anyio.to_thread.run_sync(
+        render_jpeg,
+        prediction.display_prompt,
+        prediction.seed,
+        prediction.width,
+        prediction.height,
+        prediction.model,
+        index,
+    )
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    try:
+        return int(request.query_params.get(name, default))
+    except ValueError:
+        return default
+
+
+def _page_params(request: Request) -> tuple[int, int]:
+    page = max(1, _int_param(request, "no", 1))
+    size = min(max(1, _int_param(request, "size", 10)), _HISTORY_MAX_PAGE_SIZE)
+    return page, size
+
+
+def _history_match(prediction: Prediction, request: Request, now: float) -> bool:
+    query = request.query_params
+    if query.get("sessionID") and prediction.id != query["sessionID"]:
+        return False
+    if query.get("model") and prediction.model != query["model"]:
+        return False
+    return not (query.get("status") and prediction.status_at(now) != query["status"])

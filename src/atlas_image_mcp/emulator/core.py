@@ -1,0 +1,157 @@
+"""The :class:`Emulator`: configuration and state of one fake Atlas Cloud API, plus its ASGI app."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .app import EmulatorApp, build_app
+from .catalogue import ModelSpec, price_for
+from .faults import Fault, FaultQueue
+from .media import MediaStore
+from .recording import RecordedRequest, count_matching
+from .store import EmulatorClock, Prediction, PredictionScript, PredictionStore, Timing
+from .validation import Submission
+
+__all__ = ["Emulator"]
+
+logger = logging.getLogger(__name__)
+
+_BEARER = "bearer "
+
+
+class Emulator:
+    """A local stand-in for the Atlas Cloud API (``shared/reference/atlas-api.md``).
+
+    ``api_keys``: ``None`` accepts any non-empty Bearer token, otherwise only these.
+    ``latency``: seconds from submit until a prediction is terminal; ``queue_delay`` (<= latency):
+    seconds it stays ``created`` before ``processing``. ``fail_http_status``: HTTP status of a
+    failed prediction's poll answer (500 like the real API, or 200). ``clock``: time source that
+    drives every prediction's progress (tests pass a fake clock and advance it).
+    """
+
+    def __init__(
+        self,
+        api_keys: Iterable[str] | None = None,
+        latency: float = 1.0,
+        queue_delay: float = 0.0,
+        fail_http_status: int = 500,
+        clock: Callable[[], float] = time.monotonic,
+        max_logged_requests: int = 100_000,
+    ) -> None:
+        _check_timing(latency, queue_delay, fail_http_status)
+        if max_logged_requests < 1:
+            raise ValueError("max_logged_requests must be >= 1")
+        self.api_keys: frozenset[str] | None = None if api_keys is None else frozenset(api_keys)
+        self.latency = float(latency)
+        self.queue_delay = float(queue_delay)
+        self.fail_http_status = fail_http_status
+        self.clock = clock
+        self.max_logged_requests = max_logged_requests
+        self.timeline = EmulatorClock(clock)
+        self.requests: list[RecordedRequest] = []
+        self.store = PredictionStore(clock)
+        self.media = MediaStore()
+        self._faults = FaultQueue()
+        self._log_lock = threading.Lock()
+        self.app: EmulatorApp = build_app(self)
+
+    # -- public test-double interface -----------------------------------------------------------
+
+    @property
+    def predictions(self) -> dict[str, Prediction]:
+        return self.store.predictions
+
+    def count(self, method: str = "*", path: str = "*") -> int:
+        """Recorded requests matching ``method`` and the fnmatch pattern ``path``."""
+        return count_matching(list(self.requests), method, path)
+
+    def reset_log(self) -> None:
+        with self._log_lock:
+            self.requests.clear()
+
+    def inject(self, fault: Fault, *, method: str = "*", path: str = "*", times: int = 1) -> None:
+        """Arm ``fault`` for the next ``times`` requests matching ``method`` / ``path``."""
+        self._faults.add(fault, method=method, path=path, times=times)
+        logger.info("armed fault %s for %s %s x%d", fault.kind, method, path, times)
+
+    def script_next(self, script: PredictionScript) -> None:
+        """Queue ``script`` for the next submitted prediction (FIFO)."""
+        self.store.queue_script(script)
+
+    def reset(self) -> None:
+        """Forget requests, predictions, uploads, armed faults and queued scripts (keeps config)."""
+        self.reset_log()
+        self.store.clear()
+        self.media.clear()
+        self._faults.clear()
+
+    def configure(
+        self,
+        latency: float | None = None,
+        queue_delay: float | None = None,
+        fail_http_status: int | None = None,
+    ) -> None:
+        """Change the defaults for predictions submitted from now on."""
+        new_latency = self.latency if latency is None else float(latency)
+        new_queue = self.queue_delay if queue_delay is None else float(queue_delay)
+        new_status = self.fail_http_status if fail_http_status is None else int(fail_http_status)
+        _check_timing(new_latency, new_queue, new_status)
+        self.latency, self.queue_delay, self.fail_http_status = new_latency, new_queue, new_status
+        logger.info("config: latency=%.2fs queue_delay=%.2fs fail_http_status=%d", *self._timing_tuple())
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "latency": self.latency,
+            "queue_delay": self.queue_delay,
+            "fail_http_status": self.fail_http_status,
+        }
+
+    def pending_faults(self) -> list[dict[str, Any]]:
+        return self._faults.pending()
+
+    # -- used by the app ------------------------------------------------------------------------
+
+    def record(self, request: RecordedRequest) -> None:
+        with self._log_lock:
+            self.requests.append(request)
+            excess = len(self.requests) - self.max_logged_requests
+            if excess > 0:
+                del self.requests[:excess]
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        return self._faults.take(method, path)
+
+    def is_authorized(self, authorization: str | None) -> bool:
+        if not authorization or not authorization.lower().startswith(_BEARER):
+            return False
+        token = authorization[len(_BEARER) :].strip()
+        return bool(token) and (self.api_keys is None or token in self.api_keys)
+
+    def create_prediction(self, spec: ModelSpec, submission: Submission) -> Prediction:
+        return self.store.create(
+            model=spec.id,
+            prompt=submission.prompt,
+            params=submission.params,
+            seed=submission.seed,
+            size=(submission.width, submission.height),
+            num_images=submission.num_images,
+            base64_output=submission.base64_output,
+            catalogue_price=price_for(spec, submission.num_images),
+            timing=Timing(*self._timing_tuple()),
+        )
+
+    def _timing_tuple(self) -> tuple[float, float, int]:
+        return self.latency, self.queue_delay, self.fail_http_status
+
+
+def _check_timing(latency: float, queue_delay: float, fail_http_status: int) -> None:
+    if latency < 0:
+        raise ValueError("latency must be >= 0")
+    if not 0 <= queue_delay <= latency:
+        raise ValueError("queue_delay must be between 0 and latency")
+    if not 100 <= fail_http_status <= 599:
+        raise ValueError("fail_http_status must be an HTTP status code")

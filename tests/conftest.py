@@ -1,0 +1,100 @@
+"""Shared fixtures: a clean environment, the emulator in process, and a server wired to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp import Client
+
+from atlas_image_mcp.client import AtlasClient, PollSchedule
+from atlas_image_mcp.emulator import Emulator
+from atlas_image_mcp.runtime import Runtime
+from atlas_image_mcp.server import make_server
+from atlas_image_mcp.settings import Settings
+
+TEST_KEY = "apikey-TESTSECRET-0123456789abcdef"
+EMULATOR_URL = "http://atlas.emulator"
+FAST_POLLS = PollSchedule(first=0.02, fast_until=1.0, growth=1.5, max_interval=0.1, jitter=0.0)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No ATLAS* variable leaks in from the machine; HOME points at a scratch folder."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("ATLAS", "ATLASCLOUD")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+class FakeClock:
+    """A clock the test moves by hand (for the emulator's job progress)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def emulator() -> Emulator:
+    return Emulator(api_keys=[TEST_KEY], latency=0.05)
+
+
+def make_api(emulator: Emulator, *, api_key: str | None = TEST_KEY, **kw: Any) -> AtlasClient:
+    return AtlasClient(
+        api_key=api_key,
+        base_url=EMULATOR_URL,
+        transport=httpx.ASGITransport(app=emulator.app),
+        poll_schedule=kw.pop("poll_schedule", FAST_POLLS),
+        **kw,
+    )
+
+
+@pytest.fixture
+def output_dir(tmp_path: Path) -> Path:
+    return tmp_path / "pictures"
+
+
+@pytest.fixture
+def settings(output_dir: Path) -> Settings:
+    return Settings(api_key=TEST_KEY, output_dir=output_dir, output_dir_explicit=True, wait_seconds=10)
+
+
+@pytest.fixture
+def connect(emulator: Emulator, settings: Settings) -> Callable[..., Any]:
+    """``async with connect(**settings_changes) as client``: an MCP client on a server wired to the emulator."""
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def _connect(
+        *, api_key: str | None = TEST_KEY, remote: bool = False, client_options: dict[str, Any] | None = None,
+        **changes: Any,
+    ) -> AsyncIterator[Client]:
+        api = make_api(emulator, api_key=api_key)
+        runtime = Runtime.create(settings.replace(api_key=api_key, **changes), client=api, remote=remote)
+        try:
+            async with Client(make_server(runtime), **(client_options or {})) as client:
+                yield client
+        finally:
+            await runtime.aclose()
+
+    return _connect
+
+
+def text_of(result: Any) -> str:
+    return "\n".join(block.text for block in result.content if getattr(block, "type", None) == "text")
