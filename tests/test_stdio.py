@@ -1,0 +1,136 @@
+"""The process boundary over stdio: the installed entry point, raw pipes, stdout purity.
+
+Over stdio, stdout is the protocol: every line the server writes there must be one JSON-RPC 2.0
+message. Logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.subprocess
+
+ENTRY_POINT = Path(sys.executable).with_name("atlas-image-mcp")
+
+
+def _exchange(messages: list[dict[str, Any]], env: dict[str, str], until_id: int, timeout: float = 60) -> tuple[list[str], str, int]:
+    """Send ``messages``, read stdout lines until the response ``until_id`` arrives, then close stdin.
+
+    Returns every stdout line, stderr and the exit code. Bounded by ``timeout`` throughout.
+    """
+    with subprocess.Popen(
+        [str(ENTRY_POINT), "--offline"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as proc:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        lines: queue.Queue[str | None] = queue.Queue()
+        stdout = proc.stdout
+
+        def pump() -> None:
+            for line in stdout:
+                lines.put(line.rstrip("\n"))
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+        seen: list[str] = []
+        try:
+            proc.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+            proc.stdin.flush()
+            deadline = time.monotonic() + timeout
+            while (line := lines.get(timeout=max(0.1, deadline - time.monotonic()))) is not None:
+                seen.append(line)
+                if json.loads(line).get("id") == until_id:
+                    break
+            proc.stdin.close()
+            code = proc.wait(timeout=15)
+            while (line := lines.get(timeout=5)) is not None:
+                seen.append(line)
+            return seen, proc.stderr.read(), code
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ATLAS", "ATLASCLOUD"))}
+    env.update(HOME=str(tmp_path / "home"), ATLAS_MCP_OUTPUT_DIR=str(tmp_path / "out"), ATLAS_MCP_LOG_LEVEL="DEBUG")
+    return env
+
+
+def test_installed_entry_point_speaks_only_json_rpc_on_stdout_and_draws_a_picture(tmp_path: Path) -> None:
+    assert ENTRY_POINT.exists(), "the console script is not installed next to the interpreter"
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "stdio-test", "version": "1"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": "generate_image",
+            "arguments": {"prompt": "a red fox in the snow", "width": 768, "height": 512},
+            "_meta": {"progressToken": "p1"}}},
+    ]  # fmt: skip
+    lines, stderr, code = _exchange(messages, _env(tmp_path), until_id=3)
+    assert code == 0, stderr
+    parsed = [json.loads(line) for line in lines]  # raises on any non-JSON line
+    assert all(msg.get("jsonrpc") == "2.0" for msg in parsed)
+    by_id = {msg["id"]: msg for msg in parsed if "id" in msg}
+    assert by_id[1]["result"]["serverInfo"]["name"] == "atlas-image-mcp"
+    assert {t["name"] for t in by_id[2]["result"]["tools"]} >= {"generate_image", "get_prediction", "upload_media"}
+    result = by_id[3]["result"]
+    assert result["isError"] is False, result
+    saved = Path(result["structuredContent"]["outputs"][0]["path"])
+    assert saved.parent == tmp_path / "out"
+    with Image.open(saved) as img:
+        assert img.size == (768, 512)
+    [image] = [block for block in result["content"] if block["type"] == "image"]
+    with Image.open(io.BytesIO(base64.b64decode(image["data"]))) as thumb:
+        assert thumb.size == (512, 341)
+    assert any(msg.get("method") == "notifications/progress" for msg in parsed)
+    assert "atlas-image-mcp" in stderr  # logs went to stderr
+
+
+def test_generate_command_saves_a_picture_of_the_requested_size_and_prints_its_path(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(ENTRY_POINT), "generate", "--offline", "a lighthouse at dusk", "--aspect-ratio", "16:9"],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    [printed] = proc.stdout.splitlines()
+    path = Path(printed)
+    assert path.is_absolute() and path.parent == tmp_path / "out" and path.suffix == ".jpg"
+    with Image.open(path) as img:
+        assert img.size == (1360, 768)
+    assert "Status: completed" in proc.stderr
+
+
+def test_generate_command_reports_a_bad_parameter_and_exits_non_zero(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(ENTRY_POINT), "generate", "--offline", "fox", "--model", "black-forest-labs/flux-dev", "--width", "100"],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "512 to 1536" in proc.stderr and proc.stdout == ""
