@@ -42,10 +42,15 @@ class Range:
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidParameterError(name, f"must be a finite number between {self.describe()}.")
         if not self.minimum <= value <= self.maximum:
-            raise InvalidParameterError(name, f"{value:g} is out of range; allowed: {self.describe()}.")
+            raise InvalidParameterError(name, f"{_num(value)} is out of range; allowed: {self.describe()}.")
 
     def describe(self) -> str:
-        return f"{self.minimum:g} to {self.maximum:g}"
+        return f"{_num(self.minimum)} to {_num(self.maximum)}"
+
+
+def _num(value: float) -> str:
+    """Whole numbers in full (2147483647, not 2.14748e+09), others compactly."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 @dataclass(frozen=True)

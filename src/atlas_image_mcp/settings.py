@@ -43,6 +43,7 @@ Environment variables (all optional):
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -164,9 +165,9 @@ class Settings:
         return cls(
             api_key=reader.text("ATLASCLOUD_API_KEY"),
             base_url=reader.text("ATLASCLOUD_BASE_URL") or DEFAULT_BASE_URL,
-            timeout=reader.number("ATLAS_MCP_TIMEOUT", 30.0),
-            connect_timeout=reader.number("ATLAS_MCP_CONNECT_TIMEOUT", 10.0),
-            upload_timeout=reader.number("ATLAS_MCP_UPLOAD_TIMEOUT", 300.0),
+            timeout=reader.positive("ATLAS_MCP_TIMEOUT", 30.0),
+            connect_timeout=reader.positive("ATLAS_MCP_CONNECT_TIMEOUT", 10.0),
+            upload_timeout=reader.positive("ATLAS_MCP_UPLOAD_TIMEOUT", 300.0),
             max_retries=reader.integer("ATLAS_MCP_MAX_RETRIES", 3),
             wait_seconds=reader.number("ATLAS_MCP_WAIT_SECONDS", 45.0),
             image_mode=(reader.text("ATLAS_MCP_IMAGE_MODE") or "thumbnail").lower(),  # type: ignore[arg-type]
@@ -201,8 +202,14 @@ class _Reader:
             value = float(raw)
         except ValueError:
             raise SettingsError(f"{name} must be a number (got {raw!r}).") from None
-        if value < 0 or value != value:
-            raise SettingsError(f"{name} must not be negative (got {raw!r}).")
+        if not math.isfinite(value) or value < 0:
+            raise SettingsError(f"{name} must be a finite number, not negative (got {raw!r}).")
+        return value
+
+    def positive(self, name: str, default: float) -> float:
+        value = self.number(name, default)
+        if value <= 0:
+            raise SettingsError(f"{name} must be greater than 0 (got {value:g}).")
         return value
 
     def integer(self, name: str, default: int) -> int:
