@@ -22,12 +22,14 @@ import email.utils
 import io
 import json
 import logging
+import math
 import mimetypes
 import random
 import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,7 +53,15 @@ from .errors import (
     status_error,
 )
 from .flux import GenerationRequest, PreparedRequest, prepare_request
-from .models import ModelInfo, Prediction, Upload, envelope_code, envelope_data, envelope_message, parse_prediction
+from .models import (
+    ModelInfo,
+    Prediction,
+    Upload,
+    envelope_code,
+    envelope_data,
+    envelope_message,
+    parse_prediction,
+)
 from .settings import DEFAULT_BASE_URL, normalize_base_url
 
 __all__ = ["AtlasClient", "Download", "PollSchedule"]
@@ -63,7 +73,12 @@ INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 8.0
 MAX_RETRY_AFTER = 30.0
 MODELS_TTL = 300.0
-DEFAULT_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30.0)
+# httpcore 1.0.x rescans every pooled connection and every queued request each time a request
+# starts or ends, and closes idle connections as soon as there are more connections in all than
+# max_keepalive_connections (encode/httpcore#1035): with 500 calls in flight that bookkeeping was
+# most of the HTTP server's CPU (bench/RESULTS.md). So every connection is kept alive, and requests
+# queue for one in our own semaphore (_Shared.in_flight), never in httpcore's queue.
+DEFAULT_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=30.0)
 _PREDICTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$")
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -80,22 +95,51 @@ class Download:
 
 
 class PollSchedule:
-    """When to poll a running prediction: often at first, then less often.
+    """When to poll a running prediction, learning how long each model takes.
 
-    FLUX schnell usually finishes in 1-3 s, so the first polls come quickly; longer jobs back off
-    geometrically to ``max_interval``. Each interval gets +-``jitter`` so that many waiting calls
-    do not poll in lock step.
+    *Cold* (no prediction of the model has completed in this process yet): every ``first``
+    seconds until ``fast_until``, then intervals growing by ``growth`` up to ``max_interval``.
+    With the defaults any prediction that ends within its first 5 s is seen within 250 ms (polls
+    240 ms apart, on a grid from the start of the wait so slow answers do not stretch it, leaving
+    ~10 ms for the submit answer and the poll to travel).
+
+    *Learned*: the schedule keeps the durations of the model's last ``history`` completed
+    predictions (Atlas' own ``latency_ms``, else ``completed_at - created_at``, else what the
+    polls bracketed). With ``lo`` the fastest of them and ``hi`` the slowest (ignoring the single
+    slowest once there are four), a wait polls:
+
+    1. before ``lo``: on a grid of at most ``lo / 2`` and ``max_interval`` (a job faster than
+       any recent one is still caught within half of ``lo``);
+    2. from ``lo`` to ``hi``: every ``fine = max(min_interval, precision * hi, (hi - lo) /
+       window_polls)`` seconds (at most ``first`` while ``hi`` < ``fast_until``), the first poll
+       right at ``lo``;
+    3. after that (a job slower than the recent ones): every ``(growth - 1) * elapsed`` seconds,
+       at least ``fine``, at most ``first`` before ``fast_until`` and ``max_interval`` after.
+
+    So a model that takes ~1 s is polled about twice and seen a few ms after it finishes, and a
+    ~30 s one about 6 times, instead of 4 and 30 times on the cold schedule; a prediction that
+    ends within 5 s is still seen within 250 ms unless it beats the fastest recent run of its
+    model. Timing only depends on the model id (not size or steps) and assumes the wait starts
+    right after the submit. Cold intervals get +-``jitter`` (never above ``first`` in the fast
+    phase) so that many waits do not poll in lock step; learned ones need none, as each wait's
+    grid starts at its own submit. One schedule is shared by a client and its per-key views;
+    ``learn=False`` keeps it cold.
     """
 
     def __init__(
         self,
         *,
-        first: float = 0.25,
-        fast_until: float = 2.0,
+        first: float = 0.24,
+        fast_until: float = 5.0,
         growth: float = 1.5,
         max_interval: float = 5.0,
         jitter: float = 0.1,
         rng: Callable[[], float] = random.random,
+        learn: bool = True,
+        history: int = 8,
+        precision: float = 0.05,
+        window_polls: int = 8,
+        min_interval: float = 0.02,
     ) -> None:
         self.first = first
         self.fast_until = fast_until
@@ -103,21 +147,117 @@ class PollSchedule:
         self.max_interval = max_interval
         self.jitter = jitter
         self._rng = rng
+        self.learn = learn
+        self.history = max(1, history)
+        self.precision = precision
+        self.window_polls = max(1, window_polls)
+        self.min_interval = min_interval
+        self._durations: dict[str, list[float]] = {}
 
     def interval(self, elapsed: float, previous: float | None) -> float:
+        """The cold schedule: seconds to wait before the next poll."""
         if elapsed < self.fast_until or previous is None:
-            base = self.first
-        else:
-            base = min(self.max_interval, max(self.first, previous) * self.growth)
-        return base * (1 + self.jitter * (2 * self._rng() - 1))
+            # capped at ``first`` so the jitter never stretches the fast phase's promise
+            return min(self.first, self._jittered(self.first))
+        return self._jittered(min(self.max_interval, max(self.first, previous) * self.growth))
+
+    def _jittered(self, seconds: float) -> float:
+        return seconds * (1 + self.jitter * (2 * self._rng() - 1))
+
+    # --- learning ----------------------------------------------------------------------------
+
+    def observe(self, model: str | None, seconds: float) -> None:
+        """Record that a prediction of ``model`` took ``seconds`` from submit to completion."""
+        if not self.learn or not model or not 0 < seconds < 24 * 3600:
+            return
+        recent = self._durations.pop(model, [])  # re-inserted last: the dict stays in LRU order
+        self._durations[model] = [*recent, max(seconds, self.min_interval)][-self.history :]
+        while len(self._durations) > _MAX_MODELS_TRACKED:
+            del self._durations[next(iter(self._durations))]
+
+    def expected(self, model: str | None) -> tuple[float, float] | None:
+        """(fastest, slowest) recent duration of ``model`` in seconds, or None while cold."""
+        recent = sorted(self._durations.get(model or "", ()))
+        if not recent:
+            return None
+        return recent[0], recent[-2] if len(recent) >= 4 else recent[-1]
+
+    def plan(self, model: str | None) -> _PollPlan:
+        """The poll timing of one wait for a prediction of ``model`` (None = unknown yet)."""
+        window = self.expected(model) if self.learn else None
+        if window is None:
+            return _PollPlan(self, None)
+        lo, hi = window
+        fine = max(self.min_interval, self.precision * hi, (hi - lo) / self.window_polls)
+        fine = max(1e-3, min(fine, self.first if hi < self.fast_until else self.max_interval))
+        return _PollPlan(self, (lo, hi, fine))
+
+
+class _PollPlan:
+    """The next poll of one wait, from the schedule's cold rules or its learned window."""
+
+    def __init__(self, schedule: PollSchedule, window: tuple[float, float, float] | None) -> None:
+        self.schedule = schedule
+        self.window = window
+        self.learned = window is not None
+        self._previous: float | None = None
+        self._due = 0.0  # when (seconds into the wait) the previous cold poll was due
+
+    def next_delay(self, elapsed: float) -> float:
+        """Seconds to sleep (from ``elapsed`` seconds after the wait started) before the next poll."""
+        s = self.schedule
+        if self.window is None:
+            # the next poll is due one interval after the previous one was due, not after it
+            # returned, so the time a poll takes does not add up over the wait
+            self._previous = s.interval(elapsed, self._previous)
+            self._due = max(self._due + self._previous, elapsed)
+            return self._due - elapsed
+        lo, hi, fine = self.window
+        if elapsed < lo - s.min_interval / 2:
+            # before the fastest recent duration: a coarse grid, then exactly ``lo``
+            step = min(s.max_interval, max(s.min_interval, lo / 2))
+            target = min(lo, (math.floor(elapsed / step + 1e-9) + 1) * step)
+            if lo - target < s.min_interval:
+                target = lo
+            return max(0.0, target - elapsed)
+        if elapsed < hi + fine:
+            # in the window: on the grid lo + k * fine
+            k = math.floor((elapsed - lo) / fine + 1e-9) + 1
+            return max(s.min_interval, lo + k * fine - elapsed)
+        # slower than the recent runs: relative steps, within the cold schedule's promise
+        ceiling = s.first if elapsed < s.fast_until else s.max_interval
+        return min(ceiling, max(fine, (s.growth - 1) * elapsed))
+
+
+_MAX_MODELS_TRACKED = 64
+
+
+def _duration_of(prediction: Prediction) -> float | None:
+    """How long Atlas says a completed prediction took from submit to completion, in seconds."""
+    latency = prediction.raw.get("latency_ms")
+    if isinstance(latency, (int, float)) and not isinstance(latency, bool) and latency > 0:
+        return float(latency) / 1000
+    if prediction.created_at and prediction.completed_at:
+        from datetime import datetime  # only on this fallback path
+
+        try:
+            created = datetime.fromisoformat(prediction.created_at.replace("Z", "+00:00"))
+            completed = datetime.fromisoformat(prediction.completed_at.replace("Z", "+00:00"))
+            seconds = (completed - created).total_seconds()
+        except (ValueError, TypeError):
+            return None
+        return seconds if seconds > 0 else None
+    return None
 
 
 class _Shared:
     """State shared by a client and its per-key views: the pool and the catalogue cache."""
 
-    def __init__(self, http: httpx.AsyncClient, owns_http: bool) -> None:
+    def __init__(self, http: httpx.AsyncClient, owns_http: bool, max_in_flight: int | None = None) -> None:
         self.http = http
         self.owns_http = owns_http
+        # requests wait here for one of the pool's connections (see DEFAULT_LIMITS)
+        self.in_flight = anyio.Semaphore(max_in_flight or DEFAULT_LIMITS.max_connections or 32)
         self.models: list[ModelInfo] | None = None
         self.models_at = 0.0
         self.models_lock = anyio.Lock()
@@ -168,7 +308,7 @@ class AtlasClient:
                 follow_redirects=True,
                 trust_env=True,
             )
-            self._shared = _Shared(http_client, owns_http=True)
+            self._shared = _Shared(http_client, owns_http=True, max_in_flight=limits.max_connections)
         else:
             self._shared = _Shared(http_client, owns_http=False)
 
@@ -208,7 +348,8 @@ class AtlasClient:
         if prediction is None:
             raise InvalidResponseError(
                 "Atlas accepted the generation request but its answer had no prediction id, so its "
-                f"progress cannot be followed. Answer: {str(body)[:300]}. Do not resubmit blindly: the "
+                f"progress cannot be followed. Answer: {redact(str(body))[:300]}. Do not resubmit blindly: "
+                "the "
                 "job may be running and billed; check the Atlas console history first."
             )
         return prediction
@@ -221,6 +362,7 @@ class AtlasClient:
             f"/model/prediction/{pid}",
             what=f"Looking up prediction {pid}",
             terminal_ok=True,
+            prediction_id=pid,
             deadline=deadline,
         )
         prediction = parse_prediction(body, fallback_id=pid)
@@ -242,6 +384,10 @@ class AtlasClient:
         ``on_update`` is called with every state seen (including ``first``, a state already known,
         such as the submit answer). A 404 within ``not_found_grace`` seconds of the start counts as
         "not visible yet" (Atlas can lag right after a submit). Cancel the calling task to stop.
+
+        Polls follow :class:`PollSchedule`, which times them by what the model's recent
+        predictions took (the wait is assumed to start right after the submit) and learns from
+        every completion seen here.
         """
         start = self._clock()
         deadline = start + timeout
@@ -250,10 +396,13 @@ class AtlasClient:
             await _call(on_update, current)
             if current.is_terminal:
                 return current
-        interval: float | None = None
+        schedule = self.poll_schedule
+        model = current.model if current is not None else None
+        plan = schedule.plan(model)
+        last_running = 0.0  # elapsed time of the last poll that saw the job still running
         while True:
             elapsed = self._clock() - start
-            interval = self.poll_schedule.interval(elapsed, interval)
+            interval = plan.next_delay(elapsed)
             remaining = deadline - self._clock()
             if current is not None and remaining <= 0:
                 return current
@@ -264,7 +413,16 @@ class AtlasClient:
                 if self._clock() - start > not_found_grace or self._clock() >= deadline:
                     raise
                 continue
+            if model is None and current.model:  # learned the model only now: time by it from here
+                model = current.model
+                if not plan.learned and (known := schedule.plan(model)).learned:
+                    plan = known
             await _call(on_update, current)
+            if current.kind == "done":
+                seen = self._clock() - start
+                schedule.observe(model, _duration_of(current) or (last_running + seen) / 2)
+            elif not current.is_terminal:
+                last_running = self._clock() - start
             if current.is_terminal or self._clock() >= deadline:
                 return current
 
@@ -350,7 +508,9 @@ class AtlasClient:
 
     async def _download_once(self, url: str, max_bytes: int) -> Download:
         try:
-            async with self._shared.http.stream("GET", url, headers={"Accept": "image/*,*/*"}) as response:
+            async with self._shared.in_flight, self._shared.http.stream(
+                "GET", url, headers={"Accept": "image/*,*/*"}
+            ) as response:
                 if response.status_code >= 400:
                     err = DownloadError(
                         f"The output picture could not be downloaded (HTTP {response.status_code}); its "
@@ -407,10 +567,15 @@ class AtlasClient:
         auth: bool = True,
         timeout: float | None = None,
         terminal_ok: bool = False,
+        prediction_id: str | None = None,
         deadline: float | None = None,
         what: str = "The request",
     ) -> Any:
-        """Send one API call with the retry policy above; return the decoded JSON body."""
+        """Send one API call with the retry policy above; return the decoded JSON body.
+
+        ``terminal_ok``: an error status whose body carries a terminal prediction (``prediction_id``
+        is the id asked for, for bodies whose ``data`` has none) is a final answer, not an error.
+        """
         url = f"{self.base_url}{API_PREFIX}{path}"
         headers = self._auth_headers() if auth else {}
         billable = method != "GET"
@@ -419,11 +584,13 @@ class AtlasClient:
             try:
                 return await self._send_once(
                     method, url, headers=headers, json=json, files=files, timeout=timeout,
-                    terminal_ok=terminal_ok, what=what,
+                    terminal_ok=terminal_ok, prediction_id=prediction_id, what=what,
                 )  # fmt: skip
             except (APIConnectionError, APIStatusError, InvalidResponseError) as err:
                 delay = self._retry_delay(err, attempt, billable=billable)
                 if delay is None or (deadline is not None and self._clock() + delay >= deadline):
+                    if billable and path.startswith("/model/generate") and _may_have_started(err):
+                        err.extend_message(MAY_HAVE_STARTED)
                     raise
                 attempt += 1
                 logger.info("retrying %s %s in %.2fs after: %s", method, path, delay, err.message[:200])
@@ -455,37 +622,50 @@ class AtlasClient:
         timeout: float | None,
         terminal_ok: bool,
         what: str,
+        prediction_id: str | None = None,
     ) -> Any:
         request_timeout = httpx.Timeout(timeout or self.timeout, connect=self.connect_timeout)
         try:
-            response = await self._shared.http.request(
-                method, url, headers=headers, json=json, files=files() if files else None, timeout=request_timeout
-            )
+            async with self._shared.in_flight:
+                response = await self._shared.http.request(
+                    method, url, headers=headers, json=json, files=files() if files else None, timeout=request_timeout
+                )
         except httpx.TimeoutException as exc:
             sent = not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
+            # A billable request that may have been sent gets MAY_HAVE_STARTED appended by _request.
             raise APITimeoutError(
                 f"{what} timed out ({type(exc).__name__}) talking to {self.base_url}. "
-                + ("It may still have reached Atlas. " if sent and method != "GET" else "")
-                + "Check the network, then try again.",
+                + ("" if sent and method != "GET" else "Check the network, then try again."),
                 method=method, url=url, sent=sent,
             ) from exc  # fmt: skip
         except httpx.TransportError as exc:
             sent = not isinstance(exc, httpx.ConnectError)
+            detail = f"{type(exc).__name__}: {redact(exc)[:200]}"
             raise APIConnectionError(
-                f"{what} could not reach {self.base_url} ({type(exc).__name__}: {redact(exc)[:200]}). "
-                "Check the network connection or proxy settings (HTTPS_PROXY), then try again.",
+                (
+                    f"{what} lost its connection to {self.base_url} before the whole answer arrived "
+                    f"({detail})."
+                    if sent
+                    else f"{what} could not reach {self.base_url} ({detail})."
+                )
+                + ("" if sent and method != "GET" else
+                   " Check the network connection or proxy settings (HTTPS_PROXY), then try again."),
                 method=method, url=url, sent=sent,
             ) from exc  # fmt: skip
-        return self._decode(response, what=what, terminal_ok=terminal_ok)
+        return self._decode(response, what=what, terminal_ok=terminal_ok, prediction_id=prediction_id)
 
-    def _decode(self, response: httpx.Response, *, what: str, terminal_ok: bool) -> Any:
+    def _decode(
+        self, response: httpx.Response, *, what: str, terminal_ok: bool, prediction_id: str | None = None
+    ) -> Any:
         method, url = response.request.method, str(response.request.url)
         try:
             body: Any = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
         if terminal_ok and body is not None:
-            prediction = parse_prediction(body, fallback_message=envelope_message(body))
+            prediction = parse_prediction(
+                body, fallback_id=prediction_id, fallback_message=envelope_message(body)
+            )
             if prediction is not None and prediction.is_terminal:
                 return body  # a failed prediction answered as HTTP 500 is a final answer
         if response.status_code >= 400:
@@ -510,6 +690,25 @@ class AtlasClient:
 
 # --- helpers ----------------------------------------------------------------------------------
 
+MAY_HAVE_STARTED = (
+    "The request may still have reached Atlas and started a job, which would be billed: look for it "
+    "in the history of the Atlas console before generating again."
+)
+
+
+def _may_have_started(err: Exception) -> bool:
+    """Whether a failed billable POST may have been accepted anyway (no answer, or a 5xx/garbled one).
+
+    A 4xx answer (refused, rate limited, no credit) means nothing was started; a connection that
+    failed before sending means nothing arrived.
+    """
+    if isinstance(err, APIConnectionError):
+        return err.sent
+    if isinstance(err, APIStatusError):
+        return err.status_code >= 500
+    return isinstance(err, InvalidResponseError)
+
+
 
 async def _call(callback: OnUpdate | None, prediction: Prediction) -> None:
     if callback is None:
@@ -527,9 +726,14 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
-    parsed = email.utils.parsedate_to_datetime(value) if value else None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None  # neither seconds nor an HTTP date: fall back to the usual backoff
     if parsed is None:
         return None
+    if parsed.tzinfo is None:  # an HTTP date is GMT; a naive one cannot be compared to time.time()
+        parsed = parsed.replace(tzinfo=timezone.utc)
     return max(0.0, parsed.timestamp() - time.time())
 
 

@@ -27,6 +27,7 @@ Messages never contain an API key: they are built with :func:`redact`.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterable
@@ -62,9 +63,13 @@ KEYS_URL = "https://www.atlascloud.ai/console/api-keys"
 
 # --- redaction -------------------------------------------------------------------------------
 
-_BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+")
+_BEARER = re.compile(r"(?i)\b(bearer)\s+(?!\[redacted\])[^\s\"',;]+")
 _KEYLIKE = re.compile(r"\bapikey-[A-Za-z0-9_\-]{4,}")
-_HEADER = re.compile(r"(?i)(x-atlas-api-key|authorization)([\"']?\s*[:=]\s*[\"']?)[^\s\"',;]+")
+_HEADER = re.compile(
+    r"(?i)(x-atlas-api-key|authorization)([\"']?\s*[:=]\s*[\"']?)"  # the header name and separator
+    r"((?:bearer|basic|token)\s+)?"  # an optional scheme, kept
+    r"(?!\[redacted\]|(?:bearer|basic|token)\s)[^\s\"',;]+"  # the credential
+)
 _secrets: dict[str, bool] = {}  # value -> permanent; temporary ones (per-user keys) are evicted oldest first
 _secrets_lock = threading.Lock()
 _MAX_TEMPORARY_SECRETS = 4096
@@ -100,8 +105,20 @@ def redact(text: Any) -> str:
         if secret in out:
             out = out.replace(secret, _REDACTED)
     out = _BEARER.sub(lambda m: f"{m.group(1)} {_REDACTED}", out)
-    out = _HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{_REDACTED}", out)
+    out = _HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{_REDACTED}", out)
     return _KEYLIKE.sub(_REDACTED, out)
+
+
+def _redacted_body(body: Any) -> Any:
+    """A copy of an upstream body with any key removed (upstream errors sometimes echo the request)."""
+    if body is None or isinstance(body, (int, float, bool)):
+        return body
+    if isinstance(body, str):
+        return redact(body)
+    try:
+        return json.loads(redact(json.dumps(body)))
+    except (TypeError, ValueError):
+        return redact(repr(body))
 
 
 def _preview(body: Any, limit: int = 300) -> str:
@@ -122,6 +139,11 @@ class AtlasError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
+
+    def extend_message(self, text: str) -> None:
+        """Append a (redacted) sentence to the message, e.g. a next step known only to the caller."""
+        self.message = redact(f"{self.message} {text}".strip())
+        self.args = (self.message,)
 
 
 class MissingAPIKeyError(AtlasError):
@@ -155,13 +177,27 @@ class LocalFileError(AtlasError):
 class SpendLimitError(AtlasError):
     """The per-hour image budget (``ATLAS_MCP_MAX_IMAGES_PER_HOUR``) is used up."""
 
-    def __init__(self, limit: int, retry_after: float) -> None:
+    def __init__(
+        self, limit: int, retry_after: float, *, requested: int = 1, used: int | None = None
+    ) -> None:
         self.limit = limit
         self.retry_after = retry_after
-        minutes = max(1, round(retry_after / 60))
-        super().__init__(
+        self.requested = requested
+        self.used = used
+        rule = (
             f"Spend guard: this server may start at most {limit} images per hour "
-            f"(ATLAS_MCP_MAX_IMAGES_PER_HOUR) and that budget is used up. Nothing was sent or billed. "
+            "(ATLAS_MCP_MAX_IMAGES_PER_HOUR)"
+        )
+        if requested > limit:
+            super().__init__(
+                f"{rule} and this call asks for {requested}. Nothing was sent or billed. Ask for at most "
+                f"{limit} (num_images), or ask the user to raise the limit."
+            )
+            return
+        minutes = max(1, round(retry_after / 60))
+        started = f"{used} already started in the last hour, " if used is not None else ""
+        super().__init__(
+            f"{rule}; {started}so {requested} more would go over it. Nothing was sent or billed. "
             f"Try again in about {minutes} minute(s), or ask the user to raise the limit."
         )
 
@@ -185,7 +221,7 @@ class APIStatusError(AtlasError):
 
     def __init__(self, message: str, *, status_code: int, body: Any = None, method: str = "", url: str = "") -> None:
         self.status_code = status_code
-        self.body = body
+        self.body = _redacted_body(body)
         self.method = method
         self.url = url
         super().__init__(message)
@@ -296,6 +332,8 @@ def status_error(
 ) -> APIStatusError:
     """Map an HTTP status (or envelope code) and body to the right error, with a next step."""
     upstream = _preview(_upstream_message(body) or "", 300)
+    if upstream and upstream[-1] not in ".!?":
+        upstream += "."  # the next sentence follows on the same line
     said = f" Atlas said: {upstream}" if upstream else ""
     kw: dict[str, Any] = {"status_code": status_code, "body": body, "method": method, "url": url}
     lower = upstream.lower()
@@ -313,7 +351,11 @@ def status_error(
             **kw,
         )
     if status_code == 404:
-        return NotFoundError(f"{what} found nothing (HTTP 404).{said}", **kw)
+        return NotFoundError(
+            f"{what} found nothing (HTTP 404).{said} Check the id or model name: a prediction id comes "
+            "from generate_image, and a job submitted a moment ago can take a few seconds to appear.",
+            **kw,
+        )
     if status_code in (400, 422):
         return InvalidRequestError(
             f"Atlas rejected the request as invalid (HTTP {status_code}).{said} "

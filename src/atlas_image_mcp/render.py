@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mcp_types import ImageContent, ResourceLink, TextContent
-from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
 __all__ = [
@@ -82,6 +81,8 @@ class Picture:
 
 def inspect_image(data: bytes, fallback_mime: str = "") -> Picture:
     """Read the size and format of ``data`` (header only); tolerate non-images."""
+    from PIL import Image, UnidentifiedImageError  # deferred: Pillow is ~10 ms of the stdio start-up
+
     try:
         with Image.open(io.BytesIO(data)) as img:
             mime = Image.MIME.get(img.format or "", fallback_mime) or fallback_mime or "image/png"
@@ -92,6 +93,8 @@ def inspect_image(data: bytes, fallback_mime: str = "") -> Picture:
 
 def thumbnail(picture: Picture, max_side: int = THUMBNAIL_SIZE) -> Picture:
     """A copy at most ``max_side`` px on its long side (JPEG, or PNG when there is transparency)."""
+    from PIL import Image  # deferred: Pillow is ~10 ms of the stdio start-up
+
     with Image.open(io.BytesIO(picture.data)) as img:
         img.draft("RGB", (max_side, max_side))  # fast JPEG downscale while decoding
         img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
