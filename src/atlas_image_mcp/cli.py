@@ -30,6 +30,12 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact(record.getMessage())
         record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:  # the formatter uses exc_text as is, so the traceback is redacted too
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
 
 
@@ -50,24 +56,52 @@ def _env_help() -> str:
     return f"environment variables:\n{rows}"
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535 (got {port})")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="atlas-image-mcp",
         description="MCP server for FLUX image generation on Atlas Cloud. With no command it serves MCP over "
-        "stdio, which is what MCP client configurations launch.",
+        "stdio, which is what MCP client configurations launch; `serve --transport http` serves streamable "
+        "HTTP (/mcp) and SSE (/sse) for hosting.",
         epilog=_env_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"atlas-image-mcp {__version__}")
-    parser.add_argument("--offline", action="store_true", help="use the built-in Atlas emulator (no key, no network)")
+    parser.add_argument(
+        "--offline", action="store_true", help="use the built-in Atlas emulator (no key, no network)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="serve MCP over stdio (default) or HTTP", epilog=_env_help(),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    serve = sub.add_parser(
+        "serve",
+        help="serve MCP over stdio (default) or HTTP",
+        description="Serve MCP. --transport http runs one server with streamable HTTP at /mcp, legacy SSE at "
+        "/sse (messages to /messages/) and GET /healthz (no key needed). A --host other than a loopback "
+        "address needs ATLAS_MCP_AUTH_TOKEN or ATLAS_MCP_USER_KEYS=1 (or --allow-unauthenticated); "
+        "otherwise the command exits with status 2 before listening. Over HTTP, pictures are saved only "
+        "when ATLAS_MCP_OUTPUT_DIR is set and upload_media(file_path=...) reads only inside "
+        "ATLAS_MCP_UPLOAD_ROOT.",
+        epilog=_env_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
-    serve.add_argument("--stateless", action="store_true", help="streamable HTTP without sessions (for replicas)")
+    serve.add_argument("--port", type=_port, default=8000, help="HTTP port (default 8000)")
+    serve.add_argument(
+        "--stateless",
+        action="store_true",
+        help="streamable HTTP without sessions, so several replicas can serve one endpoint (SSE still needs "
+        "sticky sessions)",
+    )
     serve.add_argument(
         "--allow-unauthenticated",
         action="store_true",
@@ -85,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int)
     gen.add_argument("--steps", type=int, help="flux-dev only")
     gen.add_argument("--guidance-scale", type=float, help="flux-dev only")
-    gen.add_argument("--output-dir", type=Path, help="where to save (default ATLAS_MCP_OUTPUT_DIR or ~/Pictures)")
+    gen.add_argument(
+        "--output-dir", type=Path, help="where to save (default ATLAS_MCP_OUTPUT_DIR or ~/Pictures)"
+    )
     gen.add_argument("--dry-run", action="store_true", help="show the request body, send nothing")
     gen.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="use the emulator")
 
@@ -93,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--host", default="127.0.0.1")
     emu.add_argument("--port", type=int, default=8090)
     emu.add_argument("--latency", type=float, default=1.0, help="seconds per prediction (default 1)")
-    emu.add_argument("--api-key", action="append", help="accepted key (repeatable; default: any bearer token)")
+    emu.add_argument(
+        "--api-key", action="append", help="accepted key (repeatable; default: any bearer token)"
+    )
     return parser
 
 

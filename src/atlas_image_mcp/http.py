@@ -2,11 +2,15 @@
 
 Security, from the outside in:
 
-* :class:`AccessGuard` (pure ASGI, so SSE streams pass through untouched): with
-  ``ATLAS_MCP_AUTH_TOKEN`` every MCP request must carry ``Authorization: Bearer <token>``
-  (compared in constant time), else 401 with ``WWW-Authenticate``. In per-user-key mode it
-  takes ``X-Atlas-Api-Key`` into a context variable; tools read the key from each message's
-  own headers, so one user's key never serves another's request.
+* :class:`AccessGuard` (pure ASGI, so SSE streams pass through untouched) guards every path but
+  ``/healthz``: with ``ATLAS_MCP_AUTH_TOKEN`` each request must carry ``Authorization: Bearer
+  <token>`` (compared in constant time), else 401 with ``WWW-Authenticate`` and a JSON-RPC error
+  body. In per-user-key mode (``ATLAS_MCP_USER_KEYS=1``) it registers the ``X-Atlas-Api-Key`` of
+  each request for redaction and binds MCP sessions to it (a session opened with one key answers
+  "session not found" to any other). The tools read the key from each message's own headers
+  (``ctx.headers``), so one user's key never serves another's request.
+* :class:`JsonRpcErrors` turns the transports' plain-text 4xx answers (bad session, body too
+  large, bad Host) into JSON-RPC error bodies, so clients always get something they can parse.
 * The SDK's transport security checks ``Host`` and ``Origin`` (DNS rebinding): loopback names by
   default, plus ``ATLAS_MCP_ALLOWED_HOSTS`` / ``ATLAS_MCP_ALLOWED_ORIGINS`` for a public name.
 * Request bodies are capped (enough for the largest base64 upload, no more).
@@ -15,50 +19,69 @@ Security, from the outside in:
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import anyio
 import uvicorn
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.transport_security import TransportSecuritySettings
+from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__
 from .errors import register_secret
-from .runtime import USER_KEY_HEADER, Runtime, request_api_key
+from .runtime import USER_KEY_HEADER, Runtime
 from .server import make_server
 from .settings import Settings
 
-__all__ = ["AccessGuard", "create_http_app", "is_loopback", "serve_http"]
+__all__ = ["AccessGuard", "JsonRpcErrors", "check_exposure", "create_http_app", "is_loopback", "serve_http"]
 
 logger = logging.getLogger(__name__)
 
-MCP_PATHS = ("/mcp", "/sse", "/messages")
+HEALTH_PATH = "/healthz"
 _LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
 _LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+_PARSE_ERROR, _INVALID_REQUEST, _INTERNAL_ERROR, _UNAUTHORIZED = -32700, -32600, -32603, -32001
 
 
 def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
+    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``)."""
+    if host == "localhost":
+        return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 
 
+def _with_any_port(names: tuple[str, ...]) -> list[str]:
+    """``mcp.example.com`` also matches ``mcp.example.com:8000`` (a name given with a port stays exact)."""
+    out: list[str] = []
+    for name in names:
+        out.append(name)
+        if not name.rsplit("]", 1)[-1].count(":"):
+            out.append(f"{name}:*")
+    return out
+
+
 def transport_security(settings: Settings, host: str) -> TransportSecuritySettings:
     """Host/Origin allow-lists: loopback names always, plus the configured public names."""
-    hosts = list(_LOOPBACK_HOSTS) + list(settings.allowed_hosts)
-    origins = list(_LOOPBACK_ORIGINS) + list(settings.allowed_origins)
+    hosts = _LOOPBACK_HOSTS + _with_any_port(settings.allowed_hosts)
+    origins = _LOOPBACK_ORIGINS + list(settings.allowed_origins)
     if not is_loopback(host) and not settings.allowed_hosts:
         logger.warning(
             "serving on %s without ATLAS_MCP_ALLOWED_HOSTS: Host/Origin checks are off; set it to the public "
@@ -66,11 +89,21 @@ def transport_security(settings: Settings, host: str) -> TransportSecuritySettin
             host,
         )
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
+
+
+def _key_owner(key: str) -> AuthenticatedUser:
+    """The principal a per-user key stands for (a digest, never the key), so the SDK binds sessions to it."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+    return AuthenticatedUser(
+        AccessToken(token=f"sha256:{digest}", client_id=f"atlas-key-{digest[:32]}", scopes=[])
+    )
 
 
 class AccessGuard:
-    """Bearer-token gate for the MCP paths and intake of per-user Atlas keys."""
+    """Bearer-token gate for everything but ``/healthz``, and intake of per-user Atlas keys."""
 
     def __init__(self, app: ASGIApp, *, token: str | None, user_keys: bool) -> None:
         self.app = app
@@ -78,38 +111,35 @@ class AccessGuard:
         self.user_keys = user_keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(MCP_PATHS):
+        if scope["type"] not in ("http", "websocket") or scope["path"] == HEALTH_PATH:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if self._token is not None and not self._authorized(headers.get("authorization", "")):
-            await _unauthorized(send)
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            else:
+                await _unauthorized(send)
             return
-        if not self.user_keys:
-            await self.app(scope, receive, send)
-            return
-        key = headers.get(USER_KEY_HEADER, "").strip() or None
-        register_secret(key)
-        reset = request_api_key.set(key)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            request_api_key.reset(reset)
+        if self.user_keys:
+            key = headers.get(USER_KEY_HEADER, "").strip()
+            if key:
+                register_secret(key)  # redacted from every log line and message from now on
+                scope = dict(scope, user=_key_owner(key))
+        await self.app(scope, receive, send)
 
     def _authorized(self, header: str) -> bool:
-        scheme, _, value = header.partition(" ")
-        given = value.strip().encode() if scheme.lower() == "bearer" else b""
+        scheme, _, value = header.strip().partition(" ")
+        given = value.strip().encode("latin-1") if scheme.lower() == "bearer" else b""
         return hmac.compare_digest(given, self._token or b"")
 
 
+def _error_body(code: int, message: str) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}).encode()
+
+
 async def _unauthorized(send: Send) -> None:
-    body = json.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": None,
-            "error": {"code": -32001, "message": "Unauthorized: send Authorization: Bearer <ATLAS_MCP_AUTH_TOKEN>"},
-        }
-    ).encode()
+    body = _error_body(_UNAUTHORIZED, "Unauthorized: send Authorization: Bearer <ATLAS_MCP_AUTH_TOKEN>")
     await send(
         {
             "type": "http.response.start",
@@ -124,13 +154,88 @@ async def _unauthorized(send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class JsonRpcErrors:
+    """Rewrites plain-text error answers (status >= 400) into JSON-RPC error bodies, same status.
+
+    Also contains an error the transport raises *after* its answer went out (the SDK's SSE
+    endpoint does so for bad JSON sent to a session whose stream has just closed): the client
+    already has its answer, so the connection is not torn down and the error is only logged.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == HEALTH_PATH or scope["method"] == "HEAD":
+            await self.app(scope, receive, send)
+            return
+        held: Message | None = None
+        chunks: list[bytes] = []
+        answered = False
+
+        async def rewrite(message: Message) -> None:
+            nonlocal held, answered
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = True
+            if message["type"] == "http.response.start":
+                ctype = next((v for k, v in message.get("headers", []) if k.lower() == b"content-type"), b"")
+                if message["status"] >= 400 and not ctype.lower().startswith(b"application/json"):
+                    held = message
+                    return
+            elif message["type"] == "http.response.body" and held is not None:
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                status = held["status"]
+                text = b"".join(chunks).decode("utf-8", "replace").strip() or f"HTTP {status}"
+                code = (
+                    _PARSE_ERROR
+                    if "parse" in text.lower()
+                    else _INTERNAL_ERROR
+                    if status >= 500
+                    else _INVALID_REQUEST
+                )
+                body = _error_body(code, text[:500])
+                headers = [
+                    (k, v)
+                    for k, v in held.get("headers", [])
+                    if k.lower() not in (b"content-type", b"content-length")
+                ]
+                headers += [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ]
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                held = None
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, receive, rewrite)
+        except Exception as exc:
+            if not answered:
+                raise
+            logger.info(
+                "%s %s: error after the answer was sent: %s",
+                scope["method"],
+                scope["path"],
+                type(exc).__name__,
+            )
+
+
 async def _healthz(request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
     return JSONResponse({"status": "ok", "version": __version__, "offline": runtime.offline})
 
 
 def create_http_app(runtime: Runtime, *, host: str = "127.0.0.1", stateless: bool = False) -> Starlette:
-    """One Starlette app: ``/mcp`` (streamable HTTP), ``/sse`` + ``/messages/`` (SSE), ``/healthz``."""
+    """One Starlette app: ``/mcp`` (streamable HTTP), ``/sse`` + ``/messages/`` (SSE), ``/healthz``.
+
+    ``host`` is the bind address: on a loopback address Host/Origin are checked against loopback
+    names (plus ``ATLAS_MCP_ALLOWED_HOSTS``). With ``stateless`` streamable HTTP keeps no session,
+    so any replica behind a load balancer can answer any request.
+    """
     settings = runtime.settings
     server = make_server(runtime)
     security = transport_security(settings, host)
@@ -143,9 +248,13 @@ def create_http_app(runtime: Runtime, *, host: str = "127.0.0.1", stateless: boo
         host=host,
     )
     sse = server.sse_app(
-        sse_path="/sse", message_path="/messages/", transport_security=security, max_request_body_size=body_limit, host=host
+        sse_path="/sse",
+        message_path="/messages/",
+        transport_security=security,
+        max_request_body_size=body_limit,
+        host=host,
     )
-    routes: list[BaseRoute] = [Route("/healthz", _healthz, methods=["GET"]), *streamable.routes, *sse.routes]
+    routes: list[BaseRoute] = [Route(HEALTH_PATH, _healthz, methods=["GET"]), *streamable.routes, *sse.routes]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -154,11 +263,77 @@ def create_http_app(runtime: Runtime, *, host: str = "127.0.0.1", stateless: boo
                 yield
             finally:
                 await runtime.aclose()
+                logger.info("shut down: sessions closed, Atlas HTTP client closed")
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = runtime
+    app.state.in_flight = in_flight = InFlight()
+    app.add_middleware(_CountInFlight, counter=in_flight)  # type: ignore[arg-type]
+    app.add_middleware(JsonRpcErrors)  # type: ignore[arg-type]
     app.add_middleware(AccessGuard, token=settings.auth_token, user_keys=settings.user_keys)  # type: ignore[arg-type]
     return app
+
+
+class InFlight:
+    """How many ``POST /mcp`` requests (tool calls among them) are being answered right now."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+class _CountInFlight:
+    """Keeps :class:`InFlight` up to date, so a shutdown can let the calls in flight finish first."""
+
+    def __init__(self, app: ASGIApp, *, counter: InFlight) -> None:
+        self.app = app
+        self.counter = counter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or not scope["path"].startswith("/mcp"):
+            await self.app(scope, receive, send)
+            return
+        self.counter.count += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.counter.count -= 1
+
+
+GRACE_SECONDS = 4.0  # SIGTERM: how long calls in flight may take to finish (then 2 s for the rest)
+
+
+def _finish_calls_before_draining(
+    server: uvicorn.Server, in_flight: InFlight, grace: float = GRACE_SECONDS
+) -> None:
+    """On SIGTERM/SIGINT: stop accepting connections, let the calls in flight finish (up to
+    ``grace`` seconds), and only then end the event streams that are left.
+
+    By default sse-starlette ends every SSE stream the moment uvicorn starts shutting down, which
+    would cut the answer of a tool call that is about to complete. Here that drain is held back
+    until no ``POST /mcp`` is in flight; uvicorn's own ``timeout_graceful_shutdown`` then only
+    covers what is left (idle streams; a call that outlived the grace period is cancelled).
+    """
+    original = getattr(server, "shutdown", None)
+    if original is None:
+        return
+
+    async def shutdown(sockets: list[Any] | None = None) -> None:
+        for listener in getattr(server, "servers", []):
+            listener.close()  # no new connections from here on
+        waited, step = 0.0, 0.05
+        if in_flight.count:
+            logger.info("stopping: waiting up to %gs for %d call(s) in flight", grace, in_flight.count)
+        while in_flight.count and waited < grace and not server.force_exit:
+            await anyio.sleep(step)
+            waited += step
+        if in_flight.count:
+            logger.warning(
+                "stopping: cancelling %d call(s) still in flight after %gs", in_flight.count, grace
+            )
+        AppStatus.should_exit = True  # now let sse-starlette end the streams that are left
+        await original(sockets=sockets)
+
+    server.shutdown = shutdown  # type: ignore[method-assign]
 
 
 def check_exposure(settings: Settings, host: str, allow_unauthenticated: bool) -> str | None:
@@ -182,18 +357,23 @@ def serve_http(
     allow_unauthenticated: bool = False,
     **uvicorn_options: Any,
 ) -> int:
-    """Run the HTTP app under uvicorn until SIGINT/SIGTERM (in-flight calls get a few seconds)."""
+    """Run the HTTP app under uvicorn until SIGINT/SIGTERM; 2 (nothing bound) when refused."""
     refusal = check_exposure(settings, host, allow_unauthenticated)
     if refusal:
         logger.error("%s", refusal)
         return 2
+    if settings.user_keys and settings.api_key and not offline:
+        logger.warning(
+            "ATLAS_MCP_USER_KEYS=1: ATLASCLOUD_API_KEY is ignored, every request brings its own key"
+        )
     runtime = Runtime.create(settings, offline=offline, remote=True)
     app = create_http_app(runtime, host=host, stateless=stateless)
     logger.info(
-        "atlas-image-mcp %s on http://%s:%d (/mcp streamable HTTP, /sse legacy SSE, /healthz)%s",
+        "atlas-image-mcp %s on http://%s:%d (/mcp streamable HTTP%s, /sse legacy SSE, /healthz)%s",
         __version__,
         host,
         port,
+        ", stateless" if stateless else "",
         " with the offline emulator" if offline else "",
     )
     config = uvicorn.Config(
@@ -201,10 +381,43 @@ def serve_http(
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=2,  # for what is left after GRACE_SECONDS (_finish_calls_before_draining)
         server_header=False,
         log_config=None,
         **uvicorn_options,
     )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    _finish_calls_before_draining(server, app.state.in_flight)
+    AppStatus.disable_automatic_graceful_drain()
+    try:
+        with _clean_exit_on_signals(server):
+            server.run()
+    finally:
+        AppStatus.enable_automatic_graceful_drain_mode()
+        AppStatus.should_exit = False
+    logger.info("atlas-image-mcp stopped")
     return 0
+
+
+@contextmanager
+def _clean_exit_on_signals(server: uvicorn.Server) -> Iterator[None]:
+    """Make SIGTERM/SIGINT end ``server.run()`` with a normal return (exit status 0).
+
+    uvicorn shuts down gracefully on these signals, then raises the signal again once its own
+    handlers are removed, so the process would die of it (status -15 for SIGTERM) after a clean
+    shutdown. With these handlers underneath, that re-raised signal only asks the (already
+    stopped) server to exit; one arriving before uvicorn takes over stops it as well.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

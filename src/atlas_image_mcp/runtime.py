@@ -6,7 +6,6 @@ test), handed to :func:`atlas_image_mcp.server.make_server`, and closed when the
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,14 +17,12 @@ from .errors import MissingAPIKeyError, register_secret
 from .guard import SpendGuard
 from .settings import Settings
 
-__all__ = ["OFFLINE_API_KEY", "OFFLINE_BASE_URL", "USER_KEY_HEADER", "Runtime", "request_api_key"]
+__all__ = ["OFFLINE_API_KEY", "OFFLINE_BASE_URL", "USER_KEY_HEADER", "Runtime"]
 
 OFFLINE_BASE_URL = "http://atlas.emulator"
 OFFLINE_API_KEY = "offline-emulator-key"
+#: The header that carries a user's own Atlas key in per-user-key mode (lower case, as ASGI gives it).
 USER_KEY_HEADER = "x-atlas-api-key"
-
-#: The Atlas key a hosted (per-user key) request brought in ``X-Atlas-Api-Key``; set by the HTTP layer.
-request_api_key: contextvars.ContextVar[str | None] = contextvars.ContextVar("atlas_request_api_key", default=None)
 
 
 @dataclass
@@ -62,7 +59,9 @@ class Runtime:
             else:
                 transport = None
             client = AtlasClient(
-                api_key=settings.api_key,
+                # Per-user-key mode: the shared client carries no key at all, so the server's own
+                # key cannot be used by accident; every call goes through ``api(headers)``.
+                api_key=None if settings.user_keys and remote else settings.api_key,
                 base_url=settings.base_url,
                 timeout=settings.timeout,
                 connect_timeout=settings.connect_timeout,
@@ -90,7 +89,8 @@ class Runtime:
             if not key:
                 raise MissingAPIKeyError(
                     "This hosted server needs your own Atlas Cloud API key: send it in the "
-                    "X-Atlas-Api-Key header of every MCP request (set it in the client's headers configuration)."
+                    "X-Atlas-Api-Key header of every MCP request (set it in the client's headers "
+                    "configuration)."
                 )
             return self.client.with_api_key(key)
         if not self.client.has_api_key:
@@ -102,10 +102,14 @@ class Runtime:
         return self.settings.user_keys and self.remote
 
     def current_key(self, headers: Mapping[str, str] | None = None) -> str | None:
-        """The Atlas key this request uses (for the spend guard's bucket; never logged)."""
+        """The Atlas key this request uses (for the spend guard's bucket; never logged).
+
+        In per-user-key mode only the message's own ``X-Atlas-Api-Key`` counts: never the
+        server's key, never a key seen earlier on the same connection.
+        """
         if not self.per_user_keys:
             return self.settings.api_key
-        key = _header(headers, USER_KEY_HEADER) or request_api_key.get()
+        key = _header(headers, USER_KEY_HEADER)
         return key.strip() if key and key.strip() else None
 
     @property

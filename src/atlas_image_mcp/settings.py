@@ -76,7 +76,8 @@ ENV_VARS: dict[str, str] = {
     "ATLAS_MCP_MAX_RETRIES": "retries of a GET after a network error, 429 or 5xx (default 3)",
     "ATLAS_MCP_WAIT_SECONDS": "how long generate_image waits before returning a prediction id (default 45)",
     "ATLAS_MCP_IMAGE_MODE": "thumbnail (default), full or none: the picture inside a tool result",
-    "ATLAS_MCP_OUTPUT_DIR": "folder for saved pictures (default ~/Pictures/atlas-image-mcp)",
+    "ATLAS_MCP_OUTPUT_DIR": "folder for saved pictures (default ~/Pictures/atlas-image-mcp; over HTTP, saving is "
+    "on only when this is set)",
     "ATLAS_MCP_SAVE": "0 turns saving pictures off",
     "ATLAS_MCP_MAX_UPLOAD_MB": "largest file upload_media accepts, in MB (default 50)",
     "ATLAS_MCP_MAX_DOWNLOAD_MB": "largest output picture downloaded, in MB (default 50)",
