@@ -13,6 +13,7 @@ from .errors import SpendLimitError
 __all__ = ["SpendGuard"]
 
 WINDOW_SECONDS = 3600.0
+_SWEEP_AT = 256  # buckets kept before idle ones are swept
 
 
 class SpendGuard:
@@ -37,13 +38,33 @@ class SpendGuard:
             return
         now = self._clock()
         with self._lock:
+            self._sweep(now)
             started = self._started.setdefault(self.bucket(api_key), deque())
             while started and now - started[0] >= WINDOW_SECONDS:
                 started.popleft()
             if len(started) + count > self.limit:
-                retry_after = WINDOW_SECONDS - (now - started[0]) if started else WINDOW_SECONDS
-                raise SpendLimitError(self.limit, retry_after)
+                # When this many images can start again: once enough of the oldest ones leave the window.
+                must_leave = len(started) + count - self.limit
+                if must_leave > len(started):
+                    retry_after = WINDOW_SECONDS
+                else:
+                    retry_after = max(0.0, WINDOW_SECONDS - (now - started[must_leave - 1]))
+                raise SpendLimitError(self.limit, retry_after, requested=count, used=len(started))
             started.extend([now] * count)
+
+    def used(self, api_key: str | None) -> int:
+        """Images started under this key in the last hour."""
+        now = self._clock()
+        with self._lock:
+            return sum(1 for t in self._started.get(self.bucket(api_key), ()) if now - t < WINDOW_SECONDS)
+
+    def _sweep(self, now: float) -> None:
+        """Forget keys with nothing in the window (hosted servers see many per-user keys)."""
+        if len(self._started) < _SWEEP_AT:
+            return
+        idle = [b for b, times in self._started.items() if not times or now - times[-1] >= WINDOW_SECONDS]
+        for bucket in idle:
+            del self._started[bucket]
 
     def release(self, api_key: str | None, count: int) -> None:
         """Give back a reservation whose POST was never sent (e.g. refused before the network)."""

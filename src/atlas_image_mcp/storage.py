@@ -7,9 +7,11 @@ picture never appears under its final name (not even if the process is killed mi
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 
 import anyio
@@ -52,9 +54,31 @@ def output_path(folder: Path, prediction_id: str, index: int, ext: str) -> Path:
     return folder / f"{prediction_id}-{index}.{ext}"
 
 
+# Temporary files being written right now. A write runs in a worker thread that does not outlive
+# the interpreter, so whatever is still listed at exit is removed then (see _remove_pending).
+_pending: set[str] = set()
+_pending_lock = threading.Lock()
+
+
+def _remove_pending() -> None:
+    with _pending_lock:
+        leftovers = list(_pending)
+        _pending.clear()
+    for tmp in leftovers:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+atexit.register(_remove_pending)
+
+
 def _write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    with _pending_lock:
+        _pending.add(tmp)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -68,6 +92,9 @@ def _write(path: Path, data: bytes) -> Path:
         except FileNotFoundError:
             pass
         raise
+    finally:
+        with _pending_lock:
+            _pending.discard(tmp)
     return path.resolve()
 
 

@@ -22,7 +22,14 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from .client import AtlasClient
-from .errors import AtlasError, ContentBlockedError, InvalidParameterError, LocalFileError, PredictionFailedError
+from .errors import (
+    APIStatusError,
+    AtlasError,
+    ContentBlockedError,
+    InvalidParameterError,
+    LocalFileError,
+    PredictionFailedError,
+)
 from .flux import DEFAULT_MODEL, FLUX_MODELS, SEED_MAX, GenerationRequest, PreparedRequest, prepare_request
 from .models import Prediction
 from .notify import notify
@@ -121,12 +128,20 @@ async def _wait_with_progress(
             await _report(ctx, started, total, f"{latest['status']} · {elapsed:.1f} s elapsed · prediction {first.id}")
             await anyio.sleep(HEARTBEAT_SECONDS)
 
+    # The error is carried out of the task group by hand: raised inside, it would leave wrapped in
+    # an ExceptionGroup that no ``except AtlasError`` catches (the call would crash with no message).
+    outcome: list[Prediction | AtlasError] = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(heartbeat)
         try:
-            return await api.wait(first.id, timeout, on_update, first=first)
+            outcome.append(await api.wait(first.id, timeout, on_update, first=first))
+        except AtlasError as err:
+            outcome.append(err)
         finally:
             tg.cancel_scope.cancel()
+    if isinstance(outcome[0], AtlasError):
+        raise outcome[0]
+    return outcome[0]
 
 
 def _seed_of(prediction: Prediction, sent: int | None) -> int | None:
@@ -385,14 +400,18 @@ async def generate_image(
         try:
             prediction = await api.submit_image(prepared)
         except AtlasError as err:
-            if getattr(err, "sent", True) is False:
-                runtime.guard.release(key, num_images)
+            if getattr(err, "sent", True) is False or _refused(err):
+                runtime.guard.release(key, num_images)  # nothing was started, nothing billed
             raise
         await notify(ctx, "info", f"submitted prediction {prediction.id} ({prepared.model}, {prepared.width}x{prepared.height})")
         total = runtime.settings.wait_seconds
         if wait and not prediction.is_terminal:
             remaining = max(0.0, total - (time.monotonic() - started))
-            prediction = await _wait_with_progress(ctx, api, prediction, remaining, started, total)
+            try:
+                prediction = await _wait_with_progress(ctx, api, prediction, remaining, started, total)
+            except AtlasError as err:
+                err.extend_message(_ALREADY_SUBMITTED.format(pid=prediction.id))
+                raise
         return await _finish(
             ctx,
             runtime,
@@ -407,6 +426,18 @@ async def generate_image(
         )
     except AtlasError as err:
         raise _fail(err) from err
+
+
+_ALREADY_SUBMITTED = (
+    "The picture was already requested as prediction {pid} and may still finish (it is billed when it "
+    'runs), so do not call generate_image again: call get_prediction with prediction_id "{pid}" and '
+    "wait_seconds=30 to collect it."
+)
+
+
+def _refused(err: AtlasError) -> bool:
+    """Atlas answered the generation POST with a 4xx: the job was refused, not started."""
+    return isinstance(err, APIStatusError) and 400 <= err.status_code < 500
 
 
 def _may_save(runtime: Runtime) -> bool:
@@ -495,7 +526,7 @@ def _local_path(runtime: Runtime, file_path: str) -> Path:
         raise LocalFileError(f"file_path must be an absolute path{hint}; got {file_path[:200]!r}.", path=file_path)
     try:
         resolved = raw.resolve(strict=True)
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, ValueError):  # ValueError: a NUL character in the path
         raise LocalFileError(f"No file at {file_path[:200]!r}. Give the absolute path of an existing file.") from None
     root = runtime.settings.upload_root
     if runtime.remote and root is not None and not resolved.is_relative_to(root):
@@ -582,49 +613,25 @@ async def list_models(
     return CallToolResult(content=[TextContent(type="text", text="\n".join(lines))], structured_content=structured)
 
 
+# name -> (title, readOnlyHint, idempotentHint). None is destructive; all reach Atlas (openWorldHint).
+# get_prediction is not read-only: it saves the pictures it collects (same names, so idempotent).
+_TOOL_HINTS: dict[str, tuple[str, bool, bool]] = {
+    "generate_image": ("Generate image (FLUX)", False, False),
+    "get_prediction": ("Get prediction", False, True),
+    "upload_media": ("Upload media", False, False),
+    "list_models": ("List image models", True, True),
+}
+
+
 def register_tools(server: MCPServer[Any]) -> None:
     """Add the four tools, with titles and honest annotations."""
-    server.add_tool(
-        generate_image,
-        title="Generate image (FLUX)",
-        annotations=ToolAnnotations(
-            title="Generate image (FLUX)",
-            read_only_hint=False,
+    for fn in (generate_image, get_prediction, upload_media, list_models):
+        title, read_only, idempotent = _TOOL_HINTS[fn.__name__]
+        hints = ToolAnnotations(
+            title=title,
+            read_only_hint=read_only,
             destructive_hint=False,
-            idempotent_hint=False,
+            idempotent_hint=idempotent,
             open_world_hint=True,
-        ),
-    )
-    server.add_tool(
-        get_prediction,
-        title="Get prediction",
-        annotations=ToolAnnotations(
-            title="Get prediction",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=True,
-            open_world_hint=True,
-        ),
-    )
-    server.add_tool(
-        upload_media,
-        title="Upload media",
-        annotations=ToolAnnotations(
-            title="Upload media",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=True,
-        ),
-    )
-    server.add_tool(
-        list_models,
-        title="List image models",
-        annotations=ToolAnnotations(
-            title="List image models",
-            read_only_hint=True,
-            destructive_hint=False,
-            idempotent_hint=True,
-            open_world_hint=True,
-        ),
-    )
+        )
+        server.add_tool(fn, title=title, annotations=hints)
