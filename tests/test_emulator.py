@@ -26,6 +26,8 @@ from atlas_image_mcp.emulator import EmulatedConnectionReset, Emulator, Fault, P
 from atlas_image_mcp.emulator.__main__ import build_parser
 from atlas_image_mcp.emulator.render import render_jpeg
 
+from .conftest import FakeClock
+
 BASE = "http://atlas.emulator"
 KEY = "apikey-test"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -34,22 +36,6 @@ DEV = "black-forest-labs/flux-dev"
 SUBMIT = "/api/v1/model/generateImage"
 ID_RE = re.compile(r"^[0-9a-f]{32}$")
 ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-
-
-class FakeClock:
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
