@@ -71,6 +71,7 @@ _HEADER = re.compile(
     r"(?!\[redacted\]|(?:bearer|basic|token)\s)[^\s\"',;]+"  # the credential
 )
 _secrets: dict[str, bool] = {}  # value -> permanent; temporary ones (per-user keys) are evicted oldest first
+_by_length: tuple[str, ...] = ()  # the same secrets, longest first; rebuilt on change, read by every redact()
 _secrets_lock = threading.Lock()
 _MAX_TEMPORARY_SECRETS = 4096
 _REDACTED = "[redacted]"
@@ -85,23 +86,33 @@ def register_secret(value: str | None, *, permanent: bool = False) -> None:
     if not value or len(value) < 4:
         return
     with _secrets_lock:
-        _secrets[value] = permanent or _secrets.pop(value, False)
-        temporary = [k for k, keep in _secrets.items() if not keep]
-        for old in temporary[: max(0, len(temporary) - _MAX_TEMPORARY_SECRETS)]:
-            del _secrets[old]
+        known = value in _secrets
+        _secrets[value] = permanent or _secrets.pop(value, False)  # re-inserted last: LRU order
+        if known and len(_secrets) <= _MAX_TEMPORARY_SECRETS:
+            return  # the common case (a key seen before): no scan, no re-sort
+        if len(_secrets) > _MAX_TEMPORARY_SECRETS:
+            temporary = [k for k, keep in _secrets.items() if not keep]
+            for old in temporary[: max(0, len(temporary) - _MAX_TEMPORARY_SECRETS)]:
+                del _secrets[old]
+        _reorder()
 
 
 def forget_secret(value: str | None) -> None:
     with _secrets_lock:
         _secrets.pop(value or "", None)
+        _reorder()
+
+
+def _reorder() -> None:
+    """Rebuild the longest-first order (so a key containing another is replaced whole); under the lock."""
+    global _by_length
+    _by_length = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def redact(text: Any) -> str:
     """``str(text)`` with bearer tokens, ``apikey-...`` values and every registered key removed."""
     out = str(text)
-    with _secrets_lock:
-        known = sorted(_secrets, key=len, reverse=True)
-    for secret in known:
+    for secret in _by_length:
         if secret in out:
             out = out.replace(secret, _REDACTED)
     out = _BEARER.sub(lambda m: f"{m.group(1)} {_REDACTED}", out)
