@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import anyio
 import httpx
@@ -59,7 +59,6 @@ from .models import (
     Upload,
     envelope_code,
     envelope_data,
-    envelope_message,
     parse_prediction,
 )
 from .settings import DEFAULT_BASE_URL, normalize_base_url
@@ -349,8 +348,7 @@ class AtlasClient:
             raise InvalidResponseError(
                 "Atlas accepted the generation request but its answer had no prediction id, so its "
                 f"progress cannot be followed. Answer: {redact(str(body))[:300]}. Do not resubmit blindly: "
-                "the "
-                "job may be running and billed; check the Atlas console history first."
+                "the job may be running and billed; check the Atlas console history first."
             )
         return prediction
 
@@ -662,12 +660,14 @@ class AtlasClient:
             body: Any = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
-        if terminal_ok and body is not None:
-            prediction = parse_prediction(
-                body, fallback_id=prediction_id, fallback_message=envelope_message(body)
-            )
+        code = envelope_code(body)
+        failed = response.status_code >= 400 or (code is not None and code not in (0, 200))
+        if terminal_ok and failed and body is not None:
+            # Only an error answer needs this look (a success body is returned as is anyway):
+            # a failed prediction answered as HTTP 500 is a final answer, not a fault to retry.
+            prediction = parse_prediction(body, fallback_id=prediction_id)
             if prediction is not None and prediction.is_terminal:
-                return body  # a failed prediction answered as HTTP 500 is a final answer
+                return body
         if response.status_code >= 400:
             raise status_error(
                 response.status_code,
@@ -682,7 +682,6 @@ class AtlasClient:
                 f"{what} got an answer from Atlas that is not valid JSON (HTTP {response.status_code}, "
                 f"{response.headers.get('content-type', 'no content type')}). Try again in a moment."
             )
-        code = envelope_code(body)
         if code is not None and code not in (0, 200):
             raise status_error(code, body, method=method, url=url, what=what)
         return body
@@ -707,7 +706,6 @@ def _may_have_started(err: Exception) -> bool:
     if isinstance(err, APIStatusError):
         return err.status_code >= 500
     return isinstance(err, InvalidResponseError)
-
 
 
 async def _call(callback: OnUpdate | None, prediction: Prediction) -> None:
@@ -778,7 +776,7 @@ def _upload_source(
             raise LocalFileError("The data to upload is empty.")
         if max_bytes is not None and len(data) > max_bytes:
             raise LocalFileError(_size_message(len(data), max_bytes))
-        return name, len(data), lambda: _closing(io.BytesIO(data))
+        return name, len(data), lambda: io.BytesIO(data)  # closes itself on leaving a with block
     path = Path(source)
     if not path.exists():
         raise LocalFileError(f"No file at {str(path)!r}. Give the absolute path of an existing file.", path=str(path))
@@ -793,17 +791,6 @@ def _upload_source(
         raise LocalFileError(_size_message(size, max_bytes), path=str(path))
     name = _safe_filename(filename or path.name)
     return name, size, lambda: path.open("rb")
-
-
-class _closing:
-    def __init__(self, stream: IO[bytes]) -> None:
-        self.stream = stream
-
-    def __enter__(self) -> IO[bytes]:
-        return self.stream
-
-    def __exit__(self, *exc: object) -> None:
-        self.stream.close()
 
 
 def _size_message(size: int, max_bytes: int) -> str:
