@@ -14,7 +14,8 @@ from . import __version__
 from .errors import AtlasError, NotFoundError
 from .notify import install_logging_handler
 from .runtime import Runtime
-from .tools import IMAGE_URI, PREDICTION_URI, _existing, register_tools
+from .storage import find_saved
+from .tools import IMAGE_URI, PREDICTION_URI, register_tools
 
 __all__ = ["INSTRUCTIONS", "make_server"]
 
@@ -73,7 +74,7 @@ def _register_resources(server: MCPServer[Runtime]) -> None:
         outputs = [
             {
                 "url": url,
-                "path": str(found) if (found := _existing(folder, prediction.id, n)) else None,
+                "path": str(found) if (found := find_saved(folder, prediction.id, n)) else None,
                 "resource_uri": IMAGE_URI.format(prediction_id=prediction.id, index=n),
             }
             for n, url in enumerate(prediction.outputs, start=1)
@@ -101,7 +102,7 @@ def _register_resources(server: MCPServer[Runtime]) -> None:
         prediction = await _lookup(runtime, prediction_id, ctx)  # proves the caller's key may see it
         if not index.isdigit() or not 1 <= int(index) <= len(prediction.outputs):
             raise ResourceNotFoundError(f"Prediction {prediction_id} has no image {index}.")
-        found = _existing(runtime.output_dir, prediction.id, int(index))
+        found = find_saved(runtime.output_dir, prediction.id, int(index))
         if found is not None:
             return found.read_bytes()
         try:

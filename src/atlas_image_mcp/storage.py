@@ -18,7 +18,7 @@ import anyio
 
 from .errors import AtlasError
 
-__all__ = ["SaveError", "extension_for", "output_path", "save_atomic"]
+__all__ = ["SaveError", "extension_for", "find_saved", "output_path", "save_atomic"]
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 _EXTENSIONS = {
@@ -52,6 +52,16 @@ def output_path(folder: Path, prediction_id: str, index: int, ext: str) -> Path:
     if not _SAFE_ID.match(prediction_id):
         raise SaveError(f"Refusing to save: {prediction_id[:80]!r} is not a safe prediction id.")
     return folder / f"{prediction_id}-{index}.{ext}"
+
+
+def find_saved(folder: Path, prediction_id: str, index: int) -> Path | None:
+    """The picture :func:`output_path` named for this output, whatever its extension, if saved."""
+    if not _SAFE_ID.match(prediction_id):
+        return None
+    try:
+        return next(iter(sorted(folder.glob(f"{prediction_id}-{index}.*"))), None)
+    except OSError:
+        return None
 
 
 # Temporary files being written right now. A write runs in a worker thread that does not outlive

@@ -13,7 +13,7 @@ import logging
 import mimetypes
 import time
 from pathlib import Path, PureWindowsPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
@@ -28,6 +28,7 @@ from .errors import (
     ContentBlockedError,
     InvalidParameterError,
     LocalFileError,
+    NotFoundError,
     PredictionFailedError,
 )
 from .flux import DEFAULT_MODEL, FLUX_MODELS, SEED_MAX, GenerationRequest, PreparedRequest, prepare_request
@@ -44,7 +45,7 @@ from .render import (
     result_text,
 )
 from .runtime import Runtime
-from .storage import extension_for, output_path, save_atomic
+from .storage import extension_for, find_saved, output_path, save_atomic
 
 __all__ = ["ModelList", "UploadResult", "register_tools"]
 
@@ -152,19 +153,12 @@ def _seed_of(prediction: Prediction, sent: int | None) -> int | None:
     return sent if sent is not None and sent >= 0 else None
 
 
-def _existing(folder: Path, prediction_id: str, index: int) -> Path | None:
-    try:
-        return next(iter(sorted(folder.glob(f"{prediction_id}-{index}.*"))), None)
-    except OSError:
-        return None
-
-
 async def _fetch_picture(
     runtime: Runtime, api: AtlasClient, prediction_id: str, index: int, url: str, save: bool
 ) -> tuple[Picture, str | None]:
     """The output's bytes (from a saved copy when there is one) and the saved path."""
     folder = runtime.output_dir
-    if save and (found := _existing(folder, prediction_id, index)) is not None:
+    if save and (found := find_saved(folder, prediction_id, index)) is not None:
         data = await anyio.Path(found).read_bytes()
         return await anyio.to_thread.run_sync(inspect_image, data), str(found.resolve())
     download = await api.download(url, runtime.settings.max_download_bytes)
@@ -472,13 +466,11 @@ async def get_prediction(
         api = runtime.api(ctx.headers)
         try:
             prediction = await api.get_prediction(prediction_id)
-        except AtlasError as err:
-            if getattr(err, "status_code", None) == 404:
-                raise ToolError(
-                    f"No prediction with id {prediction_id!r} was found at Atlas. Check the id: it is the "
-                    "prediction_id from a generate_image result (predictions are kept for a limited time)."
-                ) from err
-            raise
+        except NotFoundError as err:
+            raise ToolError(
+                f"No prediction with id {prediction_id!r} was found at Atlas. Check the id: it is the "
+                "prediction_id from a generate_image result (predictions are kept for a limited time)."
+            ) from err
         limit = min(wait_seconds, runtime.settings.wait_seconds)
         if limit > 0 and not prediction.is_terminal:
             prediction = await _wait_with_progress(ctx, api, prediction, limit, started, limit)
