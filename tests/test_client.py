@@ -647,7 +647,7 @@ async def test_a_failed_prediction_answered_as_500_ends_wait_without_retries():
 
     sleep, clock, delays = fake_time()
     async with make_client(handler, sleep=sleep, clock=clock) as client:
-        result = await client.wait(PID, timeout=60)
+        result = await client.wait(PID, max_wait=60)
 
     assert len(seen) == 2
     assert len(delays) == 2  # one poll interval before each request, no retry backoff
@@ -751,7 +751,7 @@ async def test_a_submit_error_status_maps_to_its_error_type_with_a_next_step(cod
 
 
 async def _wait(client: AtlasClient):
-    return await client.wait(PID, timeout=5)
+    return await client.wait(PID, max_wait=5)
 
 
 async def _get(client: AtlasClient):
@@ -998,7 +998,7 @@ async def test_wait_polls_until_completed_and_reports_every_state_in_order():
     updates: list[str] = []
     sleep, clock, delays = fake_time()
     async with make_client(handler, sleep=sleep, clock=clock) as client:
-        result = await client.wait(PID, timeout=60, on_update=lambda p: updates.append(p.status))
+        result = await client.wait(PID, max_wait=60, on_update=lambda p: updates.append(p.status))
 
     assert result.status == "completed"
     assert result.outputs == [OUTPUT_URL]
@@ -1016,7 +1016,7 @@ async def test_wait_polls_quickly_at_first_then_backs_off_to_at_most_five_second
 
     sleep, clock, delays = fake_time()
     async with make_client(handler, sleep=sleep, clock=clock) as client:
-        result = await client.wait(PID, timeout=600)
+        result = await client.wait(PID, max_wait=600)
 
     assert result.status == "completed"
     assert len(seen) == 35 == len(delays)
@@ -1030,13 +1030,15 @@ async def test_wait_polls_quickly_at_first_then_backs_off_to_at_most_five_second
 
 
 @pytest.mark.parametrize(("rng_value", "first_interval"), [(0.0, 0.216), (0.5, 0.24), (1.0, 0.24)])
-async def test_wait_jitters_the_fast_poll_interval_by_ten_percent_but_never_above_it(rng_value, first_interval):
+async def test_wait_jitters_the_fast_poll_interval_by_ten_percent_but_never_above_it(
+    rng_value, first_interval
+):
     def handler(request: httpx.Request) -> httpx.Response:
         return ok(prediction("completed"))
 
     sleep, clock, delays = fake_time()
     async with make_client(handler, sleep=sleep, clock=clock, rng=lambda: rng_value) as client:
-        await client.wait(PID, timeout=60)
+        await client.wait(PID, max_wait=60)
 
     assert delays == [pytest.approx(first_interval)]
 
@@ -1052,7 +1054,7 @@ async def test_wait_returns_the_last_running_state_when_the_timeout_passes():
     sleep, clock, delays = fake_time()
     start = clock()
     async with make_client(handler, sleep=sleep, clock=clock) as client:
-        result = await client.wait(PID, timeout=3.1, on_update=lambda p: updates.append(p.status))
+        result = await client.wait(PID, max_wait=3.1, on_update=lambda p: updates.append(p.status))
 
     assert result.status == "processing"
     assert result.id == PID
@@ -1073,7 +1075,7 @@ async def test_wait_with_a_known_running_state_and_no_time_left_returns_it_witho
     known = Prediction(id=PID, status="created")
     sleep, clock, delays = fake_time()
     async with make_client(handler, sleep=sleep, clock=clock) as client:
-        result = await client.wait(PID, timeout=0, on_update=lambda p: updates.append(p.status), first=known)
+        result = await client.wait(PID, max_wait=0, on_update=lambda p: updates.append(p.status), first=known)
 
     assert result is known
     assert seen == []
@@ -1096,7 +1098,7 @@ async def test_wait_reports_the_known_first_state_then_polls_with_an_async_callb
     sleep, clock, delays = fake_time()
     async with make_client(handler, sleep=sleep, clock=clock) as client:
         result = await client.wait(
-            PID, timeout=60, on_update=on_update, first=Prediction(id=PID, status="created")
+            PID, max_wait=60, on_update=on_update, first=Prediction(id=PID, status="created")
         )
 
     assert updates == ["created", "completed"]
@@ -1113,7 +1115,7 @@ async def test_wait_with_a_terminal_first_state_returns_it_without_a_request():
 
     done = Prediction(id=PID, status="completed", outputs=[OUTPUT_URL])
     async with make_client(handler) as client:
-        result = await client.wait(PID, timeout=60, first=done)
+        result = await client.wait(PID, max_wait=60, first=done)
 
     assert result is done
     assert seen == []
@@ -1131,7 +1133,7 @@ async def test_wait_tolerates_not_found_right_after_submit_then_succeeds():
     updates: list[str] = []
     sleep, clock, delays = fake_time()
     async with make_client(handler, sleep=sleep, clock=clock) as client:
-        result = await client.wait(PID, timeout=60, on_update=lambda p: updates.append(p.status))
+        result = await client.wait(PID, max_wait=60, on_update=lambda p: updates.append(p.status))
 
     assert result.status == "completed"
     assert len(seen) == 4
@@ -1149,7 +1151,7 @@ async def test_wait_raises_not_found_once_the_grace_period_is_over():
     start = clock()
     async with make_client(handler, sleep=sleep, clock=clock) as client:
         with pytest.raises(NotFoundError) as info:
-            await client.wait(PID, timeout=60, not_found_grace=1.0)
+            await client.wait(PID, max_wait=60, not_found_grace=1.0)
 
     assert info.value.status_code == 404
     assert clock() - start > 1.0
@@ -1178,7 +1180,7 @@ async def test_cancelling_the_waiting_task_stops_polling():
         async with make_client(handler, sleep=sleep) as client:
 
             async def run() -> None:
-                finished.append(await client.wait(PID, timeout=600))
+                finished.append(await client.wait(PID, max_wait=600))
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(run)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from atlas_image_mcp.constants import BILLING_URL, KEYS_URL
 from atlas_image_mcp.errors import (
-    BILLING_URL,
-    KEYS_URL,
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -22,11 +21,9 @@ from atlas_image_mcp.errors import (
     RateLimitError,
     ServerError,
     SpendLimitError,
-    forget_secret,
-    redact,
-    register_secret,
     status_error,
 )
+from atlas_image_mcp.redact import forget_secret, redact, register_secret
 
 # --- status mapping -------------------------------------------------------------------------
 

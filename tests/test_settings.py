@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from atlas_image_mcp.settings import DEFAULT_BASE_URL, Settings, SettingsError, default_output_dir
+from atlas_image_mcp.constants import DEFAULT_BASE_URL
+from atlas_image_mcp.settings import Settings, SettingsError, default_output_dir
 
 MB = 1024 * 1024
 

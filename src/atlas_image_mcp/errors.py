@@ -1,4 +1,4 @@
-"""Errors, and the redaction that keeps API keys out of every message.
+"""The error tree. Every message says what happened and what to do next, with no key in it.
 
 The tree::
 
@@ -7,7 +7,8 @@ The tree::
       + InvalidParameterError        an argument is out of range; names the allowed range
       + LocalFileError               a file to upload is missing, a directory, empty, too big or refused
       + SpendLimitError              the images-per-hour guard refused a generation
-      + APIConnectionError           the request did not get an answer
+      + SaveError                    a picture could not be written to the output folder
+      + APIConnectionError           the request did not get an answer (``sent``: it may have arrived)
         - APITimeoutError            ... because it timed out
       + APIStatusError               HTTP 4xx/5xx or a non-200 envelope ``code``
         - AuthenticationError        401 / 403
@@ -17,21 +18,21 @@ The tree::
         - RateLimitError             429
         - ServerError                5xx
       + InvalidResponseError         the answer was not the JSON we expected
-      + DownloadError                an output picture could not be fetched
+      + DownloadError                an output picture could not be fetched (``retryable``)
       + PredictionFailedError        the prediction ended as failed / timeout / canceled
         - ContentBlockedError        ... because the safety checker flagged the output
 
 Every error carries context as attributes (``status_code``, ``prediction_id``, ``body``...).
-Messages never contain an API key: they are built with :func:`redact`.
+Messages never contain an API key: they are built with :func:`atlas_image_mcp.redact.redact`.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import threading
-from collections.abc import Iterable
 from typing import Any
+
+from .constants import BILLING_URL, KEYS_URL
+from .models import message_of
+from .redact import preview, redact, redacted_body
 
 __all__ = [
     "APIConnectionError",
@@ -50,92 +51,11 @@ __all__ = [
     "NotFoundError",
     "PredictionFailedError",
     "RateLimitError",
+    "SaveError",
     "ServerError",
     "SpendLimitError",
-    "forget_secret",
-    "redact",
-    "register_secret",
     "status_error",
 ]
-
-BILLING_URL = "https://www.atlascloud.ai/console/billing"
-KEYS_URL = "https://www.atlascloud.ai/console/api-keys"
-
-# --- redaction -------------------------------------------------------------------------------
-
-_BEARER = re.compile(r"(?i)\b(bearer)\s+(?!\[redacted\])[^\s\"',;]+")
-_KEYLIKE = re.compile(r"\bapikey-[A-Za-z0-9_\-]{4,}")
-_HEADER = re.compile(
-    r"(?i)(x-atlas-api-key|authorization)([\"']?\s*[:=]\s*[\"']?)"  # the header name and separator
-    r"((?:bearer|basic|token)\s+)?"  # an optional scheme, kept
-    r"(?!\[redacted\]|(?:bearer|basic|token)\s)[^\s\"',;]+"  # the credential
-)
-_secrets: dict[str, bool] = {}  # value -> permanent; temporary ones (per-user keys) are evicted oldest first
-_by_length: tuple[str, ...] = ()  # the same secrets, longest first; rebuilt on change, read by every redact()
-_secrets_lock = threading.Lock()
-_MAX_TEMPORARY_SECRETS = 4096
-_REDACTED = "[redacted]"
-
-
-def register_secret(value: str | None, *, permanent: bool = False) -> None:
-    """Remember a key so that :func:`redact` removes it from any text, wherever it appears.
-
-    The server's own key is ``permanent``; per-user keys of the hosted mode are kept for the most
-    recent 4096 users (their shape is also caught by the ``Bearer``/``apikey-`` patterns).
-    """
-    if not value or len(value) < 4:
-        return
-    with _secrets_lock:
-        known = value in _secrets
-        _secrets[value] = permanent or _secrets.pop(value, False)  # re-inserted last: LRU order
-        if known and len(_secrets) <= _MAX_TEMPORARY_SECRETS:
-            return  # the common case (a key seen before): no scan, no re-sort
-        if len(_secrets) > _MAX_TEMPORARY_SECRETS:
-            temporary = [k for k, keep in _secrets.items() if not keep]
-            for old in temporary[: max(0, len(temporary) - _MAX_TEMPORARY_SECRETS)]:
-                del _secrets[old]
-        _reorder()
-
-
-def forget_secret(value: str | None) -> None:
-    with _secrets_lock:
-        _secrets.pop(value or "", None)
-        _reorder()
-
-
-def _reorder() -> None:
-    """Rebuild the longest-first order (so a key containing another is replaced whole); under the lock."""
-    global _by_length
-    _by_length = tuple(sorted(_secrets, key=len, reverse=True))
-
-
-def redact(text: Any) -> str:
-    """``str(text)`` with bearer tokens, ``apikey-...`` values and every registered key removed."""
-    out = str(text)
-    for secret in _by_length:
-        if secret in out:
-            out = out.replace(secret, _REDACTED)
-    out = _BEARER.sub(lambda m: f"{m.group(1)} {_REDACTED}", out)
-    out = _HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{_REDACTED}", out)
-    return _KEYLIKE.sub(_REDACTED, out)
-
-
-def _redacted_body(body: Any) -> Any:
-    """A copy of an upstream body with any key removed (upstream errors sometimes echo the request)."""
-    if body is None or isinstance(body, (int, float, bool)):
-        return body
-    if isinstance(body, str):
-        return redact(body)
-    try:
-        return json.loads(redact(json.dumps(body)))
-    except (TypeError, ValueError):
-        return redact(repr(body))
-
-
-def _preview(body: Any, limit: int = 300) -> str:
-    text = redact(body if isinstance(body, str) else repr(body))
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 # --- the tree --------------------------------------------------------------------------------
@@ -213,6 +133,10 @@ class SpendLimitError(AtlasError):
         )
 
 
+class SaveError(AtlasError):
+    """A picture could not be written to the output folder."""
+
+
 class APIConnectionError(AtlasError):
     """The request got no answer (DNS, refused or reset connection, proxy failure)."""
 
@@ -230,9 +154,11 @@ class APITimeoutError(APIConnectionError):
 class APIStatusError(AtlasError):
     """The API answered with an error status (HTTP, or the envelope's ``code``)."""
 
-    def __init__(self, message: str, *, status_code: int, body: Any = None, method: str = "", url: str = "") -> None:
+    def __init__(
+        self, message: str, *, status_code: int, body: Any = None, method: str = "", url: str = ""
+    ) -> None:
         self.status_code = status_code
-        self.body = _redacted_body(body)
+        self.body = redacted_body(body)
         self.method = method
         self.url = url
         super().__init__(message)
@@ -271,10 +197,14 @@ class InvalidResponseError(AtlasError):
 
 
 class DownloadError(AtlasError):
-    """An output picture could not be downloaded (gone, too large, not an image)."""
+    """An output picture could not be downloaded (gone, too large, not an image).
 
-    def __init__(self, message: str, *, url: str = "") -> None:
+    ``retryable``: the same download may succeed if tried again (a 5xx or 429 answer).
+    """
+
+    def __init__(self, message: str, *, url: str = "", retryable: bool = False) -> None:
         self.url = url
+        self.retryable = retryable
         super().__init__(message)
 
 
@@ -310,28 +240,6 @@ class ContentBlockedError(PredictionFailedError):
 # --- status mapping --------------------------------------------------------------------------
 
 
-def _upstream_message(body: Any) -> str:
-    """The human text an Atlas error body carries (``msg`` / ``message`` / ``error``), if any."""
-    if isinstance(body, dict):
-        for key in ("msg", "message", "error", "detail"):
-            value = body.get(key)
-            if isinstance(value, dict):
-                value = _upstream_message(value)
-            if isinstance(value, str) and value.strip():
-                return value.strip()
-        data = body.get("data")
-        if isinstance(data, dict):
-            return _upstream_message(data)
-        return ""
-    if isinstance(body, str):
-        text = body.strip()
-        if text.lower().startswith(("<!doctype", "<html")) or "<html" in text[:200].lower():
-            title = re.search(r"(?is)<title>(.*?)</title>", text)
-            return f"an HTML error page{': ' + title.group(1).strip() if title else ''}"
-        return text
-    return ""
-
-
 def status_error(
     status_code: int,
     body: Any,
@@ -342,7 +250,7 @@ def status_error(
     what: str = "The request",
 ) -> APIStatusError:
     """Map an HTTP status (or envelope code) and body to the right error, with a next step."""
-    upstream = _preview(_upstream_message(body) or "", 300)
+    upstream = preview(message_of(body), 300)
     if upstream and upstream[-1] not in ".!?":
         upstream += "."  # the next sentence follows on the same line
     said = f" Atlas said: {upstream}" if upstream else ""
@@ -350,7 +258,8 @@ def status_error(
     lower = upstream.lower()
     if status_code == 402 or ("insufficient" in lower and "balance" in lower):
         return InsufficientBalanceError(
-            f"{what} was refused: the Atlas Cloud account has insufficient balance (HTTP {status_code}).{said} "
+            f"{what} was refused: the Atlas Cloud account has insufficient balance (HTTP "
+            f"{status_code}).{said} "
             f"Ask the user to top up at {BILLING_URL}, then try again.",
             **kw,
         )
@@ -387,9 +296,3 @@ def status_error(
             **kw,
         )
     return APIStatusError(f"{what} failed with HTTP {status_code}.{said}", **kw)
-
-
-def iter_secrets() -> Iterable[str]:
-    """The registered secrets (for tests that scan output for leaks)."""
-    with _secrets_lock:
-        return tuple(_secrets)

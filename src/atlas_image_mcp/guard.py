@@ -58,6 +58,11 @@ class SpendGuard:
         with self._lock:
             return sum(1 for t in self._started.get(self.bucket(api_key), ()) if now - t < WINDOW_SECONDS)
 
+    def buckets(self) -> tuple[str, ...]:
+        """The keys' buckets currently tracked (hashes, never a key)."""
+        with self._lock:
+            return tuple(self._started)
+
     def _sweep(self, now: float) -> None:
         """Forget keys with nothing in the window (hosted servers see many per-user keys)."""
         if len(self._started) < _SWEEP_AT:
@@ -70,5 +75,5 @@ class SpendGuard:
         """Give back a reservation whose POST was never sent (e.g. refused before the network)."""
         with self._lock:
             started = self._started.get(self.bucket(api_key))
-            for _ in range(min(count, len(started or ()))):
+            for _ in range(min(count, len(started) if started is not None else 0)):
                 started.pop()  # type: ignore[union-attr]

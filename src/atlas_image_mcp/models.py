@@ -8,6 +8,7 @@ of that and keep unknown fields in ``raw``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -16,19 +17,17 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "DONE_STATUSES",
     "FAILED_STATUSES",
-    "RUNNING_STATUSES",
     "ModelInfo",
     "Prediction",
     "StatusKind",
     "Upload",
     "envelope_code",
     "envelope_data",
-    "envelope_message",
+    "message_of",
     "parse_prediction",
     "status_kind",
 ]
 
-RUNNING_STATUSES = frozenset({"created", "starting", "queued", "processing", "pending", "in_queue", "running"})
 DONE_STATUSES = frozenset({"completed", "succeeded", "success", "done"})
 FAILED_STATUSES = frozenset({"failed", "timeout", "canceled", "cancelled", "error", "expired"})
 
@@ -62,18 +61,6 @@ def envelope_code(body: Any) -> int | None:
     return None
 
 
-def envelope_message(body: Any) -> str:
-    if not isinstance(body, Mapping):
-        return ""
-    for key in ("msg", "message", "error"):
-        value = body.get(key)
-        if isinstance(value, str) and value.strip() and value.strip().lower() != "success":
-            return value.strip()
-        if isinstance(value, Mapping):
-            return _error_text(value)
-    return ""
-
-
 def envelope_data(body: Any) -> Any:
     """``body["data"]`` when the body is an envelope, else the body itself."""
     if isinstance(body, Mapping) and "data" in body:
@@ -84,17 +71,37 @@ def envelope_data(body: Any) -> Any:
 # --- predictions -----------------------------------------------------------------------------
 
 
-def _error_text(value: Any) -> str:
-    if value is None:
-        return ""
+_MESSAGE_KEYS = ("msg", "message", "error", "detail", "reason")
+_HTML_TITLE = re.compile(r"(?is)<title>(.*?)</title>")
+
+
+def message_of(value: Any) -> str:
+    """The human text an Atlas answer or error value carries, or ``""``.
+
+    Reads ``msg`` / ``message`` / ``error`` / ``detail`` / ``reason`` (strings or nested objects,
+    ``"success"`` skipped), then the envelope's ``data``; an HTML page (a CDN error) is named by its
+    title. This is the one place that knows where Atlas puts its messages.
+    """
     if isinstance(value, str):
-        return value.strip()
+        text = value.strip()
+        if text.lower().startswith(("<!doctype", "<html")) or "<html" in text[:200].lower():
+            title = _HTML_TITLE.search(text)
+            return f"an HTML error page{': ' + title.group(1).strip() if title else ''}"
+        return "" if text.lower() == "success" else text
     if isinstance(value, Mapping):
-        for key in ("message", "msg", "error", "detail", "reason"):
-            if key in value and value[key]:
-                return _error_text(value[key])
-        return ", ".join(f"{k}={v}" for k, v in value.items())
-    return str(value)
+        for key in _MESSAGE_KEYS:
+            text = message_of(value.get(key)) if value.get(key) else ""
+            if text:
+                return text
+        return message_of(value.get("data")) if isinstance(value.get("data"), Mapping) else ""
+    return ""
+
+
+def _error_text(value: Any) -> str:
+    """A prediction's ``error`` field as text: a string, or an object's message (else its fields)."""
+    if isinstance(value, Mapping):
+        return message_of(value) or ", ".join(f"{k}={v}" for k, v in value.items())
+    return message_of(value) if isinstance(value, str) else ("" if value is None else str(value))
 
 
 def _output_urls(data: Mapping[str, Any]) -> list[str]:
@@ -150,7 +157,6 @@ class Prediction(BaseModel):
     price: str | None = None
     created_at: str | None = None
     completed_at: str | None = None
-    execution_time_ms: float | None = None
     raw: dict[str, Any] = Field(default_factory=dict, repr=False)
 
     @property
@@ -166,11 +172,11 @@ class Prediction(BaseModel):
         return not self.outputs and any(self.has_nsfw_contents)
 
 
-def parse_prediction(body: Any, *, fallback_id: str | None = None, fallback_message: str = "") -> Prediction | None:
+def parse_prediction(body: Any, *, fallback_id: str | None = None) -> Prediction | None:
     """Build a Prediction from an envelope or a bare data object; None when it holds no prediction.
 
-    ``fallback_message`` (the envelope's message) fills ``error`` for a failed prediction whose
-    own ``error`` is empty, as Atlas does with ``{"code": 500, "message": "Generation failed: ..."}``.
+    The envelope's message fills ``error`` for a failed prediction whose own ``error`` is empty,
+    as Atlas answers ``{"code": 500, "message": "Generation failed: ...", "data": {...}}``.
     """
     data = envelope_data(body)
     if isinstance(data, Mapping) and isinstance(data.get("data"), Mapping) and "status" not in data:
@@ -187,8 +193,9 @@ def parse_prediction(body: Any, *, fallback_id: str | None = None, fallback_mess
     error = _error_text(data.get("error"))
     outputs = _output_urls(data)
     if status_kind(status) == "failed" and not error:
-        error = fallback_message or envelope_message(body)
-    execution = data.get("executionTime")
+        error = (
+            message_of({k: v for k, v in body.items() if k != "data"}) if isinstance(body, Mapping) else ""
+        )
     return Prediction(
         id=str(pid),
         status=status,
@@ -199,7 +206,6 @@ def parse_prediction(body: Any, *, fallback_id: str | None = None, fallback_mess
         price=_price(data.get("price")),
         created_at=data.get("created_at") if isinstance(data.get("created_at"), str) else None,
         completed_at=data.get("completed_at") if isinstance(data.get("completed_at"), str) else None,
-        execution_time_ms=float(execution) if isinstance(execution, (int, float)) else None,
         raw=dict(data),
     )
 
@@ -238,8 +244,10 @@ class ModelInfo(BaseModel):
         model_id = entry.get("model")
         if not isinstance(model_id, str) or not model_id:
             return None
-        price = entry.get("price") if isinstance(entry.get("price"), Mapping) else {}
-        actual = price.get("actual") if isinstance(price.get("actual"), Mapping) else {}
+        price = entry.get("price")
+        actual = price.get("actual") if isinstance(price, Mapping) else None
+        if not isinstance(actual, Mapping):
+            actual = {}
         return cls(
             id=model_id,
             name=str(entry.get("displayName") or model_id),

@@ -15,10 +15,12 @@ import base64
 import io
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from mcp_types import ImageContent, ResourceLink, TextContent
 from pydantic import BaseModel, Field
+
+from .constants import MAX_BASE64_CHARS, THUMBNAIL_SIZE, ImageMode
 
 __all__ = [
     "MAX_BASE64_CHARS",
@@ -32,10 +34,6 @@ __all__ = [
     "result_text",
     "thumbnail",
 ]
-
-THUMBNAIL_SIZE = 512
-MAX_BASE64_CHARS = 1_000_000
-ReturnImage = Literal["thumbnail", "full", "none"]
 
 
 class OutputImage(BaseModel):
@@ -88,7 +86,9 @@ def inspect_image(data: bytes, fallback_mime: str = "") -> Picture:
             mime = Image.MIME.get(img.format or "", fallback_mime) or fallback_mime or "image/png"
             return Picture(data=data, mime_type=mime, width=img.width, height=img.height)
     except (UnidentifiedImageError, OSError, ValueError):
-        return Picture(data=data, mime_type=fallback_mime or "application/octet-stream", width=None, height=None)
+        return Picture(
+            data=data, mime_type=fallback_mime or "application/octet-stream", width=None, height=None
+        )
 
 
 def thumbnail(picture: Picture, max_side: int = THUMBNAIL_SIZE) -> Picture:
@@ -113,7 +113,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def inline_images(pictures: list[Picture], mode: ReturnImage) -> tuple[list[ImageContent], list[str]]:
+def inline_images(pictures: list[Picture], mode: ImageMode) -> tuple[list[ImageContent], list[str]]:
     """Image blocks for ``pictures`` within the base64 budget, and notes on what was downscaled or left out.
 
     The budget counts base64 characters (what actually travels), not decoded bytes.

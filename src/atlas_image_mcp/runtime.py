@@ -13,16 +13,13 @@ from pathlib import Path
 import httpx
 
 from .client import AtlasClient
-from .errors import MissingAPIKeyError, register_secret
+from .constants import DEFAULT_EMULATOR_LATENCY, OFFLINE_API_KEY, OFFLINE_BASE_URL, USER_KEY_HEADER
+from .errors import MissingAPIKeyError
 from .guard import SpendGuard
+from .redact import register_secret
 from .settings import Settings
 
-__all__ = ["OFFLINE_API_KEY", "OFFLINE_BASE_URL", "USER_KEY_HEADER", "Runtime"]
-
-OFFLINE_BASE_URL = "http://atlas.emulator"
-OFFLINE_API_KEY = "offline-emulator-key"
-#: The header that carries a user's own Atlas key in per-user-key mode (lower case, as ASGI gives it).
-USER_KEY_HEADER = "x-atlas-api-key"
+__all__ = ["Runtime"]
 
 
 @dataclass
@@ -46,7 +43,7 @@ class Runtime:
         offline: bool = False,
         remote: bool = False,
         client: AtlasClient | None = None,
-        emulator_latency: float = 1.0,
+        emulator_latency: float = DEFAULT_EMULATOR_LATENCY,
     ) -> Runtime:
         """Build the runtime; ``offline`` puts the emulator behind the client, in process, no port."""
         if client is None:
@@ -58,15 +55,11 @@ class Runtime:
                 settings = settings.replace(api_key=OFFLINE_API_KEY, base_url=OFFLINE_BASE_URL)
             else:
                 transport = None
-            client = AtlasClient(
+            client = AtlasClient.from_settings(
+                settings,
                 # Per-user-key mode: the shared client carries no key at all, so the server's own
                 # key cannot be used by accident; every call goes through ``api(headers)``.
                 api_key=None if settings.user_keys and remote else settings.api_key,
-                base_url=settings.base_url,
-                timeout=settings.timeout,
-                connect_timeout=settings.connect_timeout,
-                upload_timeout=settings.upload_timeout,
-                max_retries=settings.max_retries,
                 transport=transport,
             )
         register_secret(settings.api_key, permanent=True)

@@ -1,98 +1,87 @@
 """Settings: the one module that knows environment variable names.
 
-Precedence is: explicit arguments (``Settings(...)`` or ``dataclasses.replace``) >
-environment (``Settings.from_env(os.environ)``) > the defaults below. Nothing here
-runs at import time; the CLI reads the environment once and passes a ``Settings``
-object down.
+Each setting is declared once, as a field of :class:`Settings` made with :func:`setting`: its
+environment variable, type, default, bounds and one-line description. That declaration drives
+parsing (:meth:`Settings.from_env`), the ``--help`` epilog and the README's configuration table
+(checked by a test), so adding a variable is adding a field.
 
-Environment variables (all optional):
-
-==================================  ===========================================================
-``ATLASCLOUD_API_KEY``              Atlas Cloud API key. Without it the server still starts and
-                                    lists its tools; calls that need it say how to set it.
-``ATLASCLOUD_BASE_URL``             API origin (default ``https://api.atlascloud.ai``). A trailing
-                                    ``/``, ``/api`` or ``/api/v1`` is tolerated.
-``ATLAS_MCP_TIMEOUT``               Seconds for one API request (default 30).
-``ATLAS_MCP_CONNECT_TIMEOUT``       Seconds to open a connection (default 10).
-``ATLAS_MCP_UPLOAD_TIMEOUT``        Seconds for one upload (default 300).
-``ATLAS_MCP_MAX_RETRIES``           Retries of a GET after a network error, 429 or 5xx (default 3).
-``ATLAS_MCP_WAIT_SECONDS``          How long ``generate_image`` waits for a picture before handing
-                                    back a prediction id (default 45, at most 600).
-``ATLAS_MCP_IMAGE_MODE``            ``thumbnail`` (default), ``full`` or ``none``: the picture sent
-                                    back inside a tool result.
-``ATLAS_MCP_OUTPUT_DIR``            Folder where pictures are saved (default: ``~/Pictures/atlas-image-mcp``,
-                                    or ``~/atlas-image-mcp`` when there is no Pictures folder).
-``ATLAS_MCP_SAVE``                  ``0`` turns saving off (default on over stdio; over HTTP saving is
-                                    on only when ``ATLAS_MCP_OUTPUT_DIR`` is set).
-``ATLAS_MCP_MAX_UPLOAD_MB``         Largest file ``upload_media`` accepts, in MB (default 50).
-``ATLAS_MCP_MAX_DOWNLOAD_MB``       Largest output picture downloaded, in MB (default 50).
-``ATLAS_MCP_MAX_IMAGES_PER_HOUR``   Spend guard: images one process (or one per-user key) may start in
-                                    a rolling hour (default unlimited).
-``ATLAS_MCP_LOG_LEVEL``             stderr log level (default ``INFO``).
-``ATLAS_MCP_AUTH_TOKEN``            HTTP transports: bearer token every MCP request must carry.
-``ATLAS_MCP_USER_KEYS``             HTTP transports: ``1`` makes each request bring its own Atlas key
-                                    in ``X-Atlas-Api-Key``; the server's key is then never used.
-``ATLAS_MCP_UPLOAD_ROOT``           HTTP transports: the only folder ``upload_media(file_path=...)`` may
-                                    read from (unset: local paths are refused over HTTP).
-``ATLAS_MCP_ALLOWED_HOSTS``         HTTP transports: extra ``Host`` values to accept (comma separated,
-                                    e.g. ``mcp.example.com``), for DNS-rebinding protection.
-``ATLAS_MCP_ALLOWED_ORIGINS``       HTTP transports: extra ``Origin`` values to accept (comma separated).
-==================================  ===========================================================
+Precedence: explicit arguments (``Settings(...)`` or :meth:`Settings.replace`) > environment
+(``Settings.from_env(os.environ)``) > the defaults in :mod:`atlas_image_mcp.constants`. Nothing
+here runs at import time; the CLI reads the environment once and passes a ``Settings`` down.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any
 
-__all__ = [
-    "DEFAULT_BASE_URL",
-    "ENV_VARS",
-    "ImageMode",
-    "Settings",
-    "SettingsError",
-    "default_output_dir",
-    "normalize_base_url",
-]
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    field_validator,
+)
 
-DEFAULT_BASE_URL = "https://api.atlascloud.ai"
-MAX_WAIT_SECONDS = 600.0
+from . import constants as C
+from .validation import field_problem
 
-ImageMode = Literal["thumbnail", "full", "none"]
-_IMAGE_MODES: tuple[ImageMode, ...] = ("thumbnail", "full", "none")
-
-#: Every variable this module reads, for ``--help`` and the README.
-ENV_VARS: dict[str, str] = {
-    "ATLASCLOUD_API_KEY": "Atlas Cloud API key (calls that need it explain how to set it)",
-    "ATLASCLOUD_BASE_URL": f"API origin (default {DEFAULT_BASE_URL})",
-    "ATLAS_MCP_TIMEOUT": "seconds for one API request (default 30)",
-    "ATLAS_MCP_CONNECT_TIMEOUT": "seconds to open a connection (default 10)",
-    "ATLAS_MCP_UPLOAD_TIMEOUT": "seconds for one upload (default 300)",
-    "ATLAS_MCP_MAX_RETRIES": "retries of a GET after a network error, 429 or 5xx (default 3)",
-    "ATLAS_MCP_WAIT_SECONDS": "how long generate_image waits before returning a prediction id (default 45)",
-    "ATLAS_MCP_IMAGE_MODE": "thumbnail (default), full or none: the picture inside a tool result",
-    "ATLAS_MCP_OUTPUT_DIR": "folder for saved pictures (default ~/Pictures/atlas-image-mcp; over HTTP, saving is "
-    "on only when this is set)",
-    "ATLAS_MCP_SAVE": "0 turns saving pictures off",
-    "ATLAS_MCP_MAX_UPLOAD_MB": "largest file upload_media accepts, in MB (default 50)",
-    "ATLAS_MCP_MAX_DOWNLOAD_MB": "largest output picture downloaded, in MB (default 50)",
-    "ATLAS_MCP_MAX_IMAGES_PER_HOUR": "spend guard: images started per rolling hour (default unlimited)",
-    "ATLAS_MCP_LOG_LEVEL": "stderr log level (default INFO)",
-    "ATLAS_MCP_AUTH_TOKEN": "HTTP: bearer token every MCP request must carry",
-    "ATLAS_MCP_USER_KEYS": "HTTP: 1 = each request brings its own Atlas key in X-Atlas-Api-Key",
-    "ATLAS_MCP_UPLOAD_ROOT": "HTTP: the only folder upload_media(file_path=...) may read",
-    "ATLAS_MCP_ALLOWED_HOSTS": "HTTP: extra Host header values to accept (comma separated)",
-    "ATLAS_MCP_ALLOWED_ORIGINS": "HTTP: extra Origin header values to accept (comma separated)",
-}
+__all__ = ["ENV_VARS", "SettingVar", "Settings", "SettingsError", "default_output_dir", "normalize_base_url"]
 
 
 class SettingsError(ValueError):
     """An environment variable has a value that cannot be used."""
+
+
+def setting(
+    env: str,
+    default: Any,
+    description: str,
+    *,
+    shown_default: str | None = None,
+    secret: bool = False,
+    **bounds: Any,
+) -> Any:
+    """A :class:`Settings` field read from ``env``; ``shown_default`` is the default as the docs write it.
+
+    A ``secret`` never appears in the settings' ``repr``.
+    """
+    shown = shown_default if shown_default is not None else ("(none)" if default is None else _shown(default))
+    extra: dict[str, JsonValue] = {"env": env, "shown_default": shown}
+    return Field(default, description=description, json_schema_extra=extra, repr=not secret, **bounds)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _items(value: Any) -> Any:
+    """``"a, b,,c"`` -> ``("a", "b", "c")`` (comma-separated environment values)."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+def _path(value: Any) -> Any:
+    if isinstance(value, (str, Path)):
+        return Path(value).expanduser().resolve()
+    return value
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
 
 
 def normalize_base_url(url: str) -> str:
@@ -102,7 +91,7 @@ def normalize_base_url(url: str) -> str:
         if url.endswith(suffix):
             url = url[: -len(suffix)].rstrip("/")
     if not url.startswith(("http://", "https://")):
-        raise SettingsError(f"ATLASCLOUD_BASE_URL must start with http:// or https:// (got {url!r}).")
+        raise ValueError("must start with http:// or https://")
     return url
 
 
@@ -113,133 +102,190 @@ def default_output_dir(home: Path | None = None) -> Path:
     """
     home = home or Path.home()
     pictures = home / "Pictures"
-    return (pictures if pictures.is_dir() else home) / "atlas-image-mcp"
+    return (pictures if pictures.is_dir() else home) / C.OUTPUT_FOLDER_NAME
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the server can be configured with. Immutable; build variants with ``replace``."""
+Items = Annotated[tuple[str, ...], BeforeValidator(_items)]
+OptionalPath = Annotated[Path | None, BeforeValidator(_path)]
+PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Megabytes = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
-    api_key: str | None = field(default=None, repr=False)
-    base_url: str = DEFAULT_BASE_URL
-    timeout: float = 30.0
-    connect_timeout: float = 10.0
-    upload_timeout: float = 300.0
-    max_retries: int = 3
-    wait_seconds: float = 45.0
-    image_mode: ImageMode = "thumbnail"
-    output_dir: Path | None = None
-    output_dir_explicit: bool = False
-    save: bool = True
-    max_upload_bytes: int = 50 * 1024 * 1024
-    max_download_bytes: int = 50 * 1024 * 1024
-    max_images_per_hour: int | None = None
-    log_level: str = "INFO"
-    auth_token: str | None = field(default=None, repr=False)
-    user_keys: bool = False
-    upload_root: Path | None = None
-    allowed_hosts: tuple[str, ...] = ()
-    allowed_origins: tuple[str, ...] = ()
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "base_url", normalize_base_url(self.base_url))
-        if self.image_mode not in _IMAGE_MODES:
-            raise SettingsError(f"ATLAS_MCP_IMAGE_MODE must be one of {', '.join(_IMAGE_MODES)}.")
-        if not 0 <= self.wait_seconds <= MAX_WAIT_SECONDS:
-            raise SettingsError(f"ATLAS_MCP_WAIT_SECONDS must be between 0 and {MAX_WAIT_SECONDS:g}.")
+class Settings(BaseModel):
+    """Everything the server can be configured with. Immutable; build variants with :meth:`replace`."""
 
-    def replace(self, **changes: object) -> Settings:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    api_key: str | None = setting(
+        "ATLASCLOUD_API_KEY",
+        None,
+        "Atlas Cloud API key (calls that need it explain how to set it)",
+        secret=True,
+    )
+    base_url: str = setting(
+        "ATLASCLOUD_BASE_URL", C.DEFAULT_BASE_URL, "API origin; a trailing /, /api or /api/v1 is tolerated"
+    )
+    timeout: PositiveSeconds = setting("ATLAS_MCP_TIMEOUT", C.DEFAULT_TIMEOUT, "seconds for one API request")
+    connect_timeout: PositiveSeconds = setting(
+        "ATLAS_MCP_CONNECT_TIMEOUT", C.DEFAULT_CONNECT_TIMEOUT, "seconds to open a connection"
+    )
+    upload_timeout: PositiveSeconds = setting(
+        "ATLAS_MCP_UPLOAD_TIMEOUT", C.DEFAULT_UPLOAD_TIMEOUT, "seconds for one upload"
+    )
+    max_retries: int = setting(
+        "ATLAS_MCP_MAX_RETRIES",
+        C.DEFAULT_MAX_RETRIES,
+        "retries of a GET after a network error, 429 (honouring Retry-After) or 5xx",
+        ge=0,
+    )
+    wait_seconds: float = setting(
+        "ATLAS_MCP_WAIT_SECONDS",
+        C.DEFAULT_WAIT_SECONDS,
+        "how long generate_image waits for a picture before handing back a prediction id "
+        f"(at most {C.MAX_WAIT_SECONDS:g})",
+        ge=0,
+        le=C.MAX_WAIT_SECONDS,
+        allow_inf_nan=False,
+    )
+    image_mode: Annotated[C.ImageMode, BeforeValidator(_lower)] = setting(
+        "ATLAS_MCP_IMAGE_MODE",
+        C.DEFAULT_IMAGE_MODE,
+        "thumbnail, full or none: the picture inside a tool result",
+    )
+    output_dir: OptionalPath = setting(
+        "ATLAS_MCP_OUTPUT_DIR",
+        None,
+        "folder for saved pictures (over HTTP, saving is on only when this is set)",
+        shown_default=f"~/Pictures/{C.OUTPUT_FOLDER_NAME}",
+    )
+    save: bool = setting("ATLAS_MCP_SAVE", True, "0 turns saving pictures off")
+    max_upload_mb: Megabytes = setting(
+        "ATLAS_MCP_MAX_UPLOAD_MB", C.DEFAULT_MAX_UPLOAD_MB, "largest file upload_media accepts, in MB"
+    )
+    max_download_mb: Megabytes = setting(
+        "ATLAS_MCP_MAX_DOWNLOAD_MB", C.DEFAULT_MAX_DOWNLOAD_MB, "largest output picture downloaded, in MB"
+    )
+    max_images_per_hour: int | None = setting(
+        "ATLAS_MCP_MAX_IMAGES_PER_HOUR",
+        None,
+        "spend guard: images one process (or one per-user key) may start in a rolling hour; 0 = unlimited",
+        shown_default="unlimited",
+        ge=0,
+    )
+    log_level: Annotated[str, BeforeValidator(_upper)] = setting(
+        "ATLAS_MCP_LOG_LEVEL", "INFO", "stderr log level"
+    )
+    auth_token: str | None = setting(
+        "ATLAS_MCP_AUTH_TOKEN", None, "HTTP: bearer token every MCP request must carry", secret=True
+    )
+    user_keys: bool = setting(
+        "ATLAS_MCP_USER_KEYS", False, "HTTP: 1 = each request brings its own Atlas key in X-Atlas-Api-Key"
+    )
+    upload_root: OptionalPath = setting(
+        "ATLAS_MCP_UPLOAD_ROOT", None, "HTTP: the only folder upload_media(file_path=...) may read"
+    )
+    allowed_hosts: Items = setting(
+        "ATLAS_MCP_ALLOWED_HOSTS", (), "HTTP: extra Host header values to accept (comma separated)",
+        shown_default="(none)",
+    )  # fmt: skip
+    allowed_origins: Items = setting(
+        "ATLAS_MCP_ALLOWED_ORIGINS", (), "HTTP: extra Origin header values to accept (comma separated)",
+        shown_default="(none)",
+    )  # fmt: skip
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise SettingsError(_describe(err, data)) from None
+
+    @field_validator("base_url")
+    @classmethod
+    def _origin(cls, value: str) -> str:
+        return normalize_base_url(value)
+
+    @field_validator("max_images_per_hour")
+    @classmethod
+    def _zero_is_unlimited(cls, value: int | None) -> int | None:
+        return value or None
+
+    # --- derived values ------------------------------------------------------------------------
+
+    @property
+    def output_dir_explicit(self) -> bool:
+        """Whether the operator chose the output folder (over HTTP, saving needs that)."""
+        return self.output_dir is not None
 
     @property
     def resolved_output_dir(self) -> Path:
         return self.output_dir or default_output_dir()
 
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * C.MB)
+
+    @property
+    def max_download_bytes(self) -> int:
+        return int(self.max_download_mb * C.MB)
+
+    # --- building ------------------------------------------------------------------------------
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied and validated again."""
+        return type(self)(**{**self._given(), **changes})
+
+    def _given(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in type(self).model_fields}
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read every ``ATLAS*`` variable from ``environ`` (``os.environ`` when not given)."""
+        """Read every declared variable from ``environ`` (``os.environ`` when not given).
+
+        A variable that is unset or blank keeps its default.
+        """
         env = os.environ if environ is None else environ
-        reader = _Reader(env)
-        output_dir = reader.text("ATLAS_MCP_OUTPUT_DIR")
-        upload_root = reader.text("ATLAS_MCP_UPLOAD_ROOT")
-        max_per_hour = reader.integer("ATLAS_MCP_MAX_IMAGES_PER_HOUR", 0)
-        return cls(
-            api_key=reader.text("ATLASCLOUD_API_KEY"),
-            base_url=reader.text("ATLASCLOUD_BASE_URL") or DEFAULT_BASE_URL,
-            timeout=reader.positive("ATLAS_MCP_TIMEOUT", 30.0),
-            connect_timeout=reader.positive("ATLAS_MCP_CONNECT_TIMEOUT", 10.0),
-            upload_timeout=reader.positive("ATLAS_MCP_UPLOAD_TIMEOUT", 300.0),
-            max_retries=reader.integer("ATLAS_MCP_MAX_RETRIES", 3),
-            wait_seconds=reader.number("ATLAS_MCP_WAIT_SECONDS", 45.0),
-            image_mode=(reader.text("ATLAS_MCP_IMAGE_MODE") or "thumbnail").lower(),  # type: ignore[arg-type]
-            output_dir=Path(output_dir).expanduser().resolve() if output_dir else None,
-            output_dir_explicit=output_dir is not None,
-            save=reader.flag("ATLAS_MCP_SAVE", True),
-            max_upload_bytes=int(reader.number("ATLAS_MCP_MAX_UPLOAD_MB", 50.0) * 1024 * 1024),
-            max_download_bytes=int(reader.number("ATLAS_MCP_MAX_DOWNLOAD_MB", 50.0) * 1024 * 1024),
-            max_images_per_hour=max_per_hour or None,
-            log_level=(reader.text("ATLAS_MCP_LOG_LEVEL") or "INFO").upper(),
-            auth_token=reader.text("ATLAS_MCP_AUTH_TOKEN"),
-            user_keys=reader.flag("ATLAS_MCP_USER_KEYS", False),
-            upload_root=Path(upload_root).expanduser().resolve() if upload_root else None,
-            allowed_hosts=reader.items("ATLAS_MCP_ALLOWED_HOSTS"),
-            allowed_origins=reader.items("ATLAS_MCP_ALLOWED_ORIGINS"),
+        given: dict[str, Any] = {}
+        for var in ENV_VARS.values():
+            raw = env.get(var.env, "").strip()
+            if raw:
+                given[var.field] = raw
+        return cls(**given)
+
+
+class SettingVar(BaseModel):
+    """One environment variable, as declared on :class:`Settings` (for ``--help`` and the README)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    env: str
+    field: str
+    description: str
+    shown_default: str
+
+
+def _declared() -> dict[str, SettingVar]:
+    out: dict[str, SettingVar] = {}
+    for name, info in Settings.model_fields.items():
+        extra = info.json_schema_extra
+        assert isinstance(extra, dict), name
+        env = str(extra["env"])
+        out[env] = SettingVar(
+            env=env, field=name, description=info.description or "", shown_default=str(extra["shown_default"])
         )
+    return out
 
 
-@dataclass
-class _Reader:
-    env: Mapping[str, str]
-
-    def text(self, name: str) -> str | None:
-        value = self.env.get(name, "").strip()
-        return value or None
-
-    def number(self, name: str, default: float) -> float:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be a number (got {raw!r}).") from None
-        if not math.isfinite(value) or value < 0:
-            raise SettingsError(f"{name} must be a finite number, not negative (got {raw!r}).")
-        return value
-
-    def positive(self, name: str, default: float) -> float:
-        value = self.number(name, default)
-        if value <= 0:
-            raise SettingsError(f"{name} must be greater than 0 (got {value:g}).")
-        return value
-
-    def integer(self, name: str, default: int) -> int:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be a whole number (got {raw!r}).") from None
-        if value < 0:
-            raise SettingsError(f"{name} must not be negative (got {raw!r}).")
-        return value
-
-    def flag(self, name: str, default: bool) -> bool:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        if raw.lower() in ("1", "true", "yes", "on"):
-            return True
-        if raw.lower() in ("0", "false", "no", "off"):
-            return False
-        raise SettingsError(f"{name} must be 1 or 0 (got {raw!r}).")
-
-    def items(self, name: str) -> tuple[str, ...]:
-        raw = self.text(name) or ""
-        return tuple(item.strip() for item in raw.split(",") if item.strip())
+#: Every variable, by name, in declaration order.
+ENV_VARS: dict[str, SettingVar] = _declared()
+_ENV_OF = {var.field: var.env for var in ENV_VARS.values()}
 
 
-def read_environ() -> Mapping[str, str]:
-    """The process environment, for the CLI (kept here so no other module touches ``os.environ``)."""
-    return os.environ
+def _describe(err: ValidationError, given: Mapping[str, Any]) -> str:
+    """One sentence per bad value, naming the environment variable."""
+    sentences = []
+    for problem in err.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else ""
+        name = _ENV_OF.get(field, field)
+        raw = given.get(field, problem.get("input"))
+        sentences.append(f"{name} {field_problem(problem)} (got {str(raw)!r}).")
+    return " ".join(sentences)

@@ -16,9 +16,17 @@ from pathlib import Path
 
 import anyio
 
-from .errors import AtlasError
+from .errors import SaveError
 
-__all__ = ["SaveError", "extension_for", "find_saved", "output_path", "save_atomic"]
+__all__ = [
+    "PartialFiles",
+    "extension_for",
+    "find_saved",
+    "output_path",
+    "partial_files",
+    "save_atomic",
+    "write_atomic",
+]
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 _EXTENSIONS = {
@@ -30,10 +38,6 @@ _EXTENSIONS = {
     "image/avif": "avif",
     "image/bmp": "bmp",
 }
-
-
-class SaveError(AtlasError):
-    """A picture could not be written to the output folder."""
 
 
 def extension_for(content_type: str, url: str = "") -> str:
@@ -64,31 +68,53 @@ def find_saved(folder: Path, prediction_id: str, index: int) -> Path | None:
         return None
 
 
-# Temporary files being written right now. A write runs in a worker thread that does not outlive
-# the interpreter, so whatever is still listed at exit is removed then (see _remove_pending).
-_pending: set[str] = set()
-_pending_lock = threading.Lock()
+class PartialFiles:
+    """Temporary files being written right now.
+
+    A write runs in a worker thread that does not outlive the interpreter, so whatever is still
+    listed at exit is removed then (:meth:`remove_all` is registered with :mod:`atexit`).
+    """
+
+    def __init__(self) -> None:
+        self._paths: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, path: str) -> None:
+        with self._lock:
+            self._paths.add(path)
+
+    def discard(self, path: str) -> None:
+        with self._lock:
+            self._paths.discard(path)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def remove_all(self) -> None:
+        """Delete every file still listed (and forget them)."""
+        with self._lock:
+            leftovers = list(self._paths)
+            self._paths.clear()
+        for tmp in leftovers:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
-def _remove_pending() -> None:
-    with _pending_lock:
-        leftovers = list(_pending)
-        _pending.clear()
-    for tmp in leftovers:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+#: The files this process is writing; emptied (and deleted) at exit.
+partial_files = PartialFiles()
+atexit.register(partial_files.remove_all)
 
 
-atexit.register(_remove_pending)
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file renamed into place; return the absolute path.
 
-
-def _write(path: Path, data: bytes) -> Path:
+    Blocking: call it from a worker thread (:func:`save_atomic` does).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    with _pending_lock:
-        _pending.add(tmp)
+    partial_files.add(tmp)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -103,15 +129,14 @@ def _write(path: Path, data: bytes) -> Path:
             pass
         raise
     finally:
-        with _pending_lock:
-            _pending.discard(tmp)
+        partial_files.discard(tmp)
     return path.resolve()
 
 
 async def save_atomic(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (in a worker thread); return the absolute path."""
     try:
-        return await anyio.to_thread.run_sync(_write, path, data)
+        return await anyio.to_thread.run_sync(write_atomic, path, data)
     except OSError as exc:
         raise SaveError(
             f"Could not save the picture to {str(path.parent)!r}: {exc.strerror or exc}. Set "

@@ -1,0 +1,75 @@
+"""Defaults and limits, each named once and imported wherever it is needed.
+
+Settings use these as their defaults, the client as its keyword defaults, the tools as their
+bounds; nothing else writes these numbers down.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+# --- Atlas Cloud ---------------------------------------------------------------------------------
+
+DEFAULT_BASE_URL = "https://api.atlascloud.ai"
+API_PREFIX = "/api/v1"
+KEYS_URL = "https://www.atlascloud.ai/console/api-keys"
+BILLING_URL = "https://www.atlascloud.ai/console/billing"
+#: The header that carries a user's own Atlas key in per-user-key mode (lower case, as ASGI gives it).
+USER_KEY_HEADER = "x-atlas-api-key"
+
+# --- requests and retries ------------------------------------------------------------------------
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_UPLOAD_TIMEOUT = 300.0
+DEFAULT_MAX_RETRIES = 3
+INITIAL_RETRY_DELAY = 0.5
+MAX_RETRY_DELAY = 8.0
+MAX_RETRY_AFTER = 30.0
+MODELS_TTL = 300.0
+#: Connections to Atlas kept in the pool, and requests in flight at once (see client.DEFAULT_LIMITS).
+MAX_CONNECTIONS = 64
+KEEPALIVE_SECONDS = 30.0
+#: A 404 within this many seconds of a submit means "not visible yet" (Atlas lags right after a submit).
+NOT_FOUND_GRACE = 10.0
+
+# --- waiting for a picture -----------------------------------------------------------------------
+
+DEFAULT_WAIT_SECONDS = 45.0
+MAX_WAIT_SECONDS = 600
+HEARTBEAT_SECONDS = 1.0
+
+# --- pictures ------------------------------------------------------------------------------------
+
+ImageMode = Literal["thumbnail", "full", "none"]
+IMAGE_MODES: tuple[ImageMode, ...] = ("thumbnail", "full", "none")
+DEFAULT_IMAGE_MODE: ImageMode = "thumbnail"
+THUMBNAIL_SIZE = 512
+#: Base64 characters of pictures inside one tool result (what travels, not decoded bytes).
+MAX_BASE64_CHARS = 1_000_000
+MB = 1024 * 1024
+DEFAULT_MAX_UPLOAD_MB = 50.0
+DEFAULT_MAX_DOWNLOAD_MB = 50.0
+OUTPUT_FOLDER_NAME = "atlas-image-mcp"
+
+# --- tool parameters -----------------------------------------------------------------------------
+
+SEED_MAX = 2**31 - 1
+MAX_PROMPT_CHARS = 10_000
+MAX_MODEL_ID_CHARS = 200
+MAX_NUM_IMAGES = 4
+MAX_PATH_CHARS = 4096
+MAX_FILENAME_CHARS = 255
+MAX_PREDICTION_ID_CHARS = 128
+PREDICTION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$"
+
+# --- MCP resources -------------------------------------------------------------------------------
+
+PREDICTION_URI = "atlas-image://predictions/{prediction_id}"
+IMAGE_URI = "atlas-image://predictions/{prediction_id}/images/{index}"
+
+# --- offline mode --------------------------------------------------------------------------------
+
+OFFLINE_BASE_URL = "http://atlas.emulator"
+OFFLINE_API_KEY = "offline-emulator-key"
+DEFAULT_EMULATOR_LATENCY = 1.0
