@@ -35,8 +35,8 @@ def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 @pytest.mark.parametrize("argv", [["--help"], ["serve", "--help"]], ids=" ".join)
 def test_help_lists_every_environment_variable(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     text = _help(argv, capsys)
-    for name, meaning in ENV_VARS.items():
-        assert f"{name} {' '.join(meaning.split())}" in text, name
+    for name, var in ENV_VARS.items():
+        assert f"{name} {' '.join(var.description.split())}" in text, name
 
 
 def test_help_names_the_commands_and_the_http_options_and_endpoints(

@@ -10,14 +10,19 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import anyio
+from pydantic import BaseModel
 
 from . import __version__
-from .errors import redact
-from .settings import ENV_VARS, Settings, SettingsError, read_environ
+from .constants import DEFAULT_EMULATOR_LATENCY
+from .params import CallOptions, GenerationParams
+from .redact import redact
+from .settings import ENV_VARS, Settings, SettingsError
 
 __all__ = ["main"]
 
@@ -52,7 +57,10 @@ def setup_logging(level: str) -> None:
 
 def _env_help() -> str:
     width = max(map(len, ENV_VARS))
-    rows = "\n".join(f"  {name.ljust(width)}  {text}" for name, text in ENV_VARS.items())
+    rows = "\n".join(
+        f"  {name.ljust(width)}  {var.description} (default {var.shown_default})"
+        for name, var in ENV_VARS.items()
+    )
     return f"environment variables:\n{rows}"
 
 
@@ -109,36 +117,68 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="use the emulator")
 
-    gen = sub.add_parser("generate", help="generate a picture from the terminal (saves it, prints its path)")
-    gen.add_argument("prompt", help="what to draw")
-    gen.add_argument("--model", default=None, help="model id (default black-forest-labs/flux-schnell)")
-    gen.add_argument("--width", type=int)
-    gen.add_argument("--height", type=int)
-    gen.add_argument("--aspect-ratio", help="e.g. 16:9 (instead of --width/--height)")
-    gen.add_argument("--num-images", type=int, default=1)
-    gen.add_argument("--seed", type=int)
-    gen.add_argument("--steps", type=int, help="flux-dev only")
-    gen.add_argument("--guidance-scale", type=float, help="flux-dev only")
-    gen.add_argument(
-        "--output-dir", type=Path, help="where to save (default ATLAS_MCP_OUTPUT_DIR or ~/Pictures)"
+    gen = sub.add_parser(
+        "generate",
+        help="generate a picture from the terminal (saves it, prints its path)",
+        description="Run generate_image from the terminal: the options are its parameters.",
     )
-    gen.add_argument("--dry-run", action="store_true", help="show the request body, send nothing")
+    gen.add_argument("prompt", help="what to draw")
+    add_tool_options(gen, GenerationParams, skip={"prompt"})
+    add_tool_options(gen, CallOptions, skip={"wait", "return_image", "save"})
+    gen.add_argument(
+        "--output-dir",
+        type=Path,
+        help="where to save (default ATLAS_MCP_OUTPUT_DIR, else ~/Pictures/atlas-image-mcp)",
+    )
     gen.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="use the emulator")
 
     emu = sub.add_parser("emulator", help="run the Atlas API emulator on a port (for tests and demos)")
     emu.add_argument("--host", default="127.0.0.1")
     emu.add_argument("--port", type=int, default=8090)
-    emu.add_argument("--latency", type=float, default=1.0, help="seconds per prediction (default 1)")
+    emu.add_argument(
+        "--latency",
+        type=float,
+        default=DEFAULT_EMULATOR_LATENCY,
+        help=f"seconds per prediction (default {DEFAULT_EMULATOR_LATENCY:g})",
+    )
     emu.add_argument(
         "--api-key", action="append", help="accepted key (repeatable; default: any bearer token)"
     )
     return parser
 
 
+def add_tool_options(parser: argparse.ArgumentParser, model: type[BaseModel], *, skip: set[str]) -> None:
+    """One ``--flag`` per field of a tool's argument model (its description is the help)."""
+    for name, info in model.model_fields.items():
+        if name in skip:
+            continue
+        flag = "--" + name.replace("_", "-")
+        kind = _scalar(info.annotation)
+        help_text = info.description
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif kind in (int, float, str):
+            parser.add_argument(flag, type=kind, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, choices=get_args(kind), default=None, help=help_text)
+
+
+def _scalar(annotation: Any) -> Any:
+    """``int`` for ``int | None``; a ``Literal`` stays as it is."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    return args[0] if get_origin(annotation) in (Union, UnionType) and len(args) == 1 else annotation
+
+
+def tool_arguments(args: argparse.Namespace, *models: type[BaseModel]) -> dict[str, Any]:
+    """The options given on the command line, by field name, for a tool call."""
+    names = {name for model in models for name in model.model_fields}
+    return {name: value for name, value in vars(args).items() if name in names and value is not None}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings.from_env(read_environ())
+        settings = Settings.from_env()
     except SettingsError as err:
         sys.stderr.write(f"atlas-image-mcp: {err}\n")
         return 2
@@ -156,7 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if settings.log_level != "DEBUG":  # the terminal shows progress and the result instead
                 logging.getLogger().setLevel(logging.WARNING)
 
-            return anyio.run(run_generate, settings, args)
+            arguments = {"prompt": args.prompt, **tool_arguments(args, GenerationParams, CallOptions)}
+            offline = bool(getattr(args, "offline", False))
+            return anyio.run(
+                partial(run_generate, settings, arguments, output_dir=args.output_dir, offline=offline)
+            )
         return _serve(settings, args)
     except KeyboardInterrupt:
         return 130

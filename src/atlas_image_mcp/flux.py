@@ -13,9 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from .constants import MAX_MODEL_ID_CHARS, MAX_NUM_IMAGES, MAX_PROMPT_CHARS, SEED_MAX
 from .errors import InvalidParameterError
+from .params import DEFAULT_MODEL, GenerationRequest
+from .validation import format_number
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -27,8 +28,6 @@ __all__ = [
     "prepare_request",
 ]
 
-DEFAULT_MODEL = "black-forest-labs/flux-schnell"
-SEED_MAX = 2**31 - 1
 MEGAPIXEL = 1024 * 1024
 
 
@@ -42,15 +41,12 @@ class Range:
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidParameterError(name, f"must be a finite number between {self.describe()}.")
         if not self.minimum <= value <= self.maximum:
-            raise InvalidParameterError(name, f"{_num(value)} is out of range; allowed: {self.describe()}.")
+            raise InvalidParameterError(
+                name, f"{format_number(value)} is out of range; allowed: {self.describe()}."
+            )
 
     def describe(self) -> str:
-        return f"{_num(self.minimum)} to {_num(self.maximum)}"
-
-
-def _num(value: float) -> str:
-    """Whole numbers in full (2147483647, not 2.14748e+09), others compactly."""
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+        return f"{format_number(self.minimum)} to {format_number(self.maximum)}"
 
 
 @dataclass(frozen=True)
@@ -62,17 +58,25 @@ class ModelSpec:
     side: Range
     accepts: frozenset[str]
     ranges: dict[str, Range] = field(default_factory=dict)
-    defaults: dict[str, Any] = field(default_factory=dict)
     price_per_image: str | None = None
 
 
 _COMMON = frozenset(
-    {"size", "seed", "image", "mask_image", "strength", "num_images", "enable_safety_checker", "enable_base64_output"}
+    {
+        "size",
+        "seed",
+        "image",
+        "mask_image",
+        "strength",
+        "num_images",
+        "enable_safety_checker",
+        "enable_base64_output",
+    }
 )
 _COMMON_RANGES = {
     "seed": Range(-1, SEED_MAX),
     "strength": Range(0.0, 1.0, integer=False),
-    "num_images": Range(1, 4),
+    "num_images": Range(1, MAX_NUM_IMAGES),
 }
 
 FLUX_MODELS: dict[str, ModelSpec] = {
@@ -82,7 +86,6 @@ FLUX_MODELS: dict[str, ModelSpec] = {
         side=Range(256, 1536),
         accepts=_COMMON | {"enable_sync_mode"},
         ranges=dict(_COMMON_RANGES),
-        defaults={"size": "1024*1024", "seed": -1, "strength": 0.8, "num_images": 1},
         price_per_image="0.003",
     ),
     "black-forest-labs/flux-dev": ModelSpec(
@@ -91,36 +94,16 @@ FLUX_MODELS: dict[str, ModelSpec] = {
         side=Range(512, 1536),
         accepts=_COMMON | {"steps", "guidance_scale"},
         ranges={**_COMMON_RANGES, "steps": Range(1, 50), "guidance_scale": Range(0.0, 20.0, integer=False)},
-        defaults={"size": "1024*1024", "seed": -1, "strength": 0.8, "num_images": 1, "steps": 28, "guidance_scale": 3.5},
         price_per_image="0.012",
     ),
 }
 
 # Friendly name -> wire name, for parameters whose names differ.
 _WIRE_NAMES = {"steps": "num_inference_steps"}
+# Fields of a request that are not sent as they are: the prompt and model (checked first), the
+# size (sent as "W*H"), and extra (merged last).
+_NOT_PARAMETERS = {"prompt", "model", "width", "height", "aspect_ratio", "extra"}
 _ASPECT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[:/x]\s*(\d+(?:\.\d+)?)\s*$")
-
-
-class GenerationRequest(BaseModel):
-    """A generation as the tools and the CLI describe it (friendly names)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str
-    model: str = DEFAULT_MODEL
-    width: int | None = None
-    height: int | None = None
-    aspect_ratio: str | None = None
-    num_images: int = 1
-    seed: int | None = None
-    steps: int | None = None
-    guidance_scale: float | None = None
-    image: str | None = None
-    mask_image: str | None = None
-    strength: float | None = None
-    enable_safety_checker: bool | None = None
-    enable_sync_mode: bool | None = None
-    extra: dict[str, Any] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -160,8 +143,10 @@ def _check_prompt(prompt: str) -> str:
     text = prompt.strip()
     if not text:
         raise InvalidParameterError("prompt", "is empty; describe the picture to draw.")
-    if len(text) > 10_000:
-        raise InvalidParameterError("prompt", f"is {len(text)} characters long; keep it under 10000.")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise InvalidParameterError(
+            "prompt", f"is {len(text)} characters long; keep it under {MAX_PROMPT_CHARS}."
+        )
     if "\x00" in text:
         raise InvalidParameterError("prompt", "contains a NUL character.")
     return text
@@ -188,24 +173,14 @@ def prepare_request(req: GenerationRequest) -> PreparedRequest:
     """
     prompt = _check_prompt(req.prompt)
     model = req.model.strip()
-    if not model or len(model) > 200 or any(c.isspace() for c in model):
+    if not model or len(model) > MAX_MODEL_ID_CHARS or any(c.isspace() for c in model):
         raise InvalidParameterError("model", f"{model!r} is not a model id like '{DEFAULT_MODEL}'.")
     spec = FLUX_MODELS.get(model)
     width, height = _size(req, spec)
     body: dict[str, Any] = {"model": model, "prompt": prompt, "size": f"{width}*{height}"}
     ignored: list[str] = []
-    given = {
-        "num_images": req.num_images,
-        "seed": req.seed,
-        "steps": req.steps,
-        "guidance_scale": req.guidance_scale,
-        "image": req.image,
-        "mask_image": req.mask_image,
-        "strength": req.strength,
-        "enable_safety_checker": req.enable_safety_checker,
-        "enable_sync_mode": req.enable_sync_mode,
-    }
-    ranges = spec.ranges if spec else {**_COMMON_RANGES, "steps": Range(1, 100), "guidance_scale": Range(0, 50, False)}
+    given = req.model_dump(exclude_none=True, exclude=_NOT_PARAMETERS)
+    ranges = spec.ranges if spec else _COMMON_RANGES
     for name, value in given.items():
         if value is None:
             continue
@@ -214,7 +189,7 @@ def prepare_request(req: GenerationRequest) -> PreparedRequest:
             continue
         if name in ranges and isinstance(value, (int, float)) and not isinstance(value, bool):
             ranges[name].check(name, value)
-        if name in ("image", "mask_image"):
+        if name in ("image", "mask_image") and isinstance(value, str):
             value = _check_image_ref(name, value)
         body[_WIRE_NAMES.get(name, name)] = value
     if req.mask_image and not req.image and (spec is None or "image" in spec.accepts):

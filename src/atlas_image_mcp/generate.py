@@ -7,9 +7,11 @@ progress on stderr, and prints each saved path on stdout.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from mcp import Client
+from mcp_types import TextContent
 
 from .runtime import Runtime
 from .server import make_server
@@ -18,20 +20,12 @@ from .settings import Settings
 __all__ = ["run_generate"]
 
 
-def _arguments(args: Any) -> dict[str, Any]:
-    names = ("model", "width", "height", "aspect_ratio", "seed", "steps", "guidance_scale")
-    arguments: dict[str, Any] = {"prompt": args.prompt, "num_images": args.num_images, "return_image": "none"}
-    arguments.update({name: getattr(args, name) for name in names if getattr(args, name) is not None})
-    if args.dry_run:
-        arguments["dry_run"] = True
-    return arguments
-
-
-async def run_generate(settings: Settings, args: Any) -> int:
-    if args.output_dir is not None:
-        settings = settings.replace(output_dir=args.output_dir.expanduser().resolve(), output_dir_explicit=True)
-    settings = settings.replace(save=True)
-    runtime = Runtime.create(settings, offline=bool(getattr(args, "offline", False)))
+async def run_generate(
+    settings: Settings, arguments: dict[str, Any], *, output_dir: Path | None = None, offline: bool = False
+) -> int:
+    """Call generate_image with ``arguments`` (saving, no picture in the result); the exit status."""
+    settings = settings.replace(save=True, **({"output_dir": output_dir} if output_dir is not None else {}))
+    runtime = Runtime.create(settings, offline=offline)
     err = sys.stderr
 
     async def progress(progress: float, total: float | None, message: str | None) -> None:
@@ -40,11 +34,13 @@ async def run_generate(settings: Settings, args: Any) -> int:
 
     try:
         async with Client(make_server(runtime)) as client:
-            result = await client.call_tool("generate_image", _arguments(args), progress_callback=progress)
+            result = await client.call_tool(
+                "generate_image", {**arguments, "return_image": "none"}, progress_callback=progress
+            )
     finally:
         await runtime.aclose()
     err.write("\r".ljust(72) + "\r")
-    text = "\n".join(block.text for block in result.content if getattr(block, "type", "") == "text")
+    text = "\n".join(block.text for block in result.content if isinstance(block, TextContent))
     structured = result.structured_content or {}
     if result.is_error:
         err.write(f"error: {text}\n")

@@ -1,0 +1,84 @@
+"""``upload_media``: a local file or base64 data to a temporary Atlas URL, for use as an input picture."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+from mcp_types import CallToolResult, TextContent
+from pydantic import BaseModel, Field
+
+from ..errors import AtlasError, InvalidParameterError, LocalFileError
+from ..media import DataError, decode_data, filename_for, resolve_local_path
+from ..notify import notify
+from ..params import UploadMediaArguments, tool_signature
+from ..runtime import Runtime
+from .results import ToolContext, fail, runtime_of
+
+__all__ = ["UploadResult", "upload_media"]
+
+_NOTE = (
+    "This URL is temporary and meant as input to a generation: pass it as `image` (or `mask_image`) "
+    "of generate_image. Do not use it as permanent hosting."
+)
+
+
+class UploadResult(BaseModel):
+    """The structured result of upload_media."""
+
+    download_url: str = Field(
+        description="Temporary URL of the uploaded file; pass it as generate_image's image."
+    )
+    filename: str
+    size: int = Field(description="Size in bytes.")
+    content_type: str
+    note: str
+
+
+def _local_path(runtime: Runtime, file_path: str) -> Any:
+    """Over HTTP a path is read only inside ATLAS_MCP_UPLOAD_ROOT (and not at all when it is unset)."""
+    if runtime.remote and runtime.settings.upload_root is None:
+        raise LocalFileError(
+            "Reading server-side files is off on this hosted server. Send the file's content as base64 in "
+            "`data` (with `filename`) instead of file_path."
+        )
+    return resolve_local_path(file_path, root=runtime.settings.upload_root if runtime.remote else None)
+
+
+@tool_signature(UploadMediaArguments)
+async def upload_media(ctx: ToolContext, **arguments: Any) -> Annotated[CallToolResult, UploadResult]:
+    """Upload a local file (or base64 data) to Atlas and get a temporary URL to use as a generation input."""
+    runtime = runtime_of(ctx)
+    try:
+        args = UploadMediaArguments(**arguments)
+        if (args.file_path is None) == (args.data is None):
+            raise InvalidParameterError("file_path/data", "give exactly one of file_path or data.")
+        api = runtime.api(ctx.headers)
+        limit = runtime.settings.max_upload_bytes
+        if args.data is not None:
+            try:
+                decoded = decode_data(args.data)
+            except DataError as err:
+                raise InvalidParameterError("data", f"{err}.") from None
+            name = args.filename or filename_for(decoded.content_type)
+            upload = await api.upload_media(decoded.content, name, max_bytes=limit)
+        else:
+            path = await anyio.to_thread.run_sync(_local_path, runtime, args.file_path or "")
+            upload = await api.upload_media(path, args.filename, max_bytes=limit)
+    except AtlasError as err:
+        raise fail(err) from err
+    result = UploadResult(
+        download_url=upload.download_url,
+        filename=upload.filename,
+        size=upload.size,
+        content_type=upload.content_type,
+        note=_NOTE,
+    )
+    text = (
+        f"Uploaded {upload.filename} ({upload.size} bytes, {upload.content_type}).\n"
+        f"download_url: {upload.download_url}\n{_NOTE}"
+    )
+    await notify(ctx, "info", f"uploaded {upload.filename} ({upload.size} bytes)")
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=result.model_dump()
+    )
