@@ -35,16 +35,16 @@ import uvicorn
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.transport_security import TransportSecuritySettings
-from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__
-from .errors import register_secret
-from .runtime import USER_KEY_HEADER, Runtime
+from . import __version__, compat
+from .constants import USER_KEY_HEADER
+from .redact import register_secret
+from .runtime import Runtime
 from .server import make_server
 from .settings import Settings
 
@@ -268,9 +268,9 @@ def create_http_app(runtime: Runtime, *, host: str = "127.0.0.1", stateless: boo
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = runtime
     app.state.in_flight = in_flight = InFlight()
-    app.add_middleware(_CountInFlight, counter=in_flight)  # type: ignore[arg-type]
-    app.add_middleware(JsonRpcErrors)  # type: ignore[arg-type]
-    app.add_middleware(AccessGuard, token=settings.auth_token, user_keys=settings.user_keys)  # type: ignore[arg-type]
+    app.add_middleware(_CountInFlight, counter=in_flight)
+    app.add_middleware(JsonRpcErrors)
+    app.add_middleware(AccessGuard, token=settings.auth_token, user_keys=settings.user_keys)
     return app
 
 
@@ -313,27 +313,22 @@ def _finish_calls_before_draining(
     until no ``POST /mcp`` is in flight; uvicorn's own ``timeout_graceful_shutdown`` then only
     covers what is left (idle streams; a call that outlived the grace period is cancelled).
     """
-    original = getattr(server, "shutdown", None)
-    if original is None:
-        return
 
-    async def shutdown(sockets: list[Any] | None = None) -> None:
-        for listener in getattr(server, "servers", []):
-            listener.close()  # no new connections from here on
+    async def wait(server: uvicorn.Server) -> None:
+        compat.stop_listening(server)  # no new connections from here on
         waited, step = 0.0, 0.05
         if in_flight.count:
             logger.info("stopping: waiting up to %gs for %d call(s) in flight", grace, in_flight.count)
-        while in_flight.count and waited < grace and not server.force_exit:
+        while in_flight.count and waited < grace and not compat.force_exit_requested(server):
             await anyio.sleep(step)
             waited += step
         if in_flight.count:
             logger.warning(
                 "stopping: cancelling %d call(s) still in flight after %gs", in_flight.count, grace
             )
-        AppStatus.should_exit = True  # now let sse-starlette end the streams that are left
-        await original(sockets=sockets)
+        compat.drain_sse_now()  # now let sse-starlette end the streams that are left
 
-    server.shutdown = shutdown  # type: ignore[method-assign]
+    compat.finish_before_shutdown(server, wait)
 
 
 def check_exposure(settings: Settings, host: str, allow_unauthenticated: bool) -> str | None:
@@ -388,13 +383,12 @@ def serve_http(
     )
     server = uvicorn.Server(config)
     _finish_calls_before_draining(server, app.state.in_flight)
-    AppStatus.disable_automatic_graceful_drain()
+    compat.hold_sse_drain()
     try:
         with _clean_exit_on_signals(server):
             server.run()
     finally:
-        AppStatus.enable_automatic_graceful_drain_mode()
-        AppStatus.should_exit = False
+        compat.release_sse_drain()
     logger.info("atlas-image-mcp stopped")
     return 0
 

@@ -16,26 +16,29 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import EmptyResult, LoggingLevel, SetLevelRequestParams
 
-from .errors import redact
+from .compat import add_request_handler, connection_state
+from .redact import redact
 
 __all__ = ["install_logging_handler", "notify"]
 
 logger = logging.getLogger(__name__)
 
-_ORDER: tuple[LoggingLevel, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+_ORDER: tuple[LoggingLevel, ...] = (
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+)
 _DEFAULT_LEVEL: LoggingLevel = "info"
 _STATE_KEY = "atlas_image_mcp.log_level"
 
 
-def _connection_state(session: Any) -> dict[str, Any]:
-    """The per-connection state dict (the session object itself is per request in the SDK)."""
-    connection = getattr(session, "_connection", None)
-    state = getattr(connection, "state", None)
-    return state if isinstance(state, dict) else {}
-
-
 async def _set_level(ctx: ServerRequestContext[Any], params: SetLevelRequestParams) -> EmptyResult:
-    _connection_state(ctx.session)[_STATE_KEY] = params.level
+    connection_state(ctx.session)[_STATE_KEY] = params.level
     return EmptyResult()
 
 
@@ -46,16 +49,18 @@ def install_logging_handler(server: MCPServer[Any]) -> None:
     a per-request opt-in; handshake-era clients (most IDEs today) still use it, so that one warning
     is silenced.
     """
-    warnings.filterwarnings("ignore", message="The logging capability is deprecated", category=MCPDeprecationWarning)
-    server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_level)
+    warnings.filterwarnings(
+        "ignore", message="The logging capability is deprecated", category=MCPDeprecationWarning
+    )
+    add_request_handler(server, "logging/setLevel", SetLevelRequestParams, _set_level)
 
 
-async def notify(ctx: Context, level: LoggingLevel, message: str) -> None:
+async def notify(ctx: Context[Any, Any], level: LoggingLevel, message: str) -> None:
     """Send ``message`` to the client as a log notification if its level allows; also log to stderr."""
     text = redact(message)
     logger.log(logging.DEBUG if level == "debug" else logging.INFO, "%s", text)
     try:
-        wanted = _connection_state(ctx.request_context.session).get(_STATE_KEY, _DEFAULT_LEVEL)
+        wanted = connection_state(ctx.request_context.session).get(_STATE_KEY, _DEFAULT_LEVEL)
         if _ORDER.index(level) < _ORDER.index(wanted):
             return
         await ctx.log(level, text, logger_name="atlas-image-mcp")

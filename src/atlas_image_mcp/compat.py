@@ -1,0 +1,139 @@
+"""Every private detail of a library this package relies on, each fenced here with its reason.
+
+Nothing else in the package touches a private attribute of the MCP SDK, uvicorn or
+sse-starlette. Each function below says why it is needed and what upstream change would let it
+go. :data:`TESTED` names the release series these details were checked against;
+``tests/test_compat.py`` fails loudly when an installed version leaves them, or when a detail
+is no longer there, so an upgrade is re-checked here before it ships.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from importlib.metadata import version
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from pydantic import BaseModel
+
+__all__ = [
+    "TESTED",
+    "add_request_handler",
+    "connection_state",
+    "drain_sse_now",
+    "finish_before_shutdown",
+    "force_exit_requested",
+    "hold_sse_drain",
+    "release_sse_drain",
+    "stop_listening",
+    "untested_versions",
+]
+
+logger = logging.getLogger(__name__)
+
+#: distribution -> the release series (``major.minor``) the details below were checked against.
+TESTED: dict[str, str] = {"mcp": "2.3", "uvicorn": "0.54", "sse-starlette": "3.7"}
+
+
+def untested_versions() -> dict[str, str]:
+    """Installed distributions outside their :data:`TESTED` series (name -> installed version)."""
+    out = {}
+    for name, series in TESTED.items():
+        installed = version(name)
+        if installed != series and not installed.startswith(f"{series}."):
+            out[name] = installed
+    return out
+
+
+# --- MCP SDK -------------------------------------------------------------------------------------
+
+
+def add_request_handler(
+    server: MCPServer[Any], method: str, params_type: type[BaseModel], handler: Callable[..., Awaitable[Any]]
+) -> None:
+    """Serve a request method the SDK no longer routes by itself (``logging/setLevel``).
+
+    Why: the 2026-07-28 revision removed ``logging/setLevel`` and ``MCPServer`` stopped serving
+    it, but handshake-era clients still send it; an ``Extension`` may not bind a spec method
+    (``MethodBinding`` refuses it), so the lowlevel server, reachable only as
+    ``MCPServer._lowlevel_server``, is the one place left. Goes away when ``MCPServer`` exposes its
+    lowlevel server (or an ``add_request_handler``) publicly, or when no client needs setLevel.
+    """
+    server._lowlevel_server.add_request_handler(method, params_type, handler)
+
+
+def connection_state(session: Any) -> dict[str, Any]:
+    """The per-connection state dict (``{}`` when there is none, e.g. stateless HTTP).
+
+    Why: the SDK's session object lives for one request, so a value set by ``logging/setLevel``
+    must be kept on the connection behind it, which only ``session._connection.state`` reaches.
+    Goes away when the SDK gives request handlers a public per-connection state.
+    """
+    connection = getattr(session, "_connection", None)
+    state = getattr(connection, "state", None)
+    return state if isinstance(state, dict) else {}
+
+
+# --- uvicorn -------------------------------------------------------------------------------------
+
+
+def finish_before_shutdown(server: Any, wait: Callable[[Any], Awaitable[None]]) -> None:
+    """Run ``wait(server)`` when uvicorn begins its shutdown, before it drains connections.
+
+    Why: uvicorn has no hook between "stop accepting" and "close connections"; the only way to let
+    calls in flight finish first is to wrap ``Server.shutdown`` (and to read ``server.servers`` /
+    ``server.force_exit`` inside ``wait``). Goes away if uvicorn grows a pre-drain hook.
+    """
+    original = getattr(server, "shutdown", None)
+    if original is None:
+        logger.warning("uvicorn.Server has no shutdown(): calls in flight are not waited for at exit")
+        return
+
+    async def shutdown(sockets: list[Any] | None = None) -> None:
+        await wait(server)
+        await original(sockets=sockets)
+
+    server.shutdown = shutdown
+
+
+def stop_listening(server: Any) -> None:
+    """Close uvicorn's listening sockets (no new connections), keeping the open ones."""
+    for listener in getattr(server, "servers", []):
+        listener.close()
+
+
+def force_exit_requested(server: Any) -> bool:
+    """Whether a second signal asked uvicorn to exit at once."""
+    return bool(getattr(server, "force_exit", False))
+
+
+# --- sse-starlette -------------------------------------------------------------------------------
+
+
+def hold_sse_drain() -> None:
+    """Stop sse-starlette from ending every SSE stream the moment uvicorn starts shutting down.
+
+    Why: sse-starlette's ``AppStatus`` ends all streams on the first signal, which would cut the
+    answer of a call about to complete; its ``disable_automatic_graceful_drain`` is public but
+    ``should_exit`` (the switch that ends the streams) is not. Goes away when sse-starlette lets
+    an application decide when to drain.
+    """
+    from sse_starlette.sse import AppStatus
+
+    AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]  # unannotated upstream
+
+
+def drain_sse_now() -> None:
+    """End the SSE streams that are left (after the calls in flight finished)."""
+    from sse_starlette.sse import AppStatus
+
+    AppStatus.should_exit = True
+
+
+def release_sse_drain() -> None:
+    """Put sse-starlette back as it was (for servers started again in the same process, e.g. tests)."""
+    from sse_starlette.sse import AppStatus
+
+    AppStatus.enable_automatic_graceful_drain_mode()  # type: ignore[no-untyped-call]  # unannotated upstream
+    AppStatus.should_exit = False
