@@ -10,8 +10,9 @@ import httpx
 import pytest
 from mcp import Client
 
-from atlas_image_mcp.client import AtlasClient, PollSchedule
+from atlas_image_mcp.client import AtlasClient
 from atlas_image_mcp.emulator import Emulator
+from atlas_image_mcp.polling import PollSchedule
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
@@ -72,17 +73,20 @@ def output_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(output_dir: Path) -> Settings:
-    return Settings(api_key=TEST_KEY, output_dir=output_dir, output_dir_explicit=True, wait_seconds=10)
+    return Settings(api_key=TEST_KEY, output_dir=output_dir, wait_seconds=10)
 
 
 @pytest.fixture
 def connect(emulator: Emulator, settings: Settings) -> Callable[..., Any]:
-    """``async with connect(**settings_changes) as client``: an MCP client on a server wired to the emulator."""
+    """``async with connect(**settings_changes) as client``: an MCP client on a server on the emulator."""
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
     async def _connect(
-        *, api_key: str | None = TEST_KEY, remote: bool = False, client_options: dict[str, Any] | None = None,
+        *,
+        api_key: str | None = TEST_KEY,
+        remote: bool = False,
+        client_options: dict[str, Any] | None = None,
         **changes: Any,
     ) -> AsyncIterator[Client]:
         api = make_api(emulator, api_key=api_key)

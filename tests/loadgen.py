@@ -39,6 +39,7 @@ __all__ = [
     "LoadStats",
     "RssSampler",
     "free_port",
+    "fd_census",
     "open_fds",
     "rss_bytes",
     "run_load",
@@ -170,6 +171,44 @@ def open_fds() -> int:
         return len(os.listdir("/proc/self/fd"))
     except OSError:
         return -1
+
+
+def _socket_peers() -> dict[str, int]:
+    """Socket inode -> remote TCP port, for every TCP socket on this machine (from ``/proc/net``)."""
+    peers: dict[str, int] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as handle:
+                next(handle)
+                for line in handle:
+                    fields = line.split()
+                    peers[fields[9]] = int(fields[2].rsplit(":", 1)[1], 16)
+        except (OSError, StopIteration):
+            continue
+    return peers
+
+
+def fd_census(upstream_port: int) -> dict[str, int]:
+    """This process's descriptors by kind: ``upstream`` (TCP sockets whose peer is ``upstream_port``),
+    ``other_sockets``, and ``not_sockets`` (files, pipes, event fds...).
+
+    Unlike a bare count, this does not move with the timing of other processes: sockets to and from
+    the load generator close whenever the kernel and the event loop get to it, but the pool to the
+    upstream is bounded by the client's own limit, and nothing else should grow at all.
+    """
+    peers = _socket_peers()
+    census = {"upstream": 0, "other_sockets": 0, "not_sockets": 0}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue  # closed while listing (this listing's own descriptor, among others)
+        if target.startswith("socket:["):
+            inode = target[len("socket:[") : -1]
+            census["upstream" if peers.get(inode) == upstream_port else "other_sockets"] += 1
+        else:
+            census["not_sockets"] += 1
+    return census
 
 
 class RssSampler:

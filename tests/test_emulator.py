@@ -24,7 +24,7 @@ from PIL import Image
 
 from atlas_image_mcp.emulator import EmulatedConnectionReset, Emulator, Fault, PredictionScript
 from atlas_image_mcp.emulator.__main__ import build_parser
-from atlas_image_mcp.emulator.render import render_jpeg
+from atlas_image_mcp.emulator.drawing import render_jpeg
 
 from .conftest import FakeClock
 
@@ -646,10 +646,15 @@ async def test_rate_limited_fault(client: httpx.AsyncClient, emu: Emulator) -> N
 
 
 async def test_delay_fault_then_normal_answer(client: httpx.AsyncClient, emu: Emulator) -> None:
+    waited: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waited.append(seconds)
+
+    emu.sleep = sleep
     emu.inject(Fault.delay(0.05))
-    started = time.perf_counter()
     response = await client.get("/api/v1/models")
-    assert time.perf_counter() - started >= 0.05
+    assert waited == [0.05]
     assert response.status_code == 200 and response.json()["code"] == 200
 
 

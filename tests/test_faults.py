@@ -12,7 +12,7 @@ stays observable.
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -186,9 +186,8 @@ async def test_a_transient_fault_on_a_poll_is_retried_with_backoff_and_the_call_
     emulator.inject(fault, method="GET", path=POLL, times=2)
     sleeps = Sleeps()
     async with session(settings, in_process_api(emulator, sleeps)) as client:
-        started = time.monotonic()
-        data = assert_completed(await call(client))
-        assert time.monotonic() - started < BOUND
+        with anyio.fail_after(BOUND):
+            data = assert_completed(await call(client))
         assert emulator.count("POST", GENERATE) == 1
         # two retries: exponential backoff with jitter, 0.5 s then 1 s (x 0.75-1.0)
         backoffs = [s for s in sleeps.asked if s >= 0.3]
@@ -279,12 +278,22 @@ def socket_api(url: str, sleeps: Sleeps) -> AtlasClient:
 async def test_a_read_timeout_on_the_post_is_a_clear_error_and_is_never_resent(
     emulator: Emulator, settings: Settings, served_emulator: str
 ) -> None:
+    released = threading.Event()  # the emulator holds its answer to the POST until the test says so
+
+    async def held(seconds: float) -> None:
+        await anyio.to_thread.run_sync(released.wait, 10.0)
+
+    emulator.sleep = held
     emulator.inject(Fault.delay(2), method="POST", path=GENERATE)
     sleeps = Sleeps()
     async with session(settings, socket_api(served_emulator, sleeps)) as client:
-        started = time.monotonic()
-        result = await call(client)
-        assert time.monotonic() - started < 1.9  # the client gave up after its 0.5 s timeout
+        try:
+            with anyio.fail_after(BOUND):
+                result = await call(client)
+            # the answer was still held back: the client gave up on its own 0.5 s timeout
+            assert not released.is_set()
+        finally:
+            released.set()
         assert_clear_error(result, "timed out", "may still have reached Atlas")
         assert emulator.count("POST", GENERATE) == 1
         assert sleeps.asked == []
@@ -329,9 +338,12 @@ async def test_a_prediction_that_is_not_found_for_a_second_after_submit_complete
 ) -> None:
     emulator.script_next(PredictionScript(not_found_for=1.0))
     async with session(settings, in_process_api(emulator, Sleeps())) as client:
-        started = time.monotonic()
-        assert_completed(await call(client))
-        assert 1.0 <= time.monotonic() - started < BOUND
+        with anyio.fail_after(BOUND):
+            assert_completed(await call(client))
+        # it was polled through the second in which Atlas did not know it yet (emulator clock)
+        (submitted,) = [r for r in emulator.requests if r.matches("POST", GENERATE)]
+        last_poll = [r for r in emulator.requests if r.matches("GET", POLL)][-1]
+        assert last_poll.at - submitted.at >= 1.0
         assert emulator.count("POST", GENERATE) == 1
         await assert_next_call_is_normal(client, emulator, posts_before=1)
 

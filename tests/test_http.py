@@ -403,7 +403,7 @@ async def test_saving_over_http_is_off_unless_an_output_dir_is_set(tmp_path: Pat
     assert files_under(home) == []
 
     out = tmp_path / "served"
-    with serve_app(offline_app(output_dir=out, output_dir_explicit=True)) as base:
+    with serve_app(offline_app(output_dir=out)) as base:
         async with mcp_client(base, "streamable-http") as client:
             saved = await client.call_tool("generate_image", {"prompt": "fox", "return_image": "none"})
     path = Path(saved.structured_content["outputs"][0]["path"])
@@ -414,7 +414,9 @@ async def test_saving_over_http_is_off_unless_an_output_dir_is_set(tmp_path: Pat
 
 
 def test_bad_json_missing_or_unknown_sessions_and_big_bodies_get_json_rpc_errors(http: httpx.Client) -> None:
-    with serve_app(offline_app(max_upload_bytes=1024)) as base:  # body limit: 4/3 of that + 256 KiB
+    with serve_app(
+        offline_app(max_upload_mb=1024 / (1024 * 1024))
+    ) as base:  # body limit: 4/3 of that + 256 KiB
         mcp = f"{base}/mcp"
         bad_json = http.post(mcp, headers=MCP_HEADERS, content=b'{"jsonrpc": "2.0", "id": 1, "method": ')
         assert bad_json.status_code == 400 and rpc_error(bad_json)["code"] == -32700

@@ -7,13 +7,15 @@ prediction's duration has passed on that clock, reporting it as ``latency_ms`` l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import anyio
 import httpx
 import pytest
 
-from atlas_image_mcp.client import AtlasClient, PollSchedule
+from atlas_image_mcp.client import AtlasClient
 from atlas_image_mcp.models import Prediction
+from atlas_image_mcp.polling import PollSchedule
 
 PID = "8ba2926c6bd642049f4d17dd68ea6785"
 SCHNELL = "black-forest-labs/flux-schnell"
@@ -66,9 +68,11 @@ class FakeAtlas:
             poll_schedule=schedule or PollSchedule(rng=lambda: 0.5),
         )
 
-    async def run(self, client: AtlasClient, duration: float, *, model: str | None = None, timeout: float = 60.0):
+    async def run(
+        self, client: AtlasClient, duration: float, *, model: str | None = None, max_wait: float = 60.0
+    ):
         first = self.submit(duration, model)
-        result = await client.wait(PID, timeout, first=first)
+        result = await client.wait(PID, max_wait, first=first)
         return result, len(self.polls), self.now - self.started - duration
 
 
@@ -86,7 +90,9 @@ async def test_a_model_seen_once_is_then_polled_twice_and_detected_at_once() -> 
 
 
 @pytest.mark.parametrize("duration", [0.3, 1.0, 2.0, 4.9])
-async def test_anything_under_five_seconds_is_seen_within_250_ms_on_the_cold_schedule(duration: float) -> None:
+async def test_anything_under_five_seconds_is_seen_within_250_ms_on_the_cold_schedule(
+    duration: float,
+) -> None:
     for rng in (0.0, 0.5, 1.0):
         atlas = FakeAtlas()
         async with atlas.client(PollSchedule(rng=lambda r=rng: r)) as client:
@@ -114,7 +120,7 @@ async def test_a_30_second_prediction_takes_at_most_12_polls_once_the_model_is_k
     assert cold_polls > 12  # the cold schedule cannot know: 250 ms polls for the first 5 s
     assert polls <= 12 and polls_again <= 12
     assert late == pytest.approx(0.0)
-    assert all(later - earlier <= 5.0 + 1e-9 for earlier, later in zip(atlas.polls, atlas.polls[1:]))
+    assert all(later - earlier <= 5.0 + 1e-9 for earlier, later in pairwise(atlas.polls))
 
 
 async def test_a_job_faster_than_any_recent_one_is_caught_within_half_the_fastest() -> None:
@@ -132,10 +138,10 @@ async def test_a_job_much_slower_than_recent_ones_is_polled_at_most_max_interval
         await atlas.run(client, 1.0)
         result, polls, _ = await atlas.run(client, 40.0)
     assert result.status == "completed"
-    gaps = [later - earlier for earlier, later in zip(atlas.polls, atlas.polls[1:])]
+    gaps = [later - earlier for earlier, later in pairwise(atlas.polls)]
     assert max(gaps) <= 5.0 + 1e-9
     # past the fastest recent run (1 s), the cold schedule's 250 ms promise holds until 5 s
-    assert all(g <= 0.25 + 1e-9 for g, at in zip(gaps, atlas.polls[1:]) if 1.0 < at < 5.0)
+    assert all(g <= 0.25 + 1e-9 for g, at in zip(gaps, atlas.polls[1:], strict=True) if 1.0 < at < 5.0)
 
 
 async def test_durations_are_learned_per_model() -> None:
@@ -204,7 +210,7 @@ async def test_a_learned_plan_still_stops_at_the_deadline_with_the_last_state() 
     atlas = FakeAtlas()
     async with atlas.client() as client:
         await atlas.run(client, 30.0)
-        result, _, _ = await atlas.run(client, 30.0, timeout=12.0)
+        result, _, _ = await atlas.run(client, 30.0, max_wait=12.0)
     assert result.status == "processing"
     assert atlas.now - atlas.started == pytest.approx(12.0)
 

@@ -223,9 +223,8 @@ def _serve(tmp_path: Path, **changes: Any) -> Iterator[Served]:
     base = Settings(
         api_key=TEST_KEY,
         output_dir=tmp_path / "pictures",
-        output_dir_explicit=True,
         wait_seconds=2,
-        max_upload_bytes=1024 * 1024,
+        max_upload_mb=1.0,
     )
     remote = changes.pop("remote", False)
     with start_blocking_portal() as portal:
@@ -481,7 +480,7 @@ def endpoint(tmp_path: Path) -> Iterator[Endpoint]:
         transport=httpx.ASGITransport(app=emulator.app),
         poll_schedule=FAST_POLLS,
     )
-    settings_ = Settings(api_key=TEST_KEY, wait_seconds=2, max_upload_bytes=256 * 1024, save=False)
+    settings_ = Settings(api_key=TEST_KEY, wait_seconds=2, max_upload_mb=0.25, save=False)
     app = create_http_app(Runtime.create(settings_, client=api, remote=True))
     with serve_in_thread(app, graceful=1.0) as base, httpx.Client(timeout=CALL_BOUND) as http:
         yield Endpoint(base, http, _initialize(http, base))

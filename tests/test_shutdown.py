@@ -24,7 +24,8 @@ import pytest
 from mcp import Client
 
 from atlas_image_mcp import storage
-from atlas_image_mcp.storage import SaveError, save_atomic
+from atlas_image_mcp.errors import SaveError
+from atlas_image_mcp.storage import partial_files, save_atomic, write_atomic
 
 from .loadgen import free_port
 
@@ -77,7 +78,7 @@ def http_server(output_dir: Path, stderr_path: Path) -> Iterator[tuple[subproces
 
 async def call_in_flight_then_sigterm(
     proc: subprocess.Popen[bytes], url: str, arguments: dict[str, Any]
-) -> tuple[Any, float, list[str]]:
+) -> tuple[Any, list[str]]:
     """Start a call, SIGTERM once it is running; return its outcome, the exit delay, and new-call probes."""
     outcome: dict[str, Any] = {}
     running = anyio.Event()
@@ -103,7 +104,6 @@ async def call_in_flight_then_sigterm(
             tg.start_soon(call, client)
             with anyio.fail_after(10):
                 await running.wait()
-            sent = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             await anyio.sleep(0.5)
             try:  # a new connection after SIGTERM is not served
@@ -111,14 +111,14 @@ async def call_in_flight_then_sigterm(
                 probes.append(f"HTTP {response.status_code}")
             except httpx.HTTPError as exc:
                 probes.append(type(exc).__name__)
-            code = await anyio.to_thread.run_sync(lambda: proc.wait(EXIT_BOUND + 2))
-            exited = time.monotonic() - sent
+            # exits within the bound (TimeoutExpired otherwise), with status 0
+            code = await anyio.to_thread.run_sync(lambda: proc.wait(EXIT_BOUND))
             assert code == 0, f"exit status {code}"
     finally:
         with contextlib.suppress(Exception):  # closing the session talks to a server that is gone
             with anyio.move_on_after(5):
                 await stack.aclose()
-    return outcome, exited, probes
+    return outcome, probes
 
 
 def assert_clean_log(stderr: str) -> None:
@@ -139,10 +139,9 @@ def no_partial_files(folder: Path) -> list[Path]:
 async def test_sigterm_lets_the_call_in_flight_finish_then_exits_cleanly(tmp_path: Path) -> None:
     out, log = tmp_path / "pictures", tmp_path / "stderr.log"
     with http_server(out, log) as (proc, url):
-        outcome, exited, probes = await call_in_flight_then_sigterm(
+        outcome, probes = await call_in_flight_then_sigterm(
             proc, url, {"prompt": "a fox [emulator:latency=1.5]", "width": 512, "height": 512, "save": True}
         )
-    assert exited < EXIT_BOUND, exited
     assert probes and probes[0] in ("ConnectError", "RemoteProtocolError", "ReadError", "HTTP 503"), probes
     result = outcome.get("result")
     assert result is not None and result.is_error is False, outcome
@@ -159,12 +158,11 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_exits_cleanly(tmp_pat
 async def test_sigterm_cancels_a_call_that_outlasts_the_grace_period_cleanly(tmp_path: Path) -> None:
     out, log = tmp_path / "pictures", tmp_path / "stderr.log"
     with http_server(out, log) as (proc, url):
-        outcome, exited, _probes = await call_in_flight_then_sigterm(
+        outcome, _probes = await call_in_flight_then_sigterm(
             proc,
             url,
             {"prompt": "a slow fox [emulator:latency=30]", "width": 512, "height": 512, "save": True},
         )
-    assert exited < EXIT_BOUND, exited
     result = outcome.get("result")
     assert result is None or result.is_error or result.structured_content["status"] != "completed", outcome
     assert not out.exists() or list(out.iterdir()) == []
@@ -177,10 +175,8 @@ async def test_sigterm_cancels_a_call_that_outlasts_the_grace_period_cleanly(tmp
 async def test_sigterm_on_an_idle_server_exits_at_once(tmp_path: Path) -> None:
     log = tmp_path / "stderr.log"
     with http_server(tmp_path / "pictures", log) as (proc, _url):
-        sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(EXIT_BOUND) == 0
-        assert time.monotonic() - sent < 3
+        assert proc.wait(3) == 0  # at once: TimeoutExpired after 3 s
     assert_clean_log(log.read_text())
 
 
@@ -230,7 +226,7 @@ async def test_a_failure_mid_write_leaves_no_file_at_all(
         await save_atomic(target, b"x" * 10_000)
     assert "ATLAS_MCP_OUTPUT_DIR" in info.value.message
     assert list(tmp_path.iterdir()) == []  # noqa: ASYNC240
-    assert storage._pending == set()
+    assert len(partial_files) == 0
 
 
 async def test_a_cancelled_write_leaves_no_partial_file(
@@ -244,21 +240,21 @@ async def test_a_cancelled_write_leaves_no_partial_file(
 
     monkeypatch.setattr(storage.os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        storage._write(target, b"x" * 10_000)
+        write_atomic(target, b"x" * 10_000)
     assert list(tmp_path.iterdir()) == []  # noqa: ASYNC240
 
 
 def test_temporary_files_still_being_written_at_exit_are_removed(tmp_path: Path) -> None:
     leftover = tmp_path / ".abc-1.jpg.1234.part"
     leftover.write_bytes(b"half a picture")
-    storage._pending.add(str(leftover))
-    storage._remove_pending()
-    assert not leftover.exists() and storage._pending == set()
+    partial_files.add(str(leftover))
+    partial_files.remove_all()
+    assert not leftover.exists() and len(partial_files) == 0
 
 
 def test_an_existing_picture_is_replaced_whole_never_truncated(tmp_path: Path) -> None:
     target = tmp_path / "abc-1.jpg"
     target.write_bytes(b"old picture")
-    storage._write(target, b"new picture, longer")
+    write_atomic(target, b"new picture, longer")
     assert target.read_bytes() == b"new picture, longer"
     assert [p.name for p in tmp_path.iterdir()] == ["abc-1.jpg"]

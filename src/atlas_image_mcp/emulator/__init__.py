@@ -17,13 +17,13 @@ from .core import Emulator
 from .faults import EmulatedConnectionReset, Fault
 from .recording import RecordedRequest
 from .server import serve
-from .store import Prediction, PredictionScript
+from .store import EmulatedPrediction, PredictionScript
 
 __all__ = [
     "EmulatedConnectionReset",
     "Emulator",
     "Fault",
-    "Prediction",
+    "EmulatedPrediction",
     "PredictionScript",
     "RecordedRequest",
     "serve",

@@ -42,6 +42,7 @@ from .catalogue import (
     readme_text,
     schema_document,
 )
+from .drawing import render_avatar_png, render_jpeg
 from .payloads import (
     error_response,
     ok_response,
@@ -50,8 +51,7 @@ from .payloads import (
     submit_data,
 )
 from .recording import gate
-from .render import render_avatar_png, render_jpeg
-from .store import Prediction
+from .store import EmulatedPrediction
 from .validation import SubmissionError, validate_submission
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class EmulatorApp(Starlette):
     """The Starlette app behind :attr:`Emulator.app`, fronted by the recording / fault gate."""
 
     def __init__(self, emulator: Emulator, routes: list[BaseRoute]) -> None:
-        super().__init__(routes=routes, exception_handlers={HTTPException: _http_error})  # type: ignore[dict-item]
+        super().__init__(routes=routes, exception_handlers={HTTPException: _http_error})
         self.router.redirect_slashes = False
         self.emulator = emulator
 
@@ -181,7 +181,7 @@ class Api:
             return await self._finish_sync(request, prediction)
         return ok_response(submit_data(prediction, _base_url(request), self.emulator.timeline))
 
-    async def _finish_sync(self, request: Request, prediction: Prediction) -> Response:
+    async def _finish_sync(self, request: Request, prediction: EmulatedPrediction) -> Response:
         """``enable_sync_mode``: wait out the remaining latency, answer with the final prediction."""
         await anyio.sleep(max(0.0, prediction.done_at - self.emulator.clock()))
         now = self.emulator.clock()
@@ -198,13 +198,15 @@ class Api:
             return error_response(404, "prediction not found")
         return await self._prediction_answer(request, prediction, now)
 
-    async def _prediction_answer(self, request: Request, prediction: Prediction, now: float) -> Response:
+    async def _prediction_answer(
+        self, request: Request, prediction: EmulatedPrediction, now: float
+    ) -> Response:
         base = _base_url(request)
         outputs = await self._outputs(prediction, base, now)
         data = prediction_data(prediction, now=now, base=base, clock=self.emulator.timeline, outputs=outputs)
         return prediction_response(prediction, data, now)
 
-    async def _outputs(self, prediction: Prediction, base: str, now: float) -> list[str] | None:
+    async def _outputs(self, prediction: EmulatedPrediction, base: str, now: float) -> list[str] | None:
         if not prediction.has_outputs(now):
             return None
         indexes = range(prediction.num_images)
@@ -292,7 +294,7 @@ class Api:
         }
         return ok_response(data)
 
-    def _history_item(self, prediction: Prediction, base: str) -> dict[str, Any]:
+    def _history_item(self, prediction: EmulatedPrediction, base: str) -> dict[str, Any]:
         """One history row; output URLs are given even for base64 predictions."""
         now = self.emulator.clock()
         outputs = (
@@ -331,7 +333,7 @@ class Api:
         )
 
 
-async def _render(prediction: Prediction, index: int) -> bytes:
+async def _render(prediction: EmulatedPrediction, index: int) -> bytes:
     return await anyio.to_thread.run_sync(
         render_jpeg,
         prediction.display_prompt,
@@ -356,7 +358,7 @@ def _page_params(request: Request) -> tuple[int, int]:
     return page, size
 
 
-def _history_match(prediction: Prediction, request: Request, now: float) -> bool:
+def _history_match(prediction: EmulatedPrediction, request: Request, now: float) -> bool:
     query = request.query_params
     if query.get("sessionID") and prediction.id != query["sessionID"]:
         return False

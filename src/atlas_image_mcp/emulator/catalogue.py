@@ -16,7 +16,7 @@ from typing import Any
 
 __all__ = [
     "MODELS",
-    "ModelSpec",
+    "CatalogueModel",
     "catalogue_entry",
     "find_model",
     "find_model_by_slug",
@@ -113,7 +113,7 @@ _VIDEO_INPUT: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class CatalogueModel:
     """One catalogue model and what the emulator knows about its input."""
 
     id: str
@@ -137,8 +137,8 @@ class ModelSpec:
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"atlas-emulator:{self.id}"))
 
 
-MODELS: tuple[ModelSpec, ...] = (
-    ModelSpec(
+MODELS: tuple[CatalogueModel, ...] = (
+    CatalogueModel(
         id="black-forest-labs/flux-schnell",
         type="Image",
         display_name="FLUX.1 [schnell]",
@@ -153,7 +153,7 @@ MODELS: tuple[ModelSpec, ...] = (
         size_range=(256, 1536),
         tags=("flux", "fast"),
     ),
-    ModelSpec(
+    CatalogueModel(
         id="black-forest-labs/flux-dev",
         type="Image",
         display_name="FLUX.1 [dev]",
@@ -168,7 +168,7 @@ MODELS: tuple[ModelSpec, ...] = (
         size_range=(512, 1536),
         tags=("flux", "quality"),
     ),
-    ModelSpec(
+    CatalogueModel(
         id="black-forest-labs/flux-dev-lora",
         type="Image",
         display_name="FLUX.1 [dev] LoRA",
@@ -181,7 +181,7 @@ MODELS: tuple[ModelSpec, ...] = (
         input_properties=_DEV_LORA_INPUT,
         tags=("flux", "lora"),
     ),
-    ModelSpec(
+    CatalogueModel(
         id="black-forest-labs/flux-kontext-dev",
         type="Image",
         display_name="FLUX.1 Kontext [dev]",
@@ -195,7 +195,7 @@ MODELS: tuple[ModelSpec, ...] = (
         required=("prompt", "image"),
         tags=("flux", "edit"),
     ),
-    ModelSpec(
+    CatalogueModel(
         id="bytedance/seedream-v4",
         type="Image",
         display_name="Seedream 4.0",
@@ -208,7 +208,7 @@ MODELS: tuple[ModelSpec, ...] = (
         input_properties=_SEEDREAM_INPUT,
         tags=("seedream",),
     ),
-    ModelSpec(
+    CatalogueModel(
         id="alibaba/wan-2.6/text-to-video",
         type="Video",
         display_name="Wan 2.6 Text-to-Video",
@@ -221,7 +221,7 @@ MODELS: tuple[ModelSpec, ...] = (
         input_properties=_VIDEO_INPUT,
         tags=("video",),
     ),
-    ModelSpec(
+    CatalogueModel(
         id="deepseek-ai/DeepSeek-V3.1",
         type="Text",
         display_name="DeepSeek V3.1",
@@ -233,7 +233,7 @@ MODELS: tuple[ModelSpec, ...] = (
         priority=4,
         tags=("llm",),
     ),
-    ModelSpec(
+    CatalogueModel(
         id="internal/test-image-model",
         type="Image",
         display_name="Internal test image model",
@@ -258,21 +258,21 @@ def slug(model_id: str) -> str:
 _BY_SLUG = {slug(spec.id): spec for spec in MODELS}
 
 
-def find_model(model_id: object) -> ModelSpec | None:
+def find_model(model_id: object) -> CatalogueModel | None:
     return _BY_ID.get(model_id) if isinstance(model_id, str) else None
 
 
-def find_model_by_slug(name: str) -> ModelSpec | None:
+def find_model_by_slug(name: str) -> CatalogueModel | None:
     return _BY_SLUG.get(name)
 
 
-def price_for(spec: ModelSpec, num_images: int) -> str:
+def price_for(spec: CatalogueModel, num_images: int) -> str:
     """Price of one prediction as a decimal string: per-image price times the image count."""
     total = Decimal(spec.base_price) * (num_images if spec.unit == "image" else 1)
     return format(total.normalize(), "f")
 
 
-def catalogue_entry(spec: ModelSpec, base: str) -> dict[str, Any]:
+def catalogue_entry(spec: CatalogueModel, base: str) -> dict[str, Any]:
     """One ``/api/v1/models`` entry (atlas-api.md 4.5)."""
     entry: dict[str, Any] = {
         "uuid": spec.uuid,
@@ -301,11 +301,11 @@ def catalogue_entry(spec: ModelSpec, base: str) -> dict[str, Any]:
     return entry
 
 
-def _submit_path(spec: ModelSpec) -> str:
+def _submit_path(spec: CatalogueModel) -> str:
     return f"/api/v1/model/generate{spec.type}"
 
 
-def schema_document(spec: ModelSpec, base: str) -> dict[str, Any]:
+def schema_document(spec: CatalogueModel, base: str) -> dict[str, Any]:
     """The per-model OpenAPI document that the catalogue's ``schema`` field points to."""
     properties = {"model": {"type": "string", "default": spec.id, "description": "Model id."}}
     properties.update(spec.input_properties or {})
@@ -319,7 +319,7 @@ def schema_document(spec: ModelSpec, base: str) -> dict[str, Any]:
                     "requestBody": {
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Input"}}}
                     },
-                    "responses": {"200": {"description": "Prediction created"}},
+                    "responses": {"200": {"description": "EmulatedPrediction created"}},
                 }
             },
             "/api/v1/model/prediction/{id}": {
@@ -357,7 +357,7 @@ def schema_document(spec: ModelSpec, base: str) -> dict[str, Any]:
     }
 
 
-def readme_text(spec: ModelSpec) -> str:
+def readme_text(spec: CatalogueModel) -> str:
     return (
         f"# {spec.display_name}\n\n{spec.profile}\n\n"
         f"- Model id: `{spec.id}`\n- Type: {spec.type}\n"

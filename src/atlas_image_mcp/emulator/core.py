@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import anyio
+
 from .app import EmulatorApp, build_app
-from .catalogue import ModelSpec, price_for
+from .catalogue import CatalogueModel, price_for
 from .faults import Fault, FaultQueue
 from .media import MediaStore
 from .recording import RecordedRequest, count_matching
-from .store import EmulatorClock, Prediction, PredictionScript, PredictionStore, Timing
+from .store import EmulatedPrediction, EmulatorClock, PredictionScript, PredictionStore, Timing
 from .validation import Submission
 
 __all__ = ["Emulator"]
@@ -30,7 +32,8 @@ class Emulator:
     ``latency``: seconds from submit until a prediction is terminal; ``queue_delay`` (<= latency):
     seconds it stays ``created`` before ``processing``. ``fail_http_status``: HTTP status of a
     failed prediction's poll answer (500 like the real API, or 200). ``clock``: time source that
-    drives every prediction's progress (tests pass a fake clock and advance it).
+    drives every prediction's progress (tests pass a fake clock and advance it); ``sleep`` is what
+    a ``Fault.delay`` waits with.
     """
 
     def __init__(
@@ -41,6 +44,7 @@ class Emulator:
         fail_http_status: int = 500,
         clock: Callable[[], float] = time.monotonic,
         max_logged_requests: int = 100_000,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         _check_timing(latency, queue_delay, fail_http_status)
         if max_logged_requests < 1:
@@ -50,6 +54,7 @@ class Emulator:
         self.queue_delay = float(queue_delay)
         self.fail_http_status = fail_http_status
         self.clock = clock
+        self.sleep = sleep
         self.max_logged_requests = max_logged_requests
         self.timeline = EmulatorClock(clock)
         self.requests: list[RecordedRequest] = []
@@ -62,7 +67,7 @@ class Emulator:
     # -- public test-double interface -----------------------------------------------------------
 
     @property
-    def predictions(self) -> dict[str, Prediction]:
+    def predictions(self) -> dict[str, EmulatedPrediction]:
         return self.store.predictions
 
     def count(self, method: str = "*", path: str = "*") -> int:
@@ -131,7 +136,7 @@ class Emulator:
         token = authorization[len(_BEARER) :].strip()
         return bool(token) and (self.api_keys is None or token in self.api_keys)
 
-    def create_prediction(self, spec: ModelSpec, submission: Submission) -> Prediction:
+    def create_prediction(self, spec: CatalogueModel, submission: Submission) -> EmulatedPrediction:
         return self.store.create(
             model=spec.id,
             prompt=submission.prompt,

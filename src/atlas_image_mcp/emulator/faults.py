@@ -19,7 +19,7 @@ import fnmatch
 import json
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Literal
@@ -42,7 +42,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "reset",
 )
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 _RESET_PARTIAL_BODY = b'{"code":200,"message":"","data":{"id":"'
@@ -230,10 +230,15 @@ class FaultQueue:
             self._armed.clear()
 
 
-async def play_fault(fault: Fault, send: Send, proceed: Callable[[], Awaitable[None]]) -> None:
+async def play_fault(
+    fault: Fault,
+    send: Send,
+    proceed: Callable[[], Awaitable[None]],
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+) -> None:
     """Answer a request with ``fault``; ``proceed`` runs the normal app (used by ``delay``)."""
     if fault.kind == "delay":
-        await anyio.sleep(fault.seconds)
+        await sleep(fault.seconds)
         await proceed()
         return
     if fault.kind == "reset":

@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from .store import EmulatorClock, Prediction
+from .store import EmulatedPrediction, EmulatorClock
 
 __all__ = [
     "envelope",
@@ -43,7 +43,9 @@ def _ms(seconds: float) -> int:
     return max(0, round(seconds * 1000))
 
 
-def _base_data(prediction: Prediction, base: str, clock: EmulatorClock, status: str) -> dict[str, Any]:
+def _base_data(
+    prediction: EmulatedPrediction, base: str, clock: EmulatorClock, status: str
+) -> dict[str, Any]:
     return {
         "id": prediction.id,
         "model": prediction.model,
@@ -55,13 +57,13 @@ def _base_data(prediction: Prediction, base: str, clock: EmulatorClock, status: 
     }
 
 
-def submit_data(prediction: Prediction, base: str, clock: EmulatorClock) -> dict[str, Any]:
+def submit_data(prediction: EmulatedPrediction, base: str, clock: EmulatorClock) -> dict[str, Any]:
     """``data`` of the submit answer: always ``created``, no outputs yet."""
     return _base_data(prediction, base, clock, "created")
 
 
 def prediction_data(
-    prediction: Prediction, *, now: float, base: str, clock: EmulatorClock, outputs: list[str] | None
+    prediction: EmulatedPrediction, *, now: float, base: str, clock: EmulatorClock, outputs: list[str] | None
 ) -> dict[str, Any]:
     """``data`` of a poll answer at clock reading ``now``.
 
@@ -82,7 +84,9 @@ def prediction_data(
     return data
 
 
-def _completed_fields(prediction: Prediction, clock: EmulatorClock, outputs: list[str]) -> dict[str, Any]:
+def _completed_fields(
+    prediction: EmulatedPrediction, clock: EmulatorClock, outputs: list[str]
+) -> dict[str, Any]:
     nsfw = prediction.outcome == "nsfw"
     inference = _ms(prediction.done_at - prediction.started_at)
     fields: dict[str, Any] = {
@@ -98,7 +102,7 @@ def _completed_fields(prediction: Prediction, clock: EmulatorClock, outputs: lis
     return fields
 
 
-def prediction_response(prediction: Prediction, data: dict[str, Any], now: float) -> JSONResponse:
+def prediction_response(prediction: EmulatedPrediction, data: dict[str, Any], now: float) -> JSONResponse:
     """The poll answer: 200 envelope while running or completed, ``fail_http_status`` if failed."""
     if not prediction.is_failure(now):
         return ok_response(data)

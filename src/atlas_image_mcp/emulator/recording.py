@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -27,8 +27,8 @@ logger = logging.getLogger(__name__)
 ADMIN_PREFIX = "/_emulator"
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -137,4 +137,4 @@ async def gate(emulator: Emulator, scope: Scope, receive: Receive, send: Send, a
         await app(scope, replayed, send)
         return
     logger.info("fault %s on %s %s", fault.kind, request.method, request.path)
-    await play_fault(fault, send, lambda: app(scope, replayed, send))
+    await play_fault(fault, send, lambda: app(scope, replayed, send), emulator.sleep)

@@ -23,7 +23,7 @@ __all__ = [
     "DEFAULT_REASON",
     "TIMEOUT_REASON",
     "EmulatorClock",
-    "Prediction",
+    "EmulatedPrediction",
     "PredictionScript",
     "PredictionStore",
     "apply_directives",
@@ -123,7 +123,7 @@ def _apply_directive(script: PredictionScript, name: str, value: str | None) -> 
 
 
 @dataclass
-class Prediction:
+class EmulatedPrediction:
     """One submitted prediction. Clock readings, not durations, mark its milestones."""
 
     id: str
@@ -195,7 +195,7 @@ class PredictionStore:
         self._rng = random.Random()
         self._scripts: deque[PredictionScript] = deque()
         self._lock = threading.Lock()
-        self.predictions: dict[str, Prediction] = {}
+        self.predictions: dict[str, EmulatedPrediction] = {}
 
     def queue_script(self, script: PredictionScript) -> None:
         self._scripts.append(script)
@@ -221,7 +221,7 @@ class PredictionStore:
         base64_output: bool,
         catalogue_price: str,
         timing: Timing,
-    ) -> Prediction:
+    ) -> EmulatedPrediction:
         """Record a new prediction, consuming the next queued script (then prompt directives)."""
         script = apply_directives(self._next_script(), prompt)
         now = self._now()
@@ -229,7 +229,7 @@ class PredictionStore:
         reason = script.reason
         if script.outcome == "timeout" and reason == DEFAULT_REASON:
             reason = TIMEOUT_REASON
-        prediction = Prediction(
+        prediction = EmulatedPrediction(
             id=uuid.uuid4().hex,
             model=model,
             prompt=prompt,
@@ -260,10 +260,10 @@ class PredictionStore:
         )
         return prediction
 
-    def get(self, prediction_id: str) -> Prediction | None:
+    def get(self, prediction_id: str) -> EmulatedPrediction | None:
         return self.predictions.get(prediction_id)
 
-    def newest_first(self) -> list[Prediction]:
+    def newest_first(self) -> list[EmulatedPrediction]:
         with self._lock:
             return list(reversed(self.predictions.values()))
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .catalogue import ModelSpec
+from .catalogue import CatalogueModel
 
 __all__ = ["Submission", "SubmissionError", "validate_submission"]
 
@@ -41,7 +41,7 @@ class Submission:
     params: dict[str, Any]
 
 
-def validate_submission(body: dict[str, Any], spec: ModelSpec) -> Submission:
+def validate_submission(body: dict[str, Any], spec: CatalogueModel) -> Submission:
     """Check ``body`` for ``spec``; raise :class:`SubmissionError` with the API's message."""
     _check_prompt(body)
     if spec.strict:
@@ -72,7 +72,7 @@ def _check_prompt(body: dict[str, Any]) -> None:
         raise SubmissionError("prompt must not be empty")
 
 
-def _check_strict(body: dict[str, Any], spec: ModelSpec) -> None:
+def _check_strict(body: dict[str, Any], spec: CatalogueModel) -> None:
     properties = spec.input_properties or {}
     for name, value in body.items():
         if name == "model":
@@ -111,7 +111,7 @@ def _is_type(value: Any, expected: str) -> bool:
     return False
 
 
-def _read_size(body: dict[str, Any], spec: ModelSpec) -> tuple[int, int]:
+def _read_size(body: dict[str, Any], spec: CatalogueModel) -> tuple[int, int]:
     size = body.get("size")
     if spec.strict:
         return _strict_size("1024*1024" if size is None else size, spec)
@@ -123,7 +123,7 @@ def _read_size(body: dict[str, Any], spec: ModelSpec) -> tuple[int, int]:
     return width, height
 
 
-def _strict_size(size: str, spec: ModelSpec) -> tuple[int, int]:
+def _strict_size(size: str, spec: CatalogueModel) -> tuple[int, int]:
     match = _SIZE_RE.match(size)
     if match is None:
         raise SubmissionError(f"Invalid size format: {size}, expected format: width*height")
