@@ -42,7 +42,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,13 +174,17 @@ def machine() -> dict[str, str]:
     info: dict[str, str] = {}
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")
+        ]
         info["cpu"] = names[0] if names else platform.processor() or "unknown"
     except OSError:
         info["cpu"] = platform.processor() or "unknown"
     info["cores"] = str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     try:
-        total = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+        total = next(
+            line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+        )
         info["ram"] = f"{int(total.split()[1]) / 1024 / 1024:.1f} GiB"
     except (OSError, StopIteration):
         info["ram"] = "unknown"
@@ -194,7 +198,9 @@ def machine() -> dict[str, str]:
         except PackageNotFoundError:
             info[dist] = "not installed"
     node = shutil.which("node")
-    info["node"] = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip() if node else "none"
+    info["node"] = (
+        subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip() if node else "none"
+    )
     info["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return info
 
@@ -238,7 +244,9 @@ class RawStdio:
         self.proc.stdin.write(json.dumps(message).encode() + b"\n")
         self.proc.stdin.flush()
 
-    def request(self, method: str, params: dict[str, Any] | None = None, timeout: float = 120.0) -> tuple[dict[str, Any], float]:
+    def request(
+        self, method: str, params: dict[str, Any] | None = None, timeout: float = 120.0
+    ) -> tuple[dict[str, Any], float]:
         """Send a request; return (response, monotonic time it arrived). Notifications are skipped."""
         self.next_id += 1
         rid = self.next_id
@@ -248,7 +256,9 @@ class RawStdio:
             try:
                 at, line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
-                raise RuntimeError(f"{method}: no answer in {timeout} s; stderr: {self.stderr_tail()}") from None
+                raise RuntimeError(
+                    f"{method}: no answer in {timeout} s; stderr: {self.stderr_tail()}"
+                ) from None
             if line is None:
                 raise RuntimeError(f"the server exited during {method}; stderr: {self.stderr_tail()}")
             message = json.loads(line)
@@ -259,7 +269,11 @@ class RawStdio:
         """initialize + notifications/initialized + tools/list; return when tools/list was answered."""
         init, _ = self.request(
             "initialize",
-            {"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}},
+            {
+                "protocolVersion": PROTOCOL,
+                "capabilities": {},
+                "clientInfo": {"name": "bench", "version": "1"},
+            },
             timeout,
         )
         if "error" in init:
@@ -321,8 +335,17 @@ class Emulator:
 @contextlib.contextmanager
 def emulator_process(latency: float = 1.0) -> Iterator[Emulator]:
     port = free_port()
-    cmd = [sys.executable, "-m", "atlas_image_mcp.emulator", "--port", str(port), "--latency", str(latency),
-           "--log-level", "warning"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "atlas_image_mcp.emulator",
+        "--port",
+        str(port),
+        "--latency",
+        str(latency),
+        "--log-level",
+        "warning",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env())
     url = f"http://127.0.0.1:{port}"
     http = httpx.Client(base_url=url, timeout=30)
@@ -392,15 +415,19 @@ def npx_package_json() -> Path | None:
 def cold_start(runs: int, with_npx: bool, warm_up: bool = True) -> dict[str, Any]:
     """Median time from spawn to the tools/list answer, ours and the official server's, interleaved."""
     candidates: dict[str, tuple[list[str], dict[str, str]]] = {
-        "atlas-image-mcp (python -m atlas_image_mcp)": ([sys.executable, "-m", "atlas_image_mcp"], clean_env()),
+        "atlas-image-mcp (python -m atlas_image_mcp)": (
+            [sys.executable, "-m", "atlas_image_mcp"],
+            clean_env(),
+        ),
     }
     notes: list[str] = []
     npx = shutil.which("npx")
     if with_npx and npx:
         env = clean_env(ATLASCLOUD_API_KEY="dummy-key-for-startup")
         log("pre-fetching atlascloud-mcp with npx (not timed)")
-        pre = subprocess.run([npx, "-y", "atlascloud-mcp"], stdin=subprocess.DEVNULL, capture_output=True, timeout=300,
-                             env=env)  # fmt: skip
+        pre = subprocess.run(
+            [npx, "-y", "atlascloud-mcp"], stdin=subprocess.DEVNULL, capture_output=True, timeout=300, env=env
+        )
         if pre.returncode == 0:
             candidates["atlascloud-mcp (npx -y atlascloud-mcp)"] = ([npx, "-y", "atlascloud-mcp"], env)
             pkg = npx_package_json()
@@ -412,12 +439,18 @@ def cold_start(runs: int, with_npx: bool, warm_up: bool = True) -> dict[str, Any
                 if entry.exists() and node:
                     candidates["atlascloud-mcp (node dist/index.js, no npx)"] = ([node, str(entry)], env)
         else:
-            notes.append(f"npx pre-fetch failed (exit {pre.returncode}): {pre.stderr.decode(errors='replace')[-300:]}")
+            notes.append(
+                f"npx pre-fetch failed (exit {pre.returncode}): {pre.stderr.decode(errors='replace')[-300:]}"
+            )
     elif with_npx:
         notes.append("npx not found: the official server was not measured")
     if warm_up:
         candidates["python -c 'import mcp.server.mcpserver' (SDK import only, reference)"] = (
-            [sys.executable, "-c", "import mcp.server.mcpserver, sys; sys.stdout.write('ready\\n'); sys.stdout.flush()"],
+            [
+                sys.executable,
+                "-c",
+                "import mcp.server.mcpserver, sys; sys.stdout.write('ready\\n'); sys.stdout.flush()",
+            ],
             clean_env(),
         )
 
@@ -435,7 +468,7 @@ def cold_start(runs: int, with_npx: bool, warm_up: bool = True) -> dict[str, Any
             return answered - server.started
 
     times: dict[str, list[float]] = {name: [] for name in candidates}
-    for name, (cmd, env) in candidates.items() if warm_up else ():  # warm-up: page cache, .pyc, npx cache
+    for cmd, env in candidates.values() if warm_up else ():  # warm-up: page cache, .pyc, npx cache
         once(cmd, env)
     for _ in range(runs):
         for name, (cmd, env) in candidates.items():  # interleaved, so drift hits all alike
@@ -448,22 +481,44 @@ def import_profile() -> list[tuple[str, float]]:
     env = clean_env()
     proc = subprocess.Popen(
         [sys.executable, "-X", "importtime", "-m", "atlas_image_mcp"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tempfile.gettempdir(),
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tempfile.gettempdir(),
+    )
     messages = [
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-         "params": {"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}},
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": PROTOCOL,
+                "capabilities": {},
+                "clientInfo": {"name": "bench", "version": "1"},
+            },
+        },
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-    ]  # fmt: skip
+    ]
     _, err = proc.communicate(b"".join(json.dumps(m).encode() + b"\n" for m in messages), timeout=60)
     groups = {
-        "mcp": "MCP SDK (mcp, mcp_types)", "mcp_types": "MCP SDK (mcp, mcp_types)",
-        "pydantic": "pydantic", "pydantic_core": "pydantic", "annotated_types": "pydantic",
-        "typing_extensions": "pydantic", "typing_inspection": "pydantic",
-        "httpx": "httpx/httpcore", "httpcore": "httpx/httpcore", "h11": "httpx/httpcore", "certifi": "httpx/httpcore",
-        "idna": "httpx/httpcore", "sniffio": "httpx/httpcore", "anyio": "anyio",
-        "starlette": "starlette/uvicorn/sse (imported by the SDK)", "uvicorn": "starlette/uvicorn/sse (imported by the SDK)",
+        "mcp": "MCP SDK (mcp, mcp_types)",
+        "mcp_types": "MCP SDK (mcp, mcp_types)",
+        "pydantic": "pydantic",
+        "pydantic_core": "pydantic",
+        "annotated_types": "pydantic",
+        "typing_extensions": "pydantic",
+        "typing_inspection": "pydantic",
+        "httpx": "httpx/httpcore",
+        "httpcore": "httpx/httpcore",
+        "h11": "httpx/httpcore",
+        "certifi": "httpx/httpcore",
+        "idna": "httpx/httpcore",
+        "sniffio": "httpx/httpcore",
+        "anyio": "anyio",
+        "starlette": "starlette/uvicorn/sse (imported by the SDK)",
+        "uvicorn": "starlette/uvicorn/sse (imported by the SDK)",
         "sse_starlette": "starlette/uvicorn/sse (imported by the SDK)",
         "jwt": "other libraries the SDK imports (auth, opentelemetry, httpx2, multipart)",
         "cryptography": "other libraries the SDK imports (auth, opentelemetry, httpx2, multipart)",
@@ -474,8 +529,9 @@ def import_profile() -> list[tuple[str, float]]:
         "click": "httpx's CLI extras when installed (click, pygments, rich)",
         "pygments": "httpx's CLI extras when installed (click, pygments, rich)",
         "rich": "httpx's CLI extras when installed (click, pygments, rich)",
-        "atlas_image_mcp": "atlas_image_mcp (this package)", "PIL": "Pillow",
-    }  # fmt: skip
+        "atlas_image_mcp": "atlas_image_mcp (this package)",
+        "PIL": "Pillow",
+    }
     totals: Counter[str] = Counter()
     for line in err.decode(errors="replace").splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
@@ -510,14 +566,23 @@ class CallTiming:
 
 def prime_picture_cache(emu: Emulator, width: int = 1024, height: int = 1024) -> None:
     """Have the emulator render the benchmark picture once (its renders are cached, like a CDN file)."""
-    body = {"model": "black-forest-labs/flux-schnell", "prompt": PROMPT, "seed": SEED, "size": f"{width}*{height}",
-            "enable_sync_mode": True}  # fmt: skip
-    answer = emu.http.post("/api/v1/model/generateImage", json=body, headers={"Authorization": f"Bearer {KEY}"}).json()
+    body = {
+        "model": "black-forest-labs/flux-schnell",
+        "prompt": PROMPT,
+        "seed": SEED,
+        "size": f"{width}*{height}",
+        "enable_sync_mode": True,
+    }
+    answer = emu.http.post(
+        "/api/v1/model/generateImage", json=body, headers={"Authorization": f"Bearer {KEY}"}
+    ).json()
     for url in answer["data"].get("outputs") or []:
         emu.http.get(url).raise_for_status()
 
 
-def generate_call(server: RawStdio, arguments: dict[str, Any], token: int) -> tuple[dict[str, Any], float, float]:
+def generate_call(
+    server: RawStdio, arguments: dict[str, Any], token: int
+) -> tuple[dict[str, Any], float, float]:
     sent = time.monotonic()
     answer, arrived = server.request(
         "tools/call", {"name": "generate_image", "arguments": arguments, "_meta": {"progressToken": token}}
@@ -527,7 +592,9 @@ def generate_call(server: RawStdio, arguments: dict[str, Any], token: int) -> tu
     return answer["result"], sent, arrived
 
 
-def analyse_call(emu: Emulator, result: dict[str, Any], sent: float, arrived: float, latency: float) -> CallTiming:
+def analyse_call(
+    emu: Emulator, result: dict[str, Any], sent: float, arrived: float, latency: float
+) -> CallTiming:
     structured = result.get("structuredContent") or {}
     pid = structured["prediction_id"]
     _, posts = emu.requests("POST", GENERATE_PATH)
@@ -566,9 +633,11 @@ def latency_run(emu: Emulator, latency: float, calls: int, output_dir: str) -> d
             timings.append(analyse_call(emu, result, sent, arrived, latency))
         # the floor: one MCP round trip (a dry run sends nothing upstream) + one upstream round trip
         mcp_rtts = []
-        for n in range(max(5, calls)):
+        for _ in range(max(5, calls)):
             sent = time.monotonic()
-            server.request("tools/call", {"name": "generate_image", "arguments": {"prompt": PROMPT, "dry_run": True}})
+            server.request(
+                "tools/call", {"name": "generate_image", "arguments": {"prompt": PROMPT, "dry_run": True}}
+            )
             mcp_rtts.append(time.monotonic() - sent)
     upstream = []
     with httpx.Client(base_url=emu.url, headers={"Authorization": f"Bearer {KEY}"}) as http:
@@ -577,8 +646,14 @@ def latency_run(emu: Emulator, latency: float, calls: int, output_dir: str) -> d
             sent = time.monotonic()
             http.get(f"/api/v1/model/prediction/{pid}").raise_for_status()
             upstream.append(time.monotonic() - sent)
-    return {"latency": latency, "cold": timings[0], "warm": timings[1:], "mcp_rtt": median(mcp_rtts),
-            "upstream_rtt": median(upstream[1:]), "idle_rss": idle_rss}  # fmt: skip
+    return {
+        "latency": latency,
+        "cold": timings[0],
+        "warm": timings[1:],
+        "mcp_rtt": median(mcp_rtts),
+        "upstream_rtt": median(upstream[1:]),
+        "idle_rss": idle_rss,
+    }
 
 
 def thumbnail_cost(emu: Emulator, output_dir: str, rounds: int) -> dict[str, float]:
@@ -586,10 +661,15 @@ def thumbnail_cost(emu: Emulator, output_dir: str, rounds: int) -> dict[str, flo
     import base64
 
     from atlas_image_mcp.render import inline_images, inspect_image
-    from atlas_image_mcp.storage import _write
+    from atlas_image_mcp.storage import write_atomic
 
     prime_picture_cache(emu)
-    body = {"model": "black-forest-labs/flux-schnell", "prompt": PROMPT, "seed": SEED, "enable_sync_mode": True}
+    body = {
+        "model": "black-forest-labs/flux-schnell",
+        "prompt": PROMPT,
+        "seed": SEED,
+        "enable_sync_mode": True,
+    }
     answer = emu.http.post(GENERATE_PATH, json=body, headers={"Authorization": f"Bearer {KEY}"}).json()
     url = answer["data"]["outputs"][0]
     downloads, inspects, thumbs, saves = [], [], [], []
@@ -604,21 +684,33 @@ def thumbnail_cost(emu: Emulator, output_dir: str, rounds: int) -> dict[str, flo
             blocks, _ = inline_images([picture], "thumbnail")
             base64.b64decode(blocks[0].data)
             t3 = time.perf_counter()
-            _write(Path(output_dir) / f"bench-{n}.jpg", data)
+            write_atomic(Path(output_dir) / f"bench-{n}.jpg", data)
             t4 = time.perf_counter()
             downloads.append(t1 - t0)
             inspects.append(t2 - t1)
             thumbs.append(t3 - t2)
             saves.append(t4 - t3)
-    return {"download": median(downloads), "inspect": median(inspects), "thumbnail": median(thumbs),
-            "save": median(saves), "bytes": float(len(data))}  # fmt: skip
+    return {
+        "download": median(downloads),
+        "inspect": median(inspects),
+        "thumbnail": median(thumbs),
+        "save": median(saves),
+        "bytes": float(len(data)),
+    }
 
 
 def polls_only_run(emu: Emulator, latency: float, calls: int, output_dir: str) -> dict[str, Any]:
     """Polls per prediction at a long latency: a fresh server's first prediction, then the next ones."""
     emu.configure(latency)
     emu.reset()
-    arguments = {"prompt": PROMPT, "seed": SEED, "width": 512, "height": 512, "return_image": "none", "save": False}
+    arguments = {
+        "prompt": PROMPT,
+        "seed": SEED,
+        "width": 512,
+        "height": 512,
+        "return_image": "none",
+        "save": False,
+    }
     timings = []
     with stdio_server(emu.url, output_dir) as server:
         server.handshake()
@@ -641,13 +733,21 @@ def sessions_for(calls: int) -> int:
 # MCP SDK client's: the same calls as run_load, without pydantic, httpx2 or schema validation.
 
 
-async def _http_call(host: str, port: int, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+async def _http_call(
+    host: str, port: int, body: dict[str, Any], headers: dict[str, str]
+) -> tuple[int, dict[str, str], bytes]:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         payload = json.dumps(body).encode()
-        head = [f"POST /mcp HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
-                "Accept: application/json, text/event-stream", f"Content-Length: {len(payload)}", "Connection: close",
-                *(f"{k}: {v}" for k, v in headers.items())]  # fmt: skip
+        head = [
+            "POST /mcp HTTP/1.1",
+            f"Host: {host}:{port}",
+            "Content-Type: application/json",
+            "Accept: application/json, text/event-stream",
+            f"Content-Length: {len(payload)}",
+            "Connection: close",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
         await writer.drain()
         status = int((await reader.readline()).split()[1])
@@ -689,8 +789,16 @@ async def lean_load(url: str, calls: int, sessions: int, arguments: dict[str, An
     host, port = host_port.rsplit(":", 1)
     ids: list[dict[str, str]] = []
     for _ in range(sessions):
-        init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
-                "params": {"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "lean", "version": "1"}}}  # fmt: skip
+        init = {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": PROTOCOL,
+                "capabilities": {},
+                "clientInfo": {"name": "lean", "version": "1"},
+            },
+        }
         _, headers, _ = await _http_call(host, int(port), init, {})
         session = {"mcp-session-id": headers["mcp-session-id"], "mcp-protocol-version": PROTOCOL}
         await _http_call(host, int(port), {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
@@ -701,7 +809,12 @@ async def lean_load(url: str, calls: int, sessions: int, arguments: dict[str, An
     async def one(n: int) -> None:
         nonlocal completed
         sent = time.perf_counter()
-        body = {"jsonrpc": "2.0", "id": n + 1, "method": "tools/call", "params": {"name": "generate_image", "arguments": arguments}}
+        body = {
+            "jsonrpc": "2.0",
+            "id": n + 1,
+            "method": "tools/call",
+            "params": {"name": "generate_image", "arguments": arguments},
+        }
         _, _, data = await _http_call(host, int(port), body, ids[n % sessions])
         latencies.append(time.perf_counter() - sent)
         answer = _jsonrpc_result(data) or {}
@@ -751,8 +864,23 @@ def py_spy(pid: int, out: Path) -> Iterator[None]:
     if not Path(exe).exists():
         yield
         return
-    proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--output", str(out),
-                             "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(0.5)
     try:
         yield
@@ -791,7 +919,11 @@ def _frame_package(frame: str) -> str:
     path = where.split(":")[0].lstrip("<").replace("\\", "/")
     for marker in ("site-packages/", "lib/python3"):
         if marker in path:
-            path = path.split(marker, 1)[1].split("/", 1)[-1] if marker == "lib/python3" else path.split(marker, 1)[1]
+            path = (
+                path.split(marker, 1)[1].split("/", 1)[-1]
+                if marker == "lib/python3"
+                else path.split(marker, 1)[1]
+            )
     return path.split("/")[0].removesuffix(".py")
 
 
@@ -830,14 +962,23 @@ def lean_level(emu: Emulator, url: str, pid: int, calls: int, arguments: dict[st
     after = proc_status(pid)
     lat = stats["latencies"]
     return {
-        "calls": calls, "sessions": sessions_for(calls), "completed": stats["completed"],
-        "errors": calls - stats["completed"], "first_error": "" if stats["completed"] == calls else "not completed",
-        "wall": stats["wall"], "p50": median(lat), "p95": pct(lat, 95), "max": max(lat) if lat else float("nan"),
+        "calls": calls,
+        "sessions": sessions_for(calls),
+        "completed": stats["completed"],
+        "errors": calls - stats["completed"],
+        "first_error": "" if stats["completed"] == calls else "not completed",
+        "wall": stats["wall"],
+        "p50": median(lat),
+        "p95": pct(lat, 95),
+        "max": max(lat) if lat else float("nan"),
         "polls_per_prediction": emu.count("GET", POLL_GLOB) / max(1, calls),
-        "rss_before": 0, "rss_peak": max(sampler.peak, after.get("VmHWM", 0) if peak_reset else 0),
-        "rss_after": after.get("VmRSS", 0), "cpu_server": cpu_seconds(pid) - cpu_server,
-        "cpu_emulator": cpu_seconds(emu.pid) - cpu_emu, "cpu_loadgen": time.process_time() - cpu_self,
-    }  # fmt: skip
+        "rss_before": 0,
+        "rss_peak": max(sampler.peak, after.get("VmHWM", 0) if peak_reset else 0),
+        "rss_after": after.get("VmRSS", 0),
+        "cpu_server": cpu_seconds(pid) - cpu_server,
+        "cpu_emulator": cpu_seconds(emu.pid) - cpu_emu,
+        "cpu_loadgen": time.process_time() - cpu_self,
+    }
 
 
 def repeated(run: Any, times: int) -> dict[str, Any]:
@@ -853,16 +994,23 @@ def repeated(run: Any, times: int) -> dict[str, Any]:
 
 
 def concurrency_runs(
-    emu: Emulator, levels: list[int], thumb_levels: list[int], lean_levels: list[int], profile: bool,
-    latency: float = 1.0, repeats: int = 1,
-) -> dict[str, Any]:  # fmt: skip
+    emu: Emulator,
+    levels: list[int],
+    thumb_levels: list[int],
+    lean_levels: list[int],
+    profile: bool,
+    latency: float = 1.0,
+    repeats: int = 1,
+) -> dict[str, Any]:
     emu.configure(latency)
     emu.reset()
     out: dict[str, Any] = {"levels": [], "thumbnail": [], "lean": [], "profiles": {}, "latency": latency}
     with http_server_process(emu.url) as (url, pid, logfile):
         time.sleep(0.5)
         out["rss_idle_start"] = proc_status(pid).get("VmRSS", 0)
-        anyio.run(lambda: run_load(f"{url}/mcp", 1, 1, dict(LOAD_ARGUMENTS)))  # warm-up (imports, first session)
+        anyio.run(
+            lambda: run_load(f"{url}/mcp", 1, 1, dict(LOAD_ARGUMENTS))
+        )  # warm-up (imports, first session)
         out["rss_idle_warm"] = proc_status(pid).get("VmRSS", 0)
         for calls in levels:
             log(f"concurrency: {calls} calls (return_image none)")
@@ -936,16 +1084,26 @@ def render_report(data: dict[str, Any], quick: bool) -> str:
     add = lines.append
     add("# atlas-image-mcp benchmark" + (" (quick run: timings not meaningful)" if quick else ""))
     add("")
-    add(f"Measured {m['date']} by `python bench/run.py{' --quick' if quick else ''}` on: **{m['cpu']}, {m['cores']} cores, "
-        f"{m['ram']} RAM**, {m['os']}; Python {m['python']}, mcp {m['mcp']}, httpx {m['httpx']}, Pillow {m['pillow']}, "
+    add(
+        f"Measured {m['date']} by `python bench/run.py{' --quick' if quick else ''}` on: **{m['cpu']}, "
+        f"{m['cores']} cores, "
+        f"{m['ram']} RAM**, {m['os']}; Python {m['python']}, mcp {m['mcp']}, httpx {m['httpx']}, Pillow "
+        f"{m['pillow']}, "
         f"uvicorn {m['uvicorn']}; Node {m['node']} (for the npx run). Upstream is the bundled Atlas emulator "
-        "(`python -m atlas_image_mcp.emulator`) on loopback, in its own process; every server runs in its own "
+        "(`python -m atlas_image_mcp.emulator`) on loopback, in its own process; every server runs in its "
+        "own "
         "process; this script is only the client. Load average (1, 5, 15 min) at the start: "
         f"{m.get('load_start', '?')}, at the end: {m.get('load_end', '?')}; a pure-Python loop of 10 million "
-        f"additions took {m.get('calibration_start', '?')} at the start and {m.get('calibration_end', '?')} at the "
+        f"additions took {m.get('calibration_start', '?')} at the start and {m.get('calibration_end', '?')} "
+        "at the "
         "end (a yardstick for comparing machines)."
-        + ("" if quick else " Load timings on this machine vary by up to about +-30% from run to run; the largest "
-           "load levels are run three times and the median run is shown."))  # fmt: skip
+        + (
+            ""
+            if quick
+            else " Load timings on this machine vary by up to about +-30% from run to run; the largest "
+            "load levels are run three times and the median run is shown."
+        )
+    )
     add("")
     summary = data.get("summary_rows", [])
     if summary:
@@ -973,12 +1131,16 @@ def build_sections(data: dict[str, Any], quick: bool) -> None:
     ours = median(cs["times"][ours_name])
     s("## 1. Cold start (spawn to the `tools/list` answer)")
     s("")
-    s(f"Raw JSON-RPC over the child's pipes: `initialize`, `notifications/initialized`, `tools/list`; time from "
-      f"spawn to the `tools/list` response. {'One warm-up each, then ' if not quick else ''}"
-      f"{len(cs['times'][ours_name])} runs, interleaved. "
-      "npx was run once before timing (not timed) so the runs measure a launch from npx's cache, not a download; "
-      "npx still resolves the package against the registry on each launch, as it does for users. "
-      "The official server starts without a key (it reads it per call); it got a dummy one.")  # fmt: skip
+    s(
+        "Raw JSON-RPC over the child's pipes: `initialize`, `notifications/initialized`, `tools/list`; time "
+        "from "
+        f"spawn to the `tools/list` response. {'One warm-up each, then ' if not quick else ''}"
+        f"{len(cs['times'][ours_name])} runs, interleaved. "
+        "npx was run once before timing (not timed) so the runs measure a launch from npx's cache, not a "
+        "download; "
+        "npx still resolves the package against the registry on each launch, as it does for users. "
+        "The official server starts without a key (it reads it per call); it got a dummy one."
+    )
     s("")
     s("| server | median | min | max |")
     s("|---|---|---|---|")
@@ -988,17 +1150,28 @@ def build_sections(data: dict[str, Any], quick: bool) -> None:
     if npx_name:
         theirs = median(cs["times"][npx_name])
         s(f"Ratio ours / npx: **{ours / theirs:.2f}** ({ms(ours)} vs {ms(theirs)}).")
-        rows.append(["Cold start to `tools/list` (median)", f"{ms(ours)} vs npx {ms(theirs)} (ratio {ours / theirs:.2f})",
-                     "no slower than `npx -y atlascloud-mcp`", verdict(ours <= theirs)])  # fmt: skip
+        rows.append(
+            [
+                "Cold start to `tools/list` (median)",
+                f"{ms(ours)} vs npx {ms(theirs)} (ratio {ours / theirs:.2f})",
+                "no slower than `npx -y atlascloud-mcp`",
+                verdict(ours <= theirs),
+            ]
+        )
     else:
-        rows.append(["Cold start to `tools/list` (median)", ms(ours), "no slower than npx", "n/a (npx not run)"])
+        rows.append(
+            ["Cold start to `tools/list` (median)", ms(ours), "no slower than npx", "n/a (npx not run)"]
+        )
     for note in cs["notes"]:
         s(f"- {note}")
     s("")
     if data.get("imports"):
         total = sum(v for _, v in data["imports"])
-        s(f"Where the stdio start-up's imports go (`python -X importtime -m atlas_image_mcp`, self time summed per "
-          f"package, {ms(total)} in all; importtime itself inflates these):")  # fmt: skip
+        s(
+            "Where the stdio start-up's imports go (`python -X importtime -m atlas_image_mcp`, self time "
+            "summed per "
+            f"package, {ms(total)} in all; importtime itself inflates these):"
+        )
         s("")
         s("| package | import time |")
         s("|---|---|")
@@ -1009,88 +1182,150 @@ def build_sections(data: dict[str, Any], quick: bool) -> None:
     # 2. added latency
     s("## 2. Added latency of one `generate_image` call (stdio)")
     s("")
-    s("A fresh `python -m atlas_image_mcp` stdio subprocess (`ATLASCLOUD_BASE_URL` = the emulator process), driven "
-      "with raw JSON-RPC, default arguments (1024x1024 flux-schnell, thumbnail inline, picture saved to a temp "
-      "folder; `ATLAS_MCP_WAIT_SECONDS` default 45). Added = end to end minus L. Call 0 is the process's first "
-      "prediction (nothing learned yet); the statistics are over the calls after it. Split from the emulator's "
-      "request log (same monotonic clock): *submit* = call sent to the generate POST arriving upstream; "
-      "*detection* = completion (POST + L) to the arrival of the first poll after it; *poll to download* = that "
-      "poll to the download request; *download to result* = download, inspect, thumbnail, save, result "
-      "back to the client. The floor is one MCP round trip (a `dry_run` call, nothing upstream) plus one upstream "
-      "round trip (a GET to the emulator).")  # fmt: skip
+    s(
+        "A fresh `python -m atlas_image_mcp` stdio subprocess (`ATLASCLOUD_BASE_URL` = the emulator "
+        "process), driven "
+        "with raw JSON-RPC, default arguments (1024x1024 flux-schnell, thumbnail inline, picture saved to a "
+        "temp "
+        "folder; `ATLAS_MCP_WAIT_SECONDS` default 45). Added = end to end minus L. Call 0 is the process's "
+        "first "
+        "prediction (nothing learned yet); the statistics are over the calls after it. Split from the "
+        "emulator's "
+        "request log (same monotonic clock): *submit* = call sent to the generate POST arriving upstream; "
+        "*detection* = completion (POST + L) to the arrival of the first poll after it; *poll to download* = "
+        "that "
+        "poll to the download request; *download to result* = download, inspect, thumbnail, save, result "
+        "back to the client. The floor is one MCP round trip (a `dry_run` call, nothing upstream) plus one "
+        "upstream "
+        "round trip (a GET to the emulator)."
+    )
     s("")
-    s("| L | calls | added median | added p95 | submit | detection median / p95 / max | poll to download | download to result | polls per prediction | floor | median above floor |")
+    s(
+        "| L | calls | added median | added p95 | submit | detection median / p95 / max | poll to download | "
+        "download to result | polls per prediction | floor | median above floor |"
+    )
     s("|---|---|---|---|---|---|---|---|---|---|---|")
     for run in data["latency"]:
         warm: list[CallTiming] = run["warm"]
         added = [t.added for t in warm]
         det = [t.detect for t in warm]
         floor = run["mcp_rtt"] + run["upstream_rtt"]
-        s(f"| {run['latency']:g} s | {len(warm)} | {ms(median(added))} | {ms(pct(added, 95))} | "
-          f"{ms(median([t.submit for t in warm]))} | {ms(median(det))} / {ms(pct(det, 95))} / {ms(max(det))} | "
-          f"{ms(median([t.detect_to_download for t in warm]))} | {ms(median([t.download_to_result for t in warm]))} | "
-          f"{median([t.polls for t in warm]):g} | {ms(floor)} | {ms(median(added) - floor)} |")  # fmt: skip
+        s(
+            f"| {run['latency']:g} s | {len(warm)} | {ms(median(added))} | {ms(pct(added, 95))} | "
+            f"{ms(median([t.submit for t in warm]))} | {ms(median(det))} / {ms(pct(det, 95))} / "
+            f"{ms(max(det))} | "
+            f"{ms(median([t.detect_to_download for t in warm]))} | "
+            f"{ms(median([t.download_to_result for t in warm]))} | "
+            f"{median([t.polls for t in warm]):g} | {ms(floor)} | {ms(median(added) - floor)} |"
+        )
     for run in data["latency"]:
         c: CallTiming = run["cold"]
-        s(f"| {run['latency']:g} s, call 0 | 1 | {ms(c.added)} | | {ms(c.submit)} | {ms(c.detect)} | "
-          f"{ms(c.detect_to_download)} | {ms(c.download_to_result)} | {c.polls} | | |")
+        s(
+            f"| {run['latency']:g} s, call 0 | 1 | {ms(c.added)} | | {ms(c.submit)} | {ms(c.detect)} | "
+            f"{ms(c.detect_to_download)} | {ms(c.download_to_result)} | {c.polls} | | |"
+        )
     s("")
     tc = data.get("thumbnail_cost")
     if tc:
-        s(f"What *download to result* is made of, measured in process on the same {tc['bytes'] / 1024:.0f} KB JPEG "
-          f"(medians): download {ms(tc['download'])}, `inspect_image` {ms(tc['inspect'])}, thumbnail (decode with "
-          f"JPEG draft, resize, encode, base64) {ms(tc['thumbnail'])}, atomic save with fsync {ms(tc['save'])}.")
+        s(
+            f"What *download to result* is made of, measured in process on the same {tc['bytes'] / 1024:.0f} "
+            "KB JPEG "
+            f"(medians): download {ms(tc['download'])}, `inspect_image` {ms(tc['inspect'])}, thumbnail "
+            "(decode with "
+            f"JPEG draft, resize, encode, base64) {ms(tc['thumbnail'])}, atomic save with fsync "
+            f"{ms(tc['save'])}."
+        )
         s("")
     by_l = {run["latency"]: run for run in data["latency"]}
     first = data["latency"][0]
     added1 = median([t.added for t in first["warm"]])
-    rows.append([f"Added latency at L = {first['latency']:g} s (median / p95)",
-                 f"{ms(added1)} / {ms(pct([t.added for t in first['warm']], 95))}",
-                 "median <= 50 ms at L = 1 s", verdict(added1 <= 0.050) if 1.0 in by_l else "n/a"])  # fmt: skip
+    rows.append(
+        [
+            f"Added latency at L = {first['latency']:g} s (median / p95)",
+            f"{ms(added1)} / {ms(pct([t.added for t in first['warm']], 95))}",
+            "median <= 50 ms at L = 1 s",
+            verdict(added1 <= 0.050) if 1.0 in by_l else "n/a",
+        ]
+    )
     for run in data["latency"][1:]:
         a = [t.added for t in run["warm"]]
-        rows.append([f"Added latency at L = {run['latency']:g} s (median / p95)", f"{ms(median(a))} / {ms(pct(a, 95))}",
-                     "(reported)", ""])  # fmt: skip
+        rows.append(
+            [
+                f"Added latency at L = {run['latency']:g} s (median / p95)",
+                f"{ms(median(a))} / {ms(pct(a, 95))}",
+                "(reported)",
+                "",
+            ]
+        )
 
     # 3. polling cost
     s("## 3. Polling cost (upstream `GET /model/prediction/{id}` per prediction)")
     s("")
-    s("Counted in the emulator's request log. *First* = the first prediction of a fresh server process, which "
-      "knows nothing about the model yet; *later* = the following predictions of the same model in that process.")
+    s(
+        "Counted in the emulator's request log. *First* = the first prediction of a fresh server process, "
+        "which "
+        "knows nothing about the model yet; *later* = the following predictions of the same model in that "
+        "process."
+    )
     s("")
-    s("| L | polls, first prediction | polls, later (median, max) | detection delay, first | detection delay, later (median, max) |")
+    s(
+        "| L | polls, first prediction | polls, later (median, max) | detection delay, first | detection "
+        "delay, later (median, max) |"
+    )
     s("|---|---|---|---|---|")
     poll_runs = list(data["latency"]) + list(data.get("long", []))
     for run in poll_runs:
         warm = run["warm"]
         pw = [t.polls for t in warm]
         dw = [t.detect for t in warm]
-        s(f"| {run['latency']:g} s | {run['cold'].polls} | {median(pw):g}, {max(pw)} | {ms(run['cold'].detect)} | "
-          f"{ms(median(dw))}, {ms(max(dw))} |")
+        s(
+            f"| {run['latency']:g} s | {run['cold'].polls} | {median(pw):g}, {max(pw)} | "
+            f"{ms(run['cold'].detect)} | "
+            f"{ms(median(dw))}, {ms(max(dw))} |"
+        )
     s("")
     long_runs = [r for r in poll_runs if r["latency"] >= 30]
     if long_runs:
         r = long_runs[0]
         worst = max(t.polls for t in r["warm"])
-        rows.append([f"Upstream polls, {r['latency']:g} s prediction", f"first {r['cold'].polls}, later max {worst}",
-                     "at most 12", verdict(worst <= 12) + ("" if r["cold"].polls <= 12 else " (later); first: missed")])
+        rows.append(
+            [
+                f"Upstream polls, {r['latency']:g} s prediction",
+                f"first {r['cold'].polls}, later max {worst}",
+                "at most 12",
+                verdict(worst <= 12) + ("" if r["cold"].polls <= 12 else " (later); first: missed"),
+            ]
+        )
     fast = [t for r in poll_runs if r["latency"] <= 5 for t in [r["cold"], *r["warm"]]]
     if fast:
         worst_fast = max(t.detect for t in fast)
-        rows.append(["Detection delay, predictions <= 5 s (worst, incl. first)", ms(worst_fast), "within 250 ms",
-                     verdict(worst_fast <= 0.250)])  # fmt: skip
+        rows.append(
+            [
+                "Detection delay, predictions <= 5 s (worst, incl. first)",
+                ms(worst_fast),
+                "within 250 ms",
+                verdict(worst_fast <= 0.250),
+            ]
+        )
 
     # 4. turns
     t5 = data["turns"]
     s(f"## 4. Turns per picture (L = {t5['latency']:g} s)")
     s("")
-    s("Tool calls an assistant makes from the prompt to a visible picture. This server: `generate_image` waits "
-      "(up to `ATLAS_MCP_WAIT_SECONDS` = 45 s) and returns the picture inline: **one call** while L < 45 s. The "
-      "official server returns a prediction id at once (\"Use `atlas_get_prediction` with this ID ... Image "
-      "generation usually takes 10-30 seconds\"), with no inline image (a URL in markdown). Model (an assumption, "
-      "not a measurement): the assistant calls `atlas_get_prediction` every T seconds until it is done, so it "
-      "makes 1 + ceil(L / T) calls and sees the picture after ceil(L / T) x T seconds; T = 10 and 30 s are the "
-      "documented cadence, T = 3 s stands for re-polling on every model turn.")  # fmt: skip
+    s(
+        "Tool calls an assistant makes from the prompt to a visible picture. This server: `generate_image` "
+        "waits "
+        "(up to `ATLAS_MCP_WAIT_SECONDS` = 45 s) and returns the picture inline: **one call** while L < 45 "
+        "s. The "
+        'official server returns a prediction id at once ("Use `atlas_get_prediction` with this ID ... Image '
+        'generation usually takes 10-30 seconds"), with no inline image (a URL in markdown). Model (an '
+        "assumption, "
+        "not a measurement): the assistant calls `atlas_get_prediction` every T seconds until it is done, so "
+        "it "
+        "makes 1 + ceil(L / T) calls and sees the picture after ceil(L / T) x T seconds; T = 10 and 30 s are "
+        "the "
+        "documented cadence, T = 3 s stands for re-polling on every model turn."
+    )
     s("")
     s("| server | tool calls | picture visible after |")
     s("|---|---|---|")
@@ -1098,33 +1333,51 @@ def build_sections(data: dict[str, Any], quick: bool) -> None:
     for period, row in t5["official"].items():
         s(f"| atlascloud-mcp, polling every {period:g} s | {row['calls']} | {row['picture_after']:g} s |")
     s("")
-    rows.append([f"Tool calls per picture, L = {t5['latency']:g} s",
-                 f"1 (official: {t5['official'][10.0]['calls']} at T = 10-30 s, {t5['official'][3.0]['calls']} at T = 3 s)",
-                 "(reported)", ""])  # fmt: skip
+    rows.append(
+        [
+            f"Tool calls per picture, L = {t5['latency']:g} s",
+            f"1 (official: {t5['official'][10.0]['calls']} at T = 10-30 s, {t5['official'][3.0]['calls']} at "
+            "T = 3 s)",
+            "(reported)",
+            "",
+        ]
+    )
 
     # 5. concurrency
     cc = data["concurrency"]
     s(f"## 5. Concurrency over streamable HTTP (L = {cc['latency']:g} s)")
     s("")
-    s("`atlas-image-mcp serve --transport http` in its own process (`ATLASCLOUD_BASE_URL` = the emulator process, "
-      "default INFO logging to a file), driven by `tests/loadgen.py` `run_load` from this process: N "
-      "`generate_image` calls fired at once (512x512, `return_image: \"none\"`, `save: false`) over "
-      "max(1, min(N / 5, 100)) MCP sessions opened beforehand (session set-up is not timed). Wall = first call "
-      "sent to last result received. Peak memory = max of VmRSS sampled every 10 ms and VmHWM (reset before each "
-      "level) of the server process. CPU = seconds of CPU each process used during the level (2 cores shared by "
-      "the three processes).")  # fmt: skip
+    s(
+        "`atlas-image-mcp serve --transport http` in its own process (`ATLASCLOUD_BASE_URL` = the emulator "
+        "process, "
+        "default INFO logging to a file), driven by `tests/loadgen.py` `run_load` from this process: N "
+        '`generate_image` calls fired at once (512x512, `return_image: "none"`, `save: false`) over '
+        "max(1, min(N / 5, 100)) MCP sessions opened beforehand (session set-up is not timed). Wall = first "
+        "call "
+        "sent to last result received. Peak memory = max of VmRSS sampled every 10 ms and VmHWM (reset "
+        "before each "
+        "level) of the server process. CPU = seconds of CPU each process used during the level (2 cores "
+        "shared by "
+        "the three processes)."
+    )
     s("")
-    header = ("| calls | sessions | completed | wall | p50 | p95 | polls per prediction | server peak RSS | "
-              "CPU server / emulator / load generator |")  # fmt: skip
+    header = (
+        "| calls | sessions | completed | wall | p50 | p95 | polls per prediction | server peak RSS | "
+        "CPU server / emulator / load generator |"
+    )
     s(header)
     s("|---|---|---|---|---|---|---|---|---|")
     for row in cc["levels"]:
         s(_load_row(row))
     s("")
     if cc["thumbnail"]:
-        s("The same with `return_image: \"thumbnail\"` (each picture downloaded, decoded, shrunk to 512 px, encoded "
-          "and sent inline; a fixed seed, so the emulator renders the 512x512 picture once and serves it like a "
-          "CDN; saving still off):")  # fmt: skip
+        s(
+            'The same with `return_image: "thumbnail"` (each picture downloaded, decoded, shrunk to 512 px, '
+            "encoded "
+            "and sent inline; a fixed seed, so the emulator renders the 512x512 picture once and serves it "
+            "like a "
+            "CDN; saving still off):"
+        )
         s("")
         s(header)
         s("|---|---|---|---|---|---|---|---|---|")
@@ -1132,9 +1385,13 @@ def build_sections(data: dict[str, Any], quick: bool) -> None:
             s(_load_row(row))
         s("")
     if cc.get("lean"):
-        s("The server's own capacity: the same `return_image: \"none\"` calls from a minimal MCP client in this "
-          "script (`lean_load`: raw HTTP/1.1 on asyncio streams, one connection per call, no SDK, no schema "
-          "validation), so that the load generator's CPU does not share the two cores with the server:")  # fmt: skip
+        s(
+            'The server\'s own capacity: the same `return_image: "none"` calls from a minimal MCP client in '
+            "this "
+            "script (`lean_load`: raw HTTP/1.1 on asyncio streams, one connection per call, no SDK, no "
+            "schema "
+            "validation), so that the load generator's CPU does not share the two cores with the server:"
+        )
         s("")
         s(header)
         s("|---|---|---|---|---|---|---|---|---|")
@@ -1144,33 +1401,60 @@ def build_sections(data: dict[str, Any], quick: bool) -> None:
     for title, prof in cc.get("profiles", {}).items():
         if not prof or not prof.get("total"):
             continue
-        s(f"Where the server's CPU goes, {title} (py-spy, 200 Hz, {prof['total']} samples of busy threads, by the "
-          "innermost library frame):")
+        s(
+            f"Where the server's CPU goes, {title} (py-spy, 200 Hz, {prof['total']} samples of busy threads, "
+            "by the "
+            "innermost library frame):"
+        )
         s("")
         s("| part | share |")
         s("|---|---|")
         for name, n in prof["buckets"]:
             s(f"| {name} | {100 * n / prof['total']:.0f}% |")
         s("")
-        s("Top innermost functions: " + "; ".join(f"`{f}` {100 * n / prof['total']:.0f}%" for f, n in prof["functions"][:6]))
+        s(
+            "Top innermost functions: "
+            + "; ".join(f"`{f}` {100 * n / prof['total']:.0f}%" for f, n in prof["functions"][:6])
+        )
         s("")
     top = max(cc["levels"], key=lambda r: r["calls"])
     lean_top = max(cc.get("lean") or [top], key=lambda r: r["calls"])
-    rows.append([f"{top['calls']} concurrent generations, L = {cc['latency']:g} s, wall",
-                 f"{secs(top['wall'])} with tests/loadgen.py ({top['completed']}/{top['calls']} completed); "
-                 f"{secs(lean_top['wall'])} with a raw-HTTP client",
-                 "within 3 s", verdict(top["wall"] <= 3.0 and top["completed"] == top["calls"]) if top["calls"] >= 500 else "n/a"])  # fmt: skip
-    rows.append([f"Peak server memory, {top['calls']} concurrent", mb(top["rss_peak"]), "under 250 MB",
-                 verdict(top["rss_peak"] < 250 * 1024 * 1024) if top["calls"] >= 500 else "n/a"])  # fmt: skip
+    rows.append(
+        [
+            f"{top['calls']} concurrent generations, L = {cc['latency']:g} s, wall",
+            f"{secs(top['wall'])} with tests/loadgen.py ({top['completed']}/{top['calls']} completed); "
+            f"{secs(lean_top['wall'])} with a raw-HTTP client",
+            "within 3 s",
+            verdict(top["wall"] <= 3.0 and top["completed"] == top["calls"])
+            if top["calls"] >= 500
+            else "n/a",
+        ]
+    )
+    rows.append(
+        [
+            f"Peak server memory, {top['calls']} concurrent",
+            mb(top["rss_peak"]),
+            "under 250 MB",
+            verdict(top["rss_peak"] < 250 * 1024 * 1024) if top["calls"] >= 500 else "n/a",
+        ]
+    )
     if cc["thumbnail"]:
         tt = max(cc["thumbnail"], key=lambda r: r["calls"])
-        rows.append([f"{tt['calls']} concurrent with thumbnails: wall, peak memory",
-                     f"{secs(tt['wall'])}, {mb(tt['rss_peak'])}", "(reported)", ""])  # fmt: skip
+        rows.append(
+            [
+                f"{tt['calls']} concurrent with thumbnails: wall, peak memory",
+                f"{secs(tt['wall'])}, {mb(tt['rss_peak'])}",
+                "(reported)",
+                "",
+            ]
+        )
 
     # 6. memory
     s("## 6. Memory (resident set of the server process)")
     s("")
-    load200 = next((r for r in cc["levels"] if r["calls"] == 200), max(cc["levels"], key=lambda r: r["calls"]))
+    load200 = next(
+        (r for r in cc["levels"] if r["calls"] == 200), max(cc["levels"], key=lambda r: r["calls"])
+    )
     s("| state | RSS |")
     s("|---|---|")
     s(f"| stdio server, idle after `tools/list` | {mb(data['stdio_idle_rss'])} |")
@@ -1179,8 +1463,15 @@ def build_sections(data: dict[str, Any], quick: bool) -> None:
     s(f"| HTTP server, peak under {load200['calls']} concurrent calls | {mb(load200['rss_peak'])} |")
     s(f"| HTTP server, idle after all the load above | {mb(cc['rss_idle_end'])} |")
     s("")
-    rows.append(["Memory idle (stdio / HTTP) and under 200 calls", f"{mb(data['stdio_idle_rss'])} / {mb(cc['rss_idle_start'])}, "
-                 f"{mb(load200['rss_peak'])} at {load200['calls']} calls", "(reported)", ""])  # fmt: skip
+    rows.append(
+        [
+            "Memory idle (stdio / HTTP) and under 200 calls",
+            f"{mb(data['stdio_idle_rss'])} / {mb(cc['rss_idle_start'])}, "
+            f"{mb(load200['rss_peak'])} at {load200['calls']} calls",
+            "(reported)",
+            "",
+        ]
+    )
     data["summary_rows"] = rows
     data["sections"] = sections
 
@@ -1189,9 +1480,11 @@ def _load_row(row: dict[str, Any]) -> str:
     done = f"{row['completed']}/{row['calls']}" + (f" ({row['first_error'][:60]})" if row["errors"] else "")
     walls = row.get("walls") or []
     wall = secs(row["wall"]) + (f" (runs: {', '.join(f'{w:.2f}' for w in walls)})" if len(walls) > 1 else "")
-    return (f"| {row['calls']} | {row['sessions']} | {done} | {wall} | {secs(row['p50'])} | "
-            f"{secs(row['p95'])} | {row['polls_per_prediction']:.1f} | {mb(row['rss_peak'])} | "
-            f"{row['cpu_server']:.1f} / {row['cpu_emulator']:.1f} / {row['cpu_loadgen']:.1f} s |")  # fmt: skip
+    return (
+        f"| {row['calls']} | {row['sessions']} | {done} | {wall} | {secs(row['p50'])} | "
+        f"{secs(row['p95'])} | {row['polls_per_prediction']:.1f} | {mb(row['rss_peak'])} | "
+        f"{row['cpu_server']:.1f} / {row['cpu_emulator']:.1f} / {row['cpu_loadgen']:.1f} s |"
+    )
 
 
 # --- main ----------------------------------------------------------------------------------------
@@ -1199,7 +1492,9 @@ def _load_row(row: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a few-second run that only shows the benchmark works")
+    parser.add_argument(
+        "--quick", action="store_true", help="a few-second run that only shows the benchmark works"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--no-npx", action="store_true", help="skip the official server's cold start")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
@@ -1211,7 +1506,9 @@ def main(argv: list[str] | None = None) -> int:
     data["machine"]["calibration_start"] = calibration()
 
     log("cold start")
-    data["cold_start"] = cold_start(2 if quick else 10, with_npx=not (quick or args.no_npx), warm_up=not quick)
+    data["cold_start"] = cold_start(
+        2 if quick else 10, with_npx=not (quick or args.no_npx), warm_up=not quick
+    )
     data["imports"] = [] if quick else import_profile()
 
     with tempfile.TemporaryDirectory(prefix="atlas-bench-") as tmp, emulator_process(1.0) as emu:
@@ -1231,7 +1528,12 @@ def main(argv: list[str] | None = None) -> int:
         thumb_levels = [] if quick else [200, 500]
         lean_levels = [10] if quick else [200, 500]
         data["concurrency"] = concurrency_runs(
-            emu, levels, thumb_levels, lean_levels, profile=not (quick or args.no_profile), latency=0.2 if quick else 1.0,
+            emu,
+            levels,
+            thumb_levels,
+            lean_levels,
+            profile=not (quick or args.no_profile),
+            latency=0.2 if quick else 1.0,
             repeats=1 if quick else 3,
         )
     data["machine"]["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -26,7 +26,9 @@ pytestmark = pytest.mark.subprocess
 ENTRY_POINT = Path(sys.executable).with_name("atlas-image-mcp")
 
 
-def _exchange(messages: list[dict[str, Any]], env: dict[str, str], until_id: int, timeout: float = 60) -> tuple[list[str], str, int]:
+def _exchange(
+    messages: list[dict[str, Any]], env: dict[str, str], until_id: int, timeout: float = 60
+) -> tuple[list[str], str, int]:
     """Send ``messages``, read stdout lines until the response ``until_id`` arrives, then close stdin.
 
     Returns every stdout line, stderr and the exit code. Bounded by ``timeout`` throughout.
@@ -70,7 +72,9 @@ def _exchange(messages: list[dict[str, Any]], env: dict[str, str], until_id: int
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ATLAS", "ATLASCLOUD"))}
-    env.update(HOME=str(tmp_path / "home"), ATLAS_MCP_OUTPUT_DIR=str(tmp_path / "out"), ATLAS_MCP_LOG_LEVEL="DEBUG")
+    env.update(
+        HOME=str(tmp_path / "home"), ATLAS_MCP_OUTPUT_DIR=str(tmp_path / "out"), ATLAS_MCP_LOG_LEVEL="DEBUG"
+    )
     return env
 
 
@@ -93,7 +97,11 @@ def test_installed_entry_point_speaks_only_json_rpc_on_stdout_and_draws_a_pictur
     assert all(msg.get("jsonrpc") == "2.0" for msg in parsed)
     by_id = {msg["id"]: msg for msg in parsed if "id" in msg}
     assert by_id[1]["result"]["serverInfo"]["name"] == "atlas-image-mcp"
-    assert {t["name"] for t in by_id[2]["result"]["tools"]} >= {"generate_image", "get_prediction", "upload_media"}
+    assert {t["name"] for t in by_id[2]["result"]["tools"]} >= {
+        "generate_image",
+        "get_prediction",
+        "upload_media",
+    }
     result = by_id[3]["result"]
     assert result["isError"] is False, result
     saved = Path(result["structuredContent"]["outputs"][0]["path"])
@@ -126,7 +134,16 @@ def test_generate_command_saves_a_picture_of_the_requested_size_and_prints_its_p
 
 def test_generate_command_reports_a_bad_parameter_and_exits_non_zero(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [str(ENTRY_POINT), "generate", "--offline", "fox", "--model", "black-forest-labs/flux-dev", "--width", "100"],
+        [
+            str(ENTRY_POINT),
+            "generate",
+            "--offline",
+            "fox",
+            "--model",
+            "black-forest-labs/flux-dev",
+            "--width",
+            "100",
+        ],
         capture_output=True,
         text=True,
         env=_env(tmp_path),

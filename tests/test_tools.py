@@ -12,9 +12,8 @@ from pathlib import Path
 
 import anyio
 import pytest
-from PIL import Image
-
 from mcp.shared.exceptions import MCPDeprecationWarning
+from PIL import Image
 
 from atlas_image_mcp.emulator import Emulator, PredictionScript
 from atlas_image_mcp.render import MAX_BASE64_CHARS
@@ -85,7 +84,9 @@ async def test_one_call_returns_a_visible_picture_a_saved_file_and_structured_co
     text = text_of(result)
     assert data["prediction_id"] in text and out["url"] in text and str(saved) in text and "Seed: 7" in text
     links = [b for b in result.content if getattr(b, "type", None) == "resource_link"]
-    assert [str(link.uri) for link in links] == [f"atlas-image://predictions/{data['prediction_id']}/images/1"]
+    assert [str(link.uri) for link in links] == [
+        f"atlas-image://predictions/{data['prediction_id']}/images/1"
+    ]
     assert emulator.count("POST", GENERATE) == 1
 
 
@@ -133,8 +134,12 @@ async def test_slow_job_returns_processing_then_get_prediction_collects_it(
 
 
 @pytest.mark.parametrize("http_status", [500, 200])
-async def test_failed_prediction_is_a_tool_error_with_the_upstream_reason(connect, emulator, http_status) -> None:
-    emulator.script_next(PredictionScript(outcome="fail", reason="GPU fell over", fail_http_status=http_status))
+async def test_failed_prediction_is_a_tool_error_with_the_upstream_reason(
+    connect, emulator, http_status
+) -> None:
+    emulator.script_next(
+        PredictionScript(outcome="fail", reason="GPU fell over", fail_http_status=http_status)
+    )
     async with connect() as client:
         result = await client.call_tool("generate_image", {"prompt": "fox"})
     assert result.is_error is True
@@ -177,7 +182,11 @@ async def test_schnell_given_steps_does_not_send_them_and_says_so(connect, emula
         )
     assert result.is_error is False
     [post] = [r for r in emulator.requests if r.method == "POST"]
-    assert "num_inference_steps" not in post.json and "guidance_scale" not in post.json and "steps" not in post.json
+    assert (
+        "num_inference_steps" not in post.json
+        and "guidance_scale" not in post.json
+        and "steps" not in post.json
+    )
     assert result.structured_content["ignored_parameters"] == ["steps", "guidance_scale"]
     assert "Ignored" in text_of(result) and "steps, guidance_scale" in text_of(result)
 
@@ -212,7 +221,13 @@ async def test_full_images_never_exceed_the_inline_base64_budget(connect) -> Non
     async with connect(save=False) as client:
         result = await client.call_tool(
             "generate_image",
-            {"prompt": "a very detailed " * 40, "width": 1536, "height": 1536, "num_images": 4, "return_image": "full"},
+            {
+                "prompt": "a very detailed " * 40,
+                "width": 1536,
+                "height": 1536,
+                "num_images": 4,
+                "return_image": "full",
+            },
         )
     assert result.is_error is False
     inline = sum(len(b.data) for b in result.content if getattr(b, "type", None) == "image")
@@ -246,7 +261,9 @@ async def test_upload_from_path_and_base64_then_used_as_image_of_a_generation(
         by_data = await client.call_tool("upload_media", {"data": f"data:image/png;base64,{encoded}"})
         by_b64 = await client.call_tool("upload_media", {"data": encoded, "filename": "cat.png"})
         url = by_path.structured_content["download_url"]
-        gen = await client.call_tool("generate_image", {"prompt": "make it night", "image": url, "strength": 0.5})
+        gen = await client.call_tool(
+            "generate_image", {"prompt": "make it night", "image": url, "strength": 0.5}
+        )
     for result in (by_path, by_data, by_b64):
         assert result.is_error is False, text_of(result)
         assert "temporary" in text_of(result) and "generate_image" in text_of(result)
@@ -313,7 +330,9 @@ async def test_rejected_key_is_a_clear_tool_error(connect, emulator) -> None:
         ({"prompt": "   "}, "prompt"),
     ],
 )
-async def test_bad_parameters_are_tool_errors_naming_the_allowed_range(connect, emulator, arguments, expected) -> None:
+async def test_bad_parameters_are_tool_errors_naming_the_allowed_range(
+    connect, emulator, arguments, expected
+) -> None:
     async with connect() as client:
         result = await client.call_tool("generate_image", arguments)
     assert result.is_error is True
