@@ -30,8 +30,8 @@ from atlas_image_mcp.errors import (
     RateLimitError,
     ServerError,
 )
-from atlas_image_mcp.flux import GenerationRequest
 from atlas_image_mcp.models import Prediction
+from atlas_image_mcp.params import GenerationRequest
 
 KEY = "apikey-SECRET123456"
 BASE = "https://api.test"

@@ -36,13 +36,14 @@ from .errors import (
     status_error,
 )
 from .fetch import Download, Fetcher
-from .flux import GenerationRequest, PreparedRequest, prepare_request
 from .media import upload_source
 from .models import ModelInfo, Prediction, Upload, envelope_code, envelope_data, parse_prediction
+from .params import GenerationRequest
 from .polling import PollSchedule, duration_of
 from .redact import redact, register_secret
 from .retry import RetryPolicy, retry_after_seconds
 from .settings import Settings, normalize_base_url
+from .wire import PreparedRequest, prepare_request
 
 __all__ = ["AtlasClient", "ClientOptions"]
 
@@ -342,6 +343,43 @@ class AtlasClient:
             ]
             shared.models, shared.models_at = models, shared.clock()
             return list(models)
+
+    async def model_schema(self, url: str) -> dict[str, Any]:
+        """A model's schema document (the catalogue's ``schema`` URL; public, fetched without the key)."""
+        download = await self.download(url, C.MAX_SCHEMA_BYTES)
+        try:
+            document = json.loads(download.content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidResponseError(f"The schema at {url[:200]} is not JSON.") from exc
+        if not isinstance(document, dict):
+            raise InvalidResponseError(f"The schema at {url[:200]} is not a JSON object.")
+        return document
+
+    async def request_body_of(self, prediction_id: str) -> dict[str, Any] | None:
+        """The body a prediction was submitted with, from Atlas' history (None when it is not there).
+
+        ``GET /model/history?sessionID=<id>``: ``items[].requestBody`` is a JSON string.
+        """
+        pid = self._check_prediction_id(prediction_id)
+        body = await self._request(
+            "GET", f"/model/history?sessionID={pid}&no=1&size=1", what=f"Looking up the request of {pid}"
+        )
+        data = envelope_data(body)
+        items = data.get("items") if isinstance(data, dict) else None
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict) or str(item.get("ID") or item.get("id") or "") != pid:
+                continue
+            raw = item.get("requestBody")
+            try:
+                request = json.loads(raw) if isinstance(raw, str) else raw
+            except ValueError:
+                return None
+            return request if isinstance(request, dict) else None
+        return None
+
+    async def reachable(self, url: str) -> bool:
+        """Whether an output URL still answers (it expires after a while at Atlas)."""
+        return await self._shared.fetcher.reachable(url)
 
     async def download(self, url: str, max_bytes: int) -> Download:
         """Fetch an output picture (no API key is ever sent to it), refusing more than ``max_bytes``."""

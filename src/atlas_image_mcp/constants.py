@@ -27,6 +27,8 @@ INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 8.0
 MAX_RETRY_AFTER = 30.0
 MODELS_TTL = 300.0
+#: Largest model schema document read from the catalogue's ``schema`` URL.
+MAX_SCHEMA_BYTES = 2 * 1024 * 1024
 #: Connections to Atlas kept in the pool, and requests in flight at once (see client.DEFAULT_LIMITS).
 MAX_CONNECTIONS = 64
 KEEPALIVE_SECONDS = 30.0
@@ -54,6 +56,7 @@ OUTPUT_FOLDER_NAME = "atlas-image-mcp"
 
 # --- tool parameters -----------------------------------------------------------------------------
 
+DEFAULT_MODEL = "black-forest-labs/flux-schnell"
 SEED_MAX = 2**31 - 1
 MAX_PROMPT_CHARS = 10_000
 MAX_MODEL_ID_CHARS = 200

@@ -238,6 +238,7 @@ class ModelInfo(BaseModel):
     price_unit: str | None = None
     categories: list[str] = Field(default_factory=list)
     organization: str | None = None
+    schema_url: str | None = None
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> ModelInfo | None:
@@ -257,4 +258,12 @@ class ModelInfo(BaseModel):
             price_unit=actual.get("unit") if isinstance(actual.get("unit"), str) else None,
             categories=[str(c) for c in entry.get("categories") or [] if isinstance(c, str)],
             organization=entry.get("organization") if isinstance(entry.get("organization"), str) else None,
+            schema_url=_http_url(entry.get("schema")),
         )
+
+
+def _http_url(value: Any) -> str | None:
+    """``value`` when it is an http(s) URL of sane length, else None."""
+    if isinstance(value, str) and value.startswith(("https://", "http://")) and len(value) <= 2048:
+        return value
+    return None

@@ -5,7 +5,7 @@ The argument models below are the single source for
 * the tools' input schemas (:func:`tool_signature` gives a tool function the model's fields as its
   signature, which is what the SDK builds the schema from),
 * the request models (:class:`GenerationRequest` is the generation part of ``generate_image``'s
-  arguments; its fields become the wire body through :mod:`atlas_image_mcp.flux`),
+  arguments; its fields become the wire body through :mod:`atlas_image_mcp.wire`),
 * the command line (``atlas-image-mcp generate`` derives its flags from the same fields).
 
 Constructing a model with a bad value raises :class:`~atlas_image_mcp.errors.InvalidParameterError`
@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import constants as C
+from .catalogue import MAX_REFERENCES, SIDE_ENVELOPE
 from .errors import InvalidParameterError
 from .validation import bounds_of, field_problem
 
@@ -28,13 +29,17 @@ __all__ = [
     "DEFAULT_MODEL",
     "Arguments",
     "CallOptions",
+    "EditImageArguments",
+    "EditParams",
     "GenerateImageArguments",
     "GenerationParams",
     "GenerationRequest",
+    "VariationParams",
+    "VariationsArguments",
     "tool_signature",
 ]
 
-DEFAULT_MODEL = "black-forest-labs/flux-schnell"
+DEFAULT_MODEL = C.DEFAULT_MODEL
 MAX_DATA_CHARS = 70 * 1024 * 1024  # base64 of the 50 MB default upload limit, with room
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -81,7 +86,13 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-# --- generate_image -----------------------------------------------------------------------------
+# --- shared parameter declarations -------------------------------------------------------------
+
+#: How a tool accepts a picture: the forms :mod:`atlas_image_mcp.sources` resolves.
+PICTURE_FORMS = (
+    "an https URL, a data: URI or base64, a prediction id or atlas-image:// URI from an earlier result, "
+    "'last' (this session's latest picture), or (stdio only) an absolute file path"
+)
 
 Prompt = Annotated[
     str,
@@ -89,96 +100,106 @@ Prompt = Annotated[
         min_length=1, max_length=C.MAX_PROMPT_CHARS, description="What to draw, in plain words. Be specific."
     ),
 ]
-ModelId = Annotated[
-    str,
+Width = Annotated[
+    int | None,
     Field(
-        min_length=1,
-        max_length=C.MAX_MODEL_ID_CHARS,
-        description="Model id: 'black-forest-labs/flux-schnell' (fast, $0.003) or "
-        "'black-forest-labs/flux-dev' "
-        "(higher quality, $0.012). Other Atlas image model ids are passed through.",
+        ge=int(SIDE_ENVELOPE.minimum),
+        le=int(SIDE_ENVELOPE.maximum),
+        description="Width in px (default 1024); each model has its own range.",
+    ),
+]
+Height = Annotated[
+    int | None,
+    Field(
+        ge=int(SIDE_ENVELOPE.minimum),
+        le=int(SIDE_ENVELOPE.maximum),
+        description="Height in px (default 1024); each model has its own range.",
+    ),
+]
+AspectRatio = Annotated[
+    str | None,
+    Field(
+        max_length=16,
+        pattern=r"^\s*\d+(\.\d+)?\s*[:/x]\s*\d+(\.\d+)?\s*$",
+        description="Instead of width/height: a ratio like '16:9' or '2:3' (about one megapixel).",
+    ),
+]
+NumImages = Annotated[
+    int, Field(ge=1, le=C.MAX_NUM_IMAGES, description="How many pictures (1-4), each billed.")
+]
+Seed = Annotated[
+    int | None, Field(ge=-1, le=C.SEED_MAX, description="Seed to reproduce a picture; -1 = random.")
+]
+Picture = Annotated[str, Field(min_length=1, max_length=MAX_DATA_CHARS)]
+OptionalPicture = Annotated[Picture | None, Field(description=f"A picture: {PICTURE_FORMS}.")]
+Mask = Annotated[
+    Picture | None,
+    Field(
+        description="Inpainting mask, same size as the picture: white = repaint, black = keep. Same forms."
     ),
 ]
 
 
+# --- generate_image -----------------------------------------------------------------------------
+
+
 class GenerationParams(Arguments):
-    """The picture ``generate_image`` asks for (friendly names; see :mod:`atlas_image_mcp.flux`)."""
+    """The picture ``generate_image`` asks for (friendly names; see :mod:`atlas_image_mcp.wire`)."""
 
     prompt: Prompt
-    model: ModelId = DEFAULT_MODEL
-    width: Annotated[
-        int | None,
+    model: Annotated[
+        str,
         Field(
-            ge=64, le=4096, description="Width in pixels (default 1024; FLUX schnell 256-1536, dev 512-1536)."
+            min_length=1,
+            max_length=C.MAX_MODEL_ID_CHARS,
+            description="Model id (see list_models): 'black-forest-labs/flux-schnell' (fast, default), "
+            "'black-forest-labs/flux-dev', 'black-forest-labs/flux-1.1-pro', ...; others from the catalogue.",
         ),
-    ] = None
-    height: Annotated[
-        int | None,
-        Field(
-            ge=64,
-            le=4096,
-            description="Height in pixels (default 1024; FLUX schnell 256-1536, dev 512-1536).",
-        ),
-    ] = None
-    aspect_ratio: Annotated[
-        str | None,
-        Field(
-            max_length=16,
-            pattern=r"^\s*\d+(\.\d+)?\s*[:/x]\s*\d+(\.\d+)?\s*$",
-            description="Instead of width/height: a ratio like '16:9', '1:1' or '2:3', drawn at about one "
-            "megapixel.",
-        ),
-    ] = None
-    num_images: Annotated[
-        int, Field(ge=1, le=C.MAX_NUM_IMAGES, description="How many pictures (1-4), each billed.")
-    ] = 1
-    seed: Annotated[
-        int | None,
-        Field(ge=-1, le=C.SEED_MAX, description="Seed for a reproducible picture; -1 or empty = random."),
-    ] = None
+    ] = DEFAULT_MODEL
+    width: Width = None
+    height: Height = None
+    aspect_ratio: AspectRatio = None
+    num_images: NumImages = 1
+    seed: Seed = None
     steps: Annotated[
-        int | None,
-        Field(ge=1, le=50, description="Inference steps (flux-dev only, default 28; ignored by schnell)."),
+        int | None, Field(ge=1, le=50, description="Inference steps (dev models; default 28).")
     ] = None
     guidance_scale: Annotated[
         float | None,
-        Field(ge=0, le=20, allow_inf_nan=False, description="Prompt adherence (flux-dev only, default 3.5)."),
+        Field(ge=0, le=100, allow_inf_nan=False, description="Prompt adherence (dev, Kontext, Fill models)."),
     ] = None
     image: Annotated[
-        str | None,
-        Field(
-            max_length=MAX_DATA_CHARS,
-            description="Image-to-image: URL of a starting picture (use upload_media for a local file).",
-        ),
+        Picture | None,
+        Field(description="Image-to-image starting picture (schnell, dev). Same forms as edit_image."),
     ] = None
-    mask_image: Annotated[
-        str | None,
-        Field(
-            max_length=MAX_DATA_CHARS,
-            description="Inpainting: URL of a mask (white = repaint, black = keep); needs image.",
-        ),
-    ] = None
+    mask_image: Mask = None
     strength: Annotated[
         float | None,
         Field(
             ge=0,
             le=1,
             allow_inf_nan=False,
-            description="Image-to-image: how far to move from image (0-1, default 0.8).",
+            description="Image-to-image: how far from image (0-1, default 0.8).",
         ),
     ] = None
     enable_safety_checker: Annotated[bool | None, Field(description="Atlas safety checker (default on).")] = (
         None
     )
+    output_format: Annotated[
+        Literal["jpeg", "png"] | None, Field(description="File type of the pictures (FLUX.2 models).")
+    ] = None
 
 
 class GenerationRequest(GenerationParams):
-    """A generation as the client sends it: the tool's parameters plus two knobs tools do not expose.
+    """A generation as the client sends it: every parameter a tool may set, plus two internal knobs.
 
-    ``enable_sync_mode`` asks Atlas to answer the submit only when done; ``extra`` carries
-    parameters of other catalogue models as they are.
+    ``images`` carries several references (multi-reference edits); ``enable_sync_mode`` asks Atlas
+    to answer the submit only when done; ``extra`` carries parameters of other catalogue models as
+    they are. The prompt may be empty here: models that take none (Redux) are sent without one.
     """
 
+    prompt: Annotated[str, Field(max_length=C.MAX_PROMPT_CHARS)] = ""
+    images: list[Picture] | None = None
     enable_sync_mode: bool | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 
@@ -186,30 +207,25 @@ class GenerationRequest(GenerationParams):
 ReturnImage = Annotated[
     C.ImageMode | None,
     Field(
-        description="Picture inside the result: 'thumbnail' (at most 512 px, the default unless "
-        "ATLAS_MCP_IMAGE_MODE says otherwise), 'full' (original, up to 1 MB of base64), or 'none'."
+        description="Picture in the result: 'thumbnail' (<= 512 px, default), 'full' (up to 1 MB) or 'none'."
     ),
 ]
 
 
 class CallOptions(Arguments):
-    """How ``generate_image`` runs and answers (not sent to Atlas)."""
+    """How a picture tool runs and answers (not sent to Atlas)."""
 
     wait: Annotated[
         bool,
         Field(
-            description="Wait for the picture (up to ATLAS_MCP_WAIT_SECONDS, default 45 s). If false, or if "
-            "it takes "
-            "longer, return the prediction_id to collect with get_prediction."
+            description="Wait for the picture (up to ATLAS_MCP_WAIT_SECONDS, default 45 s); else, or when it "
+            "takes longer, return the prediction_id for get_prediction."
         ),
     ] = True
     return_image: ReturnImage = None
-    save: Annotated[
-        bool | None,
-        Field(description="Save the pictures to the server's output folder (default on over stdio)."),
-    ] = None
+    save: Annotated[bool | None, Field(description="Save the pictures (default on over stdio).")] = None
     dry_run: Annotated[
-        bool, Field(description="Validate and show the exact request body without sending it; costs nothing.")
+        bool, Field(description="Validate and show the exact request body and cost; send nothing.")
     ] = False
 
 
@@ -217,7 +233,76 @@ class GenerateImageArguments(GenerationParams, CallOptions):
     """Everything ``generate_image`` takes."""
 
     def request(self) -> GenerationRequest:
-        return GenerationRequest(**self.model_dump(include=set(GenerationParams.model_fields)))
+        """The generation part; values left at their defaults stay unset (they were not asked for)."""
+        return GenerationRequest(
+            **self.model_dump(include=set(GenerationParams.model_fields), exclude_defaults=True)
+        )
+
+
+# --- edit_image and generate_variations ---------------------------------------------------------
+
+
+class EditParams(Arguments):
+    """What ``edit_image`` asks for."""
+
+    prompt: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=C.MAX_PROMPT_CHARS,
+            description="The change, in plain words ('make the sky stormy', 'put the logo on the mug').",
+        ),
+    ]
+    image: Annotated[Picture | None, Field(description=f"The picture to change: {PICTURE_FORMS}.")] = None
+    images: Annotated[
+        list[Picture] | None,
+        Field(
+            min_length=1,
+            max_length=MAX_REFERENCES,
+            description="Several reference pictures to combine (same forms), for multi-reference models.",
+        ),
+    ] = None
+    mask_image: Mask = None
+    model: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=C.MAX_MODEL_ID_CHARS,
+            description="Edit model (see list_models). Default: a FLUX Kontext edit model; with mask_image "
+            "the "
+            "inpainting model; with several images a multi-reference model.",
+        ),
+    ] = None
+    seed: Seed = None
+    num_images: NumImages = 1
+    width: Width = None
+    height: Height = None
+    aspect_ratio: AspectRatio = None
+
+
+class EditImageArguments(EditParams, CallOptions):
+    """Everything ``edit_image`` takes."""
+
+
+class VariationParams(Arguments):
+    """What ``generate_variations`` asks for."""
+
+    prediction_id: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=C.MAX_PREDICTION_ID_CHARS,
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$",
+            description="The earlier job to vary (a prediction_id from generate_image or edit_image).",
+        ),
+    ]
+    count: Annotated[
+        int, Field(ge=1, le=C.MAX_NUM_IMAGES, description="How many variations (1-4), each billed.")
+    ] = 2
+
+
+class VariationsArguments(VariationParams, CallOptions):
+    """Everything ``generate_variations`` takes."""
 
 
 # --- get_prediction, upload_media, list_models --------------------------------------------------
@@ -230,7 +315,7 @@ class GetPredictionArguments(Arguments):
             min_length=1,
             max_length=C.MAX_PREDICTION_ID_CHARS,
             pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$",
-            description="The prediction_id returned by generate_image.",
+            description="The prediction_id returned by generate_image, edit_image or generate_variations.",
         ),
     ]
     wait_seconds: Annotated[
@@ -239,8 +324,7 @@ class GetPredictionArguments(Arguments):
             ge=0,
             le=C.MAX_WAIT_SECONDS,
             allow_inf_nan=False,
-            description="Wait up to this long for it to finish (capped by ATLAS_MCP_WAIT_SECONDS). 0 = just "
-            "look.",
+            description="Wait up to this long for it to finish (capped by ATLAS_MCP_WAIT_SECONDS); 0 = look.",
         ),
     ] = 0
     return_image: ReturnImage = None
