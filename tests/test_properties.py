@@ -559,7 +559,15 @@ RPC_MESSAGES = st.one_of(
             "params": st.fixed_dictionaries(
                 {
                     "name": st.sampled_from(
-                        ["generate_image", "get_prediction", "upload_media", "list_models", "nope"]
+                        [
+                            "generate_image",
+                            "edit_image",
+                            "generate_variations",
+                            "get_prediction",
+                            "upload_media",
+                            "list_models",
+                            "nope",
+                        ]
                     )
                     | TEXT
                 },

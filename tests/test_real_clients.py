@@ -43,7 +43,14 @@ GENERIC_SCENARIOS = (
     "resources-list",
     "prompts-list",
 )
-TOOLS = {"generate_image", "get_prediction", "upload_media", "list_models"}
+TOOLS = {
+    "generate_image",
+    "edit_image",
+    "generate_variations",
+    "get_prediction",
+    "upload_media",
+    "list_models",
+}
 SERVER = [sys.executable, "-m", "atlas_image_mcp", "--offline"]
 
 

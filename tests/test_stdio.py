@@ -142,7 +142,7 @@ def test_generate_command_reports_a_bad_parameter_and_exits_non_zero(tmp_path: P
             "--model",
             "black-forest-labs/flux-dev",
             "--width",
-            "100",
+            "300",
         ],
         capture_output=True,
         text=True,

@@ -74,7 +74,14 @@ async def test_list_generate_with_progress_get_and_upload_over_every_transport(
 
     async with open_client() as client:
         tools = {tool.name for tool in (await client.list_tools()).tools}
-        assert tools == {"generate_image", "get_prediction", "upload_media", "list_models"}
+        assert tools == {
+            "generate_image",
+            "edit_image",
+            "generate_variations",
+            "get_prediction",
+            "upload_media",
+            "list_models",
+        }
 
         generated = await client.call_tool(
             "generate_image",

@@ -63,6 +63,21 @@ class Fetcher:
                 attempt += 1
                 await self._sleep(delay)
 
+    async def reachable(self, url: str) -> bool:
+        """Whether ``url`` still answers with content (one small ranged GET; no retry, no body kept)."""
+        if not url.startswith(("http://", "https://")):
+            return False
+        try:
+            async with (
+                self._limiter,
+                self._http.stream(
+                    "GET", url, headers={"Accept": "image/*,*/*", "Range": "bytes=0-0"}
+                ) as response,
+            ):
+                return response.status_code < 400
+        except httpx.HTTPError:
+            return False
+
     async def _download_once(self, url: str, max_bytes: int) -> Download:
         try:
             async with (

@@ -139,7 +139,12 @@ def filename_for(content_type: str | None) -> str:
 
 def resolve_local_path(file_path: str, *, root: Path | None) -> Path:
     """``file_path`` as an absolute, existing path (``..`` and links resolved), inside ``root`` if set."""
-    raw = Path(file_path).expanduser()
+    try:
+        raw = Path(file_path).expanduser()
+    except RuntimeError:  # "~user" of a user that does not exist
+        raise LocalFileError(
+            f"No file at {file_path[:200]!r}: its home folder is unknown.", path=file_path
+        ) from None
     if not raw.is_absolute():
         hint = " (a Windows path cannot be read by this server)" if PureWindowsPath(file_path).drive else ""
         raise LocalFileError(

@@ -48,11 +48,15 @@ class OutputImage(BaseModel):
 
 
 class GenerationResult(BaseModel):
-    """The structured result of generate_image and get_prediction."""
+    """The structured result of the picture tools (generate, edit, variations, get_prediction)."""
 
     prediction_id: str | None = Field(description="Atlas prediction id; pass it to get_prediction.")
     status: str = Field(description="completed, processing (call get_prediction later), failed or dry_run.")
     model: str | None = Field(default=None, description="Model id.")
+    prompt: str | None = Field(default=None, description="The prompt sent, when this call sent one.")
+    sources: list[str] = Field(
+        default_factory=list, description="URLs of the input pictures used (edits and variations)."
+    )
     outputs: list[OutputImage] = Field(default_factory=list)
     seed: int | None = Field(default=None, description="Seed used, when known (reuse it to reproduce).")
     price: str | None = Field(default=None, description="Cost in USD as reported by Atlas, when known.")
@@ -164,6 +168,8 @@ def result_text(result: GenerationResult, notes: list[str] | None = None) -> Tex
     lines = [f"Status: {result.status}" + (f" (model {result.model})" if result.model else "")]
     if result.prediction_id:
         lines.append(f"Prediction id: {result.prediction_id}")
+    for n, source in enumerate(result.sources, start=1):
+        lines.append(f"Source {n}: {source}")
     for n, out in enumerate(result.outputs, start=1):
         size = f" {out.width}x{out.height}" if out.width and out.height else ""
         kind = f" {out.mime_type}" if out.mime_type else ""

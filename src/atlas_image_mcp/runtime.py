@@ -12,10 +12,12 @@ from pathlib import Path
 
 import httpx
 
+from .catalogue import Catalogue
 from .client import AtlasClient
 from .constants import DEFAULT_EMULATOR_LATENCY, OFFLINE_API_KEY, OFFLINE_BASE_URL, USER_KEY_HEADER
 from .errors import MissingAPIKeyError
 from .guard import SpendGuard
+from .history import PictureHistory
 from .redact import register_secret
 from .settings import Settings
 
@@ -31,9 +33,13 @@ class Runtime:
     remote: bool = False
     offline: bool = False
     guard: SpendGuard = field(init=False)
+    catalogue: Catalogue = field(init=False)
+    history: PictureHistory = field(init=False)
 
     def __post_init__(self) -> None:
         self.guard = SpendGuard(self.settings.max_images_per_hour)
+        self.catalogue = Catalogue()
+        self.history = PictureHistory()
 
     @classmethod
     def create(

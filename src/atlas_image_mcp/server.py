@@ -17,15 +17,16 @@ from .tools import register_tools
 __all__ = ["INSTRUCTIONS", "make_server"]
 
 INSTRUCTIONS = """\
-Creates pictures with the FLUX models on Atlas Cloud.
+Creates and edits pictures with the FLUX models on Atlas Cloud.
 - generate_image turns a prompt into pictures in one call: it waits (up to ~45 s), returns the
   picture, its URL and, when saving is on, the absolute path of the saved file. Use dry_run to see
   the request and its cost without spending anything.
-- If generate_image answers status "processing", call get_prediction with the prediction_id
-  (wait_seconds=30) instead of generating again: each generate_image call is billed.
-- To start from a local picture (image-to-image, inpainting), call upload_media first and pass its
-  download_url as image.
-- list_models shows other image models and their prices.
+- edit_image changes a picture from an instruction (image="last" is the latest picture of this
+  session; a prediction id, URL, data or, over stdio, a file path also work), repaints a masked area
+  (mask_image), or combines several pictures (images). generate_variations makes more of an earlier job.
+- If a tool answers status "processing", call get_prediction with the prediction_id
+  (wait_seconds=30) instead of generating again: each generation is billed.
+- list_models shows the image models, what each is for (generate, edit, inpaint, ...) and its price.
 """
 
 

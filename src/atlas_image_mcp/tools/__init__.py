@@ -15,6 +15,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
 
 from .catalogue import list_models
+from .edit import edit_image, generate_variations
 from .generate import generate_image
 from .predictions import get_prediction
 from .upload import upload_media
@@ -25,6 +26,8 @@ __all__ = ["register_tools"]
 # get_prediction is not read-only: it saves the pictures it collects (same names, so idempotent).
 _TOOLS: dict[Callable[..., Any], tuple[str, bool, bool]] = {
     generate_image: ("Generate image (FLUX)", False, False),
+    edit_image: ("Edit image (FLUX Kontext, Fill)", False, False),
+    generate_variations: ("Generate variations", False, False),
     get_prediction: ("Get prediction", False, True),
     upload_media: ("Upload media", False, False),
     list_models: ("List image models", True, True),

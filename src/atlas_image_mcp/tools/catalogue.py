@@ -1,23 +1,38 @@
-"""``list_models``: the image models of the Atlas catalogue, with their prices."""
+"""``list_models``: the image models, what each is for and takes, and what it costs."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
+import anyio
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
+from ..catalogue import ModelKind, ModelSpec
 from ..errors import AtlasError
 from ..params import ListModelsArguments, tool_signature
 from .results import ToolContext, fail, runtime_of
 
 __all__ = ["ModelList", "list_models"]
 
+#: Schemas read per call for models whose row is not known yet (the others show their category).
+_SCHEMAS_PER_CALL = 24
+_KIND_ORDER: dict[ModelKind, int] = {
+    "text-to-image": 0,
+    "edit": 1,
+    "multi-edit": 2,
+    "inpaint": 3,
+    "variation": 4,
+}
+
 
 class ModelEntry(BaseModel):
     id: str
     name: str
-    price: str | None = Field(default=None, description="USD per run/image as listed by Atlas.")
+    kind: ModelKind = Field(description="text-to-image, edit, multi-edit, inpaint or variation.")
+    references: int = Field(description="Input pictures it takes: 0, 1 (image) or up to N (images).")
+    mask: bool = Field(description="Whether it takes a mask_image (inpainting).")
+    price: str | None = Field(default=None, description="USD per price_unit as listed by Atlas.")
     price_unit: str | None = None
     description: str = ""
 
@@ -31,30 +46,65 @@ class ModelList(BaseModel):
 
 @tool_signature(ListModelsArguments)
 async def list_models(ctx: ToolContext, **arguments: Any) -> Annotated[CallToolResult, ModelList]:
-    """List the image models of the Atlas catalogue with their price per run, FLUX first."""
+    """List the image models: kind (generate, edit, inpaint, ...), inputs and price, FLUX first."""
     runtime = runtime_of(ctx)
+    catalogue = runtime.catalogue
     try:
         args = ListModelsArguments(**arguments)
-        models = await runtime.client.list_models()
+        await catalogue.refresh_listing(runtime.client)
     except AtlasError as err:
         raise fail(err) from err
-    query = args.query
-    words = (query or "").lower().split()
-    picked = [m for m in models if all(w in f"{m.id} {m.name} {m.description}".lower() for w in words)]
-    picked.sort(key=lambda m: (not m.id.startswith("black-forest-labs/flux"), m.id))
-    entries = [
-        ModelEntry(
-            id=m.id, name=m.name, price=m.price, price_unit=m.price_unit, description=m.description[:300]
-        )
-        for m in picked
+    words = (args.query or "").lower().split()
+    picked = [
+        spec
+        for spec in catalogue.rows()
+        if all(w in f"{spec.id} {spec.name} {spec.kind} {spec.description}".lower() for w in words)
     ]
-    lines = [f"{len(entries)} image model(s)" + (f" matching {query!r}" if query else "") + ":"]
-    for e in entries:
-        price = f" — ${e.price}/{e.price_unit or 'run'}" if e.price else ""
-        lines.append(f"- {e.id} ({e.name}){price}")
+    await _read_schemas(ctx, [s.id for s in picked if not s.from_schema and s.sizing == "none"])
+    picked = [catalogue.get(s.id) or s for s in picked]
+    picked.sort(key=lambda s: (not s.id.startswith("black-forest-labs/flux"), _KIND_ORDER[s.kind], s.id))
+    entries = [_entry(spec) for spec in picked]
+    lines = [f"{len(entries)} image model(s)" + (f" matching {args.query!r}" if args.query else "") + ":"]
+    lines += [_line(e) for e in entries]
     if not entries:
         lines.append("None. Try a shorter query, or call list_models without one.")
-    structured = ModelList(models=entries, query=query).model_dump()
+    if catalogue.listed(picked[0].id if picked else "") is None:
+        lines.append("(The live catalogue could not be read; these are the built-in models.)")
+    structured = ModelList(models=entries, query=args.query).model_dump()
     return CallToolResult(
         content=[TextContent(type="text", text="\n".join(lines))], structured_content=structured
     )
+
+
+async def _read_schemas(ctx: ToolContext, model_ids: list[str]) -> None:
+    """Read the schemas of models not known yet (a few at a time, a bounded number per call)."""
+    runtime = runtime_of(ctx)
+    limiter = anyio.Semaphore(4)
+
+    async def one(model_id: str) -> None:
+        async with limiter:
+            await runtime.catalogue.spec(model_id, runtime.client)
+
+    async with anyio.create_task_group() as tg:
+        for model_id in model_ids[:_SCHEMAS_PER_CALL]:
+            tg.start_soon(one, model_id)
+
+
+def _entry(spec: ModelSpec) -> ModelEntry:
+    return ModelEntry(
+        id=spec.id,
+        name=spec.name,
+        kind=spec.kind,
+        references=spec.references,
+        mask=spec.mask,
+        price=f"{spec.price:f}" if spec.price is not None else None,
+        price_unit=spec.price_unit if spec.price is not None else None,
+        description=spec.description[:300],
+    )
+
+
+def _line(e: ModelEntry) -> str:
+    inputs = {0: "", 1: ", 1 picture"}.get(e.references, f", up to {e.references} pictures")
+    mask = ", mask" if e.mask else ""
+    price = f" — ${e.price}/{e.price_unit}" if e.price else ""
+    return f"- {e.id} ({e.name}): {e.kind}{inputs}{mask}{price}"

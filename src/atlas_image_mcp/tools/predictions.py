@@ -9,8 +9,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 
 from ..errors import AtlasError, NotFoundError
+from ..history import HistoryEntry
 from ..params import GetPredictionArguments, tool_signature
 from ..render import GenerationResult
+from .jobs import session_of
 from .results import ToolContext, fail, finish, runtime_of, wait_with_progress
 
 __all__ = ["get_prediction"]
@@ -34,6 +36,14 @@ async def get_prediction(ctx: ToolContext, **arguments: Any) -> Annotated[CallTo
         limit = min(args.wait_seconds, runtime.settings.wait_seconds)
         if limit > 0 and not prediction.is_terminal:
             prediction = await wait_with_progress(ctx, api, prediction, limit, started, limit)
+        session = session_of(ctx)
+        entry = runtime.history.find(session, prediction.id) or HistoryEntry(
+            prediction_id=prediction.id,
+            tool="get_prediction",
+            model=prediction.model or "",
+            prompt=None,
+            request_body=None,
+        )
         return await finish(
             ctx,
             runtime,
@@ -42,6 +52,9 @@ async def get_prediction(ctx: ToolContext, **arguments: Any) -> Annotated[CallTo
             started=started,
             save=runtime.save_by_default,
             mode=args.return_image or runtime.settings.image_mode,
+            prompt=entry.prompt,
+            sources=entry.sources,
+            record=lambda result: runtime.history.completed(session, entry, result),
         )
     except AtlasError as err:
         raise fail(err) from err

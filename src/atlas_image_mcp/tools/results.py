@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -185,12 +186,21 @@ async def finish(
     size: tuple[int, int] | None = None,
     seed: int | None = None,
     ignored: tuple[str, ...] = (),
+    notes: tuple[str, ...] = (),
+    prompt: str | None = None,
+    sources: tuple[str, ...] = (),
+    record: Callable[[GenerationResult], None] | None = None,
 ) -> CallToolResult:
-    """Turn a prediction into the tool result: completed, still processing, or a tool error."""
+    """Turn a prediction into the tool result: completed, still processing, or a tool error.
+
+    ``record`` is told the result (to remember it in the session's history) before it is returned.
+    """
     base = GenerationResult(
         prediction_id=prediction.id,
         status=prediction.status,
         model=prediction.model,
+        prompt=prompt,
+        sources=list(sources),
         seed=_seed_of(prediction, seed),
         price=prediction.price,
         ignored_parameters=list(ignored),
@@ -206,12 +216,14 @@ async def finish(
                 "and wait_seconds=30 to collect it (no new generation is needed, nothing more is billed).",
             }
         )
-        return tool_result(result, [], [])
+        if record is not None:
+            record(result)
+        return tool_result(result, [], list(notes))
     if prediction.blocked_by_safety_checker:
         raise fail(ContentBlockedError(prediction.id))
     if not prediction.outputs:
         raise fail(PredictionFailedError(prediction.id, "it completed without any output", status="empty"))
-    outputs, blocks, notes = await _collect(runtime, api, prediction, save=save, mode=mode, size=size)
+    outputs, blocks, collect_notes = await _collect(runtime, api, prediction, save=save, mode=mode, size=size)
     result = base.model_copy(
         update={
             "status": "completed",
@@ -219,9 +231,11 @@ async def finish(
             "elapsed_seconds": round(time.monotonic() - started, 2),
         }
     )
-    if notes and any("could not be downloaded" in n for n in notes):
+    if any("could not be downloaded" in n for n in collect_notes):
         result = result.model_copy(
             update={"error": "Some outputs could not be downloaded; their URLs are listed."}
         )
     await notify(ctx, "info", f"prediction {prediction.id} completed with {len(outputs)} image(s)")
-    return tool_result(result, blocks, notes)
+    if record is not None:
+        record(result)
+    return tool_result(result, blocks, [*notes, *collect_notes])

@@ -1,0 +1,179 @@
+"""A picture from anywhere, as a URL Atlas can read.
+
+The picture tools take their input pictures in any of these forms, resolved here:
+
+* ``last``: the latest picture this session produced;
+* a prediction id, or an ``atlas-image://predictions/{id}/images/{n}`` URI from an earlier result:
+  its output URL, checked to still answer; when it has expired, the copy saved here is uploaded;
+* an ``http(s)`` URL: passed to Atlas as is (Atlas fetches it, not this server);
+* a ``data:`` URI or bare base64: decoded, checked to be a picture, uploaded (``uploadMedia``);
+* an absolute file path, over stdio only (inside ``ATLAS_MCP_UPLOAD_ROOT`` when it is set): checked
+  to be a picture, uploaded. A hosted server refuses paths: the file would be on the server.
+
+Results name the URLs used (``sources``), never the data itself.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path, PureWindowsPath
+
+import anyio
+
+from .client import AtlasClient
+from .constants import MAX_PREDICTION_ID_CHARS
+from .errors import AtlasError, InvalidParameterError, LocalFileError
+from .history import PictureHistory
+from .media import DataError, decode_data, filename_for, resolve_local_path
+from .render import inspect_image
+from .storage import find_saved
+
+__all__ = ["PENDING_UPLOAD", "ResolvedPicture", "SourceContext", "resolve_picture"]
+
+_RESOURCE = re.compile(r"^atlas-image://predictions/([A-Za-z0-9][A-Za-z0-9_\-]{0,127})/images/([0-9]{1,3})$")
+_HEX_ID = re.compile(r"^[0-9a-f]{32}$")
+_BASE64 = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
+_MIN_BASE64_CHARS = 64
+#: Where a dry run shows a picture that a real call would upload first.
+PENDING_UPLOAD = "https://upload.pending/"
+
+
+@dataclass(frozen=True)
+class ResolvedPicture:
+    """The URL Atlas will read, and how the caller gave the picture (for notes)."""
+
+    url: str
+    given_as: str
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What resolving needs from the call: the caller's client, session and the server's settings."""
+
+    api: AtlasClient
+    history: PictureHistory
+    session: str
+    output_dir: Path
+    remote: bool
+    upload_root: Path | None
+    max_upload_bytes: int
+    max_download_bytes: int
+    upload: bool = True  # False (dry runs): check pictures that would be uploaded, send nothing
+
+
+async def resolve_picture(ref: str, parameter: str, ctx: SourceContext) -> ResolvedPicture:
+    """The URL for one picture reference (see the module docstring for the forms)."""
+    text = ref.strip()
+    if text.lower() == "last":
+        entry = ctx.history.last(ctx.session)
+        if entry is None:
+            raise InvalidParameterError(
+                parameter,
+                "'last' means this session's latest picture, and there is none yet: generate one first, or "
+                "pass a URL, a prediction id or the picture itself.",
+            )
+        return await _earlier_output(entry.prediction_id, 1, parameter, ctx, given_as="last")
+    if match := _RESOURCE.match(text):
+        return await _earlier_output(match.group(1), int(match.group(2)), parameter, ctx, given_as=text)
+    if _HEX_ID.match(text) or (len(text) <= MAX_PREDICTION_ID_CHARS and ctx.history.find(ctx.session, text)):
+        return await _earlier_output(text, 1, parameter, ctx, given_as=f"prediction {text}")
+    if text.startswith(("https://", "http://")):
+        return ResolvedPicture(url=text, given_as="URL")
+    if text.startswith("data:") or (len(text) >= _MIN_BASE64_CHARS and _BASE64.match(text)):
+        return await _upload_data(text, parameter, ctx)
+    if _looks_like_path(text):
+        return await _upload_path(text, parameter, ctx)
+    raise InvalidParameterError(
+        parameter,
+        f"{text[:80]!r} is not a picture reference. Give an https URL, a data: URI or base64, a prediction "
+        "id or atlas-image:// URI from an earlier result, 'last', or (over stdio) an absolute file path.",
+    )
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.startswith(("/", "~", "file://")) or bool(PureWindowsPath(text).drive)
+
+
+async def _earlier_output(
+    prediction_id: str, index: int, parameter: str, ctx: SourceContext, *, given_as: str
+) -> ResolvedPicture:
+    """An earlier output's URL while it still answers; else its saved copy, uploaded again."""
+    entry = ctx.history.find(ctx.session, prediction_id)
+    outputs = list(entry.outputs) if entry is not None else []
+    if not outputs:
+        try:
+            outputs = (await ctx.api.get_prediction(prediction_id)).outputs
+        except AtlasError:
+            outputs = []  # gone at Atlas: the saved copy may still be here
+    url = outputs[index - 1] if 0 < index <= len(outputs) else None
+    if url is not None and url.startswith(("http://", "https://")) and await ctx.api.reachable(url):
+        return ResolvedPicture(url=url, given_as=given_as)
+    saved = find_saved(ctx.output_dir, prediction_id, index)
+    if saved is not None:
+        data = await anyio.Path(saved).read_bytes()
+        return await _upload_picture(data, saved.name, parameter, ctx, given_as=f"{given_as} (saved copy)")
+    if url is not None and url.startswith("data:"):
+        return await _upload_data(url, parameter, ctx, given_as=given_as)
+    raise InvalidParameterError(
+        parameter,
+        f"picture {index} of prediction {prediction_id} is no longer available at Atlas and no copy was "
+        "saved "
+        "here. Generate it again, or pass the picture itself (a URL, base64 data or a file).",
+    )
+
+
+async def _upload_data(
+    text: str, parameter: str, ctx: SourceContext, *, given_as: str = "data"
+) -> ResolvedPicture:
+    try:
+        decoded = decode_data(text, max_bytes=ctx.max_upload_bytes)
+    except DataError as err:
+        raise InvalidParameterError(parameter, f"{err}.") from None
+    return await _upload_picture(
+        decoded.content, filename_for(decoded.content_type), parameter, ctx, given_as=given_as
+    )
+
+
+async def _upload_path(text: str, parameter: str, ctx: SourceContext) -> ResolvedPicture:
+    if ctx.remote:
+        raise InvalidParameterError(
+            parameter,
+            "this server is hosted, so it cannot read files on your computer. Pass the picture as an https "
+            "URL or as base64 data, or upload it with upload_media and pass its download_url.",
+        )
+    path_text = text.removeprefix("file://")
+
+    def read() -> tuple[str, bytes]:
+        path = resolve_local_path(path_text, root=ctx.upload_root)
+        if not path.is_file():
+            raise LocalFileError(f"{path_text[:200]!r} is not a regular file.")
+        if path.stat().st_size > ctx.max_upload_bytes:
+            raise LocalFileError(f"{path_text[:200]!r} is over the upload limit (ATLAS_MCP_MAX_UPLOAD_MB).")
+        return path.name, path.read_bytes()
+
+    try:
+        name, data = await anyio.to_thread.run_sync(read)
+    except LocalFileError as err:
+        raise InvalidParameterError(parameter, err.message) from None
+    return await _upload_picture(data, name, parameter, ctx, given_as="file")
+
+
+async def _upload_picture(
+    data: bytes, name: str, parameter: str, ctx: SourceContext, *, given_as: str
+) -> ResolvedPicture:
+    if len(data) > ctx.max_upload_bytes:
+        raise InvalidParameterError(
+            parameter,
+            f"the picture is {len(data) / 1024 / 1024:.1f} MB, over the upload limit "
+            "(ATLAS_MCP_MAX_UPLOAD_MB).",
+        )
+    picture = await anyio.to_thread.run_sync(inspect_image, data)
+    if picture.width is None:
+        raise InvalidParameterError(parameter, "is not a picture (PNG, JPEG, WebP, ...) that can be read.")
+    if "." not in name:
+        name = filename_for(picture.mime_type)
+    if not ctx.upload:
+        return ResolvedPicture(url=f"{PENDING_UPLOAD}{name}", given_as=given_as)
+    upload = await ctx.api.upload_media(data, name, max_bytes=ctx.max_upload_bytes)
+    return ResolvedPicture(url=upload.download_url, given_as=given_as)

@@ -1,0 +1,225 @@
+"""The one path every generating tool takes: resolve pictures, prepare, [dry run], submit, wait, finish.
+
+generate_image, edit_image and generate_variations build a :class:`~atlas_image_mcp.params.GenerationRequest`
+and hand it to :func:`run_generation`, so the model table, the spend guard, the billing rules
+(a POST is sent once; once it is accepted every answer carries its prediction id), the session
+history and the result layers are the same for all of them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult
+
+from ..catalogue import ModelSpec
+from ..errors import APIConnectionError, APIStatusError, AtlasError, InvalidParameterError
+from ..history import HistoryEntry, session_key
+from ..notify import notify
+from ..params import CallOptions, GenerationRequest
+from ..render import GenerationResult
+from ..runtime import Runtime
+from ..sources import SourceContext, resolve_picture
+from ..wire import PreparedRequest, prepare_request
+from .results import ToolContext, fail, finish, runtime_of, tool_result, wait_with_progress
+
+__all__ = ["Job", "model_spec", "run_generation", "session_of", "source_context"]
+
+_ALREADY_SUBMITTED = (
+    "The picture was already requested as prediction {pid} and may still finish (it is billed when it "
+    'runs), so do not call {tool} again: call get_prediction with prediction_id "{pid}" and '
+    "wait_seconds=30 to collect it."
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a tool asks for: the request (in friendly names), how to run it, and notes for the result."""
+
+    tool: str
+    request: GenerationRequest
+    options: CallOptions
+    notes: tuple[str, ...] = ()
+
+
+def session_of(ctx: ToolContext) -> str:
+    runtime = runtime_of(ctx)
+    return session_key(ctx.headers, runtime.current_key(ctx.headers) if runtime.per_user_keys else None)
+
+
+def source_context(ctx: ToolContext, *, upload: bool = True) -> SourceContext:
+    runtime = runtime_of(ctx)
+    settings = runtime.settings
+    return SourceContext(
+        api=runtime.api(ctx.headers),
+        history=runtime.history,
+        session=session_of(ctx),
+        output_dir=runtime.output_dir,
+        remote=runtime.remote,
+        upload_root=settings.upload_root,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_download_bytes=settings.max_download_bytes,
+        upload=upload,
+    )
+
+
+async def model_spec(ctx: ToolContext, model: str) -> ModelSpec | None:
+    """The model's row (live schema when readable); a model the live catalogue does not list is an error."""
+    runtime = runtime_of(ctx)
+    spec = await runtime.catalogue.spec(model, runtime.client)  # public data: no key needed
+    if spec is None and runtime.catalogue.listed(model) is False:
+        raise InvalidParameterError(
+            "model",
+            f"{model!r} is not in the Atlas model catalogue. Call list_models to see the image models "
+            "and their ids.",
+        )
+    return spec
+
+
+async def resolve_pictures(
+    ctx: ToolContext, request: GenerationRequest, dry_run: bool
+) -> tuple[GenerationRequest, tuple[str, ...]]:
+    """The request with every picture reference turned into a URL, and those URLs (the sources).
+
+    In a dry run nothing is uploaded: a picture given as data or a file shows as a placeholder URL.
+    """
+    if not (request.image or request.mask_image or request.images):
+        return request, ()
+    sources = source_context(ctx, upload=not dry_run)
+    changes: dict[str, object] = {}
+    used: list[str] = []
+    for name in ("image", "mask_image"):
+        ref = getattr(request, name)
+        if ref:
+            resolved = await resolve_picture(ref, name, sources)
+            changes[name] = resolved.url
+            used.append(resolved.url)
+    if request.images:
+        urls = [(await resolve_picture(ref, "images", sources)).url for ref in request.images]
+        changes["images"] = urls
+        used.extend(urls)
+    if not changes:
+        return request, ()
+    return request.model_copy(update=changes), tuple(used)
+
+
+async def run_generation(ctx: ToolContext, job: Job, *, spec: ModelSpec | None = None) -> CallToolResult:
+    """Run ``job`` to the tool's answer; failures become tool errors with the next step."""
+    started = time.monotonic()
+    runtime = runtime_of(ctx)
+    try:
+        if not job.options.dry_run:
+            runtime.api(ctx.headers)  # no key: say so before anything else is read
+        spec = spec or await model_spec(ctx, job.request.model)
+        request, used = await resolve_pictures(ctx, job.request, job.options.dry_run)
+        prepared = prepare_request(request, spec)
+        notes = (*job.notes, *prepared.notes)
+        if job.options.dry_run:
+            return _dry_run(prepared, started, job, used, notes)
+        return await _submit(ctx, runtime, job, prepared, started, used, notes)
+    except AtlasError as err:
+        raise fail(err) from err
+
+
+async def _submit(
+    ctx: ToolContext,
+    runtime: Runtime,
+    job: Job,
+    prepared: PreparedRequest,
+    started: float,
+    used: Sequence[str],
+    notes: Sequence[str],
+) -> CallToolResult:
+    options = job.options
+    do_save = runtime.save_by_default if options.save is None else (options.save and _may_save(runtime))
+    api = runtime.api(ctx.headers)
+    key = runtime.current_key(ctx.headers)
+    count = prepared.num_images
+    runtime.guard.reserve(key, count)
+    try:
+        prediction = await api.submit_image(prepared)
+    except AtlasError as err:
+        if _not_started(err):
+            runtime.guard.release(key, count)  # nothing was started, nothing billed
+        raise
+    size = f", {prepared.width}x{prepared.height}" if prepared.width and prepared.height else ""
+    await notify(ctx, "info", f"submitted prediction {prediction.id} ({prepared.model}{size})")
+    session = session_of(ctx)
+    entry = HistoryEntry(
+        prediction_id=prediction.id,
+        tool=job.tool,
+        model=prepared.model,
+        prompt=prepared.prompt,
+        request_body=prepared.body,
+        sources=tuple(used),
+    )
+    runtime.history.record(session, entry)
+    total = runtime.settings.wait_seconds
+    if options.wait and not prediction.is_terminal:
+        remaining = max(0.0, total - (time.monotonic() - started))
+        try:
+            prediction = await wait_with_progress(ctx, api, prediction, remaining, started, total)
+        except AtlasError as err:
+            err.extend_message(_ALREADY_SUBMITTED.format(pid=prediction.id, tool=job.tool))
+            raise
+
+    size_hint = (prepared.width, prepared.height) if prepared.width and prepared.height else None
+    return await finish(
+        ctx,
+        runtime,
+        api,
+        prediction,
+        started=started,
+        save=do_save,
+        mode=options.return_image or runtime.settings.image_mode,
+        size=size_hint,
+        seed=job.request.seed,
+        ignored=prepared.ignored,
+        notes=tuple(notes),
+        prompt=prepared.prompt,
+        sources=tuple(used),
+        record=lambda result: runtime.history.completed(session, entry, result),
+    )
+
+
+def _dry_run(
+    prepared: PreparedRequest, started: float, job: Job, used: Sequence[str], notes: Sequence[str]
+) -> CallToolResult:
+    spec = prepared.spec
+    estimate = spec.estimate(prepared.num_images) if spec is not None else None
+    cost = (
+        f"Estimated cost: ${estimate:f} ({prepared.num_images} x ${spec.price}). "
+        if estimate and spec
+        else ""
+    )
+    result = GenerationResult(
+        prediction_id=None,
+        status="dry_run",
+        model=prepared.model,
+        prompt=prepared.prompt,
+        sources=list(used),
+        ignored_parameters=list(prepared.ignored),
+        request_body=prepared.body,
+        elapsed_seconds=round(time.monotonic() - started, 3),
+        next_step=f"{cost}Call {job.tool} again without dry_run to run it.",
+    )
+    return tool_result(result, [], list(notes))
+
+
+def _not_started(err: AtlasError) -> bool:
+    """The generation POST never reached Atlas, or Atlas refused it (4xx): nothing was started."""
+    if isinstance(err, APIConnectionError):
+        return not err.sent
+    return isinstance(err, APIStatusError) and 400 <= err.status_code < 500
+
+
+def _may_save(runtime: Runtime) -> bool:
+    """Over HTTP, files are written only when the operator set ATLAS_MCP_OUTPUT_DIR."""
+    if runtime.remote and not runtime.settings.output_dir_explicit:
+        raise ToolError(
+            "Saving pictures is off on this hosted server (ATLAS_MCP_OUTPUT_DIR is not set); pass save=false."
+        )
+    return True
