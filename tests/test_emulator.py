@@ -803,14 +803,17 @@ def test_cli_parser() -> None:
     assert args.api_keys == ["a", "b"] and args.fail_http_status == 200
 
 
-def test_emulator_imports_nothing_else_from_the_package() -> None:
+def test_emulator_imports_only_the_model_table_from_the_package() -> None:
+    """The emulator stands in for Atlas: it shares the model table (what the models accept), and
+    nothing of the client, tools or server it is there to test."""
     import atlas_image_mcp.emulator as package
 
     for source in Path(package.__file__).parent.glob("*.py"):
         tree = ast.parse(source.read_text(), filename=str(source))
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
-                assert node.level <= 1, f"{source.name} imports from a parent package"
+                parent = node.level == 2 and node.module == "catalogue"
+                assert node.level <= 1 or parent, f"{source.name} imports from a parent package"
                 assert not (node.module or "").startswith("atlas_image_mcp"), source.name
             elif isinstance(node, ast.Import):
                 assert not any(alias.name.startswith("atlas_image_mcp") for alias in node.names), source.name

@@ -20,9 +20,10 @@ import json
 import logging
 import re
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import anyio
 import anyio.to_thread
@@ -35,14 +36,11 @@ from starlette.routing import BaseRoute, Route
 
 from .admin import admin_routes
 from .catalogue import (
-    MODELS,
     catalogue_entry,
-    find_model,
-    find_model_by_slug,
     readme_text,
     schema_document,
 )
-from .drawing import render_avatar_png, render_jpeg
+from .drawing import picture_size, render_avatar_png, render_edit_jpeg, render_jpeg
 from .payloads import (
     error_response,
     ok_response,
@@ -52,7 +50,7 @@ from .payloads import (
 )
 from .recording import gate
 from .store import EmulatedPrediction
-from .validation import SubmissionError, validate_submission
+from .validation import Submission, SubmissionError, validate_submission
 
 if TYPE_CHECKING:
     from .core import Emulator
@@ -66,6 +64,10 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 _OUTPUT_NAME_RE = re.compile(r"^(\d+)\.jpeg$")
 _HISTORY_MAX_PAGE_SIZE = 50
 _BALANCE = "10.000000"
+_DEFAULT_SIDE = 1024
+_MAX_SIDE = 2048
+_MAX_SOURCE_DEPTH = 4
+_EDIT_CACHE = 64  # an edit of an edit of ...: drawn from the emulator's own outputs
 
 
 class EmulatorApp(Starlette):
@@ -125,6 +127,7 @@ class Api:
 
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
+        self._edits: OrderedDict[tuple[str, int], bytes] = OrderedDict()  # drawn edits, like a CDN cache
 
     def routes(self) -> list[BaseRoute]:
         prediction_paths = [
@@ -167,7 +170,7 @@ class Api:
         body = await _json_object(request)
         if "model" not in body:
             raise SubmissionError("model is required")
-        spec = find_model(body["model"])
+        spec = self.emulator.find_model(body["model"])
         if spec is None:
             raise SubmissionError("model not found")
         if spec.type != kind:
@@ -176,10 +179,61 @@ class Api:
         if kind != "Image":
             raise SubmissionError(f"the emulator does not generate {kind.lower()}")
         submission = validate_submission(body, spec)
-        prediction = self.emulator.create_prediction(spec, submission)
+        size = await self._output_size(submission)
+        prediction = self.emulator.create_prediction(spec, submission, size)
         if submission.sync_mode:
             return await self._finish_sync(request, prediction)
         return ok_response(submit_data(prediction, _base_url(request), self.emulator.timeline))
+
+    async def _output_size(self, submission: Submission) -> tuple[int, int]:
+        """The size asked for; an edit without one keeps its (first) input picture's size."""
+        if submission.width is not None and submission.height is not None:
+            return submission.width, submission.height
+        data = await self._source_bytes(submission.images[0]) if submission.images else None
+        size = picture_size(data) if data is not None else None
+        if size is None:
+            return _DEFAULT_SIDE, _DEFAULT_SIDE
+        return min(max(size[0], 64), _MAX_SIDE), min(max(size[1], 64), _MAX_SIDE)
+
+    async def _source_bytes(self, url: str, depth: int = 0) -> bytes | None:
+        """An input picture, when it is one of the emulator's outputs or uploads (it fetches nothing else)."""
+        parts = urlsplit(url).path.strip("/").split("/")
+        if len(parts) == 3 and parts[0] == "outputs" and depth < _MAX_SOURCE_DEPTH:
+            source = self.emulator.predictions.get(parts[1])
+            match = _OUTPUT_NAME_RE.match(parts[2])
+            if source is not None and match is not None and int(match.group(1)) < source.num_images:
+                return await self._render(source, int(match.group(1)), depth + 1)
+            return None
+        if len(parts) == 3 and parts[0] == "media":
+            media = self.emulator.media.get(parts[1])
+            return media.content if media is not None else None
+        return None
+
+    async def _render(self, prediction: EmulatedPrediction, index: int, depth: int = 0) -> bytes:
+        """One output picture: drawn from the prompt, or from the inputs for edits and variations."""
+        if not prediction.sources:
+            return await _render(prediction, index)
+        cached = self._edits.get((prediction.id, index))
+        if cached is not None:
+            return cached
+        sources = [await self._source_bytes(url, depth) for url in prediction.sources]
+        mask = await self._source_bytes(prediction.mask, depth) if prediction.mask else None
+        image = await anyio.to_thread.run_sync(
+            render_edit_jpeg,
+            sources,
+            mask,
+            prediction.display_prompt,
+            prediction.seed,
+            prediction.width,
+            prediction.height,
+            prediction.model,
+            prediction.kind,
+            index,
+        )
+        self._edits[(prediction.id, index)] = image
+        while len(self._edits) > _EDIT_CACHE:
+            self._edits.popitem(last=False)
+        return image
 
     async def _finish_sync(self, request: Request, prediction: EmulatedPrediction) -> Response:
         """``enable_sync_mode``: wait out the remaining latency, answer with the final prediction."""
@@ -212,7 +266,7 @@ class Api:
         indexes = range(prediction.num_images)
         if not prediction.base64_output:
             return [f"{base}/outputs/{prediction.id}/{i}.jpeg" for i in indexes]
-        images = [await _render(prediction, i) for i in indexes]
+        images = [await self._render(prediction, i) for i in indexes]
         return [f"data:image/jpeg;base64,{base64.b64encode(image).decode('ascii')}" for image in images]
 
     # -- files ----------------------------------------------------------------------------------
@@ -226,7 +280,7 @@ class Api:
         index = int(match.group(1))
         if index >= prediction.num_images:
             return error_response(404, "file not found")
-        image = await _render(prediction, index)
+        image = await self._render(prediction, index)
         return Response(image, media_type="image/jpeg", headers={"cache-control": "public, max-age=86400"})
 
     async def media_file(self, request: Request) -> Response:
@@ -255,25 +309,27 @@ class Api:
 
     async def models(self, request: Request) -> Response:
         base = _base_url(request)
-        return ok_response([catalogue_entry(spec, base) for spec in MODELS])
+        return ok_response([catalogue_entry(spec, base) for spec in self.emulator.models])
 
     async def schema(self, request: Request) -> Response:
         name = request.path_params["name"]
-        spec = find_model_by_slug(name.removesuffix(".json")) if name.endswith(".json") else None
+        spec = (
+            self.emulator.find_model_by_slug(name.removesuffix(".json")) if name.endswith(".json") else None
+        )
         if spec is None or spec.input_properties is None:
             return error_response(404, "schema not found")
         return JSONResponse(schema_document(spec, _base_url(request)))
 
     async def readme(self, request: Request) -> Response:
         name = request.path_params["name"]
-        spec = find_model_by_slug(name.removesuffix(".md")) if name.endswith(".md") else None
+        spec = self.emulator.find_model_by_slug(name.removesuffix(".md")) if name.endswith(".md") else None
         if spec is None:
             return error_response(404, "readme not found")
         return PlainTextResponse(readme_text(spec), media_type="text/markdown; charset=utf-8")
 
     async def avatar(self, request: Request) -> Response:
         name = request.path_params["name"]
-        spec = find_model_by_slug(name.removesuffix(".png")) if name.endswith(".png") else None
+        spec = self.emulator.find_model_by_slug(name.removesuffix(".png")) if name.endswith(".png") else None
         if spec is None:
             return error_response(404, "file not found")
         return Response(render_avatar_png(spec.id), media_type="image/png")

@@ -1,25 +1,29 @@
-"""The emulator's model catalogue: a handful of entries shaped like ``GET /api/v1/models``.
+"""The emulator's model catalogue: entries shaped like ``GET /api/v1/models``, with their schemas.
 
-Source: ``shared/reference/atlas-api.md`` 4.1.1 (FLUX schnell), 4.1.2 (FLUX dev) and 4.5 (catalogue
-and schema documents). The two FLUX models carry their exact Input schema and are validated
-strictly; every other image model is a pass-through (any extra parameter is accepted). The video,
-text and hidden (``display_console: false``) entries exist so that clients can be tested on
-filtering them out.
+Every model of the shared model table (:data:`atlas_image_mcp.catalogue.BUILT_IN`: FLUX schnell,
+dev, 1.1 pro, Kontext, FLUX.2, Fill, Redux...) is served with the Input schema its row implies
+(``shared/reference/flux-family.md``, atlas-api.md 4.1) and validated strictly: an unknown
+property, a wrong type, a value out of range, a missing required picture or mask is a 400, as the
+real service answers. A few other entries exist to test clients on other shapes: a pass-through
+image model, a model sized only by ``aspect_ratio`` with no ``num_images`` (as Imagen and Nano
+Banana are), a LoRA model, and video, text and hidden (``display_console: false``) entries that
+clients must filter out.
 """
 
 from __future__ import annotations
 
+import copy
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from ..catalogue import ASPECT_RATIOS, BUILT_IN, ModelSpec
+
 __all__ = [
     "MODELS",
     "CatalogueModel",
     "catalogue_entry",
-    "find_model",
-    "find_model_by_slug",
     "price_for",
     "readme_text",
     "schema_document",
@@ -27,6 +31,8 @@ __all__ = [
 ]
 
 _SEED_MAX = 2**31 - 1
+#: What the emulator charges for a model whose price nobody published (it must charge something).
+_UNPUBLISHED_PRICE = "0.03"
 
 
 def _prop(type_: str, description: str, **extra: Any) -> dict[str, Any]:
@@ -34,44 +40,14 @@ def _prop(type_: str, description: str, **extra: Any) -> dict[str, Any]:
 
 
 _PROMPT = _prop("string", "The prompt to generate an image from.")
-_IMAGE = _prop("string", "Optional input image (URL or base64) for image-to-image generation.")
-_MASK = _prop("string", "Optional mask image: white = generate, black = keep.")
-_STRENGTH = _prop("number", "How strongly the input image is transformed.", default=0.8, minimum=0, maximum=1)
 _SIZE = _prop("string", "Output image size, width*height in pixels.", default="1024*1024")
 _SEED = _prop("integer", "Random seed; -1 for random.", default=-1, minimum=-1, maximum=_SEED_MAX)
 _NUM_IMAGES = _prop("integer", "Number of images to generate.", default=1, minimum=1, maximum=4)
 _STEPS = _prop("integer", "Number of inference steps.", default=28, minimum=1, maximum=50)
 _GUIDANCE = _prop("number", "Classifier-free guidance scale.", default=3.5, minimum=0, maximum=20)
-_SYNC = _prop("boolean", "Wait for the image to be generated before returning the response.", default=False)
-_BASE64 = _prop("boolean", "Return the output as a BASE64 string instead of a URL.", default=False)
-_SAFETY = _prop("boolean", "Enable the safety checker.", default=True)
-
-_SCHNELL_INPUT: dict[str, dict[str, Any]] = {
-    "prompt": _PROMPT,
-    "image": _IMAGE,
-    "mask_image": _MASK,
-    "strength": _STRENGTH,
-    "size": _SIZE,
-    "seed": _SEED,
-    "num_images": _NUM_IMAGES,
-    "enable_sync_mode": _SYNC,
-    "enable_base64_output": _BASE64,
-    "enable_safety_checker": _SAFETY,
-}
-
-_DEV_INPUT: dict[str, dict[str, Any]] = {
-    "prompt": _PROMPT,
-    "image": _IMAGE,
-    "mask_image": _MASK,
-    "strength": _STRENGTH,
-    "size": _SIZE,
-    "num_inference_steps": _STEPS,
-    "seed": _SEED,
-    "guidance_scale": _GUIDANCE,
-    "num_images": _NUM_IMAGES,
-    "enable_base64_output": _BASE64,
-    "enable_safety_checker": _SAFETY,
-}
+_IMAGE = _prop("string", "Optional input image (URL or base64) for image-to-image generation.")
+_MASK = _prop("string", "Optional mask image: white = generate, black = keep.")
+_STRENGTH = _prop("number", "How strongly the input image is transformed.", default=0.8, minimum=0, maximum=1)
 
 _DEV_LORA_INPUT: dict[str, dict[str, Any]] = {
     "prompt": _PROMPT,
@@ -85,23 +61,21 @@ _DEV_LORA_INPUT: dict[str, dict[str, Any]] = {
     "num_images": _NUM_IMAGES,
 }
 
-_KONTEXT_INPUT: dict[str, dict[str, Any]] = {
-    "prompt": _PROMPT,
-    "image": _prop("string", "The image to edit (URL or base64)."),
-    "size": _SIZE,
-    "num_inference_steps": _STEPS,
-    "guidance_scale": {**_GUIDANCE, "default": 2.5},
-    "seed": _SEED,
-    "num_images": _NUM_IMAGES,
-    "enable_base64_output": _BASE64,
-    "enable_safety_checker": _SAFETY,
-}
-
 _SEEDREAM_INPUT: dict[str, dict[str, Any]] = {
     "prompt": _PROMPT,
     "size": {**_SIZE, "default": "2048*2048"},
     "seed": _SEED,
-    "enable_base64_output": _BASE64,
+    "enable_base64_output": _prop(
+        "boolean", "Return the output as a BASE64 string instead of a URL.", default=False
+    ),
+}
+
+_ASPECT_ONLY_INPUT: dict[str, dict[str, Any]] = {
+    "prompt": _PROMPT,
+    "aspect_ratio": _prop(
+        "string", "Aspect ratio of the output.", default="1:1", enum=["1:1", "16:9", "9:16"]
+    ),
+    "output_format": _prop("string", "Output file type.", default="png", enum=["png", "jpeg"]),
 }
 
 _VIDEO_INPUT: dict[str, dict[str, Any]] = {
@@ -131,43 +105,100 @@ class CatalogueModel:
     strict: bool = False  # reject unknown parameters, validate types and ranges
     size_range: tuple[int, int] | None = None  # allowed side length for strict models
     tags: tuple[str, ...] = field(default=())
+    kind: str = "text-to-image"  # from the shared table: how the emulator draws its outputs
+    aspect_ratios: tuple[str, ...] = ()
 
     @property
     def uuid(self) -> str:
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"atlas-emulator:{self.id}"))
 
 
+def _input_properties(row: ModelSpec) -> dict[str, dict[str, Any]]:
+    """The Input schema a row of the shared table implies (what the real schema would say)."""
+    props: dict[str, dict[str, Any]] = {}
+    if row.prompt != "none":
+        props["prompt"] = _PROMPT
+    if row.references == 1:
+        props["image"] = _prop("string", "The picture to use (URL or base64).")
+    elif row.references > 1:
+        props["images"] = _prop(
+            "array",
+            "Reference pictures (URLs).",
+            items={"type": "string"},
+            minItems=1,
+            maxItems=row.references,
+        )
+    if row.mask:
+        props["mask_image"] = _prop("string", "Mask: white = repaint, black = keep; same size as the image.")
+    if row.sizing == "size":
+        size = dict(_SIZE)
+        if row.default_size:
+            size["default"] = row.default_size
+        else:
+            size.pop("default")  # edits keep the size of the input picture
+        props["size"] = size
+    elif row.sizing == "aspect_ratio":
+        props["aspect_ratio"] = _prop(
+            "string", "Aspect ratio of the output.", default="1:1", enum=list(ASPECT_RATIOS)
+        )
+    for param in row.params.values():
+        prop = _prop(param.type, param.description or param.wire)
+        if param.default is not None:
+            prop["default"] = param.default
+        if param.range is not None:
+            prop["minimum"] = _json_number(param.range.minimum)
+            prop["maximum"] = _json_number(param.range.maximum)
+        if param.choices is not None:
+            prop["enum"] = list(param.choices)
+        props[param.wire] = prop
+    return props
+
+
+def _json_number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+def _required(row: ModelSpec) -> tuple[str, ...]:
+    required = ["prompt"] if row.prompt == "required" else []
+    if row.references_required:
+        required.append("images" if row.references > 1 else "image")
+    if row.kind == "inpaint":
+        required.append("mask_image")
+    return tuple(required)
+
+
+_CATEGORIES = {
+    "text-to-image": ("TEXT-TO-IMAGE",),
+    "edit": ("IMAGE-TO-IMAGE",),
+    "multi-edit": ("IMAGE-TO-IMAGE",),
+    "inpaint": ("IMAGE-TO-IMAGE", "IMAGE-TOOLS"),
+    "variation": ("IMAGE-TO-IMAGE",),
+}
+
+
+def _from_row(row: ModelSpec, priority: int) -> CatalogueModel:
+    return CatalogueModel(
+        id=row.id,
+        type="Image",
+        display_name=row.name,
+        organization="Black Forest Labs",
+        categories=_CATEGORIES[row.kind],
+        base_price=str(row.price) if row.price is not None else _UNPUBLISHED_PRICE,
+        unit=row.price_unit,
+        profile=row.description or row.name,
+        priority=priority,
+        input_properties=_input_properties(row),
+        required=_required(row),
+        strict=True,
+        size_range=(int(row.side.minimum), int(row.side.maximum)) if row.side is not None else None,
+        tags=("flux", row.kind),
+        kind=row.kind,
+        aspect_ratios=ASPECT_RATIOS if row.sizing == "aspect_ratio" else (),
+    )
+
+
 MODELS: tuple[CatalogueModel, ...] = (
-    CatalogueModel(
-        id="black-forest-labs/flux-schnell",
-        type="Image",
-        display_name="FLUX.1 [schnell]",
-        organization="Black Forest Labs",
-        categories=("TEXT-TO-IMAGE",),
-        base_price="0.003",
-        unit="image",
-        profile="FLUX.1 [schnell] is the fastest FLUX text-to-image model, tuned for 1-4 steps.",
-        priority=10,
-        input_properties=_SCHNELL_INPUT,
-        strict=True,
-        size_range=(256, 1536),
-        tags=("flux", "fast"),
-    ),
-    CatalogueModel(
-        id="black-forest-labs/flux-dev",
-        type="Image",
-        display_name="FLUX.1 [dev]",
-        organization="Black Forest Labs",
-        categories=("TEXT-TO-IMAGE",),
-        base_price="0.012",
-        unit="image",
-        profile="FLUX.1 [dev] is a 12B guidance-distilled text-to-image model with high prompt fidelity.",
-        priority=9,
-        input_properties=_DEV_INPUT,
-        strict=True,
-        size_range=(512, 1536),
-        tags=("flux", "quality"),
-    ),
+    *(_from_row(row, priority=max(1, 10 - n)) for n, row in enumerate(BUILT_IN)),
     CatalogueModel(
         id="black-forest-labs/flux-dev-lora",
         type="Image",
@@ -182,20 +213,6 @@ MODELS: tuple[CatalogueModel, ...] = (
         tags=("flux", "lora"),
     ),
     CatalogueModel(
-        id="black-forest-labs/flux-kontext-dev",
-        type="Image",
-        display_name="FLUX.1 Kontext [dev]",
-        organization="Black Forest Labs",
-        categories=("IMAGE-TO-IMAGE",),
-        base_price="0.025",
-        unit="image",
-        profile="FLUX.1 Kontext [dev] edits an image from a text instruction.",
-        priority=7,
-        input_properties=_KONTEXT_INPUT,
-        required=("prompt", "image"),
-        tags=("flux", "edit"),
-    ),
-    CatalogueModel(
         id="bytedance/seedream-v4",
         type="Image",
         display_name="Seedream 4.0",
@@ -207,6 +224,21 @@ MODELS: tuple[CatalogueModel, ...] = (
         priority=6,
         input_properties=_SEEDREAM_INPUT,
         tags=("seedream",),
+    ),
+    CatalogueModel(
+        id="google/imagen4",
+        type="Image",
+        display_name="Imagen 4",
+        organization="Google",
+        categories=("TEXT-TO-IMAGE",),
+        base_price="0.04",
+        unit="image",
+        profile="Imagen 4: sized by aspect ratio, one picture per run.",
+        priority=6,
+        input_properties=_ASPECT_ONLY_INPUT,
+        strict=True,
+        tags=("imagen",),
+        aspect_ratios=("1:1", "16:9", "9:16"),
     ),
     CatalogueModel(
         id="alibaba/wan-2.6/text-to-video",
@@ -247,23 +279,10 @@ MODELS: tuple[CatalogueModel, ...] = (
     ),
 )
 
-_BY_ID = {spec.id: spec for spec in MODELS}
-
 
 def slug(model_id: str) -> str:
     """The static-file name of a model: its id with ``/`` replaced by ``-``."""
     return model_id.replace("/", "-")
-
-
-_BY_SLUG = {slug(spec.id): spec for spec in MODELS}
-
-
-def find_model(model_id: object) -> CatalogueModel | None:
-    return _BY_ID.get(model_id) if isinstance(model_id, str) else None
-
-
-def find_model_by_slug(name: str) -> CatalogueModel | None:
-    return _BY_SLUG.get(name)
 
 
 def price_for(spec: CatalogueModel, num_images: int) -> str:
@@ -308,7 +327,7 @@ def _submit_path(spec: CatalogueModel) -> str:
 def schema_document(spec: CatalogueModel, base: str) -> dict[str, Any]:
     """The per-model OpenAPI document that the catalogue's ``schema`` field points to."""
     properties = {"model": {"type": "string", "default": spec.id, "description": "Model id."}}
-    properties.update(spec.input_properties or {})
+    properties.update(copy.deepcopy(spec.input_properties or {}))
     return {
         "openapi": "3.0.0",
         "info": {"title": spec.display_name, "version": "1.0.0"},

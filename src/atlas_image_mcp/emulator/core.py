@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 
 from .app import EmulatorApp, build_app
-from .catalogue import CatalogueModel, price_for
+from .catalogue import MODELS, CatalogueModel, price_for, slug
 from .faults import Fault, FaultQueue
 from .media import MediaStore
 from .recording import RecordedRequest, count_matching
@@ -33,7 +33,9 @@ class Emulator:
     seconds it stays ``created`` before ``processing``. ``fail_http_status``: HTTP status of a
     failed prediction's poll answer (500 like the real API, or 200). ``clock``: time source that
     drives every prediction's progress (tests pass a fake clock and advance it); ``sleep`` is what
-    a ``Fault.delay`` waits with.
+    a ``Fault.delay`` waits with. ``models``: the catalogue it serves (default :data:`MODELS`: every
+    row of the shared model table plus a few other shapes); a test passes its own to play a live
+    catalogue that differs from the built-in table.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class Emulator:
         clock: Callable[[], float] = time.monotonic,
         max_logged_requests: int = 100_000,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        models: Iterable[CatalogueModel] | None = None,
     ) -> None:
         _check_timing(latency, queue_delay, fail_http_status)
         if max_logged_requests < 1:
@@ -55,6 +58,9 @@ class Emulator:
         self.fail_http_status = fail_http_status
         self.clock = clock
         self.sleep = sleep
+        self.models: tuple[CatalogueModel, ...] = tuple(MODELS if models is None else models)
+        self._models_by_id = {m.id: m for m in self.models}
+        self._models_by_slug = {slug(m.id): m for m in self.models}
         self.max_logged_requests = max_logged_requests
         self.timeline = EmulatorClock(clock)
         self.requests: list[RecordedRequest] = []
@@ -120,6 +126,12 @@ class Emulator:
 
     # -- used by the app ------------------------------------------------------------------------
 
+    def find_model(self, model_id: object) -> CatalogueModel | None:
+        return self._models_by_id.get(model_id) if isinstance(model_id, str) else None
+
+    def find_model_by_slug(self, name: str) -> CatalogueModel | None:
+        return self._models_by_slug.get(name)
+
     def record(self, request: RecordedRequest) -> None:
         with self._log_lock:
             self.requests.append(request)
@@ -136,18 +148,25 @@ class Emulator:
         token = authorization[len(_BEARER) :].strip()
         return bool(token) and (self.api_keys is None or token in self.api_keys)
 
-    def create_prediction(self, spec: CatalogueModel, submission: Submission) -> EmulatedPrediction:
-        return self.store.create(
+    def create_prediction(
+        self, spec: CatalogueModel, submission: Submission, size: tuple[int, int]
+    ) -> EmulatedPrediction:
+        """Record a submitted prediction; ``size`` is its output size (an edit's follows its input)."""
+        prediction = self.store.create(
             model=spec.id,
             prompt=submission.prompt,
             params=submission.params,
             seed=submission.seed,
-            size=(submission.width, submission.height),
+            size=size,
             num_images=submission.num_images,
             base64_output=submission.base64_output,
             catalogue_price=price_for(spec, submission.num_images),
             timing=Timing(*self._timing_tuple()),
         )
+        prediction.kind = spec.kind
+        prediction.sources = submission.images
+        prediction.mask = submission.mask
+        return prediction
 
     def _timing_tuple(self) -> tuple[float, float, int]:
         return self.latency, self.queue_delay, self.fail_http_status

@@ -15,9 +15,9 @@ import io
 import random
 from functools import lru_cache
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
-__all__ = ["JPEG_QUALITY", "render_jpeg", "render_avatar_png"]
+__all__ = ["JPEG_QUALITY", "picture_size", "render_edit_jpeg", "render_jpeg", "render_avatar_png"]
 
 JPEG_QUALITY = 90
 _CACHE_SIZE = 64
@@ -44,6 +44,150 @@ def render_avatar_png(name: str) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def picture_size(data: bytes) -> tuple[int, int] | None:
+    """The size of an encoded picture, or None when it is not one Pillow reads."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            return int(width), int(height)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def render_edit_jpeg(
+    sources: list[bytes | None],
+    mask: bytes | None,
+    prompt: str,
+    seed: int,
+    width: int,
+    height: int,
+    model: str,
+    kind: str,
+    index: int = 0,
+) -> bytes:
+    """The JPEG of an edited picture (see :func:`draw_edit`)."""
+    image = draw_edit(sources, mask, prompt, seed, width, height, model, kind, index)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def draw_edit(
+    sources: list[bytes | None],
+    mask: bytes | None,
+    prompt: str,
+    seed: int,
+    width: int,
+    height: int,
+    model: str,
+    kind: str,
+    index: int = 0,
+) -> Image.Image:
+    """An edit a person recognises as one: the input picture(s), changed, with the instruction on top.
+
+    * edit: the source, tinted in a colour of the seed, with a banner "EDIT: <instruction>";
+    * multi-edit: the references side by side, the same banner;
+    * inpaint: the source, with the mask's white area visibly repainted (stripes in the seed's
+      colours) and its outline drawn;
+    * variation: the source mirrored and hue-shifted per output, with a "VARIATION" banner.
+
+    A source the emulator cannot read (not one of its own outputs or uploads) is drawn as a grey
+    panel saying so.
+    """
+    rng = random.Random(hashlib.sha256(f"{prompt}\x00{seed}\x00{index}".encode()).digest())
+    palette = _palette(rng)
+    pictures = [_open(data, width, height) for data in (sources or [None])]
+    if kind == "multi-edit" and len(pictures) > 1:
+        base = _side_by_side(pictures, width, height)
+    else:
+        base = pictures[0]
+    if kind == "variation":
+        base = _vary(base, index)
+    elif kind == "inpaint":
+        base = _repaint(base, _open_mask(mask, width, height), palette)
+    else:
+        tint = Image.new("RGB", (width, height), palette[index % len(palette)])
+        base = Image.blend(base, tint, 0.22)
+    label = {"variation": "VARIATION", "inpaint": "INPAINT"}.get(kind, "EDIT")
+    text = f"{label}: {prompt}" if prompt else label
+    image = base.convert("RGBA")
+    image = Image.alpha_composite(image, _banner(width, height, text))
+    image = Image.alpha_composite(image, _footer(width, height, model, seed))
+    return image.convert("RGB")
+
+
+def _open(data: bytes | None, width: int, height: int) -> Image.Image:
+    if data is not None:
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                return ImageOps.fit(img.convert("RGB"), (width, height), Image.Resampling.BILINEAR)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            pass
+    panel = Image.new("RGB", (width, height), (96, 96, 104))
+    draw = ImageDraw.Draw(panel)
+    font = _font(max(12, round(min(width, height) / 20)))
+    draw.text((width / 20, height / 20), "source picture not readable by the emulator", font=font)
+    return panel
+
+
+def _open_mask(data: bytes | None, width: int, height: int) -> Image.Image:
+    if data is not None:
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                mask: Image.Image = img.convert("L").resize((width, height), Image.Resampling.NEAREST)
+                return mask
+        except (OSError, ValueError, Image.DecompressionBombError):
+            pass
+    return Image.new("L", (width, height), 0)
+
+
+def _side_by_side(pictures: list[Image.Image], width: int, height: int) -> Image.Image:
+    strip = Image.new("RGB", (width, height))
+    step = width / len(pictures)
+    for n, picture in enumerate(pictures):
+        left, right = round(n * step), round((n + 1) * step)
+        strip.paste(ImageOps.fit(picture, (max(1, right - left), height)), (left, 0))
+    return strip
+
+
+def _vary(base: Image.Image, index: int) -> Image.Image:
+    shifted = base.convert("HSV")
+    h, s, v = shifted.split()
+    h = h.point(lambda value: (value + 40 * (index + 1)) % 256)
+    varied = Image.merge("HSV", (h, s, v)).convert("RGB")
+    return ImageOps.mirror(varied) if index % 2 == 0 else varied
+
+
+def _repaint(base: Image.Image, mask: Image.Image, palette: list[RGB]) -> Image.Image:
+    width, height = base.size
+    stripes = Image.new("RGB", (width, height), palette[0])
+    draw = ImageDraw.Draw(stripes)
+    step = max(8, min(width, height) // 16)
+    for x in range(-height, width, step * 2):
+        draw.polygon(
+            [(x, 0), (x + step, 0), (x + step + height, height), (x + height, height)], fill=palette[2]
+        )
+    selected = mask.point(lambda value: 255 if value >= 128 else 0)
+    painted = Image.composite(stripes, base, selected)
+    outline = selected.filter(ImageFilter.FIND_EDGES)
+    return Image.composite(Image.new("RGB", (width, height), (255, 255, 255)), painted, outline)
+
+
+def _banner(width: int, height: int, text: str) -> Image.Image:
+    layer = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    size = max(12, round(min(width, height) / 18))
+    font = _font(size)
+    line_height = round(size * 1.3)
+    max_width = width * 0.9
+    lines = _fit_lines(draw, _wrap(draw, _safe_text(draw, text, font), font, max_width), font, max_width, 3)
+    band = line_height * len(lines) + size
+    draw.rectangle((0, 0, width, band), fill=(12, 14, 24, 170))
+    for number, line in enumerate(lines):
+        draw.text((width * 0.05, size / 2 + number * line_height), line, font=font, fill=(255, 255, 255, 245))
+    return layer
 
 
 def draw_picture(prompt: str, seed: int, width: int, height: int, model: str, index: int = 0) -> Image.Image:

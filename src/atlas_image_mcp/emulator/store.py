@@ -144,6 +144,9 @@ class EmulatedPrediction:
     started_at: float  # leaves "created"
     done_at: float  # reaches its terminal state
     visible_at: float  # polls answer 404 before this
+    kind: str = "text-to-image"  # how outputs are drawn: the model's kind in the shared table
+    sources: tuple[str, ...] = ()  # input pictures (URLs) of an edit or a variation
+    mask: str | None = None
 
     @property
     def display_prompt(self) -> str:

@@ -1,15 +1,17 @@
 """Validation of a submit body (``POST /api/v1/model/generateImage``) against a model's Input schema.
 
-The two FLUX models are strict (atlas-api.md 4.1.1 / 4.1.2): an unknown property, a wrong type, a
-value out of range or a malformed ``size`` is a 400. Other image models are pass-through: only
-``prompt`` (and their other required fields) are checked, and ``size``, ``seed`` and
+Strict models (every row of the shared model table, and the aspect-ratio-only entry) answer 400
+for an unknown property, a wrong type, a value out of range or not among the choices, an array
+with too many items, a malformed or out-of-range ``size``, or a missing required field (the
+picture for edits, the mask for inpainting, the prompt where it is required). Other image models
+are pass-through: only their required fields are checked, and ``size``, ``seed`` and
 ``num_images`` are read leniently so a picture can still be drawn.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .catalogue import CatalogueModel
@@ -21,6 +23,7 @@ _LENIENT_SIZE_RE = re.compile(r"^\s*(\d+)\s*[*xX×]\s*(\d+)\s*$")
 _DEFAULT_SIDE = 1024
 _LENIENT_SIDE_RANGE = (64, 2048)
 _LENIENT_MAX_IMAGES = 4
+_RATIO_SIDE = 1024  # an aspect-ratio model draws about a megapixel
 
 
 class SubmissionError(ValueError):
@@ -29,29 +32,38 @@ class SubmissionError(ValueError):
 
 @dataclass(frozen=True)
 class Submission:
-    """What the emulator needs from an accepted submit body."""
+    """What the emulator needs from an accepted submit body.
+
+    ``width``/``height`` are None when the body asks for no size (an edit keeps its input's size).
+    """
 
     prompt: str
-    width: int
-    height: int
+    width: int | None
+    height: int | None
     num_images: int
     seed: int | None  # None: pick a random seed
     base64_output: bool
     sync_mode: bool
     params: dict[str, Any]
+    images: tuple[str, ...] = field(default=())  # input pictures: ``image`` or ``images``
+    mask: str | None = None
 
 
 def validate_submission(body: dict[str, Any], spec: CatalogueModel) -> Submission:
     """Check ``body`` for ``spec``; raise :class:`SubmissionError` with the API's message."""
-    _check_prompt(body)
-    if spec.strict:
-        _check_strict(body, spec)
     for name in spec.required:
         if name not in body:
             raise SubmissionError(f"{name} is required")
+    if spec.strict:
+        _check_strict(body, spec)
+    prompt = body.get("prompt", "")
+    if "prompt" in body:
+        _check_prompt(prompt, required="prompt" in spec.required)
     width, height = _read_size(body, spec)
+    listed = body.get("images")
+    images = listed if isinstance(listed, list) else [body.get("image")]
     return Submission(
-        prompt=body["prompt"],
+        prompt=prompt if isinstance(prompt, str) else "",
         width=width,
         height=height,
         num_images=_read_num_images(body),
@@ -59,16 +71,15 @@ def validate_submission(body: dict[str, Any], spec: CatalogueModel) -> Submissio
         base64_output=body.get("enable_base64_output") is True,
         sync_mode=body.get("enable_sync_mode") is True,
         params=dict(body),
+        images=tuple(i for i in images if isinstance(i, str) and i),
+        mask=body["mask_image"] if isinstance(body.get("mask_image"), str) else None,
     )
 
 
-def _check_prompt(body: dict[str, Any]) -> None:
-    if "prompt" not in body:
-        raise SubmissionError("prompt is required")
-    prompt = body["prompt"]
+def _check_prompt(prompt: Any, *, required: bool) -> None:
     if not isinstance(prompt, str):
         raise SubmissionError("invalid type for parameter prompt: expected string")
-    if not prompt.strip():
+    if required and not prompt.strip():
         raise SubmissionError("prompt must not be empty")
 
 
@@ -93,6 +104,15 @@ def _check_value(name: str, value: Any, schema: dict[str, Any]) -> None:
     low, high = schema.get("minimum"), schema.get("maximum")
     if (low is not None and value < low) or (high is not None and value > high):
         raise SubmissionError(f"{name} must be between {low} and {high}, got {value}")
+    if expected == "array":
+        items = schema.get("items", {}).get("type")
+        if items is not None and not all(_is_type(v, items) for v in value):
+            raise SubmissionError(f"invalid type for an item of {name}: expected {items}")
+        most, least = schema.get("maxItems"), schema.get("minItems")
+        if most is not None and len(value) > most:
+            raise SubmissionError(f"{name} takes at most {most} items, got {len(value)}")
+        if least is not None and len(value) < least:
+            raise SubmissionError(f"{name} needs at least {least} items, got {len(value)}")
 
 
 def _is_type(value: Any, expected: str) -> bool:
@@ -111,16 +131,32 @@ def _is_type(value: Any, expected: str) -> bool:
     return False
 
 
-def _read_size(body: dict[str, Any], spec: CatalogueModel) -> tuple[int, int]:
+def _read_size(body: dict[str, Any], spec: CatalogueModel) -> tuple[int | None, int | None]:
+    properties = spec.input_properties or {}
+    if "aspect_ratio" in properties and "size" not in properties:
+        ratio = body.get("aspect_ratio", properties["aspect_ratio"].get("default", "1:1"))
+        return _ratio_size(str(ratio))
     size = body.get("size")
     if spec.strict:
-        return _strict_size("1024*1024" if size is None else size, spec)
+        default = properties.get("size", {}).get("default")
+        size = size if size is not None else default
+        return (None, None) if size is None else _strict_size(size, spec)
     match = _LENIENT_SIZE_RE.match(size) if isinstance(size, str) else None
     if match is None:
         return _DEFAULT_SIDE, _DEFAULT_SIDE
     low, high = _LENIENT_SIDE_RANGE
     width, height = (min(max(int(side), low), high) for side in match.groups())
     return width, height
+
+
+def _ratio_size(ratio: str) -> tuple[int, int]:
+    left, _, right = ratio.partition(":")
+    try:
+        rw, rh = float(left), float(right)
+    except ValueError:
+        return _RATIO_SIDE, _RATIO_SIDE
+    scale = (_RATIO_SIDE * _RATIO_SIDE / (rw * rh)) ** 0.5
+    return int(round(rw * scale / 16) * 16), int(round(rh * scale / 16) * 16)
 
 
 def _strict_size(size: str, spec: CatalogueModel) -> tuple[int, int]:
