@@ -1,7 +1,9 @@
 """Clients this project did not write: the official MCP Inspector CLI and the MCP conformance suite.
 
 Both run under Node 22 from ``scripts/npm-tools.sh`` (see ``tests/npm_tools.py``); without npm
-they are skipped with the reason (or fail, with ``ATLAS_NPM_TOOLS_REQUIRED=1``).
+they are skipped with the reason (or fail, with ``ATLAS_NPM_TOOLS_REQUIRED=1``). The suite runs in
+two versions: 0.1.16 for the handshake-era generic scenarios, 0.2.0-alpha.12 for the 2026-07-28
+generic scenarios (both against the real server, each with its baseline of expected failures).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .npm_tools import (
 pytestmark = [pytest.mark.npm, pytest.mark.timeout(90)]
 
 EXPECTED_FAILURES = Path(__file__).with_name("conformance-expected-failures.yml")
+EXPECTED_FAILURES_2026 = Path(__file__).with_name("conformance-2026-expected-failures.yml")
 GENERIC_SCENARIOS = (
     "server-initialize",
     "ping",
@@ -42,6 +45,21 @@ GENERIC_SCENARIOS = (
     "dns-rebinding-protection",
     "resources-list",
     "prompts-list",
+)
+# 2026-07-28 scenarios of the 0.2.0-alpha.12 suite that must pass against the real server (all of
+# server-stateless but the checks listed in EXPECTED_FAILURES_2026 with their reasons).
+GENERIC_SCENARIOS_2026 = (
+    "tools-list",
+    "tools-call-error",
+    "server-sse-multiple-streams",
+    "resources-list",
+    "sep-2164-resource-not-found",
+    "prompts-list",
+    "dns-rebinding-protection",
+    "caching",
+    "http-header-validation",
+    "input-required-result-unsupported-methods",
+    "input-required-result-ignore-extra-params",
 )
 TOOLS = {"generate_image", "get_prediction", "upload_media", "list_models"}
 SERVER = [sys.executable, "-m", "atlas_image_mcp", "--offline"]
@@ -140,3 +158,27 @@ def test_conformance_suite_passes_every_generic_scenario(
     listed = set(re.findall(r"^\s+-\s+([\w-]+)", EXPECTED_FAILURES.read_text(encoding="utf-8"), re.M))
     assert listed and not listed & set(GENERIC_SCENARIOS)
     assert listed <= set(checks), f"listed but never run: {sorted(listed - set(checks))}"
+
+
+def test_conformance_next_passes_the_2026_generic_scenarios_against_the_real_server(
+    tools: NpmTools, tmp_path: Path, offline_base: str
+) -> None:
+    results = tmp_path / "conformance-2026"
+    cmd = tools.conformance_next_cmd(
+        "server", "--url", f"{offline_base}/mcp", "--suite", "all", "--spec-version", "2026-07-28",
+        "--expected-failures", EXPECTED_FAILURES_2026, "-o", results,
+    )  # fmt: skip
+    env = _env(tools, tmp_path)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=80, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, (
+        f"conformance exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+    )
+    checks = load_conformance_checks(results)
+    assert not any(name.startswith("tasks-") for name in checks)  # extensions are not on the timeline
+    for scenario in (*GENERIC_SCENARIOS_2026, "server-stateless"):
+        assert scenario in checks, f"{scenario} did not run"
+    for scenario in GENERIC_SCENARIOS_2026:
+        assert not scenario_failed(checks[scenario]), (scenario, checks[scenario])
+    stateless = {check["id"]: check["status"] for check in checks["server-stateless"]}
+    assert stateless["sep-2575-server-implements-discover"] == "SUCCESS", stateless
+    assert sum(status == "SUCCESS" for status in stateless.values()) >= 20, stateless
