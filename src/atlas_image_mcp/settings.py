@@ -192,6 +192,22 @@ class Settings(BaseModel):
         "ATLAS_MCP_ALLOWED_ORIGINS", (), "HTTP: extra Origin header values to accept (comma separated)",
         shown_default="(none)",
     )  # fmt: skip
+    task_wait_seconds: float = setting(
+        "ATLAS_MCP_TASK_WAIT_SECONDS",
+        C.DEFAULT_TASK_WAIT_SECONDS,
+        "how long a picture job waits for Atlas when the client runs it as an MCP task "
+        f"(at most {C.MAX_TASK_WAIT_SECONDS:g})",
+        gt=0,
+        le=C.MAX_TASK_WAIT_SECONDS,
+        allow_inf_nan=False,
+    )
+    task_secret: str | None = setting(
+        "ATLAS_MCP_TASK_SECRET",
+        None,
+        "HTTP: key that signs task ids, the same on every replica (unset: a new key at each start)",
+        secret=True,
+        min_length=16,
+    )
 
     def __init__(self, **data: Any) -> None:
         try:
