@@ -14,6 +14,7 @@ from ..notify import notify
 from ..params import GenerateImageArguments, tool_signature
 from ..render import GenerationResult
 from ..runtime import Runtime
+from .jobs import Job, hand_off
 from .results import ToolContext, fail, finish, runtime_of, tool_result, wait_with_progress
 
 __all__ = ["generate_image"]
@@ -50,8 +51,13 @@ async def generate_image(ctx: ToolContext, **arguments: Any) -> Annotated[CallTo
             "info",
             f"submitted prediction {prediction.id} ({prepared.model}, {prepared.width}x{prepared.height})",
         )
+        mode = args.return_image or runtime.settings.image_mode
+        size = (prepared.width, prepared.height)
         total = runtime.settings.wait_seconds
         if args.wait and not prediction.is_terminal:
+            # a client that uses tasks gets its task now; the picture is then waited for much longer
+            job = Job(prediction.id, do_save, mode, size, args.seed, prepared.ignored)
+            total = hand_off(runtime, api, prediction, job)
             remaining = max(0.0, total - (time.monotonic() - started))
             try:
                 prediction = await wait_with_progress(ctx, api, prediction, remaining, started, total)
@@ -65,8 +71,8 @@ async def generate_image(ctx: ToolContext, **arguments: Any) -> Annotated[CallTo
             prediction,
             started=started,
             save=do_save,
-            mode=args.return_image or runtime.settings.image_mode,
-            size=(prepared.width, prepared.height),
+            mode=mode,
+            size=size,
             seed=args.seed,
             ignored=prepared.ignored,
         )
