@@ -118,8 +118,8 @@ class RawSession:
     """A handshake-era streamable-HTTP session in raw JSON-RPC, for shapes the SDK client refuses
     (such as the 2025-11-25 ``{"task": ...}`` answer to a task-augmented ``tools/call``)."""
 
-    def __init__(self, http: httpx.AsyncClient, url: str) -> None:
-        self.http, self.url, self.headers, self.next_id = http, url, dict(_RAW_HEADERS), 0
+    def __init__(self, http: httpx.AsyncClient, url: str, headers: Mapping[str, str] | None = None) -> None:
+        self.http, self.url, self.headers, self.next_id = http, url, {**_RAW_HEADERS, **(headers or {})}, 0
 
     async def open(self, version: str = "2025-11-25") -> dict[str, Any]:
         """``initialize`` at ``version`` (then ``notifications/initialized``); the initialize result."""

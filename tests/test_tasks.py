@@ -423,9 +423,10 @@ async def test_the_server_advertises_the_extension_and_no_legacy_tasks_capabilit
 async def test_vscode_style_tasks_on_2025_11_25_get_list_result_and_cancel(
     slow: Emulator, clock: FakeClock
 ) -> None:
-    with hosted(slow) as base:
+    with hosted(slow, user_keys=True) as base:
         async with httpx.AsyncClient(timeout=30) as http:
-            session = RawSession(http, f"{base}/mcp")
+            session = RawSession(http, f"{base}/mcp", {"x-atlas-api-key": TEST_KEY})
+            other = RawSession(http, f"{base}/mcp", {"x-atlas-api-key": KEY_B})
             with anyio.fail_after(30):
                 initialized = await session.open()
                 tools = (await session.call("tools/list"))["result"]["tools"]
@@ -433,6 +434,9 @@ async def test_vscode_style_tasks_on_2025_11_25_get_list_result_and_cancel(
                 task = created["result"]["task"]
                 working = (await session.call("tasks/get", taskId=task["taskId"]))["result"]
                 listed = (await session.call("tasks/list"))["result"]["tasks"]
+                await other.open()
+                not_yours = (await other.call("tasks/list"))["result"]["tasks"]
+                other_get = await other.call("tasks/get", taskId=task["taskId"])
                 clock.advance(SLOW)
                 result = (await session.call("tasks/result", taskId=task["taskId"]))[
                     "result"
@@ -462,6 +466,7 @@ async def test_vscode_style_tasks_on_2025_11_25_get_list_result_and_cancel(
     assert "ttlMs" not in task and "resultType" not in created["result"]
     assert working["taskId"] == task["taskId"] and working["status"] == "working"
     assert [t["taskId"] for t in listed] == [task["taskId"]]
+    assert not_yours == [] and other_get["error"]["code"] == -32602  # another user's task
     assert result["isError"] is False and result["structuredContent"]["status"] == "completed"
     assert result["_meta"]["io.modelcontextprotocol/related-task"] == {"taskId": task["taskId"]}
     assert any(block["type"] == "image" for block in result["content"])
@@ -480,7 +485,7 @@ async def test_a_tool_error_fails_a_2025_task_and_older_versions_see_no_tasks(
             session = RawSession(http, f"{base}/mcp")
             older = RawSession(http, f"{base}/mcp")
             with anyio.fail_after(30):
-                await session.open()
+                initialized = await session.open()
                 created = await session.call(
                     "tools/call",
                     name="generate_image",
@@ -491,12 +496,15 @@ async def test_a_tool_error_fails_a_2025_task_and_older_versions_see_no_tasks(
                 clock.advance(SLOW)
                 result = (await session.call("tasks/result", taskId=task_id))["result"]
                 failed = (await session.call("tasks/get", taskId=task_id))["result"]
+                unlisted = await session.call("tasks/list")
                 plain = await session.call(
                     "tools/call", name="generate_image", arguments={**PICTURE, "wait": False}
                 )
                 old = await older.open("2025-06-18")
                 old_tools = (await older.call("tools/list"))["result"]["tools"]
     assert failed["status"] == "failed" and result["isError"] is True  # 2025-11-25: isError fails the task
+    # one shared Atlas key: callers cannot be told apart, so no tasks/list (as 2025-11-25 advises)
+    assert "list" not in initialized["capabilities"]["tasks"] and unlisted["error"]["code"] == -32601
     assert "task" not in plain["result"] and plain["result"]["structuredContent"]["status"] in (
         "created",
         "processing",

@@ -49,6 +49,9 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
         TaskIds(task_id_secret(settings, remote=runtime.remote)),
         ttl_seconds=settings.task_wait_seconds + TASK_KEEP_SECONDS,
         owner=caller_of,
+        # callers are told apart by their Atlas key: over stdio there is one, per-user keys one each;
+        # with one shared key a hosted server cannot list "your" tasks
+        list_tasks=not runtime.remote or runtime.per_user_keys,
     )
 
     @asynccontextmanager

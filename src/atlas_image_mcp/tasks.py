@@ -331,11 +331,12 @@ class TasksExtension(Extension):
     """The tasks runtime: both wire forms, over one store of tasks kept in memory.
 
     ``ids`` signs the ids of handed-off tasks; ``owner`` names the caller of a request (a task is
-    visible to its owner only); ``ttl_seconds`` is every task's lifetime (``ttlMs``), after which
-    it is forgotten. Never earlier, with two exceptions that keep memory bounded: past
-    ``max_tasks`` tasks the oldest finished ones go (those that can be rebuilt from their id
-    first), and past ``max_result_bytes`` of held results the oldest finished tasks that can be
-    rebuilt from their id go (a later ``tasks/get`` rebuilds them from Atlas).
+    visible to its owner only); ``list_tasks`` offers the 2025-11-25 ``tasks/list``, which that
+    revision advises only when the owner tells requestors apart. ``ttl_seconds`` is every task's
+    lifetime (``ttlMs``), after which it is forgotten. Never earlier, with two exceptions that keep
+    memory bounded: past ``max_tasks`` tasks the oldest finished ones go (those that can be rebuilt
+    from their id first), and past ``max_result_bytes`` of held results the oldest delivered ones
+    that can be rebuilt from their id go (a later ``tasks/get`` rebuilds them from Atlas).
     """
 
     identifier = TASKS_EXTENSION
@@ -346,6 +347,7 @@ class TasksExtension(Extension):
         *,
         ttl_seconds: float,
         owner: Owner | None = None,
+        list_tasks: bool = True,
         poll_interval_ms: int = TASK_POLL_DEFAULT_MS,
         max_tasks: int = MAX_TASKS,
         max_result_bytes: int = MAX_TASK_RESULTS_MB * MB,
@@ -354,6 +356,7 @@ class TasksExtension(Extension):
         self._ids = ids
         self._ttl = float(ttl_seconds)
         self._owner: Owner = owner or (lambda ctx: "")
+        self._list_tasks = list_tasks
         self._poll_ms = poll_interval_ms
         self._max = max(1, max_tasks)
         self._max_result_bytes = max_result_bytes
@@ -485,6 +488,11 @@ class TasksExtension(Extension):
     async def _list(
         self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams
     ) -> dict[str, Any]:
+        if not self._list_tasks:
+            raise MCPError(
+                code=METHOD_NOT_FOUND,
+                message="tasks/list is not offered: this server cannot tell callers apart",
+            )
         owner = self._owner(ctx)
         self._sweep()
         mine = [task for task in self._tasks.values() if task.owner == owner]
@@ -765,7 +773,7 @@ class TasksExtension(Extension):
     async def _legacy(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         """Server middleware: the 2025-11-25 tasks form (capability, taskSupport, params.task)."""
         if ctx.method == "initialize":
-            return _advertise_legacy(await call_next(ctx))
+            return _advertise_legacy(await call_next(ctx), list_tasks=self._list_tasks)
         if ctx.protocol_version != LEGACY_VERSION:
             return await call_next(ctx)
         if ctx.method == "tools/list":
@@ -822,10 +830,11 @@ class TasksExtension(Extension):
         }
 
 
-def _advertise_legacy(result: HandlerResult) -> HandlerResult:
+def _advertise_legacy(result: HandlerResult, *, list_tasks: bool) -> HandlerResult:
     """Add ``capabilities.tasks`` to an ``initialize`` result that settled on 2025-11-25."""
     if not isinstance(result, dict) or result.get("protocolVersion") != LEGACY_VERSION:
         return result
     capabilities = dict(result.get("capabilities") or {})
-    capabilities["tasks"] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
+    tasks: dict[str, Any] = {"list": {}} if list_tasks else {}
+    capabilities["tasks"] = {**tasks, "cancel": {}, "requests": {"tools": {"call": {}}}}
     return {**result, "capabilities": capabilities}
