@@ -297,11 +297,15 @@ _ENV_OF = {var.field: var.env for var in ENV_VARS.values()}
 
 
 def _describe(err: ValidationError, given: Mapping[str, Any]) -> str:
-    """One sentence per bad value, naming the environment variable."""
+    """One sentence per bad value, naming the environment variable (a secret's value is not shown)."""
     sentences = []
     for problem in err.errors():
         field = str(problem["loc"][0]) if problem["loc"] else ""
         name = _ENV_OF.get(field, field)
+        info = Settings.model_fields.get(field)
+        if info is not None and not info.repr:
+            sentences.append(f"{name} {field_problem(problem)}.")
+            continue
         raw = given.get(field, problem.get("input"))
         sentences.append(f"{name} {field_problem(problem)} (got {str(raw)!r}).")
     return " ".join(sentences)
