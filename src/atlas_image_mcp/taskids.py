@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .constants import MAX_TASK_ID_CHARS
+from .redact import register_secret
 from .settings import Settings
 
 __all__ = ["TaskIds", "task_id_secret"]
@@ -94,6 +95,7 @@ class TaskIds:
 def task_id_secret(settings: Settings, *, remote: bool) -> bytes:
     """The key task ids are signed with (see the module docstring for the three cases)."""
     if settings.task_secret:
+        register_secret(settings.task_secret, permanent=True)  # never in a message, whatever happens
         return settings.task_secret.encode("utf-8")
     if not remote:
         return _LOCAL_SECRET
