@@ -18,7 +18,10 @@
 #     starting to block dependency install scripts by default (allowScripts).
 #   * @modelcontextprotocol/inspector and @modelcontextprotocol/conformance,
 #     from scripts/npm-tools/package.json + package-lock.json via `npm ci`,
-#     so every transitive version is the tested one.
+#     so every transitive version is the tested one. The conformance suite is there
+#     twice: 0.1.16 (the handshake-era generic scenarios) and, under the npm alias
+#     `conformance-next`, 0.2.0-alpha.12 (the 2026-07-28 scenarios and the tasks
+#     extension's tasks-* scenarios).
 #
 # The machine's npm (any version that can run `npm ci`, Node 20 is fine) does
 # the install; engine warnings (EBADENGINE) only warn. Run the tools with the
@@ -29,9 +32,10 @@
 # Layout under CACHE_DIR:
 #   bin/node            symlink to the Node 22 binary
 #   bin/mcp-inspector   wrapper: Node 22 + inspector launcher (pass --cli yourself)
-#   bin/conformance     wrapper: Node 22 + conformance CLI
+#   bin/conformance     wrapper: Node 22 + conformance CLI (0.1.16)
+#   bin/conformance-next  wrapper: Node 22 + conformance CLI (0.2.0-alpha.12)
 #   node/               npm prefix for the Node binary package
-#   tools/              npm prefix for the two tools (node_modules/...)
+#   tools/              npm prefix for the tools (node_modules/...)
 #   .stamp              what is installed; matching stamp means nothing to do
 set -euo pipefail
 
@@ -73,10 +77,12 @@ wanted_stamp="node=$node_pkg@$NODE_VERSION lock=$(cat "$manifest_dir/package.jso
 node_bin="$cache_dir/node/node_modules/$node_pkg/bin/node"
 inspector_js="$cache_dir/tools/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js"
 conformance_js="$cache_dir/tools/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+conformance_next_js="$cache_dir/tools/node_modules/conformance-next/dist/index.js"
 
 installed_ok() {
     [ -f "$cache_dir/.stamp" ] && [ "$(cat "$cache_dir/.stamp")" = "$wanted_stamp" ] \
         && [ -x "$node_bin" ] && [ -f "$inspector_js" ] && [ -f "$conformance_js" ] \
+        && [ -f "$conformance_next_js" ] && [ -x "$cache_dir/bin/conformance-next" ] \
         && [ -x "$cache_dir/bin/mcp-inspector" ] && [ -x "$cache_dir/bin/conformance" ] \
         && [ "$("$node_bin" --version 2>/dev/null)" = "v$NODE_VERSION" ]
 }
@@ -132,6 +138,7 @@ npm ci --prefix "$cache_dir/tools" "${npm_flags[@]}" >&2 \
     || die 4 "npm ci of the inspector/conformance tools failed"
 [ -f "$inspector_js" ] || die 4 "inspector launcher missing: $inspector_js"
 [ -f "$conformance_js" ] || die 4 "conformance CLI missing: $conformance_js"
+[ -f "$conformance_next_js" ] || die 4 "conformance CLI (next) missing: $conformance_next_js"
 
 # 3. bin/: node symlink + wrappers that always run under Node 22.
 mkdir -p "$cache_dir/bin"
@@ -149,12 +156,15 @@ EOF
 }
 write_wrapper mcp-inspector "tools/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js"
 write_wrapper conformance "tools/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+write_wrapper conformance-next "tools/node_modules/conformance-next/dist/index.js"
 
-# 4. Smoke: both CLIs load under Node 22.
+# 4. Smoke: the CLIs load under Node 22.
 "$cache_dir/bin/mcp-inspector" --cli --version >/dev/null 2>&1 \
     || die 4 "inspector CLI does not start under Node $NODE_VERSION"
 "$cache_dir/bin/conformance" --version >/dev/null 2>&1 \
     || die 4 "conformance CLI does not start under Node $NODE_VERSION"
+"$cache_dir/bin/conformance-next" --version >/dev/null 2>&1 \
+    || die 4 "conformance CLI (next) does not start under Node $NODE_VERSION"
 
 printf '%s\n' "$wanted_stamp" >"$cache_dir/.stamp"
 log "installed in $((SECONDS - start))s"

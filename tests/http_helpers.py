@@ -10,6 +10,7 @@ polling, no sleeps) and shutdown is bounded.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -100,6 +101,52 @@ async def mcp_client(
     options.setdefault("read_timeout_seconds", 30)
     async with Client(mcp_transport(base, transport, headers), **options) as client:
         yield client
+
+
+_RAW_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+
+def rpc_body(response: httpx.Response) -> dict[str, Any]:
+    """The JSON-RPC message of a streamable-HTTP answer (plain JSON, or the last SSE event)."""
+    text = response.text
+    if "data:" in text:
+        text = [line[5:].strip() for line in text.splitlines() if line.startswith("data:")][-1]
+    return dict(json.loads(text))
+
+
+class RawSession:
+    """A handshake-era streamable-HTTP session in raw JSON-RPC, for shapes the SDK client refuses
+    (such as the 2025-11-25 ``{"task": ...}`` answer to a task-augmented ``tools/call``)."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str, headers: Mapping[str, str] | None = None) -> None:
+        self.http, self.url, self.headers, self.next_id = http, url, {**_RAW_HEADERS, **(headers or {})}, 0
+
+    async def open(self, version: str = "2025-11-25") -> dict[str, Any]:
+        """``initialize`` at ``version`` (then ``notifications/initialized``); the initialize result."""
+        hello = {
+            "protocolVersion": version,
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"},
+        }
+        response = await self.http.post(
+            self.url, headers=self.headers, json=self._message("initialize", hello)
+        )
+        self.headers.update(
+            {"mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": version}
+        )
+        await self.http.post(
+            self.url, headers=self.headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"}
+        )
+        return dict(rpc_body(response)["result"])
+
+    def _message(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.next_id += 1
+        return {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        """The JSON-RPC response to ``method`` (with ``result`` or ``error``)."""
+        response = await self.http.post(self.url, headers=self.headers, json=self._message(method, params))
+        return rpc_body(response)
 
 
 def stdio_params(env: Mapping[str, str], *args: str) -> StdioServerParameters:

@@ -1,4 +1,4 @@
-"""Node-side test tools: the MCP Inspector CLI and the MCP conformance suite.
+"""Node-side test tools: the MCP Inspector CLI and the MCP conformance suite (two versions).
 
 Both come from the npm registry and need Node >= 22, which ``scripts/npm-tools.sh``
 installs into a cache folder next to pinned copies of the two tools. This module
@@ -12,6 +12,11 @@ It knows nothing about this project's server.
                    env=tools.env, capture_output=True, text=True, timeout=60)
     subprocess.run(tools.conformance_cmd("server", "--url", url, "--scenario", "ping"),
                    env=tools.env, capture_output=True, text=True, timeout=120)
+    subprocess.run(tools.conformance_next_cmd("server", "--url", url, "--scenario", "tasks-lifecycle"), ...)
+
+``conformance_cmd`` runs the suite 0.1.16 (the handshake-era generic scenarios),
+``conformance_next_cmd`` 0.2.0-alpha.12 (the 2026-07-28 scenarios and the tasks
+extension's ``tasks-*`` scenarios); both are pinned in ``scripts/npm-tools/package.json``.
 
 Set ``ATLAS_NPM_TOOLS_REQUIRED=1`` (e.g. in CI) to turn "tools unavailable" from a
 skip into a failure. ``ATLAS_NPM_CACHE`` moves the cache folder.
@@ -34,6 +39,7 @@ INSTALL_TIMEOUT_S = 900.0
 
 _INSPECTOR_JS = "tools/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js"
 _CONFORMANCE_JS = "tools/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+_CONFORMANCE_NEXT_JS = "tools/node_modules/conformance-next/dist/index.js"
 _MODE_FLAGS = ("--cli", "--web", "--tui")
 
 
@@ -45,6 +51,7 @@ class NpmTools:
     node: Path
     inspector_js: Path
     conformance_js: Path
+    conformance_next_js: Path
     env: dict[str, str] = field(repr=False)
 
     def inspector_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
@@ -62,6 +69,10 @@ class NpmTools:
     def conformance_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
         """``node <conformance cli> *args``, e.g. ``("server", "--url", url, "--scenario", "ping")``."""
         return [str(self.node), str(self.conformance_js), *(os.fspath(a) for a in args)]
+
+    def conformance_next_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
+        """The same with the suite 0.2.0-alpha.12 (2026-07-28 and the tasks extension)."""
+        return [str(self.node), str(self.conformance_next_js), *(os.fspath(a) for a in args)]
 
 
 _state: dict[str, Any] = {}
@@ -142,7 +153,13 @@ def _tools_from_cache(cache_dir: Path) -> NpmTools | None:
     node = bin_dir / "node"
     inspector_js = cache_dir / _INSPECTOR_JS
     conformance_js = cache_dir / _CONFORMANCE_JS
-    if not (node.exists() and inspector_js.is_file() and conformance_js.is_file()):
+    conformance_next_js = cache_dir / _CONFORMANCE_NEXT_JS
+    if not (
+        node.exists()
+        and inspector_js.is_file()
+        and conformance_js.is_file()
+        and conformance_next_js.is_file()
+    ):
         return None
     env = dict(os.environ)
     # Node 22 first, so anything the tools spawn as `node` is Node 22 too.
@@ -151,11 +168,16 @@ def _tools_from_cache(cache_dir: Path) -> NpmTools | None:
     env["MCP_STORAGE_DIR"] = str(cache_dir / "inspector-storage")
     env["NO_COLOR"] = "1"
     return NpmTools(
-        cache_dir=cache_dir, node=node, inspector_js=inspector_js, conformance_js=conformance_js, env=env
+        cache_dir=cache_dir,
+        node=node,
+        inspector_js=inspector_js,
+        conformance_js=conformance_js,
+        conformance_next_js=conformance_next_js,
+        env=env,
     )
 
 
-# --- reading conformance results (format of @modelcontextprotocol/conformance 0.1.x) ---
+# --- reading conformance results (format of @modelcontextprotocol/conformance 0.1.x and 0.2.x) ---
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _SUMMARY_LINE = re.compile(r"^([✓✗])\s+(\S+): (\d+) passed, (\d+) failed\s*$")

@@ -8,16 +8,21 @@ the pins in ``pyproject.toml``.
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from mcp import Client
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import EmptyResult
 from pydantic import BaseModel
 
 from atlas_image_mcp import compat
+
+from .http_helpers import RawSession, serve_app
 
 
 def test_the_installed_libraries_are_the_release_series_compat_was_checked_against() -> None:
@@ -61,6 +66,76 @@ async def test_connection_state_is_one_dict_for_every_request_of_a_connection() 
         second = await client.call_tool("probe", {})
     assert second.structured_content == {"result": "2"}
     assert states[0] is states[1]
+
+
+async def test_a_middleware_reshapes_wire_results_and_may_answer_a_call_itself() -> None:
+    """What the 2025-11-25 tasks form stands on (see compat.add_middleware)."""
+    server: MCPServer[Any] = MCPServer("probe")
+
+    @server.tool()
+    def work() -> str:
+        return "done"
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method == "tools/call" and (ctx.params or {}).get("task") is not None:
+            return {"task": {"taskId": "probe", "status": "working"}}  # answered here, as it is
+        result = await call_next(ctx)
+        assert isinstance(result, dict)  # the wire form, after the SDK's per-version sieve
+        if ctx.method == "initialize":
+            return {**result, "capabilities": {**result["capabilities"], "tasks": {"list": {}}}}
+        if ctx.method == "tools/list":
+            return {
+                **result,
+                "tools": [{**tool, "execution": {"taskSupport": "optional"}} for tool in result["tools"]],
+            }
+        return result
+
+    compat.add_middleware(server, middleware)
+    with serve_app(server.streamable_http_app(host="127.0.0.1")) as base:
+        async with httpx.AsyncClient(timeout=10) as http:
+            session = RawSession(http, f"{base}/mcp")
+            initialized = await session.open("2025-11-25")
+            tools = (await session.call("tools/list"))["result"]["tools"]
+            as_task = (await session.call("tools/call", name="work", arguments={}, task={}))["result"]
+            plain = (await session.call("tools/call", name="work", arguments={}))["result"]
+    assert initialized["capabilities"]["tasks"] == {"list": {}}
+    assert tools[0]["name"] == "work" and tools[0]["execution"] == {"taskSupport": "optional"}
+    assert as_task == {"task": {"taskId": "probe", "status": "working"}}
+    assert plain["content"][0]["text"] == "done"
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
+async def test_a_quiet_session_keeps_a_tools_progress_and_logs_from_the_client() -> None:
+    server: MCPServer[Any] = MCPServer("probe")
+    kept: list[str | None] = []
+
+    @server.tool()
+    async def chatty(loud: bool, ctx: Context) -> str:
+        await ctx.report_progress(1, 2, "half way")
+        await ctx.info("a log line")
+        return "ok"
+
+    async def quiet(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        arguments = (ctx.params or {}).get("arguments") or {}
+        if ctx.method == "tools/call" and not arguments.get("loud"):
+            ctx = replace(ctx, session=compat.quiet_session(ctx.session, kept.append))
+        return await call_next(ctx)
+
+    compat.add_middleware(server, quiet)
+    progress: list[Any] = []
+    logs: list[Any] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(message)
+
+    async def on_log(params: Any) -> None:
+        logs.append(params.data)
+
+    async with Client(server, mode="legacy", logging_callback=on_log) as client:
+        await client.call_tool("chatty", {"loud": False}, progress_callback=on_progress)
+        assert (progress, logs, kept) == ([], [], ["half way"])
+        await client.call_tool("chatty", {"loud": True}, progress_callback=on_progress)  # the control
+    assert progress == ["half way"] and logs == ["a log line"]
 
 
 def test_uvicorn_still_has_the_shutdown_hook_and_attributes_we_wrap() -> None:

@@ -205,3 +205,11 @@ def test_an_explicit_output_dir_wins_and_is_made_absolute(tmp_path, monkeypatch)
     assert s.output_dir == (tmp_path / "my pictures").resolve()
     assert s.resolved_output_dir == s.output_dir
     assert s.output_dir_explicit is True
+
+
+def test_a_bad_secret_is_refused_without_showing_it() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"ATLAS_MCP_TASK_SECRET": "tooshort-xyz"})
+    assert "ATLAS_MCP_TASK_SECRET" in str(refused.value) and "16" in str(refused.value)
+    assert "tooshort-xyz" not in str(refused.value)
+    assert Settings(task_secret="x" * 16).task_secret == "x" * 16

@@ -180,6 +180,11 @@ class AtlasClient:
     def has_api_key(self) -> bool:
         return self._api_key is not None
 
+    @property
+    def poll_schedule(self) -> PollSchedule:
+        """The polling schedule shared by this client and its per-key views (what it learned per model)."""
+        return self._shared.poll_schedule
+
     def with_api_key(self, api_key: str | None) -> AtlasClient:
         """A view of this client that authenticates with another key but shares the connection pool."""
         return AtlasClient(api_key=api_key, shared=self._shared)

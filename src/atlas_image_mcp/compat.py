@@ -12,15 +12,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
-from typing import Any
+from typing import Any, cast
 
+from mcp.server.context import ServerMiddleware
 from mcp.server.mcpserver import MCPServer
+from mcp.server.session import ServerSession
 from pydantic import BaseModel
 
 __all__ = [
     "TESTED",
+    "add_middleware",
     "add_request_handler",
     "connection_state",
+    "quiet_session",
     "drain_sse_now",
     "finish_before_shutdown",
     "force_exit_requested",
@@ -63,6 +67,23 @@ def add_request_handler(
     server._lowlevel_server.add_request_handler(method, params_type, handler)
 
 
+def add_middleware(server: MCPServer[Any], middleware: ServerMiddleware[Any]) -> None:
+    """Wrap every inbound message of ``server`` in ``middleware`` (innermost of the chain so far).
+
+    Why: the 2025-11-25 form of MCP tasks (:mod:`atlas_image_mcp.tasks`) needs three things the
+    SDK's public extension API cannot give: ``capabilities.tasks`` in the ``initialize`` result,
+    ``execution.taskSupport`` on the tools of ``tools/list``, and a ``tools/call`` answered with
+    ``{"task": {...}}`` (an ``Extension`` interceptor's result is sieved through the 2025
+    ``CallToolResult`` schema, which drops ``task``). ``Server.middleware`` can: it sees the wire
+    result dict that ``call_next`` returns and may change it, and a result it returns without
+    calling ``call_next`` is delivered as it is. That list is documented as provisional ("the
+    signature may change in a 2.x minor release"), so it is reached only here; these three
+    behaviours are what ``tests/test_compat.py`` checks. Goes away when the SDK serves the
+    2025-11-25 tasks form itself, or when no client needs it (the 2026-07-28 extension does not).
+    """
+    server.middleware.append(middleware)
+
+
 def connection_state(session: Any) -> dict[str, Any]:
     """The per-connection state dict (``{}`` when there is none, e.g. stateless HTTP).
 
@@ -73,6 +94,45 @@ def connection_state(session: Any) -> dict[str, Any]:
     connection = getattr(session, "_connection", None)
     state = getattr(connection, "state", None)
     return state if isinstance(state, dict) else {}
+
+
+def quiet_session(session: ServerSession, on_progress: Callable[[str | None], None]) -> ServerSession:
+    """``session`` without its progress and log notifications; progress messages go to ``on_progress``.
+
+    Why: a tool running as an MCP task must not send progress or log notifications (SEP-2663), and
+    the SDK has no switch for that. A tool reaches the client only through its context's
+    ``request_context.session`` (``Context.report_progress`` calls ``session.report_progress``,
+    ``Context.log`` calls ``session.send_log_message``), so the task's run gets this stand-in,
+    which answers those calls itself and hands everything else to the real session. It relies on
+    that call path, which the SDK does not promise; ``tests/test_compat.py`` checks it. Goes away
+    when the SDK can silence a request's notifications (or runs tasks itself).
+    """
+    return cast(ServerSession, _QuietSession(session, on_progress))
+
+
+class _QuietSession:
+    def __init__(self, inner: ServerSession, on_progress: Callable[[str | None], None]) -> None:
+        self._inner = inner
+        self._on_progress = on_progress
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def report_progress(
+        self, progress: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        self._on_progress(message)
+
+    async def send_progress_notification(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    async def send_log_message(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    async def send_notification(self, notification: Any, related_request_id: Any = None) -> None:
+        if getattr(notification, "method", None) in ("notifications/progress", "notifications/message"):
+            return
+        await self._inner.send_notification(notification, related_request_id)
 
 
 # --- uvicorn -------------------------------------------------------------------------------------

@@ -41,6 +41,28 @@ DEFAULT_WAIT_SECONDS = 45.0
 MAX_WAIT_SECONDS = 600
 HEARTBEAT_SECONDS = 1.0
 
+# --- MCP tasks (the io.modelcontextprotocol/tasks extension, and the 2025-11-25 form) -----------
+
+#: How long a picture job running as a task waits for Atlas (no client time-out to stay under).
+DEFAULT_TASK_WAIT_SECONDS = 1800.0
+MAX_TASK_WAIT_SECONDS = 6 * 3600
+#: A task stays readable this long after its wait bound (its ttlMs = wait bound + this).
+TASK_KEEP_SECONDS = 3600
+#: Task records one process keeps (past this, tools answer in one call as without tasks).
+MAX_TASKS = 1000
+#: Results (pictures included) of finished tasks one process holds; past this the oldest ones that
+#: can be rebuilt from their id are dropped, and rebuilt from Atlas if asked for again.
+MAX_TASK_RESULTS_MB = 64
+MAX_TASK_ID_CHARS = 512
+#: Client polling advice (pollIntervalMs): a model not seen yet, and the bounds of a learned one.
+TASK_POLL_DEFAULT_MS = 1000
+TASK_POLL_MIN_MS = 250
+TASK_POLL_MAX_MS = 5000
+#: Rounds of input (elicitation) one task may ask for before it fails.
+MAX_TASK_INPUT_ROUNDS = 10
+#: Longest statusMessage of a task (characters).
+MAX_STATUS_MESSAGE_CHARS = 1000
+
 # --- pictures ------------------------------------------------------------------------------------
 
 ImageMode = Literal["thumbnail", "full", "none"]

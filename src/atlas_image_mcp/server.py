@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 
 from . import __version__
+from .constants import TASK_KEEP_SECONDS
 from .notify import install_logging_handler
 from .prompts import register_prompts
 from .resources import register_resources
 from .runtime import Runtime
+from .taskids import TaskIds, task_id_secret
+from .tasks import TasksExtension
 from .tools import register_tools
 
 __all__ = ["INSTRUCTIONS", "make_server"]
@@ -30,24 +36,44 @@ Creates and edits pictures with the FLUX models on Atlas Cloud.
 """
 
 
-@asynccontextmanager
-async def _provide(runtime: Runtime) -> AsyncIterator[Runtime]:
-    # The runtime outlives sessions (HTTP serves many); whoever built it closes it.
-    yield runtime
+def caller_of(ctx: ServerRequestContext[Any, Any]) -> str:
+    """Who a request comes from, for binding tasks to it: a digest of the Atlas key it uses."""
+    runtime: Runtime = ctx.lifespan_context
+    key = runtime.current_key(getattr(ctx.request, "headers", None)) or ""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def make_server(runtime: Runtime) -> MCPServer[Runtime]:
     """Build the MCP server around ``runtime``. No I/O happens here."""
+    settings = runtime.settings
+    tasks = TasksExtension(
+        TaskIds(task_id_secret(settings, remote=runtime.remote)),
+        ttl_seconds=settings.task_wait_seconds + TASK_KEEP_SECONDS,
+        owner=caller_of,
+        # callers are told apart by their Atlas key: over stdio there is one, per-user keys one each;
+        # with one shared key a hosted server cannot list "your" tasks
+        list_tasks=not runtime.remote or runtime.per_user_keys,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
+        # The runtime outlives sessions (HTTP serves many); whoever built it closes it. Task runs
+        # live in the task group entered here, not in the request that started them.
+        async with tasks.running():
+            yield runtime
+
     server: MCPServer[Runtime] = MCPServer(
         "atlas-image-mcp",
         title="Atlas Cloud FLUX images",
         instructions=INSTRUCTIONS,
         version=__version__,
         website_url="https://www.atlascloud.ai",
-        lifespan=lambda _server: _provide(runtime),
-        log_level=runtime.settings.log_level if runtime.settings.log_level in _LEVELS else "INFO",  # type: ignore[arg-type]
+        extensions=[tasks],
+        lifespan=lifespan,
+        log_level=settings.log_level if settings.log_level in _LEVELS else "INFO",  # type: ignore[arg-type]
     )
-    register_tools(server)
+    tasks.bind(server)
+    register_tools(server, tasks)
     register_resources(server)
     register_prompts(server)
     install_logging_handler(server)

@@ -192,6 +192,22 @@ class Settings(BaseModel):
         "ATLAS_MCP_ALLOWED_ORIGINS", (), "HTTP: extra Origin header values to accept (comma separated)",
         shown_default="(none)",
     )  # fmt: skip
+    task_wait_seconds: float = setting(
+        "ATLAS_MCP_TASK_WAIT_SECONDS",
+        C.DEFAULT_TASK_WAIT_SECONDS,
+        "how long a picture job waits for Atlas when the client runs it as an MCP task "
+        f"(at most {C.MAX_TASK_WAIT_SECONDS:g})",
+        gt=0,
+        le=C.MAX_TASK_WAIT_SECONDS,
+        allow_inf_nan=False,
+    )
+    task_secret: str | None = setting(
+        "ATLAS_MCP_TASK_SECRET",
+        None,
+        "HTTP: key that signs task ids, the same on every replica (unset: a new key at each start)",
+        secret=True,
+        min_length=16,
+    )
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -281,11 +297,15 @@ _ENV_OF = {var.field: var.env for var in ENV_VARS.values()}
 
 
 def _describe(err: ValidationError, given: Mapping[str, Any]) -> str:
-    """One sentence per bad value, naming the environment variable."""
+    """One sentence per bad value, naming the environment variable (a secret's value is not shown)."""
     sentences = []
     for problem in err.errors():
         field = str(problem["loc"][0]) if problem["loc"] else ""
         name = _ENV_OF.get(field, field)
+        info = Settings.model_fields.get(field)
+        if info is not None and not info.repr:
+            sentences.append(f"{name} {field_problem(problem)}.")
+            continue
         raw = given.get(field, problem.get("input"))
         sentences.append(f"{name} {field_problem(problem)} (got {str(raw)!r}).")
     return " ".join(sentences)

@@ -24,6 +24,7 @@ from ..render import GenerationResult
 from ..runtime import Runtime
 from ..sources import SourceContext, resolve_picture
 from ..wire import PreparedRequest, prepare_request
+from .handoff import TaskJob, hand_off
 from .results import ToolContext, fail, finish, runtime_of, tool_result, wait_with_progress
 
 __all__ = ["Job", "model_spec", "run_generation", "session_of", "source_context"]
@@ -157,8 +158,13 @@ async def _submit(
         sources=tuple(used),
     )
     runtime.history.record(session, entry)
+    mode = options.return_image or runtime.settings.image_mode
+    size_hint = (prepared.width, prepared.height) if prepared.width and prepared.height else None
     total = runtime.settings.wait_seconds
     if options.wait and not prediction.is_terminal:
+        # a client that uses tasks gets its task now; the picture is then waited for much longer
+        handed = TaskJob(prediction.id, do_save, mode, size_hint, job.request.seed, prepared.ignored)
+        total = hand_off(runtime, api, prediction, handed)
         remaining = max(0.0, total - (time.monotonic() - started))
         try:
             prediction = await wait_with_progress(ctx, api, prediction, remaining, started, total)
@@ -166,7 +172,6 @@ async def _submit(
             err.extend_message(_ALREADY_SUBMITTED.format(pid=prediction.id, tool=job.tool))
             raise
 
-    size_hint = (prepared.width, prepared.height) if prepared.width and prepared.height else None
     return await finish(
         ctx,
         runtime,
@@ -174,7 +179,7 @@ async def _submit(
         prediction,
         started=started,
         save=do_save,
-        mode=options.return_image or runtime.settings.image_mode,
+        mode=mode,
         size=size_hint,
         seed=job.request.seed,
         ignored=prepared.ignored,

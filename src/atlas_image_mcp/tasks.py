@@ -1,0 +1,840 @@
+"""MCP tasks: a tool call that answers at once with a task, and a result collected later.
+
+Two wire forms of one runtime:
+
+* **The tasks extension** ``io.modelcontextprotocol/tasks`` (SEP-2663, protocol 2026-07-28), built on
+  the SDK's :class:`~mcp.server.extension.Extension`: advertised under
+  ``capabilities.extensions``; used only for a request whose client declared the extension in that
+  request's ``_meta`` (never below 2026-07-28, and never by a client's ``params.task`` hint); a
+  ``tools/call`` answers with a flat ``CreateTaskResult`` (``resultType: "task"``); ``tasks/get``
+  inlines the result (``completed``, tool errors included as ``isError``) or the JSON-RPC error
+  (``failed``); ``tasks/update`` answers input requests; ``tasks/cancel`` is an empty ack.
+  ``tasks/result`` and ``tasks/list`` do not exist there (-32601); a client that did not declare
+  the extension gets -32021 with ``data.requiredCapabilities``; an ``Mcp-Name`` header that is not
+  the ``taskId`` gets -32020; an unknown task -32602.
+* **The 2025-11-25 experimental form** (what VS Code speaks): ``capabilities.tasks``, per-tool
+  ``execution.taskSupport``, ``params.task`` on ``tools/call`` answered with ``{"task": {...}}``,
+  ``tasks/get`` (flat), ``tasks/result`` (blocks until the task ends), ``tasks/list``,
+  ``tasks/cancel`` (-32602 for a task that already ended); a tool error makes the task ``failed``.
+  The Extension API cannot return that shape (the SDK sieves every 2025 result through the
+  ``CallToolResult`` schema), so this form is served by a server middleware; see
+  :func:`atlas_image_mcp.compat.add_middleware` for why that is fenced.
+
+How a tool runs as a task is declared per tool (:class:`TaskTool`). A tool's body always runs in a
+task group the server owns (entered from the server lifespan with :meth:`TasksExtension.running`),
+not in the request that started it, with progress and log notifications muted: the last progress
+message becomes the task's ``statusMessage``. A *handoff* tool starts as an ordinary call and
+becomes a task only when it calls :meth:`TaskRun.handoff` (a picture job does so once Atlas has
+accepted it); if it finishes first, the call answers as it would without tasks. The state it hands
+over goes into the task id (:mod:`atlas_image_mcp.taskids`), so any process with the same secret
+can resolve the id with the tool's ``resume`` function, after a restart or on another replica.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Literal, cast
+
+import anyio
+import anyio.abc
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.extension import Extension, MethodBinding
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import MCP_NAME_HEADER, decode_header_value
+from mcp_types import (
+    HEADER_MISMATCH,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
+    CallToolRequestParams,
+    CallToolResult,
+    ErrorData,
+    InputRequiredResult,
+    InputResponse,
+    PaginatedRequestParams,
+    RequestParams,
+    TextContent,
+)
+from mcp_types.methods import is_input_required, serialize_server_result
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from . import compat
+from .constants import (
+    MAX_STATUS_MESSAGE_CHARS,
+    MAX_TASK_ID_CHARS,
+    MAX_TASK_INPUT_ROUNDS,
+    MAX_TASK_RESULTS_MB,
+    MAX_TASKS,
+    MB,
+    TASK_POLL_DEFAULT_MS,
+)
+from .redact import redact
+from .taskids import TaskIds
+
+__all__ = [
+    "LEGACY_VERSION",
+    "TASKS_EXTENSION",
+    "TaskRun",
+    "TaskTool",
+    "TasksExtension",
+    "current_task",
+]
+
+logger = logging.getLogger(__name__)
+
+TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
+#: The protocol revision of the experimental tasks form (removed from the core spec in 2026-07-28).
+LEGACY_VERSION = "2025-11-25"
+RELATED_TASK = "io.modelcontextprotocol/related-task"
+IMMEDIATE_RESPONSE = "io.modelcontextprotocol/model-immediate-response"
+
+Status = Literal["working", "input_required", "completed", "failed", "cancelled"]
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+_MODERN = frozenset(MODERN_PROTOCOL_VERSIONS)
+_LEGACY = frozenset({LEGACY_VERSION})
+_LIST_PAGE = 50
+_INPUT_RESPONSE: TypeAdapter[Any] = TypeAdapter(InputResponse)
+
+Owner = Callable[[ServerRequestContext[Any, Any]], str]
+#: Continues a handed-off job in this process: ``(ctx, state, created)`` -> the tool's result.
+#: ``state`` is what the tool passed to :meth:`TaskRun.handoff`; ``created`` is the task's creation
+#: time (Unix seconds). Raise ``MCPError`` for a protocol failure; anything else is a tool error.
+Resume = Callable[[ServerRequestContext[Any, Any], Mapping[str, Any], float], Awaitable[HandlerResult]]
+
+
+@dataclass(frozen=True)
+class TaskTool:
+    """How one tool runs as a task (for clients that use tasks; others always get one call)."""
+
+    #: Only as a task: a client without tasks gets -32021 (2026-07-28) or -32601 (2025-11-25).
+    required: bool = False
+    #: The call becomes a task only when the tool calls :meth:`TaskRun.handoff`; before that (or if
+    #: the tool finishes first) it answers like an ordinary call.
+    handoff: bool = False
+    #: Rebuilds a handed-off task from its id's state when this process does not have it.
+    resume: Resume | None = None
+    #: The statusMessage of a cancelled task, from its state (e.g. "Atlas may still bill it").
+    cancelled: Callable[[Mapping[str, Any]], str] | None = None
+
+
+class TaskIdParams(RequestParams):
+    """Params of ``tasks/get``, ``tasks/cancel`` and ``tasks/result`` (``taskId`` on the wire)."""
+
+    task_id: str
+
+
+class UpdateTaskParams(TaskIdParams):
+    """Params of ``tasks/update``: answers to the task's ``inputRequests``, by key."""
+
+    input_responses: dict[str, Any] = Field(default_factory=dict)
+
+
+def _iso(moment: float) -> str:
+    return (
+        datetime.fromtimestamp(moment, tz=timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def _bounded(message: str | None) -> str | None:
+    if not message:
+        return None
+    text = redact(message)
+    return text if len(text) <= MAX_STATUS_MESSAGE_CHARS else text[: MAX_STATUS_MESSAGE_CHARS - 1] + "…"
+
+
+def _wire(result: Any) -> dict[str, Any]:
+    if isinstance(result, BaseModel):
+        return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return dict(cast(Mapping[str, Any], result or {}))
+
+
+def _tool_error(exc: Exception) -> CallToolResult:
+    """A tool's exception as the tool result the SDK would have answered with (``isError``)."""
+    return CallToolResult(content=[TextContent(type="text", text=redact(str(exc)))], is_error=True)
+
+
+@dataclass(eq=False)
+class _Task:
+    """One task: its wire fields, its outcome, and what its background run waits on."""
+
+    tool: str
+    owner: str
+    arguments: dict[str, Any]
+    created: float
+    ttl: float
+    poll_ms: int
+    version: str
+    clock: Callable[[], float] = time.time
+    task_id: str | None = None
+    state: dict[str, Any] | None = None
+    status: Status = "working"
+    message: str | None = None
+    updated: float = 0.0
+    result: dict[str, Any] | None = None
+    size: int = 0  # characters of the result held
+    delivered: bool = False  # the result went out at least once
+    error: dict[str, Any] | None = None
+    #: The raw outcome (a result, or the MCPError) of a run that ended before it became a task.
+    outcome: Any = None
+    pending: dict[str, Any] = field(default_factory=dict)
+    asked: dict[str, str] = field(default_factory=dict)
+    answers: dict[str, Any] = field(default_factory=dict)
+    request_state: str | None = None
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    ready: anyio.Event = field(default_factory=anyio.Event)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    wake: anyio.Event = field(default_factory=anyio.Event)
+
+    def __post_init__(self) -> None:
+        self.updated = self.updated or self.created
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def is_error(self) -> bool:
+        return bool(self.result and self.result.get("isError"))
+
+    def note(self, message: str | None = None, poll_ms: int | None = None) -> None:
+        if poll_ms is not None:
+            self.poll_ms = max(1, int(poll_ms))
+        if message and not self.terminal and (text := _bounded(message)) != self.message:
+            self.message = text
+            self.updated = self.clock()
+
+    def move(self, status: Status, message: str | None = None, *, keep_message: bool = False) -> bool:
+        """Change the status (terminal states never change); False when it had already ended."""
+        if self.terminal:
+            return False
+        self.status = status
+        if not keep_message:
+            self.message = _bounded(message)
+        self.updated = self.clock()
+        if status in TERMINAL:
+            self.done.set()
+            self.wake.set()
+        return True
+
+    def fields(self, *, modern: bool) -> dict[str, Any]:
+        """The ``Task`` object: 2026-07-28 names (``ttlMs``), or 2025-11-25 ones (``ttl``)."""
+        status = self.status
+        if not modern and status == "completed" and self.is_error:
+            status = "failed"  # 2025-11-25: a tool result with isError fails the task
+        out: dict[str, Any] = {
+            "taskId": self.task_id,
+            "status": status,
+            "createdAt": _iso(self.created),
+            "lastUpdatedAt": _iso(self.updated),
+            ("ttlMs" if modern else "ttl"): int(self.ttl * 1000),
+            ("pollIntervalMs" if modern else "pollInterval"): self.poll_ms,
+        }
+        if self.message:
+            out["statusMessage"] = self.message
+        return out
+
+    def detailed(self) -> dict[str, Any]:
+        """The 2026-07-28 ``DetailedTask``: the task plus its input requests, result or error."""
+        out = self.fields(modern=True)
+        if self.status == "input_required":
+            out["inputRequests"] = dict(self.pending)
+        elif self.status == "completed":
+            out["result"] = self.result
+        elif self.status == "failed":
+            out["error"] = self.error
+        return out
+
+    def inline(self) -> HandlerResult:
+        """What the call answers when the run ended before it became a task (its own answer)."""
+        if isinstance(self.outcome, MCPError):
+            raise self.outcome
+        return cast(HandlerResult, self.outcome)
+
+
+_CURRENT: ContextVar[TaskRun | None] = ContextVar("atlas_image_mcp.tasks.current", default=None)
+
+
+def current_task() -> TaskRun | None:
+    """The task the calling code runs in, or None when it answers a call directly."""
+    return _CURRENT.get()
+
+
+class TaskRun:
+    """What a tool running as a task may do about its task."""
+
+    def __init__(self, extension: TasksExtension, task: _Task) -> None:
+        self._extension = extension
+        self._task = task
+
+    @property
+    def task_id(self) -> str | None:
+        """The task's id once it is a task (a handoff tool has none before :meth:`handoff`)."""
+        return self._task.task_id
+
+    def handoff(
+        self,
+        state: Mapping[str, Any] | None = None,
+        *,
+        poll_interval_ms: int | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Make this call a task now; the caller gets its ``CreateTaskResult`` while the tool goes on.
+
+        ``state`` (small, JSON) is what the tool's ``resume`` needs to finish the job elsewhere: it
+        becomes part of the task id. Without it the task lives only in this process.
+        """
+        self._extension._hand_off(self._task, state)
+        self._task.note(message, poll_interval_ms)
+        self._task.ready.set()
+
+    def note(self, message: str | None = None, *, poll_interval_ms: int | None = None) -> None:
+        """Update the task's ``statusMessage`` and the client's suggested poll interval."""
+        self._task.note(message, poll_interval_ms)
+
+
+def _declared(ctx: ServerRequestContext[Any, Any]) -> bool:
+    """Whether this request may get a task: 2026-07-28 or later, and the extension in its ``_meta``."""
+    if ctx.protocol_version not in _MODERN:
+        return False
+    capabilities = ctx.session.client_capabilities
+    return bool(capabilities and capabilities.extensions and TASKS_EXTENSION in capabilities.extensions)
+
+
+def _missing_capability() -> MCPError:
+    return MCPError(
+        code=MISSING_REQUIRED_CLIENT_CAPABILITY,
+        message=f"Missing required client capability: this request needs the {TASKS_EXTENSION} extension "
+        "(declare it in the request's _meta clientCapabilities.extensions)",
+        data={"requiredCapabilities": {"extensions": {TASKS_EXTENSION: {}}}},
+    )
+
+
+def _not_found(task_id: str) -> MCPError:
+    shown = task_id if len(task_id) <= 80 else task_id[:77] + "..."
+    return MCPError(code=INVALID_PARAMS, message=f"Failed to retrieve task: Task not found ({shown!r})")
+
+
+class TasksExtension(Extension):
+    """The tasks runtime: both wire forms, over one store of tasks kept in memory.
+
+    ``ids`` signs the ids of handed-off tasks; ``owner`` names the caller of a request (a task is
+    visible to its owner only); ``list_tasks`` offers the 2025-11-25 ``tasks/list``, which that
+    revision advises only when the owner tells requestors apart. ``ttl_seconds`` is every task's
+    lifetime (``ttlMs``), after which it is forgotten. Never earlier, with two exceptions that keep
+    memory bounded: past ``max_tasks`` tasks the oldest finished ones go (those that can be rebuilt
+    from their id first), and past ``max_result_bytes`` of held results the oldest delivered ones
+    that can be rebuilt from their id go (a later ``tasks/get`` rebuilds them from Atlas).
+    """
+
+    identifier = TASKS_EXTENSION
+
+    def __init__(
+        self,
+        ids: TaskIds,
+        *,
+        ttl_seconds: float,
+        owner: Owner | None = None,
+        list_tasks: bool = True,
+        poll_interval_ms: int = TASK_POLL_DEFAULT_MS,
+        max_tasks: int = MAX_TASKS,
+        max_result_bytes: int = MAX_TASK_RESULTS_MB * MB,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._ids = ids
+        self._ttl = float(ttl_seconds)
+        self._owner: Owner = owner or (lambda ctx: "")
+        self._list_tasks = list_tasks
+        self._poll_ms = poll_interval_ms
+        self._max = max(1, max_tasks)
+        self._max_result_bytes = max_result_bytes
+        self._clock = clock
+        self._tools: dict[str, TaskTool] = {}
+        self._tasks: dict[str, _Task] = {}  # oldest first
+        self._groups: list[anyio.abc.TaskGroup] = []
+        self._server: MCPServer[Any] | None = None
+
+    # --- set-up ----------------------------------------------------------------------------
+
+    def add_tool(self, name: str, spec: TaskTool | None = None) -> None:
+        """Let ``name`` run as a task for clients that use tasks."""
+        self._tools[name] = spec or TaskTool()
+
+    def bind(self, server: MCPServer[Any]) -> None:
+        """Serve the 2025-11-25 form on ``server`` (and re-run tools there for input rounds)."""
+        self._server = server
+        compat.add_middleware(server, self._legacy)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Own the task group task runs live in; enter it from the server lifespan.
+
+        Re-entrant (SSE enters a lifespan per connection): runs go to the oldest group still open,
+        which over HTTP is the application's own, so a run outlives the connection that started it.
+        """
+        async with anyio.create_task_group() as group:
+            self._groups.append(group)
+            try:
+                yield
+            finally:
+                self._groups.remove(group)
+                group.cancel_scope.cancel()
+
+    # --- the Extension surface -------------------------------------------------------------
+
+    def methods(self) -> list[MethodBinding]:
+        both = _MODERN | _LEGACY
+        return [
+            MethodBinding("tasks/get", TaskIdParams, self._get, protocol_versions=both),
+            MethodBinding("tasks/update", UpdateTaskParams, self._update, protocol_versions=_MODERN),
+            MethodBinding("tasks/cancel", TaskIdParams, self._cancel, protocol_versions=both),
+            MethodBinding("tasks/result", TaskIdParams, self._result, protocol_versions=_LEGACY),
+            MethodBinding("tasks/list", PaginatedRequestParams, self._list, protocol_versions=_LEGACY),
+        ]
+
+    async def intercept_tool_call(
+        self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        spec = self._tools.get(params.name)
+        if spec is None or ctx.protocol_version not in _MODERN:
+            return await call_next(ctx)  # 2025-11-25 tasks are the middleware's; params.task is ignored here
+        if not _declared(ctx):
+            if spec.required:
+                raise _missing_capability()
+            return await call_next(ctx)
+        task = self._start(ctx, params.name, params.arguments, spec, call_next)
+        if task is None:
+            if spec.required:
+                raise MCPError(code=INTERNAL_ERROR, message="This server cannot start another task right now")
+            return await call_next(ctx)
+        if spec.handoff:
+            await self._until_handed_off(task)
+        if task.task_id is None:
+            return task.inline()
+        return {"resultType": "task", **task.fields(modern=True)}
+
+    # --- tasks/* ---------------------------------------------------------------------------
+
+    async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
+        task = self._find(ctx, params.task_id)
+        if ctx.protocol_version not in _MODERN:
+            return task.fields(modern=False)
+        answer = {"resultType": "complete", **task.detailed()}
+        self._delivered(task)
+        return answer
+
+    async def _update(self, ctx: ServerRequestContext[Any, Any], params: UpdateTaskParams) -> dict[str, Any]:
+        task = self._find(ctx, params.task_id)
+        if task.status == "input_required":
+            for key, value in params.input_responses.items():
+                if key not in task.pending:
+                    continue  # not asked (or already answered): ignored, as SEP-2663 says
+                try:
+                    task.answers[key] = _INPUT_RESPONSE.validate_python(value)
+                except ValidationError:
+                    raise MCPError(
+                        code=INVALID_PARAMS, message=f"inputResponses[{key!r}] is not a valid response"
+                    ) from None
+                del task.pending[key]
+            if not task.pending:
+                task.wake.set()
+        return {"resultType": "complete"}
+
+    async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
+        task = self._find(ctx, params.task_id)
+        modern = ctx.protocol_version in _MODERN
+        if task.terminal:
+            if modern:
+                return {"resultType": "complete"}  # SEP-2663: cancelling an ended task is acknowledged
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"Task {params.task_id!r} already ended ({task.status}); it cannot be cancelled",
+            )
+        spec = self._tools.get(task.tool)
+        note = spec.cancelled(task.state) if spec and spec.cancelled and task.state is not None else None
+        task.move("cancelled", note or "Cancelled at the client's request.")
+        task.scope.cancel()
+        return {"resultType": "complete"} if modern else task.fields(modern=False)
+
+    async def _result(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
+        """2025-11-25: block until the task ends, then answer what the call would have answered."""
+        task = self._find(ctx, params.task_id)
+        with anyio.move_on_after(max(0.0, task.created + task.ttl - self._clock())):
+            await task.done.wait()
+        if task.status == "completed" and task.result is not None:
+            meta = dict(task.result.get("_meta") or {})
+            meta[RELATED_TASK] = {"taskId": task.task_id}
+            answer = {**task.result, "_meta": meta}
+            self._delivered(task)
+            return answer
+        if task.status == "failed" and task.error is not None:
+            raise MCPError.from_error_data(ErrorData.model_validate(task.error))
+        raise MCPError(
+            code=INVALID_PARAMS, message=f"Task {params.task_id!r} was {task.status}; it has no result"
+        )
+
+    async def _list(
+        self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams
+    ) -> dict[str, Any]:
+        if not self._list_tasks:
+            raise MCPError(
+                code=METHOD_NOT_FOUND,
+                message="tasks/list is not offered: this server cannot tell callers apart",
+            )
+        owner = self._owner(ctx)
+        self._sweep()
+        mine = [task for task in self._tasks.values() if task.owner == owner]
+        cursor = params.cursor or "0"
+        if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > len(mine):
+            raise MCPError(code=INVALID_PARAMS, message="Invalid cursor for tasks/list")
+        start = int(cursor)
+        page = mine[start : start + _LIST_PAGE]
+        out: dict[str, Any] = {"tasks": [task.fields(modern=False) for task in page]}
+        if start + _LIST_PAGE < len(mine):
+            out["nextCursor"] = str(start + _LIST_PAGE)
+        return out
+
+    # --- finding tasks ---------------------------------------------------------------------
+
+    def _find(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> _Task:
+        """The caller's task ``task_id`` (rebuilt from the id when this process does not have it)."""
+        if ctx.protocol_version in _MODERN:
+            if not _declared(ctx):
+                raise _missing_capability()
+            headers = getattr(ctx.request, "headers", None)
+            if headers is not None and decode_header_value(headers.get(MCP_NAME_HEADER)) != task_id:
+                raise MCPError(
+                    code=HEADER_MISMATCH, message="The Mcp-Name header does not match params.taskId"
+                )
+        owner = self._owner(ctx)
+        self._sweep()
+        task = self._tasks.get(task_id)
+        if task is not None:
+            if task.owner != owner:
+                raise _not_found(task_id)
+            return task
+        return self._adopt(ctx, task_id, owner)
+
+    def _adopt(self, ctx: ServerRequestContext[Any, Any], task_id: str, owner: str) -> _Task:
+        """Take over a task another process (or this one before a restart) handed off, from its id."""
+        if len(task_id) > MAX_TASK_ID_CHARS:
+            raise _not_found(task_id)
+        envelope = self._ids.read(task_id, owner)
+        if envelope is None:
+            raise _not_found(task_id)
+        tool, created, state = envelope.get("t"), envelope.get("c"), envelope.get("s")
+        spec = self._tools.get(tool) if isinstance(tool, str) else None
+        if (
+            spec is None
+            or spec.resume is None
+            or not isinstance(tool, str)
+            or not isinstance(created, int)
+            or isinstance(created, bool)
+            or not isinstance(state, dict)
+        ):
+            raise _not_found(task_id)
+        started = created / 1000
+        if started + self._ttl < self._clock():
+            raise MCPError(code=INVALID_PARAMS, message="Failed to retrieve task: Task has expired")
+        if not self._groups or not self._room():
+            raise MCPError(code=INTERNAL_ERROR, message="This server cannot take over another task right now")
+        task = _Task(
+            tool=tool, owner=owner, arguments={}, created=started, ttl=self._ttl, poll_ms=self._poll_ms,
+            version=ctx.protocol_version, clock=self._clock, task_id=task_id, state=state,
+            message="Checking on the job (this server has just taken over the task).",
+        )  # fmt: skip
+        task.updated = self._clock()
+        self._tasks[task_id] = task
+        resume = spec.resume
+
+        async def invoke(run_ctx: ServerRequestContext[Any, Any]) -> HandlerResult:
+            try:
+                return await resume(run_ctx, state, started)
+            except MCPError:
+                raise
+            except Exception as exc:  # a tool error, as the SDK answers for a tool that raises
+                return _tool_error(exc)
+
+        self._groups[0].start_soon(self._run, task, ctx, invoke)
+        return task
+
+    # --- running -----------------------------------------------------------------------------
+
+    def _start(
+        self, ctx: ServerRequestContext[Any, Any], name: str, arguments: Any, spec: TaskTool, invoke: CallNext
+    ) -> _Task | None:
+        """Start ``invoke`` (the rest of the ``tools/call`` chain) in the background; None: no room."""
+        if not self._groups or not self._room():
+            return None
+        task = _Task(
+            tool=name,
+            owner=self._owner(ctx),
+            arguments=dict(arguments) if isinstance(arguments, Mapping) else {},
+            created=self._clock(),
+            ttl=self._ttl,
+            poll_ms=self._poll_ms,
+            version=ctx.protocol_version,
+            clock=self._clock,
+        )
+        if not spec.handoff:
+            self._hand_off(task, None)
+        self._groups[0].start_soon(self._run, task, ctx, invoke)
+        return task
+
+    def _hand_off(self, task: _Task, state: Mapping[str, Any] | None) -> None:
+        """Give ``task`` its id and keep it: from here on ``tasks/get`` resolves it."""
+        if task.task_id is not None:
+            return
+        task.created = task.updated = self._clock()
+        task_id = None
+        if state is not None:
+            envelope = {"t": task.tool, "c": int(task.created * 1000), "s": dict(state)}
+            try:
+                task_id = self._ids.mint(envelope, task.owner)
+                task.state = dict(state)
+            except (TypeError, ValueError):
+                logger.warning(
+                    "task state of %s does not fit in an id; the task lives in this process only", task.tool
+                )
+        task.task_id = task_id or f"t0.{secrets.token_urlsafe(24)}"
+        self._tasks[task.task_id] = task
+
+    async def _until_handed_off(self, task: _Task) -> None:
+        """Wait until the run hands off (or ends); a caller that goes away first stops the run."""
+        settled = False
+        try:
+            await task.ready.wait()
+            settled = True
+        finally:
+            if not settled:
+                # abandoned before it became a task: stopped, as a plain call would be
+                task.scope.cancel()
+
+    async def _run(self, task: _Task, ctx: ServerRequestContext[Any, Any], invoke: CallNext) -> None:
+        """The task's body, in the server's task group; ends in exactly one of its outcomes."""
+        token = _CURRENT.set(TaskRun(self, task))
+        # SEP-2663: no progress or log notification for a task; its progress text is its statusMessage
+        run_ctx = replace(ctx, session=compat.quiet_session(ctx.session, task.note))
+        try:
+            with task.scope:
+                try:
+                    outcome = await invoke(run_ctx)
+                    outcome = await self._answer_inputs(task, run_ctx, outcome)
+                except MCPError as err:
+                    self._settle(task, err)
+                except ValidationError:
+                    self._settle(task, MCPError(code=INVALID_PARAMS, message="Invalid request parameters"))
+                except Exception:
+                    logger.exception("task %s of %s crashed", task.task_id, task.tool)
+                    self._settle(
+                        task, MCPError(code=INTERNAL_ERROR, message="Internal error while running the task")
+                    )
+                else:
+                    self._settle(task, outcome)
+        finally:
+            _CURRENT.reset(token)
+            task.ready.set()
+
+    def _settle(self, task: _Task, outcome: Any) -> None:
+        if task.task_id is None:
+            task.outcome = outcome  # ended before it became a task: the call answers with this
+            return
+        if isinstance(outcome, MCPError):
+            error = outcome.error.model_dump(mode="json", exclude_none=True)
+            if task.move("failed", outcome.error.message):
+                task.error = error
+            return
+        result = _wire(outcome)
+        try:  # the tool result as the protocol version that asked for the task words it
+            result = serialize_server_result("tools/call", task.version, result)
+        except (KeyError, ValueError):
+            logger.error(
+                "task %s of %s: the tool returned something that is not a tool result",
+                task.task_id,
+                task.tool,
+            )
+            if task.move("failed", "The tool returned something that is not a tool result."):
+                task.error = {"code": INTERNAL_ERROR, "message": "Handler returned an invalid result"}
+            return
+        if task.version in _MODERN:
+            result.setdefault("resultType", "complete")
+        message = None
+        if result.get("isError"):
+            texts = [
+                c.get("text")
+                for c in result.get("content", [])
+                if isinstance(c, dict) and c.get("type") == "text"
+            ]
+            message = next((t for t in texts if isinstance(t, str) and t), "The tool reported an error.")
+        if task.move("completed", message):
+            task.result = result
+            task.size = len(json.dumps(result))
+
+    async def _answer_inputs(self, task: _Task, ctx: ServerRequestContext[Any, Any], outcome: Any) -> Any:
+        """While the tool asks for input (and this is a task), park in ``input_required`` and re-run it."""
+        rounds = 0
+        while is_input_required(outcome) and task.task_id is not None:
+            if task.version not in _MODERN or self._server is None:
+                raise MCPError(
+                    code=INTERNAL_ERROR,
+                    message="This task needs input, which this protocol version cannot carry",
+                )
+            if rounds >= MAX_TASK_INPUT_ROUNDS:
+                raise MCPError(
+                    code=INTERNAL_ERROR, message=f"The task asked for input more than {rounds} times"
+                )
+            asked = InputRequiredResult.model_validate(_wire(outcome))
+            task.pending, task.asked, task.answers = {}, {}, {}
+            for key, request in (asked.input_requests or {}).items():
+                unique = f"r{rounds}-{key}"  # keys are never reused over a task's lifetime
+                task.asked[unique] = key
+                task.pending[unique] = request.model_dump(by_alias=True, mode="json", exclude_none=True)
+            task.request_state = asked.request_state
+            if task.pending:
+                task.move("input_required", keep_message=True)
+                while task.pending and not task.terminal:
+                    await task.wake.wait()
+                    task.wake = anyio.Event()
+                task.move("working", keep_message=True)
+            rounds += 1
+            answers = {task.asked[key]: value for key, value in task.answers.items()}
+            params = CallToolRequestParams(
+                name=task.tool,
+                arguments=task.arguments,
+                input_responses=answers,
+                request_state=task.request_state,
+            )
+            context: Context[Any, Any] = Context(
+                request_context=ctx, mcp_server=self._server, input_params=params
+            )
+            try:
+                outcome = await self._server.call_tool(task.tool, task.arguments, context)
+            except MCPError:
+                raise
+            except Exception as exc:
+                outcome = _tool_error(exc)
+        return outcome
+
+    # --- keeping tasks ---------------------------------------------------------------------
+
+    def _sweep(self) -> None:
+        """Forget the tasks whose lifetime is over (a run still going is stopped)."""
+        now = self._clock()
+        for task_id, task in list(self._tasks.items()):
+            if task.created + task.ttl < now:
+                task.scope.cancel()
+                del self._tasks[task_id]
+
+    def _delivered(self, task: _Task) -> None:
+        """Note that ``task``'s result went out; then keep the results held within their budget.
+
+        Over budget, the oldest completed tasks whose result went out and that can be rebuilt from
+        their id are dropped (a later ``tasks/get`` rebuilds them from Atlas). A result that never
+        went out is never dropped, so a client always gets it at least once.
+        """
+        if task.status != "completed":
+            return
+        task.delivered = True
+        held = sum(t.size for t in self._tasks.values())
+        for task_id, kept in list(self._tasks.items()):
+            if held <= self._max_result_bytes:
+                return
+            if kept.delivered and kept.state is not None:
+                held -= kept.size
+                del self._tasks[task_id]
+
+    def _room(self) -> bool:
+        """Whether one more task may be kept, forgetting the oldest finished one if needed."""
+        self._sweep()
+        if len(self._tasks) < self._max:
+            return True
+        finished = [task for task in self._tasks.values() if task.terminal]
+        # a task with state in its id can be rebuilt later, so it goes first
+        for task in sorted(finished, key=lambda t: t.state is None):
+            if task.task_id is not None:
+                del self._tasks[task.task_id]
+                return True
+        return False
+
+    # --- the 2025-11-25 form -----------------------------------------------------------------
+
+    async def _legacy(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        """Server middleware: the 2025-11-25 tasks form (capability, taskSupport, params.task)."""
+        if ctx.method == "initialize":
+            return _advertise_legacy(await call_next(ctx), list_tasks=self._list_tasks)
+        if ctx.protocol_version != LEGACY_VERSION:
+            return await call_next(ctx)
+        if ctx.method == "tools/list":
+            return self._mark_tools(await call_next(ctx))
+        if ctx.method == "tools/call":
+            return await self._legacy_call(ctx, call_next)
+        return await call_next(ctx)
+
+    def _mark_tools(self, result: HandlerResult) -> HandlerResult:
+        if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+            return result
+        tools = []
+        for tool in result["tools"]:
+            name = tool.get("name") if isinstance(tool, dict) else None
+            spec = self._tools.get(name) if isinstance(name, str) else None
+            if spec is not None:
+                tool = {**tool, "execution": {"taskSupport": "required" if spec.required else "optional"}}
+            tools.append(tool)
+        return {**result, "tools": tools}
+
+    async def _legacy_call(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        params = ctx.params or {}
+        name, wanted = params.get("name"), params.get("task")
+        spec = self._tools.get(name) if isinstance(name, str) else None
+        if wanted is None:
+            if spec is not None and spec.required:
+                raise MCPError(
+                    code=METHOD_NOT_FOUND, message=f"Tool {name!r} must be called as a task (params.task)"
+                )
+            return await call_next(ctx)
+        if spec is None or not isinstance(name, str):
+            raise MCPError(
+                code=METHOD_NOT_FOUND,
+                message=f"Tool {name!r} does not run as a task; call it without params.task",
+            )
+        if not isinstance(wanted, Mapping):
+            raise MCPError(code=INVALID_PARAMS, message="params.task must be an object")
+        task = self._start(ctx, name, params.get("arguments"), spec, call_next)
+        if task is None:
+            raise MCPError(
+                code=INTERNAL_ERROR,
+                message="This server cannot start another task right now; try again later",
+            )
+        if spec.handoff:
+            await self._until_handed_off(task)
+        if task.task_id is None:
+            if isinstance(task.outcome, MCPError) or task.outcome is None:
+                return task.inline()  # a protocol error before the job started: answered as such
+            self._hand_off(task, None)  # finished at once (e.g. dry_run): a task that has already ended
+            self._settle(task, task.outcome)
+        return {
+            "task": task.fields(modern=False),
+            "_meta": {IMMEDIATE_RESPONSE: f"Started as task {task.task_id}; its result will follow."},
+        }
+
+
+def _advertise_legacy(result: HandlerResult, *, list_tasks: bool) -> HandlerResult:
+    """Add ``capabilities.tasks`` to an ``initialize`` result that settled on 2025-11-25."""
+    if not isinstance(result, dict) or result.get("protocolVersion") != LEGACY_VERSION:
+        return result
+    capabilities = dict(result.get("capabilities") or {})
+    tasks: dict[str, Any] = {"list": {}} if list_tasks else {}
+    capabilities["tasks"] = {**tasks, "cancel": {}, "requests": {"tools": {"call": {}}}}
+    return {**result, "capabilities": capabilities}
