@@ -7,7 +7,8 @@ the real Atlas Cloud API, and they need no authentication.
   ``{"fault": "status"|"html"|"rate_limited"|"delay"|"invalid_json"|"envelope_error"|"reset",
   ...arguments of the matching ``Fault`` constructor, "method": "*", "path": "*", "times": 1}``
 - ``POST /_emulator/script`` with the fields of :class:`PredictionScript` -> queued for the next submit
-- ``GET|POST /_emulator/config`` with ``{"latency": 1.0, "queue_delay": 0.0, "fail_http_status": 500}``
+- ``GET|POST /_emulator/config`` with ``{"latency": 1.0, "queue_delay": 0.0, "fail_http_status": 500,
+  "durations": "uniform:1,8" (or null for the constant latency), "seed": 0}``
 - ``GET  /_emulator/predictions`` -> id, model, status and prompt of every prediction
 """
 
