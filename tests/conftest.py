@@ -19,7 +19,7 @@ from atlas_image_mcp.settings import Settings
 
 TEST_KEY = "apikey-TESTSECRET-0123456789abcdef"
 EMULATOR_URL = "http://atlas.emulator"
-FAST_POLLS = PollSchedule(first=0.02, fast_until=1.0, growth=1.5, max_interval=0.1, jitter=0.0)
+FAST_POLLS = PollSchedule(step=0.02, fast_until=1.0, ratio=0.1, max_interval=0.1)
 
 
 @pytest.fixture(autouse=True)

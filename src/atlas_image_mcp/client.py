@@ -151,7 +151,7 @@ class AtlasClient:
                 options=options,
                 retry=retry,
                 fetcher=Fetcher(http, retry=retry, sleep=sleep, limiter=in_flight),
-                poll_schedule=poll_schedule or PollSchedule(rng=rng),
+                poll_schedule=poll_schedule or PollSchedule(),
                 sleep=sleep,
                 clock=clock,
                 in_flight=in_flight,
@@ -247,9 +247,9 @@ class AtlasClient:
         such as the submit answer). A 404 within ``not_found_grace`` seconds of the start counts as
         "not visible yet" (Atlas can lag right after a submit). Cancel the calling task to stop.
 
-        Polls follow :class:`PollSchedule`, which times them by what the model's recent
-        predictions took (the wait is assumed to start right after the submit) and learns from
-        every completion seen here.
+        Polls follow :class:`PollSchedule`: at most 0.3 s apart for the first 10 s, then at most
+        10% of the time waited, placed by what the model's recent predictions took (the wait is
+        assumed to start right after the submit); it learns from every completion seen here.
         """
         start = self._shared.clock()
         deadline = start + max_wait
@@ -279,6 +279,7 @@ class AtlasClient:
                 model = current.model
                 if not plan.learned and (known := schedule.plan(model)).learned:
                     plan = known
+                    plan.skip(self._shared.clock() - start)
             await _call(on_update, current)
             if current.kind == "done":
                 seen = self._shared.clock() - start
