@@ -1,6 +1,7 @@
 """The async Atlas Cloud client.
 
-One ``httpx.AsyncClient`` (pooled connections, proxies from the environment) behind one method,
+One ``httpx.AsyncClient`` (pooled connections through :mod:`atlas_image_mcp.transport`, proxies
+from the environment) behind one method,
 :meth:`AtlasClient._request`, which is the only place that sends API calls, wraps transport
 errors, applies the :class:`~atlas_image_mcp.retry.RetryPolicy`, unwraps the envelope and maps
 statuses to :mod:`atlas_image_mcp.errors`. Polling is timed by
@@ -42,18 +43,16 @@ from .params import GenerationRequest
 from .polling import PollSchedule, duration_of
 from .redact import redact, register_secret
 from .retry import RetryPolicy, retry_after_seconds
-from .settings import Settings, normalize_base_url
+from .settings import Settings, normalize_base_url, proxy_environment
+from .transport import AiohttpTransport
 from .wire import PreparedRequest, prepare_request
 
 __all__ = ["AtlasClient", "ClientOptions"]
 
 logger = logging.getLogger(__name__)
 
-# httpcore 1.0.x rescans every pooled connection and every queued request each time a request
-# starts or ends, and closes idle connections as soon as there are more connections in all than
-# max_keepalive_connections (encode/httpcore#1035): with 500 calls in flight that bookkeeping was
-# most of the HTTP server's CPU (bench/RESULTS.md). So every connection is kept alive, and requests
-# queue for one in our own semaphore (_Shared.in_flight), never in httpcore's queue.
+# Connections to Atlas (kept alive for KEEPALIVE_SECONDS) and requests in flight at once: requests
+# queue for one in our own semaphore (_Shared.in_flight), never in the transport's pool.
 DEFAULT_LIMITS = httpx.Limits(
     max_connections=C.MAX_CONNECTIONS,
     max_keepalive_connections=C.MAX_CONNECTIONS,
@@ -135,6 +134,12 @@ class AtlasClient:
                 upload_timeout=upload_timeout,
                 max_retries=max_retries,
             )
+            if transport is None:  # a real network: aiohttp underneath (see atlas_image_mcp.transport)
+                transport = AiohttpTransport(
+                    max_connections=limits.max_connections or C.MAX_CONNECTIONS,
+                    keepalive_expiry=limits.keepalive_expiry or C.KEEPALIVE_SECONDS,
+                    proxies=proxy_environment(),
+                )
             http = httpx.AsyncClient(
                 transport=transport,
                 timeout=httpx.Timeout(timeout, connect=connect_timeout),

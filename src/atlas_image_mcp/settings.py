@@ -30,7 +30,15 @@ from pydantic import (
 from . import constants as C
 from .validation import field_problem
 
-__all__ = ["ENV_VARS", "SettingVar", "Settings", "SettingsError", "default_output_dir", "normalize_base_url"]
+__all__ = [
+    "ENV_VARS",
+    "SettingVar",
+    "Settings",
+    "SettingsError",
+    "default_output_dir",
+    "normalize_base_url",
+    "proxy_environment",
+]
 
 
 class SettingsError(ValueError):
@@ -309,3 +317,18 @@ def _describe(err: ValidationError, given: Mapping[str, Any]) -> str:
         raw = given.get(field, problem.get("input"))
         sentences.append(f"{name} {field_problem(problem)} (got {str(raw)!r}).")
     return " ".join(sentences)
+
+
+def proxy_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The proxies that HTTP clients take from the environment, as httpx does with ``trust_env``.
+
+    ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` (either case) by scheme (``https``, ``http``,
+    ``all``), and ``NO_PROXY`` as ``no``: the hosts that bypass them.
+    """
+    env = os.environ if environ is None else environ
+    found: dict[str, str] = {}
+    for scheme in ("http", "https", "all", "no"):
+        value = env.get(f"{scheme}_proxy") or env.get(f"{scheme.upper()}_PROXY") or ""
+        if value.strip():
+            found[scheme] = value.strip()
+    return found

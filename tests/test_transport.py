@@ -1,0 +1,132 @@
+"""The client on a real network: AtlasClient with no injected transport (aiohttp underneath).
+
+The emulator runs under uvicorn on a loopback port. What matters for money is checked on the
+wire: an error before the request could leave says nothing was sent, one after it says the job
+may have started, and a POST is never sent twice. Proxies are taken from the environment as
+httpx takes them: the emulator itself stands in for the proxy (it answers absolute-form targets).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from atlas_image_mcp.client import MAY_HAVE_STARTED, AtlasClient
+from atlas_image_mcp.emulator import Emulator, Fault
+from atlas_image_mcp.errors import APIConnectionError, APITimeoutError, DownloadError
+from atlas_image_mcp.flux import GenerationRequest
+from atlas_image_mcp.settings import proxy_environment
+
+from .conftest import FAST_POLLS, TEST_KEY
+from .loadgen import serve_in_thread
+
+GENERATE = "/api/v1/model/generateImage"
+BOUND = 20.0
+
+
+@pytest.fixture
+def served(emulator: Emulator) -> Iterator[str]:
+    with serve_in_thread(emulator.app, graceful=0.3, lifespan="off") as url:
+        yield url
+
+
+def client(url: str, **kw: object) -> AtlasClient:
+    options: dict = {"timeout": 2.0, "connect_timeout": 2.0, "poll_schedule": FAST_POLLS, **kw}
+    return AtlasClient(api_key=TEST_KEY, base_url=url, **options)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # nothing listens there once the socket is closed
+
+
+async def test_a_whole_generation_over_the_network(emulator: Emulator, served: str, tmp_path: Path) -> None:
+    with anyio.fail_after(BOUND):
+        async with client(served) as api:
+            first = await api.submit_image(GenerationRequest(prompt="a fox", width=256, height=256))
+            done = await api.wait(first.id, 10, first=first)
+            picture = await api.download(done.outputs[0], 10_000_000)
+            source = tmp_path / "in.png"
+            source.write_bytes(picture.content)
+            upload = await api.upload_media(source)
+    assert done.status == "completed" and picture.content_type == "image/jpeg"
+    assert upload.download_url.startswith(served)
+    (post,) = [r for r in emulator.requests if r.method == "POST" and r.path == GENERATE]
+    assert post.json is not None and post.json["prompt"] == "a fox"
+    assert post.headers["user-agent"].startswith("atlas-image-mcp/")
+    uploaded = [r for r in emulator.requests if r.path.endswith("uploadMedia")]
+    assert len(uploaded) == 1 and picture.content in uploaded[0].body  # the file streamed whole
+
+
+async def test_nothing_listening_is_an_error_that_says_nothing_was_sent() -> None:
+    with anyio.fail_after(BOUND):
+        async with client(f"http://127.0.0.1:{closed_port()}", max_retries=0) as api:
+            with pytest.raises(APIConnectionError) as info:
+                await api.submit_image(GenerationRequest(prompt="a fox"))
+    assert info.value.sent is False
+    assert MAY_HAVE_STARTED not in info.value.message and "could not reach" in info.value.message
+
+
+async def test_a_connection_dropped_after_the_post_says_it_may_have_started_and_is_not_resent(
+    emulator: Emulator, served: str
+) -> None:
+    emulator.inject(Fault.reset(), method="POST", path=GENERATE)
+    with anyio.fail_after(BOUND):
+        async with client(served) as api:
+            with pytest.raises(APIConnectionError) as info:
+                await api.submit_image(GenerationRequest(prompt="a fox"))
+    assert info.value.sent is True and MAY_HAVE_STARTED in info.value.message
+    assert emulator.count("POST", GENERATE) == 1
+
+
+async def test_an_answer_that_never_comes_is_a_read_timeout_and_the_post_is_not_resent(
+    emulator: Emulator, served: str
+) -> None:
+    emulator.inject(Fault.delay(3), method="POST", path=GENERATE)
+    with anyio.fail_after(BOUND):
+        async with client(served, timeout=0.3) as api:
+            with pytest.raises(APITimeoutError) as info:
+                await api.submit_image(GenerationRequest(prompt="a fox"))
+    assert info.value.sent is True and MAY_HAVE_STARTED in info.value.message
+    assert emulator.count("POST", GENERATE) == 1
+
+
+async def test_a_download_larger_than_the_cap_is_refused_and_the_connection_still_serves(
+    emulator: Emulator, served: str
+) -> None:
+    with anyio.fail_after(BOUND):
+        async with client(served) as api:
+            first = await api.submit_image(GenerationRequest(prompt="a fox", width=512, height=512))
+            done = await api.wait(first.id, 10, first=first)
+            with pytest.raises(DownloadError):
+                await api.download(done.outputs[0], 100)
+            assert (await api.get_prediction(first.id)).status == "completed"
+
+
+async def test_proxies_come_from_the_environment_and_no_proxy_bypasses_them(
+    emulator: Emulator, served: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert proxy_environment({"HTTP_PROXY": served, "no_proxy": "skipped.test"}) == {
+        "http": served,
+        "no": "skipped.test",
+    }
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", served)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with anyio.fail_after(BOUND):
+        async with AtlasClient(api_key=TEST_KEY, base_url="http://atlas.test", timeout=2.0) as api:
+            models = await api.list_models()
+        bypass = f"http://127.0.0.1:{closed_port()}"
+        async with AtlasClient(api_key=TEST_KEY, base_url=bypass, timeout=2.0, max_retries=0) as direct:
+            with pytest.raises(APIConnectionError):  # straight to a closed port, not through the proxy
+                await direct.list_models()
+    assert models  # the request reached the emulator through the "proxy"
+    (seen,) = [r for r in emulator.requests if r.path == "/api/v1/models"]
+    assert seen.headers["host"] == "atlas.test"
