@@ -178,9 +178,15 @@ def test_durations_are_learned_per_model_and_the_history_is_bounded() -> None:
     schedule.observe(DEV, 20.0)
     assert schedule.recent(SCHNELL) == [1.0, 2.0, 3.0]  # 5.0 was dropped
     assert schedule.recent(DEV) == [20.0] and schedule.recent("other/model") == []
+    assert schedule.expected(SCHNELL) == (1.0, 3.0) and schedule.expected("other/model") is None
     for n in range(200):
         schedule.observe(f"model/{n}", 1.0)
     assert schedule.recent("model/199") and not schedule.recent(SCHNELL)
+
+
+def test_the_expected_range_leaves_one_outlier_out_once_there_are_four() -> None:
+    assert learned([1.0, 1.1, 0.9]).expected(SCHNELL) == (0.9, 1.1)
+    assert learned([1.0, 1.1, 0.9, 30.0]).expected(SCHNELL) == (0.9, 1.1)
 
 
 def test_learn_false_keeps_the_cold_plan() -> None:

@@ -18,7 +18,7 @@ import pytest
 from atlas_image_mcp.client import MAY_HAVE_STARTED, AtlasClient
 from atlas_image_mcp.emulator import Emulator, Fault
 from atlas_image_mcp.errors import APIConnectionError, APITimeoutError, DownloadError
-from atlas_image_mcp.flux import GenerationRequest
+from atlas_image_mcp.params import GenerationRequest
 from atlas_image_mcp.settings import proxy_environment
 
 from .conftest import FAST_POLLS, TEST_KEY

@@ -105,6 +105,16 @@ class PollSchedule:
         """The durations (seconds) of the model's recent predictions, oldest first."""
         return list(self._durations.get(model or "", ()))
 
+    def expected(self, model: str | None) -> tuple[float, float] | None:
+        """(fastest, slowest) recent duration of ``model`` in seconds, or None while cold.
+
+        The single slowest is left out once there are four, so one outlier does not count.
+        """
+        recent = sorted(self._durations.get(model or "", ()))
+        if not recent:
+            return None
+        return recent[0], recent[-2] if len(recent) >= 4 else recent[-1]
+
     def plan(self, model: str | None) -> PollPlan:
         """The poll timing of one wait for a prediction of ``model`` (None = not known yet)."""
         recent = self._durations.get(model or "") if self.learn else None
