@@ -314,6 +314,11 @@ class _CountInFlight:
             self.counter.count -= 1
 
 
+#: uvloop when it is installed (a third less CPU per call on the MCP side, bench/RESULTS.md); always
+#: h11 for HTTP/1.1: httptools keeps the whitespace around header values, so a request whose
+#: ``Mcp-Name`` header is padded would be refused (the 2026 conformance suite checks it).
+UVICORN_PROTOCOLS: dict[str, Any] = {"loop": "auto", "http": "h11"}
+
 GRACE_SECONDS = 4.0  # SIGTERM: how long calls in flight may take to finish (then 2 s for the rest)
 
 
@@ -387,7 +392,7 @@ def serve_http(
         timeout_graceful_shutdown=2,  # for what is left after GRACE_SECONDS (_finish_calls_before_draining)
         server_header=False,
         log_config=None,
-        **uvicorn_options,
+        **{**UVICORN_PROTOCOLS, **uvicorn_options},
     )
     server = uvicorn.Server(config)
     _finish_calls_before_draining(server, app.state.in_flight)
@@ -458,6 +463,7 @@ def serve_workers(
         timeout_graceful_shutdown=2,  # for what is left after GRACE_SECONDS (_finish_calls)
         server_header=False,
         log_config=None,
+        **UVICORN_PROTOCOLS,
     )
     logger.info("atlas-image-mcp stopped")
     return 0
