@@ -70,6 +70,8 @@ async def test_a_prediction_completes_when_its_own_drawn_duration_has_passed(
     assert (await client.get(f"/api/v1/model/prediction/{pid}")).json()["data"]["status"] == "processing"
     clock.advance(0.01)
     assert (await client.get(f"/api/v1/model/prediction/{pid}")).json()["data"]["status"] == "completed"
+    (row,) = (await client.get("/_emulator/predictions")).json()["predictions"]
+    assert row["done_at"] - row["submitted_at"] == pytest.approx(duration)  # for benchmarks to read
 
 
 async def test_admin_config_selects_a_distribution_and_a_seed(

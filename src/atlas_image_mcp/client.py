@@ -1,7 +1,7 @@
 """The async Atlas Cloud client.
 
-One ``httpx.AsyncClient`` (pooled connections through :mod:`atlas_image_mcp.transport`, proxies
-from the environment) behind one method,
+One ``httpx.AsyncClient`` (pooled connections, proxies from the environment; a hosted server puts
+:mod:`atlas_image_mcp.transport` underneath) behind one method,
 :meth:`AtlasClient._request`, which is the only place that sends API calls, wraps transport
 errors, applies the :class:`~atlas_image_mcp.retry.RetryPolicy`, unwraps the envelope and maps
 statuses to :mod:`atlas_image_mcp.errors`. Polling is timed by
@@ -43,8 +43,7 @@ from .params import GenerationRequest
 from .polling import PollSchedule, duration_of
 from .redact import redact, register_secret
 from .retry import RetryPolicy, retry_after_seconds
-from .settings import Settings, normalize_base_url, proxy_environment
-from .transport import AiohttpTransport
+from .settings import Settings, normalize_base_url
 from .wire import PreparedRequest, prepare_request
 
 __all__ = ["AtlasClient", "ClientOptions"]
@@ -134,12 +133,6 @@ class AtlasClient:
                 upload_timeout=upload_timeout,
                 max_retries=max_retries,
             )
-            if transport is None:  # a real network: aiohttp underneath (see atlas_image_mcp.transport)
-                transport = AiohttpTransport(
-                    max_connections=limits.max_connections or C.MAX_CONNECTIONS,
-                    keepalive_expiry=limits.keepalive_expiry or C.KEEPALIVE_SECONDS,
-                    proxies=proxy_environment(),
-                )
             http = httpx.AsyncClient(
                 transport=transport,
                 timeout=httpx.Timeout(timeout, connect=connect_timeout),

@@ -14,12 +14,20 @@ import httpx
 
 from .catalogue import Catalogue
 from .client import AtlasClient
-from .constants import DEFAULT_EMULATOR_LATENCY, OFFLINE_API_KEY, OFFLINE_BASE_URL, USER_KEY_HEADER
+from .constants import (
+    DEFAULT_EMULATOR_LATENCY,
+    KEEPALIVE_SECONDS,
+    MAX_CONNECTIONS,
+    OFFLINE_API_KEY,
+    OFFLINE_BASE_URL,
+    USER_KEY_HEADER,
+)
 from .errors import MissingAPIKeyError
 from .guard import SpendGuard
 from .history import PictureHistory
 from .redact import register_secret
-from .settings import Settings
+from .settings import Settings, proxy_environment
+from .transport import AiohttpTransport
 
 __all__ = ["Runtime"]
 
@@ -51,7 +59,13 @@ class Runtime:
         client: AtlasClient | None = None,
         emulator_latency: float = DEFAULT_EMULATOR_LATENCY,
     ) -> Runtime:
-        """Build the runtime; ``offline`` puts the emulator behind the client, in process, no port."""
+        """Build the runtime; ``offline`` puts the emulator behind the client, in process, no port.
+
+        A ``remote`` (HTTP) server talks to Atlas through aiohttp's pool and parser
+        (:mod:`atlas_image_mcp.transport`): under load httpx's own transport cost more CPU per
+        request than the MCP call around it. Over stdio there is one user, and httpx's transport
+        costs nothing on the first call (aiohttp's import would).
+        """
         if client is None:
             if offline:
                 from .emulator import Emulator
@@ -59,6 +73,12 @@ class Runtime:
                 emulator = Emulator(latency=emulator_latency)
                 transport: httpx.AsyncBaseTransport | None = httpx.ASGITransport(app=emulator.app)
                 settings = settings.replace(api_key=OFFLINE_API_KEY, base_url=OFFLINE_BASE_URL)
+            elif remote:
+                transport = AiohttpTransport(
+                    max_connections=MAX_CONNECTIONS,
+                    keepalive_expiry=KEEPALIVE_SECONDS,
+                    proxies=proxy_environment(),
+                )
             else:
                 transport = None
             client = AtlasClient.from_settings(

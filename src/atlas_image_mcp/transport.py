@@ -18,6 +18,7 @@ uses httpx's own default context.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -42,16 +43,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._session: aiohttp.ClientSession | None = None
+        self._ssl: ssl.SSLContext | None = None
         self._proxies = dict(proxies or {})
 
     def _open(self) -> aiohttp.ClientSession:
         import aiohttp
 
         connector = aiohttp.TCPConnector(
-            limit=self._max_connections,
-            limit_per_host=0,
-            keepalive_timeout=self._keepalive_expiry,
-            ssl=httpx.create_ssl_context(),
+            limit=self._max_connections, limit_per_host=0, keepalive_timeout=self._keepalive_expiry
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -88,6 +87,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=body,
                 allow_redirects=False,
                 proxy=self._proxy_for(request.url),
+                ssl=self._tls() if request.url.scheme == "https" else True,
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=limits.get("connect"), sock_read=limits.get("read")
                 ),
@@ -104,6 +104,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             stream=_AnswerStream(answer, request),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": (answer.reason or "").encode()},
         )
+
+    def _tls(self) -> ssl.SSLContext:
+        """httpx's default TLS context (its CA bundle), made on the first https request."""
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context()
+        return self._ssl
 
     def _proxy_for(self, url: httpx.URL) -> str | None:
         proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
