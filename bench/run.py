@@ -1301,17 +1301,23 @@ def load_level(emu: Emulator, url: str, pid: int, calls: int, arguments: dict[st
     emu.reset()
     peak_reset = reset_peak(pid)
     cpu_server, cpu_emu, cpu_self = cpu_seconds(pid), cpu_seconds(emu.pid), time.process_time()
+    started = time.perf_counter()
     with RssSampler(pid) as sampler:
-        stats = anyio.run(lambda: run_load(f"{url}/mcp", calls, sessions_for(calls), arguments))
+        try:
+            stats = anyio.run(lambda: run_load(f"{url}/mcp", calls, sessions_for(calls), arguments))
+        except Exception as exc:  # the SDK client failed as a whole: a result of the level, shown as such
+            stats = None
+            failure = f"the client failed: {type(exc).__name__}: {exc}"[:200]
     after = proc_status(pid)
+    wall = time.perf_counter() - started
     return {
         "calls": calls,
         "sessions": sessions_for(calls),
-        "completed": stats.completed,
-        "first_error": stats.errors[0] if stats.errors else "",
-        "wall": stats.wall_seconds,
-        "p50": stats.percentile(50),
-        "p95": stats.percentile(95),
+        "completed": stats.completed if stats else 0,
+        "first_error": (stats.errors[0] if stats.errors else "") if stats else failure,
+        "wall": stats.wall_seconds if stats else wall,
+        "p50": stats.percentile(50) if stats else float("nan"),
+        "p95": stats.percentile(95) if stats else float("nan"),
         "polls_per_prediction": emu.count("GET", POLL_GLOB) / max(1, calls),
         "rss_peak": max(sampler.peak, after.get("VmHWM", 0) if peak_reset else 0),
         "cpu_server": cpu_seconds(pid) - cpu_server,

@@ -32,6 +32,13 @@ MAX_SCHEMA_BYTES = 2 * 1024 * 1024
 #: Connections to Atlas kept in the pool, and requests in flight at once (see client.DEFAULT_LIMITS).
 MAX_CONNECTIONS = 64
 KEEPALIVE_SECONDS = 30.0
+#: Idle connections to Atlas a hosted server keeps (its aiohttp pool, which cannot look at a pooled
+#: socket before reusing it as httpx does): under the 5 s after which common servers (uvicorn, several
+#: proxies) close an idle connection, so a request never races that close.
+HOSTED_KEEPALIVE_SECONDS = 4.0
+#: How long the HTTP server keeps an idle client connection open: longer than clients keep theirs
+#: (httpx: 5 s), so that the client closes first and a request never races the server's close.
+SERVER_KEEPALIVE_SECONDS = 30
 #: A 404 within this many seconds of a submit means "not visible yet" (Atlas lags right after a submit).
 NOT_FOUND_GRACE = 10.0
 

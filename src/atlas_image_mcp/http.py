@@ -43,7 +43,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, compat
-from .constants import USER_KEY_HEADER
+from .constants import SERVER_KEEPALIVE_SECONDS, USER_KEY_HEADER
 from .redact import register_secret
 from .runtime import Runtime
 from .server import make_server
@@ -314,10 +314,14 @@ class _CountInFlight:
             self.counter.count -= 1
 
 
-#: uvloop when it is installed (a third less CPU per call on the MCP side, bench/RESULTS.md); always
+#: uvloop when it is installed (a fifth less CPU per call on the MCP side, bench/RESULTS.md); always
 #: h11 for HTTP/1.1: httptools keeps the whitespace around header values, so a request whose
 #: ``Mcp-Name`` header is padded would be refused (the 2026 conformance suite checks it).
-UVICORN_PROTOCOLS: dict[str, Any] = {"loop": "auto", "http": "h11"}
+UVICORN_PROTOCOLS: dict[str, Any] = {
+    "loop": "auto",
+    "http": "h11",
+    "timeout_keep_alive": SERVER_KEEPALIVE_SECONDS,
+}
 
 GRACE_SECONDS = 4.0  # SIGTERM: how long calls in flight may take to finish (then 2 s for the rest)
 

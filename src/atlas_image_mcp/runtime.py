@@ -16,7 +16,7 @@ from .catalogue import Catalogue
 from .client import AtlasClient
 from .constants import (
     DEFAULT_EMULATOR_LATENCY,
-    KEEPALIVE_SECONDS,
+    HOSTED_KEEPALIVE_SECONDS,
     MAX_CONNECTIONS,
     OFFLINE_API_KEY,
     OFFLINE_BASE_URL,
@@ -76,7 +76,7 @@ class Runtime:
             elif remote:
                 transport = AiohttpTransport(
                     max_connections=MAX_CONNECTIONS,
-                    keepalive_expiry=KEEPALIVE_SECONDS,
+                    keepalive_expiry=HOSTED_KEEPALIVE_SECONDS,
                     proxies=proxy_environment(),
                 )
             else:
