@@ -31,6 +31,7 @@ from ..render import (
     inspect_image,
     resource_links,
     result_text,
+    warm_up_in_background,
 )
 from ..runtime import Runtime
 from ..storage import extension_for, find_saved, output_path, save_atomic
@@ -80,6 +81,7 @@ async def wait_with_progress(
     call that reports to nobody cost ~8% of the server's CPU under load (bench/RESULTS.md).
     """
     latest = {"status": first.status}
+    warm_up_in_background()  # the picture code's first use happens while the job runs
 
     async def on_update(prediction: Prediction) -> None:
         if prediction.status != latest["status"]:
