@@ -27,7 +27,7 @@ from .http_helpers import child_env, mcp_client, serve_app
 pytestmark = pytest.mark.timeout(60)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "mcp-config.example.json"
-TOOLS = {"generate_image", "get_prediction", "upload_media", "list_models"}
+TOOLS = {"generate_image", "get_prediction", "upload_media", "list_models", "show_gallery"}
 TOKEN = "tok-config-example-0123456789"
 USER_KEY = "apikey-CONFIG-user-key-0123456789"
 

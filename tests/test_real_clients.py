@@ -43,7 +43,7 @@ GENERIC_SCENARIOS = (
     "resources-list",
     "prompts-list",
 )
-TOOLS = {"generate_image", "get_prediction", "upload_media", "list_models"}
+TOOLS = {"generate_image", "get_prediction", "upload_media", "list_models", "show_gallery"}
 SERVER = [sys.executable, "-m", "atlas_image_mcp", "--offline"]
 
 

@@ -35,12 +35,13 @@ def images_of(result) -> list[Image.Image]:
 async def test_tools_are_listed_with_titles_annotations_and_bounded_described_parameters(connect) -> None:
     async with connect(api_key=None) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(tools) == {"generate_image", "get_prediction", "upload_media", "list_models"}
+    assert set(tools) == {"generate_image", "get_prediction", "upload_media", "list_models", "show_gallery"}
     expected = {
         "generate_image": (False, False, True),
         "get_prediction": (False, True, True),
         "upload_media": (False, False, True),
         "list_models": (True, True, True),
+        "show_gallery": (True, True, False),
     }
     for name, tool in tools.items():
         assert tool.title and tool.description
@@ -305,7 +306,7 @@ async def test_upload_refuses_directories_and_empty_files(connect, tmp_path: Pat
 
 async def test_missing_key_lists_tools_and_explains_how_to_set_it(connect, emulator) -> None:
     async with connect(api_key=None) as client:
-        assert len((await client.list_tools()).tools) == 4
+        assert len((await client.list_tools()).tools) == 5
         result = await client.call_tool("generate_image", {"prompt": "fox"})
     assert result.is_error is True
     assert "ATLASCLOUD_API_KEY" in text_of(result)

@@ -74,7 +74,7 @@ async def test_list_generate_with_progress_get_and_upload_over_every_transport(
 
     async with open_client() as client:
         tools = {tool.name for tool in (await client.list_tools()).tools}
-        assert tools == {"generate_image", "get_prediction", "upload_media", "list_models"}
+        assert tools == {"generate_image", "get_prediction", "upload_media", "list_models", "show_gallery"}
 
         generated = await client.call_tool(
             "generate_image",

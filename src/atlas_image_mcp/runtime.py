@@ -1,4 +1,4 @@
-"""The composition root: settings, the Atlas client, the spend guard, and where files may go.
+"""The composition root: settings, the Atlas client, the spend guard, the picture history, and where files go.
 
 One :class:`Runtime` serves every session of a server process. It is built by the CLI (or a
 test), handed to :func:`atlas_image_mcp.server.make_server`, and closed when the process stops.
@@ -16,6 +16,7 @@ from .client import AtlasClient
 from .constants import DEFAULT_EMULATOR_LATENCY, OFFLINE_API_KEY, OFFLINE_BASE_URL, USER_KEY_HEADER
 from .errors import MissingAPIKeyError
 from .guard import SpendGuard
+from .history import PictureHistory
 from .redact import register_secret
 from .settings import Settings
 
@@ -31,9 +32,12 @@ class Runtime:
     remote: bool = False
     offline: bool = False
     guard: SpendGuard = field(init=False)
+    #: This process's record of each session's pictures (the viewer's gallery).
+    history: PictureHistory = field(init=False)
 
     def __post_init__(self) -> None:
         self.guard = SpendGuard(self.settings.max_images_per_hour)
+        self.history = PictureHistory()
 
     @classmethod
     def create(

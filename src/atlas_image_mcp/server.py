@@ -12,7 +12,8 @@ from .notify import install_logging_handler
 from .prompts import register_prompts
 from .resources import register_resources
 from .runtime import Runtime
-from .tools import register_tools
+from .tools import bind_tools, register_tools
+from .viewer import make_viewer
 
 __all__ = ["INSTRUCTIONS", "make_server"]
 
@@ -36,7 +37,9 @@ async def _provide(runtime: Runtime) -> AsyncIterator[Runtime]:
 
 
 def make_server(runtime: Runtime) -> MCPServer[Runtime]:
-    """Build the MCP server around ``runtime``. No I/O happens here."""
+    """Build the MCP server around ``runtime``. No network I/O happens here (the viewer page is read)."""
+    viewer = make_viewer(runtime)
+    bind_tools(viewer)
     server: MCPServer[Runtime] = MCPServer(
         "atlas-image-mcp",
         title="Atlas Cloud FLUX images",
@@ -45,6 +48,7 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
         website_url="https://www.atlascloud.ai",
         lifespan=lambda _server: _provide(runtime),
         log_level=runtime.settings.log_level if runtime.settings.log_level in _LEVELS else "INFO",  # type: ignore[arg-type]
+        extensions=[viewer],
     )
     register_tools(server)
     register_resources(server)

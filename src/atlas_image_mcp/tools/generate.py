@@ -14,7 +14,7 @@ from ..notify import notify
 from ..params import GenerateImageArguments, tool_signature
 from ..render import GenerationResult
 from ..runtime import Runtime
-from .results import ToolContext, fail, finish, runtime_of, tool_result, wait_with_progress
+from .results import ToolContext, fail, finish, remember, runtime_of, tool_result, wait_with_progress
 
 __all__ = ["generate_image"]
 
@@ -45,6 +45,14 @@ async def generate_image(ctx: ToolContext, **arguments: Any) -> Annotated[CallTo
             if _not_started(err):
                 runtime.guard.release(key, args.num_images)  # nothing was started, nothing billed
             raise
+        remember(
+            ctx,
+            prediction.id,
+            tool="generate_image",
+            model=prepared.model,
+            prompt=args.prompt,
+            request_body=prepared.body,
+        )
         await notify(
             ctx,
             "info",
@@ -69,6 +77,7 @@ async def generate_image(ctx: ToolContext, **arguments: Any) -> Annotated[CallTo
             size=(prepared.width, prepared.height),
             seed=args.seed,
             ignored=prepared.ignored,
+            tool="generate_image",
         )
     except AtlasError as err:
         raise fail(err) from err

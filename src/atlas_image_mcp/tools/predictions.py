@@ -42,6 +42,7 @@ async def get_prediction(ctx: ToolContext, **arguments: Any) -> Annotated[CallTo
             started=started,
             save=runtime.save_by_default,
             mode=args.return_image or runtime.settings.image_mode,
+            tool="get_prediction",
         )
     except AtlasError as err:
         raise fail(err) from err

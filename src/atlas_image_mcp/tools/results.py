@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import anyio
+from mcp.server.apps import client_supports_apps
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
@@ -20,6 +21,7 @@ from mcp_types import CallToolResult
 from ..client import AtlasClient
 from ..constants import HEARTBEAT_SECONDS, IMAGE_URI, ImageMode
 from ..errors import AtlasError, ContentBlockedError, PredictionFailedError
+from ..history import HistoryEntry, session_key
 from ..models import Prediction
 from ..notify import notify
 from ..render import (
@@ -30,11 +32,12 @@ from ..render import (
     inspect_image,
     resource_links,
     result_text,
+    without_local_paths,
 )
 from ..runtime import Runtime
 from ..storage import extension_for, find_saved, output_path, save_atomic
 
-__all__ = ["ToolContext", "fail", "finish", "runtime_of", "tool_result", "wait_with_progress"]
+__all__ = ["ToolContext", "fail", "finish", "remember", "runtime_of", "tool_result", "wait_with_progress"]
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +171,31 @@ async def _collect(
     return outputs, blocks, notes + image_notes
 
 
+def remember(
+    ctx: ToolContext,
+    prediction_id: str,
+    *,
+    tool: str,
+    model: str | None = None,
+    prompt: str | None = None,
+    outputs: list[OutputImage] | None = None,
+    request_body: dict[str, Any] | None = None,
+) -> None:
+    """Add a prediction to this session's pictures (or update it there), for the viewer's gallery."""
+    outputs = outputs or []
+    entry = HistoryEntry(
+        prediction_id=prediction_id,
+        tool=tool,
+        created=time.time(),
+        model=model,
+        prompt=prompt,
+        outputs=tuple(out.url for out in outputs),
+        paths=tuple(out.path for out in outputs),
+        request_body=request_body,
+    )
+    runtime_of(ctx).history.record(session_key(ctx), entry)
+
+
 def tool_result(result: GenerationResult, blocks: list[Any], notes: list[str]) -> CallToolResult:
     content: list[Any] = [result_text(result, notes), *blocks, *resource_links(result)]
     return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
@@ -185,8 +213,13 @@ async def finish(
     size: tuple[int, int] | None = None,
     seed: int | None = None,
     ignored: tuple[str, ...] = (),
+    tool: str,
 ) -> CallToolResult:
-    """Turn a prediction into the tool result: completed, still processing, or a tool error."""
+    """Turn a prediction into the tool result: completed, still processing, or a tool error.
+
+    A completed prediction joins this session's pictures. A client that shows results in an MCP
+    App (whose frame receives the whole result) gets each saved copy by file name only.
+    """
     base = GenerationResult(
         prediction_id=prediction.id,
         status=prediction.status,
@@ -223,5 +256,8 @@ async def finish(
         result = result.model_copy(
             update={"error": "Some outputs could not be downloaded; their URLs are listed."}
         )
+    remember(ctx, prediction.id, tool=tool, model=prediction.model, outputs=outputs)
     await notify(ctx, "info", f"prediction {prediction.id} completed with {len(outputs)} image(s)")
+    if client_supports_apps(ctx):
+        result = without_local_paths(result)
     return tool_result(result, blocks, notes)
