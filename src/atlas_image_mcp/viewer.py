@@ -36,7 +36,7 @@ from .constants import (
 from .redact import redact
 from .runtime import Runtime
 
-__all__ = ["STRICT_CSP", "PictureViewer", "make_viewer", "viewer_html"]
+__all__ = ["STRICT_CSP", "PictureViewer", "keep_local_paths_out", "make_viewer", "viewer_html"]
 
 #: Declared, not left to the host's default: no origin at all for scripts, styles, pictures,
 #: fonts, fetches, frames or ``<base>``. The host then allows only the page's own inline code
@@ -68,12 +68,13 @@ class PictureViewer(Apps):
 
     def local_folders(self) -> dict[str, str]:
         """Local folders that must not show in a frame, each with the words that stand for it."""
-        out = self._runtime.output_dir
-        home = Path.home()
-        folders = {
-            **dict.fromkeys(_spellings(out), "the output folder"),
-            **dict.fromkeys(_spellings(home), "~"),
-        }
+        folders = dict.fromkeys(_spellings(self._runtime.output_dir), "the output folder")
+        try:
+            home = Path.home()
+        except (RuntimeError, KeyError):  # no home folder at all: nothing to hide
+            pass
+        else:
+            folders.update(dict.fromkeys(_spellings(home), "~"))
         return {name: folders[name] for name in sorted(folders, key=len, reverse=True) if len(name) > 1}
 
 
@@ -88,13 +89,16 @@ def _spellings(folder: Path) -> Iterable[str]:
 def keep_local_paths_out(result: CallToolResult, folders: dict[str, str]) -> CallToolResult:
     """``result`` with every local folder of ``folders`` replaced by its words and secrets redacted.
 
-    Only whole path components match (``/home/al`` is replaced in ``/home/al/x.png``, not in
-    ``https://cdn/home/alpha``); pictures pass untouched.
+    Only whole path components match (``/home/al`` is replaced in ``/home/al/x.png`` and in
+    ``file:///home/al/x.png``, not in ``https://cdn/home/al/x.png`` or ``/home/alfred``); pictures
+    pass untouched.
     """
     if not folders:
         return result
     pattern = re.compile(
-        r"(?<![\w.:/\\-])(" + "|".join(re.escape(f) for f in folders) + r")(?=[/\\\s'\")\]},;:.]|$)"
+        r"(?:(?<=file://)|(?<![\w.:/\\-]))("
+        + "|".join(re.escape(f) for f in folders)
+        + r")(?=[/\\\s'\")\]},;:.]|$)"
     )
 
     def clean(value: Any) -> Any:
