@@ -234,6 +234,8 @@ def test_the_viewer_shows_the_picture_at_its_size_with_its_prompt_model_seed_pri
     assert viewer.host("events.filter((e) => e.kind === 'early')") == []
     assert_private(viewer, home)
     assert_only_our_tools(viewer)
+    viewer.page.evaluate("() => window.__host.teardown('the conversation moved on')")
+    viewer.wait_host("events.some((e) => e.kind === 'torn-down')")  # the view answered ui/resource-teardown
     assert viewer.problems == []
 
 

@@ -37,7 +37,7 @@ async def _provide(runtime: Runtime) -> AsyncIterator[Runtime]:
 
 
 def make_server(runtime: Runtime) -> MCPServer[Runtime]:
-    """Build the MCP server around ``runtime``. No network I/O happens here (the viewer page is read)."""
+    """Build the MCP server around ``runtime``. No I/O happens here but reading the viewer page once."""
     viewer = make_viewer(runtime)
     bind_tools(viewer)
     server: MCPServer[Runtime] = MCPServer(

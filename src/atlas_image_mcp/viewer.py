@@ -15,6 +15,7 @@ tools back through the host. Everything here is about what that frame may see an
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -119,8 +120,9 @@ def keep_local_paths_out(result: CallToolResult, folders: dict[str, str]) -> Cal
     )
 
 
+@functools.cache
 def viewer_html() -> str:
-    """The page, with its settings filled in (the tools it calls, how it polls)."""
+    """The page, with its settings filled in (the tools it calls, how it polls); read once."""
     page = files(__package__).joinpath("viewer.html").read_text(encoding="utf-8")
     config = {
         "tools": {
