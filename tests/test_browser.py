@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops
 
 from atlas_image_mcp.constants import VIEWER_POLL_WAIT_SECONDS
 from atlas_image_mcp.emulator import Emulator
@@ -110,7 +110,7 @@ class Viewer:
         self.page.mouse.move(0, 0)  # no hover highlight
         png = self.page.locator("#slot iframe").screenshot(animations="disabled")
         target = DOCS / name
-        if not target.exists() or target.read_bytes() != png:
+        if not target.exists() or not _looks_the_same(target.read_bytes(), png):
             target.parent.mkdir(exist_ok=True)
             target.write_bytes(png)
 
@@ -128,6 +128,15 @@ class Viewer:
 
     def close(self) -> None:
         self.context.close()
+
+
+def _looks_the_same(old: bytes, new: bytes) -> bool:
+    """Equal but for a few anti-aliased pixels (a busy machine can round a border differently)."""
+    with Image.open(io.BytesIO(old)) as before, Image.open(io.BytesIO(new)) as after:
+        if before.size != after.size:
+            return False
+        diff = ImageChops.difference(before.convert("RGB"), after.convert("RGB")).convert("L")
+        return sum(diff.histogram()[9:]) <= 100  # pixels that differ by more than 8 levels
 
 
 @pytest.fixture
