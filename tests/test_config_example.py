@@ -22,19 +22,12 @@ from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.settings import Settings
 
+from .conftest import TOOL_NAMES
 from .http_helpers import child_env, mcp_client, serve_app
 
 pytestmark = pytest.mark.timeout(60)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "mcp-config.example.json"
-TOOLS = {
-    "generate_image",
-    "edit_image",
-    "generate_variations",
-    "get_prediction",
-    "upload_media",
-    "list_models",
-}
 TOKEN = "tok-config-example-0123456789"
 USER_KEY = "apikey-CONFIG-user-key-0123456789"
 
@@ -100,7 +93,7 @@ async def test_the_installed_stdio_entry_launches_as_written_and_lists_the_tools
     async with Client(params, read_timeout_seconds=30) as client:
         tools = {tool.name for tool in (await client.list_tools()).tools}
         dry = await client.call_tool("generate_image", {"prompt": "a fox", "dry_run": True})
-    assert tools == TOOLS
+    assert tools == TOOL_NAMES
     assert dry.is_error is False and dry.structured_content["status"] == "dry_run"
 
 
@@ -120,7 +113,7 @@ async def test_the_hosted_entries_reach_a_server_that_wants_their_headers(name: 
         async with mcp_client(base, transport, headers) as client:
             tools = {tool.name for tool in (await client.list_tools()).tools}
             dry = await client.call_tool("generate_image", {"prompt": "a fox", "dry_run": True})
-    assert tools == TOOLS and dry.is_error is False
+    assert tools == TOOL_NAMES and dry.is_error is False
 
 
 def test_the_readme_shows_every_example_exactly_and_no_other_config() -> None:

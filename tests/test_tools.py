@@ -18,7 +18,7 @@ from PIL import Image
 from atlas_image_mcp.emulator import Emulator, PredictionScript
 from atlas_image_mcp.render import MAX_BASE64_CHARS
 
-from .conftest import FakeClock, make_api, text_of
+from .conftest import TOOL_NAMES, FakeClock, make_api, text_of
 
 GENERATE = "/api/v1/model/generateImage"
 POLL = "/api/v1/model/prediction/*"
@@ -35,9 +35,7 @@ def images_of(result) -> list[Image.Image]:
 async def test_tools_are_listed_with_titles_annotations_and_bounded_described_parameters(connect) -> None:
     async with connect(api_key=None) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(tools) == {
-        "generate_image", "edit_image", "generate_variations", "get_prediction", "upload_media", "list_models"
-    }  # fmt: skip
+    assert set(tools) == TOOL_NAMES
     expected = {
         "generate_image": (False, False, True),
         "edit_image": (False, False, True),
@@ -45,6 +43,7 @@ async def test_tools_are_listed_with_titles_annotations_and_bounded_described_pa
         "get_prediction": (False, True, True),
         "upload_media": (False, False, True),
         "list_models": (True, True, True),
+        "show_gallery": (True, True, False),
     }
     for name, tool in tools.items():
         assert tool.title and tool.description
@@ -310,7 +309,7 @@ async def test_upload_refuses_directories_and_empty_files(connect, tmp_path: Pat
 
 async def test_missing_key_lists_tools_and_explains_how_to_set_it(connect, emulator) -> None:
     async with connect(api_key=None) as client:
-        assert len((await client.list_tools()).tools) == 6
+        assert len((await client.list_tools()).tools) == len(TOOL_NAMES)
         result = await client.call_tool("generate_image", {"prompt": "fox"})
     assert result.is_error is True
     assert "ATLASCLOUD_API_KEY" in text_of(result)

@@ -92,6 +92,28 @@ PREDICTION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$"
 
 PREDICTION_URI = "atlas-image://predictions/{prediction_id}"
 IMAGE_URI = "atlas-image://predictions/{prediction_id}/images/{index}"
+#: The gallery (``show_gallery``): this session's pictures, newest first, this many by default.
+GALLERY_PICTURES = 24
+GALLERY_MAX_PICTURES = 48
+
+# --- MCP Apps: the picture viewer ----------------------------------------------------------------
+
+#: The one ``ui://`` app every picture tool declares (one resource, so hosts can cache it).
+VIEWER_URI = "ui://atlas-image/viewer.html"
+#: How long one ``get_prediction`` call from the viewer waits: well under the 60 s a host gives a
+#: call from a frame, so a running job is polled with short calls, never one long one.
+VIEWER_POLL_WAIT_SECONDS = 10
+#: The viewer stops polling a running job after this many calls (then offers "Check again").
+VIEWER_MAX_POLLS = 60
+
+# --- this session's pictures ---------------------------------------------------------------------
+
+#: The HTTP header that names an MCP session (streamable HTTP), lower case.
+SESSION_ID_HEADER = "mcp-session-id"
+#: The session key of stdio (and of a server with one key of its own and no session header).
+LOCAL_SESSION = "local"
+HISTORY_MAX_ENTRIES = 100
+HISTORY_MAX_SESSIONS = 1000
 
 # --- offline mode --------------------------------------------------------------------------------
 

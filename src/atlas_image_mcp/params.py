@@ -356,6 +356,17 @@ class ListModelsArguments(Arguments):
     ] = None
 
 
+class ShowGalleryArguments(Arguments):
+    limit: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=C.GALLERY_MAX_PICTURES,
+            description="Show at most this many pictures of this session, newest first.",
+        ),
+    ] = C.GALLERY_PICTURES
+
+
 # --- tool signatures ----------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ import base64
 import io
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mcp_types import ImageContent, ResourceLink, TextContent
@@ -33,6 +34,7 @@ __all__ = [
     "resource_links",
     "result_text",
     "thumbnail",
+    "without_local_paths",
 ]
 
 
@@ -40,7 +42,11 @@ class OutputImage(BaseModel):
     """One output picture."""
 
     url: str = Field(description="Temporary URL of the picture at Atlas Cloud (expires after a while).")
-    path: str | None = Field(default=None, description="Absolute path of the saved copy, when saved.")
+    path: str | None = Field(
+        default=None,
+        description="The saved copy, when saved: its absolute path, or only its file name (in the output "
+        "folder) for a client that shows results in an MCP App.",
+    )
     width: int | None = Field(default=None, description="Width in pixels.")
     height: int | None = Field(default=None, description="Height in pixels.")
     mime_type: str | None = Field(default=None, description="Media type, e.g. image/jpeg.")
@@ -149,6 +155,14 @@ def inline_images(pictures: list[Picture], mode: ImageMode) -> tuple[list[ImageC
     return blocks, notes
 
 
+def without_local_paths(result: GenerationResult) -> GenerationResult:
+    """``result`` with each saved copy named by its file name only (for clients that show it in a frame)."""
+    outputs = [
+        out.model_copy(update={"path": Path(out.path).name}) if out.path else out for out in result.outputs
+    ]
+    return result.model_copy(update={"outputs": outputs})
+
+
 def resource_links(result: GenerationResult) -> list[ResourceLink]:
     return [
         ResourceLink(
@@ -174,8 +188,10 @@ def result_text(result: GenerationResult, notes: list[str] | None = None) -> Tex
         size = f" {out.width}x{out.height}" if out.width and out.height else ""
         kind = f" {out.mime_type}" if out.mime_type else ""
         lines.append(f"Image {n}{size}{kind}: {out.url}")
-        if out.path:
+        if out.path and Path(out.path).is_absolute():
             lines.append(f"  saved to: {out.path}")
+        elif out.path:
+            lines.append(f"  saved as {out.path} in the output folder")
     if result.seed is not None:
         lines.append(f"Seed: {result.seed}")
     if result.price:

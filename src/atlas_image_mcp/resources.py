@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from mcp.server.apps import client_supports_apps
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
@@ -22,17 +23,21 @@ def register_resources(server: MCPServer[Runtime]) -> None:
         PREDICTION_URI,
         name="prediction",
         title="Prediction status",
-        description="The current state of a prediction (status, output URLs, saved paths) as JSON.",
+        description="The current state of a prediction (status, output URLs, saved copies) as JSON.",
         mime_type="application/json",
     )
     async def prediction_resource(prediction_id: str, ctx: ToolContext) -> str:
         runtime = ctx.request_context.lifespan_context
         prediction = await _lookup(runtime, prediction_id, ctx)
         folder = runtime.output_dir
+        # An MCP Apps client gets file names only, as in tool results (its frames may read this).
+        name_only = client_supports_apps(ctx)
         outputs = [
             {
                 "url": url,
-                "path": str(found) if (found := find_saved(folder, prediction.id, n)) else None,
+                "path": (found.name if name_only else str(found))
+                if (found := find_saved(folder, prediction.id, n))
+                else None,
                 "resource_uri": IMAGE_URI.format(prediction_id=prediction.id, index=n),
             }
             for n, url in enumerate(prediction.outputs, start=1)

@@ -1,4 +1,4 @@
-"""The composition root: settings, the Atlas client, the spend guard, and where files may go.
+"""The composition root: settings, the Atlas client, the spend guard, the picture history, and where files go.
 
 One :class:`Runtime` serves every session of a server process. It is built by the CLI (or a
 test), handed to :func:`atlas_image_mcp.server.make_server`, and closed when the process stops.
@@ -34,6 +34,7 @@ class Runtime:
     offline: bool = False
     guard: SpendGuard = field(init=False)
     catalogue: Catalogue = field(init=False)
+    #: This process's record of each session's pictures ('last', variations, the viewer's gallery).
     history: PictureHistory = field(init=False)
 
     def __post_init__(self) -> None:

@@ -18,7 +18,8 @@ from .resources import register_resources
 from .runtime import Runtime
 from .taskids import TaskIds, task_id_secret
 from .tasks import TasksExtension
-from .tools import register_tools
+from .tools import bind_tools, register_tools
+from .viewer import make_viewer
 
 __all__ = ["INSTRUCTIONS", "make_server"]
 
@@ -44,7 +45,7 @@ def caller_of(ctx: ServerRequestContext[Any, Any]) -> str:
 
 
 def make_server(runtime: Runtime) -> MCPServer[Runtime]:
-    """Build the MCP server around ``runtime``. No I/O happens here."""
+    """Build the MCP server around ``runtime``. No I/O happens here but reading the viewer page once."""
     settings = runtime.settings
     tasks = TasksExtension(
         TaskIds(task_id_secret(settings, remote=runtime.remote)),
@@ -62,13 +63,15 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
         async with tasks.running():
             yield runtime
 
+    viewer = make_viewer(runtime)
+    bind_tools(viewer)
     server: MCPServer[Runtime] = MCPServer(
         "atlas-image-mcp",
         title="Atlas Cloud FLUX images",
         instructions=INSTRUCTIONS,
         version=__version__,
         website_url="https://www.atlascloud.ai",
-        extensions=[tasks],
+        extensions=[tasks, viewer],
         lifespan=lifespan,
         log_level=settings.log_level if settings.log_level in _LEVELS else "INFO",  # type: ignore[arg-type]
     )

@@ -1,60 +1,90 @@
-"""The MCP tools: one module per tool family, and :func:`register_tools` to add them to a server.
+"""The MCP tools: one module per tool family, and one table that says how each is offered.
 
 Each tool's parameters are declared once in :mod:`atlas_image_mcp.params`; each tool calls the
 Atlas client and hands the outcome to :mod:`atlas_image_mcp.render` (through
 :mod:`.results`). Failures are raised as ``ToolError`` with a message the assistant can act on,
 so the client sees ``isError: true``.
+
+The picture tools declare the viewer app (MCP Apps): they are bound to the
+:class:`~atlas_image_mcp.viewer.PictureViewer` extension with :func:`bind_tools` before the server
+is built, the others are added to the server by :func:`register_tools`; both read :data:`_TOOLS`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
+from mcp.server.apps import Apps
 from mcp.server.mcpserver import MCPServer
 from mcp_types import ToolAnnotations
 
+from ..constants import VIEWER_URI
 from ..tasks import TasksExtension
 from .catalogue import list_models
 from .edit import edit_image, generate_variations
+from .gallery import show_gallery
 from .generate import generate_image
 from .handoff import IMAGE_JOB
 from .predictions import get_prediction
 from .upload import upload_media
 
-__all__ = ["register_tools"]
+__all__ = ["bind_tools", "register_tools"]
 
 
-class _Tool(NamedTuple):
+@dataclass(frozen=True)
+class _Offer:
     title: str
     read_only: bool
     idempotent: bool
     #: A picture job: for clients that use MCP tasks it becomes a task once Atlas accepted it.
     task: bool = False
+    #: Its results are pictures: the host shows them in the viewer.
+    viewer: bool = False
+    #: The viewer's frame may call it (MCP Apps visibility). upload_media reads local files, so
+    #: only the assistant may call it.
+    frame: bool = True
+    #: It reaches Atlas (openWorldHint).
+    open_world: bool = True
 
 
-# All reach Atlas (openWorldHint), none is destructive. get_prediction is not read-only: it saves
-# the pictures it collects (same names, so idempotent).
-_TOOLS: dict[Callable[..., Any], _Tool] = {
-    generate_image: _Tool("Generate image (FLUX)", read_only=False, idempotent=False, task=True),
-    edit_image: _Tool("Edit image (FLUX Kontext, Fill)", read_only=False, idempotent=False, task=True),
-    generate_variations: _Tool("Generate variations", read_only=False, idempotent=False, task=True),
-    get_prediction: _Tool("Get prediction", read_only=False, idempotent=True),
-    upload_media: _Tool("Upload media", read_only=False, idempotent=False),
-    list_models: _Tool("List image models", read_only=True, idempotent=True),
+# None is destructive. get_prediction is not read-only: it saves the pictures it collects (same
+# names, so idempotent). show_gallery only reads this session's record.
+_TOOLS: dict[Callable[..., Any], _Offer] = {
+    generate_image: _Offer("Generate image (FLUX)", False, False, task=True, viewer=True),
+    edit_image: _Offer("Edit image (FLUX Kontext, Fill)", False, False, task=True, viewer=True),
+    generate_variations: _Offer("Generate variations", False, False, task=True, viewer=True),
+    get_prediction: _Offer("Get prediction", False, True, viewer=True),
+    upload_media: _Offer("Upload media", False, False, frame=False),
+    list_models: _Offer("List image models", True, True),
+    show_gallery: _Offer("Show this session's pictures", True, True, viewer=True, open_world=False),
 }
 
 
+def _annotations(offer: _Offer) -> ToolAnnotations:
+    return ToolAnnotations(
+        title=offer.title,
+        read_only_hint=offer.read_only,
+        destructive_hint=False,
+        idempotent_hint=offer.idempotent,
+        open_world_hint=offer.open_world,
+    )
+
+
+def bind_tools(apps: Apps) -> None:
+    """Bind the picture tools to the viewer app; the server adds them when it takes the extension."""
+    for fn, offer in _TOOLS.items():
+        if offer.viewer:
+            apps.tool(resource_uri=VIEWER_URI, title=offer.title, annotations=_annotations(offer))(fn)
+
+
 def register_tools(server: MCPServer[Any], tasks: TasksExtension | None = None) -> None:
-    """Add the tools, with titles and honest annotations; picture jobs run as tasks through ``tasks``."""
-    for fn, tool in _TOOLS.items():
-        hints = ToolAnnotations(
-            title=tool.title,
-            read_only_hint=tool.read_only,
-            destructive_hint=False,
-            idempotent_hint=tool.idempotent,
-            open_world_hint=True,
-        )
-        server.add_tool(fn, title=tool.title, annotations=hints)
-        if tool.task and tasks is not None:
+    """Add the tools that have no viewer; picture jobs run as tasks through ``tasks``."""
+    for fn, offer in _TOOLS.items():
+        if offer.task and tasks is not None:
             tasks.add_tool(fn.__name__, IMAGE_JOB)
+        if offer.viewer:
+            continue
+        meta = None if offer.frame else {"ui": {"visibility": ["model"]}}
+        server.add_tool(fn, title=offer.title, annotations=_annotations(offer), meta=meta)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+from mcp.server.apps import client_supports_apps
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
@@ -31,6 +32,7 @@ from ..render import (
     inspect_image,
     resource_links,
     result_text,
+    without_local_paths,
 )
 from ..runtime import Runtime
 from ..storage import extension_for, find_saved, output_path, save_atomic
@@ -194,6 +196,8 @@ async def finish(
     """Turn a prediction into the tool result: completed, still processing, or a tool error.
 
     ``record`` is told the result (to remember it in the session's history) before it is returned.
+    A client that shows results in an MCP App (whose frame receives the whole result) gets each
+    saved copy by file name only.
     """
     base = GenerationResult(
         prediction_id=prediction.id,
@@ -238,4 +242,6 @@ async def finish(
     await notify(ctx, "info", f"prediction {prediction.id} completed with {len(outputs)} image(s)")
     if record is not None:
         record(result)
+    if client_supports_apps(ctx):
+        result = without_local_paths(result)
     return tool_result(result, blocks, [*notes, *collect_notes])
