@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
 
 from . import __version__
 from .notify import install_logging_handler
 from .prompts import register_prompts
+from .redact import redact, redact_tree
 from .resources import register_resources
 from .runtime import Runtime
 from .tools import register_tools
@@ -29,6 +33,29 @@ Creates pictures with the FLUX models on Atlas Cloud.
 """
 
 
+async def redact_answers(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """The chokepoint for answers: every result and error of every request leaves redacted.
+
+    Tool results (text, ``structuredContent``, resource links), resource contents, prompts and
+    JSON-RPC errors all pass here, whatever field upstream hid a key in. (Notifications leave
+    through :mod:`atlas_image_mcp.notify`, logs through the logging filter, HTTP error bodies
+    through :class:`atlas_image_mcp.http.JsonRpcErrors`; each redacts at its one exit.)
+    """
+    try:
+        result = await call_next(ctx)
+    except MCPError as err:
+        raise MCPError(err.code, redact(err.message), redact_tree(err.data)) from None
+    if result is None:
+        return None
+    wire = (
+        result
+        if isinstance(result, dict)
+        else result.model_dump(by_alias=True, mode="json", exclude_none=True)
+    )
+    redacted: dict[str, Any] = redact_tree(wire)
+    return redacted
+
+
 @asynccontextmanager
 async def _provide(runtime: Runtime) -> AsyncIterator[Runtime]:
     # The runtime outlives sessions (HTTP serves many); whoever built it closes it.
@@ -45,6 +72,7 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
         website_url="https://www.atlascloud.ai",
         lifespan=lambda _server: _provide(runtime),
         log_level=runtime.settings.log_level if runtime.settings.log_level in _LEVELS else "INFO",  # type: ignore[arg-type]
+        middleware=[redact_answers],
     )
     register_tools(server)
     register_resources(server)

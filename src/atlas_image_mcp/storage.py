@@ -24,6 +24,7 @@ __all__ = [
     "find_saved",
     "output_path",
     "partial_files",
+    "place_atomic",
     "save_atomic",
     "write_atomic",
 ]
@@ -137,6 +138,26 @@ async def save_atomic(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (in a worker thread); return the absolute path."""
     try:
         return await anyio.to_thread.run_sync(write_atomic, path, data)
+    except OSError as exc:
+        raise SaveError(
+            f"Could not save the picture to {str(path.parent)!r}: {exc.strerror or exc}. Set "
+            "ATLAS_MCP_OUTPUT_DIR to a writable folder, or pass save=false."
+        ) from exc
+
+
+async def place_atomic(finished: Path, path: Path) -> Path:
+    """Rename ``finished`` (a complete file written beside ``path``) into place; return the absolute path."""
+
+    def place() -> Path:
+        try:
+            os.chmod(finished, 0o644)  # mkstemp makes 0600; a saved picture is an ordinary user file
+            os.replace(finished, path)
+        finally:
+            partial_files.discard(str(finished))
+        return path.resolve()
+
+    try:
+        return await anyio.to_thread.run_sync(place)
     except OSError as exc:
         raise SaveError(
             f"Could not save the picture to {str(path.parent)!r}: {exc.strerror or exc}. Set "

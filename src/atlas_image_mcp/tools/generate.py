@@ -14,7 +14,7 @@ from ..notify import notify
 from ..params import GenerateImageArguments, tool_signature
 from ..render import GenerationResult
 from ..runtime import Runtime
-from .results import ToolContext, fail, finish, runtime_of, tool_result, wait_with_progress
+from .results import ToolContext, call_deadline, fail, finish, runtime_of, tool_result, wait_with_progress
 
 __all__ = ["generate_image"]
 
@@ -37,10 +37,12 @@ async def generate_image(ctx: ToolContext, **arguments: Any) -> Annotated[CallTo
             return _dry_run(prepared, started)
         do_save = runtime.save_by_default if args.save is None else (args.save and _may_save(runtime))
         api = runtime.api(ctx.headers)
+        total = runtime.settings.wait_seconds
+        deadline = call_deadline(api, total)
         key = runtime.current_key(ctx.headers)
         runtime.guard.reserve(key, args.num_images)
         try:
-            prediction = await api.submit_image(prepared)
+            prediction = await api.submit_image(prepared, deadline=deadline)
         except AtlasError as err:
             if _not_started(err):
                 runtime.guard.release(key, args.num_images)  # nothing was started, nothing billed
@@ -50,11 +52,12 @@ async def generate_image(ctx: ToolContext, **arguments: Any) -> Annotated[CallTo
             "info",
             f"submitted prediction {prediction.id} ({prepared.model}, {prepared.width}x{prepared.height})",
         )
-        total = runtime.settings.wait_seconds
         if args.wait and not prediction.is_terminal:
             remaining = max(0.0, total - (time.monotonic() - started))
             try:
-                prediction = await wait_with_progress(ctx, api, prediction, remaining, started, total)
+                prediction = await wait_with_progress(
+                    ctx, api, prediction, remaining, started, total, deadline=deadline
+                )
             except AtlasError as err:
                 err.extend_message(_ALREADY_SUBMITTED.format(pid=prediction.id))
                 raise
@@ -66,7 +69,8 @@ async def generate_image(ctx: ToolContext, **arguments: Any) -> Annotated[CallTo
             started=started,
             save=do_save,
             mode=args.return_image or runtime.settings.image_mode,
-            size=(prepared.width, prepared.height),
+            deadline=deadline,
+            expected=args.num_images,
             seed=args.seed,
             ignored=prepared.ignored,
         )
