@@ -61,12 +61,12 @@ def _open(source: Path | IO[bytes], max_pixels: int) -> Any:
 _LIMIT = ", over the limit (ATLAS_MCP_MAX_MEGAPIXELS); it was not decoded"
 
 
-def sniff(path: Path, max_pixels: int) -> str | None:
-    """The media type of ``path`` when its content is an accepted picture (header only), else None."""
+def sniff(source: Path | bytes, max_pixels: int) -> str | None:
+    """The media type of ``source`` when its content is an accepted picture (header only), else None."""
     from PIL import Image
 
     try:
-        with _open(path, max_pixels) as img:
+        with _open(io.BytesIO(source) if isinstance(source, bytes) else source, max_pixels) as img:
             return Image.MIME.get(img.format or "")
     except PictureError:
         return None

@@ -23,6 +23,7 @@ __all__ = [
     "forget_secret",
     "preview",
     "redact",
+    "redact_log",
     "redact_tree",
     "redacted_body",
     "register_secret",
@@ -105,6 +106,15 @@ def redact(text: Any) -> str:
     out = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", out)
     out = _HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{REDACTED}", out)
     return _KEYLIKE.sub(REDACTED, out)
+
+
+_QUERY = re.compile(r"(?<=[\w/])\?[^\s\"'<>]+")
+
+
+def redact_log(text: Any) -> str:
+    """:func:`redact` for a log line, which also never shows a query string (an SSE session id,
+    a signed URL's signature)."""
+    return _QUERY.sub("?...", redact(text))
 
 
 def _leaks(text: str) -> bool:
