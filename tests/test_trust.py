@@ -343,17 +343,20 @@ async def test_an_inline_data_uri_is_saved_and_pointed_to_never_echoed(
     assert base64.b64decode(picture.contents[0].blob) == base64.b64decode(encoded)
 
 
+@pytest.mark.parametrize("answer", ["post", "poll"])
 async def test_an_answer_larger_than_the_cap_is_not_read_and_the_id_is_kept(
-    hostile: Hostile, atlas: str, settings: Settings
+    hostile: Hostile, atlas: str, settings: Settings, answer: str
 ) -> None:
-    """A poll answer carrying a 2 MB data URI, with a 0.5 MB download cap: a clear error, the id kept."""
-    hostile.submit = json_answer({"code": 200, "data": {"id": PID, "status": "processing"}})
+    """An answer carrying a 2 MB data URI, with a 0.5 MB download cap: a clear error, the id kept."""
+    if answer == "poll":
+        hostile.submit = json_answer({"code": 200, "data": {"id": PID, "status": "processing"}})
     big = base64.b64encode(bytes(2 * 1024 * 1024)).decode()
     hostile.prediction(outputs=[f"data:image/png;base64,{big}"])
     async with connect(atlas, settings, max_download_mb=0.5, sleep=Sleeps()) as client:
         result = await generate(client)
     text = text_of(result)
-    assert result.is_error and PID in text and "not read" in text and "get_prediction" in text, text
+    assert result.is_error and PID in text and "not read" in text, text
+    assert ("get_prediction" if answer == "poll" else "Atlas console") in text
     assert big[:64] not in text
 
 

@@ -580,23 +580,37 @@ class AtlasClient:
 
 
 async def _read_capped(response: httpx.Response, limit: int, what: str) -> bytearray:
-    """The whole body of ``response``, refusing more than ``limit`` bytes (declared or streamed)."""
+    """The whole body of ``response``, refusing more than ``limit`` bytes (declared or streamed).
+
+    An answer refused for its size still names the prediction when its first bytes do.
+    """
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _answer_too_big(what, limit)
+    too_long = declared.isdigit() and int(declared) > limit
+    stop = _OPENING if too_long else limit  # refused on its length: read only the opening
     body = bytearray()
     async for chunk in response.aiter_bytes():
         body += chunk
-        if len(body) > limit:
-            raise _answer_too_big(what, limit)
+        if len(body) > stop:
+            break
+    if too_long or len(body) > limit:
+        raise _answer_too_big(what, limit, bytes(body[:_OPENING]))
     return body
 
 
-def _answer_too_big(what: str, limit: int) -> InvalidResponseError:
+_OPENING = 64 * 1024
+_ID_IN_OPENING = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9_\-]{1,128})"')
+
+
+def _answer_too_big(what: str, limit: int, opening: bytes) -> InvalidResponseError:
+    found = _ID_IN_OPENING.search(opening)
+    pid = found.group(1).decode() if found else None
+    named = f" for prediction {pid}" if pid else ""
     return InvalidResponseError(
-        f"{what} got an answer from Atlas larger than {limit / C.MB:.0f} MB (room for one inline picture of "
-        "ATLAS_MCP_MAX_DOWNLOAD_MB), so it was not read.",
+        f"{what} got an answer from Atlas{named} larger than {limit / C.MB:.0f} MB (room for one inline "
+        "picture of ATLAS_MCP_MAX_DOWNLOAD_MB), so it was not read. "
+        + (f"The job exists and may be billed: open prediction {pid} in the Atlas console." if pid else ""),
         retryable=False,
+        prediction_id=pid,
     )
 
 
@@ -618,7 +632,7 @@ def _may_have_started(err: Exception) -> bool:
         return err.sent
     if isinstance(err, APIStatusError):
         return err.status_code >= 500
-    return isinstance(err, InvalidResponseError)
+    return isinstance(err, InvalidResponseError) and err.prediction_id is None  # else it says so itself
 
 
 async def _call(callback: OnUpdate | None, prediction: Prediction) -> None:

@@ -196,10 +196,12 @@ class InvalidResponseError(AtlasError):
     """The API answered 2xx with a body we could not understand (or one too large to read).
 
     ``retryable``: asking again may help (garbled JSON may be a glitch; an oversized answer is not).
+    ``prediction_id``: the prediction the answer was about, when that much could be read.
     """
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, *, retryable: bool = True, prediction_id: str | None = None) -> None:
         self.retryable = retryable
+        self.prediction_id = prediction_id
         super().__init__(message)
 
 
