@@ -150,6 +150,12 @@ async def _call(url: str) -> str:
     return f"{data.get('status')}, {len(data.get('outputs', []))} outputs, {len(errors)} refused"
 
 
+def _first_error(exc: BaseException) -> str:
+    while getattr(exc, "exceptions", None):  # an exception group: the first one inside
+        exc = exc.exceptions[0]  # type: ignore[attr-defined]
+    return f"{type(exc).__name__}: {str(exc)[:120]}"
+
+
 def measure(case: str) -> dict[str, Any]:
     """One case in a fresh server process: its peak and idle memory and what the call answered."""
     hostile = Hostile()
@@ -158,7 +164,10 @@ def measure(case: str) -> dict[str, Any]:
         with _server(atlas, Path(scratch) / "pictures") as (proc, url):
             idle = _status_mb(proc.pid, "VmRSS")
             started = time.monotonic()
-            outcome = anyio.run(_call, url)
+            try:
+                outcome = anyio.run(_call, url)
+            except Exception as exc:  # the older code this can measure may break the connection
+                outcome = f"no answer: {_first_error(exc)}"
             seconds = time.monotonic() - started
             peak = _status_mb(proc.pid, "VmHWM")
     return {

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import ipaddress
 import os
 import socket
@@ -129,11 +130,13 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         if host.lower().strip("[]") in self._allowed:
             return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        with anyio.fail_after(timeout) if timeout else _no_limit():
-            try:
+        try:
+            with anyio.fail_after(timeout) if timeout else contextlib.nullcontext():
                 addresses = await self._resolver(host, port)
-            except OSError as exc:
-                raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
         if not addresses:
             raise httpcore.ConnectError(f"{host} resolves to no address")
         for ip in addresses:
@@ -159,14 +162,6 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
-
-
-class _no_limit:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 _MAPPED: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
@@ -369,6 +364,8 @@ class Fetcher:
                 raise APITimeoutError(f"Downloading the picture timed out ({type(exc).__name__}).") from exc
             except httpx.TransportError as exc:
                 raise APIConnectionError(f"Downloading the picture failed: {type(exc).__name__}.") from exc
+            except httpx.InvalidURL as exc:
+                raise DownloadError(f"The picture's URL cannot be used ({exc}).", url=url) from exc
             except AddressRefused as exc:
                 raise DownloadError(
                     f"The picture was not downloaded: its host {exc.host[:100]} is {exc.reason}, which "

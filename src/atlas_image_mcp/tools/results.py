@@ -286,6 +286,9 @@ async def _collect(
                 problem = f"The picture {err}, so it was not saved or shown."
             except OSError as err:
                 problem = f"The picture could not be read back: {err.strerror or err}."
+            except Exception as err:  # whatever happens to one picture, the paid job's answer stands
+                logger.warning("output %d of %s: %s", n, prediction.id, type(err).__name__, exc_info=True)
+                problem = f"The picture could not be collected ({type(err).__name__})."
         if scope.cancelled_caught:
             problem = "The picture was not collected within this call's time."
         if problem is not None:
