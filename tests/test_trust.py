@@ -363,21 +363,24 @@ async def test_an_answer_larger_than_the_cap_is_not_read_and_the_id_is_kept(
 # --- 6. time limits that bound time ---------------------------------------------------------------
 
 
-async def test_a_poll_answer_dripped_a_byte_a_second_is_cut_off_and_the_id_kept(
+async def test_a_poll_answer_dripped_byte_by_byte_is_cut_off_and_the_id_kept(
     hostile: Hostile, atlas: str, settings: Settings
 ) -> None:
     hostile.submit = json_answer({"code": 200, "data": {"id": PID, "status": "processing"}})
-    hostile.poll = Drip(json.dumps({"code": 200, "data": {"id": PID, "status": "processing"}}).encode())
+    # a byte every 0.2 s: each read is quick, the whole answer would take half a minute
+    hostile.poll = Drip(
+        json.dumps({"code": 200, "data": {"id": PID, "status": "processing"}}).encode(), every=0.2
+    )
     async with connect(atlas, settings, timeout=0.5, wait_seconds=1, sleep=Sleeps()) as client:
         with anyio.fail_after(1 + CALL_MARGIN_SECONDS + 2):
             result = await client.call_tool("generate_image", QUICK)
     assert PID in text_of(result) and "get_prediction" in text_of(result)
 
 
-async def test_a_download_dripped_a_byte_a_second_is_cut_off_with_a_note(
+async def test_a_download_dripped_byte_by_byte_is_cut_off_with_a_note(
     hostile: Hostile, atlas: str, settings: Settings
 ) -> None:
-    hostile.route("/out/1.png", Drip(png(), every=1.0, content_type="image/png"))
+    hostile.route("/out/1.png", Drip(png(), every=0.2, content_type="image/png"))  # ~16 s in all
     hostile.prediction(outputs=[f"{atlas}/out/1.png"])
     async with connect(atlas, settings, timeout=0.5, max_retries=0) as client:
         result = await generate(client, bound=1 + CALL_MARGIN_SECONDS + 2)

@@ -187,11 +187,10 @@ async def test_a_key_that_is_only_presented_censors_nothing_for_other_users(
             refused = await mallory.call_tool("generate_image", {"prompt": "x", "return_image": "none"})
             assert refused.is_error and "HTTP 401" in text_of(refused)
         hostile.submit = None
+        hostile.prediction(status="failed", error="GPU fell over")
         async with mcp_client(base, "streamable-http", {"X-Atlas-Api-Key": KEY_A}) as alice:
-            result = await alice.call_tool(
-                "generate_image", {"prompt": "x", "return_image": "none", "wait": False}
-            )
-    assert result.structured_content["prediction_id"] == PID
+            result = await alice.call_tool("get_prediction", {"prediction_id": PID})
+    assert result.is_error and "GPU fell over" in text_of(result)
     assert PID in text_of(result) and "[redacted]" not in text_of(result)
 
 
