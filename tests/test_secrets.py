@@ -36,6 +36,7 @@ from atlas_image_mcp.settings import Settings
 
 from .conftest import EMULATOR_URL, FAST_POLLS
 from .loadgen import serve_in_thread
+from .pictures import png_b64
 from .test_faults import POLL_FAULTS, POST_FAULTS
 
 MARK = "LEAKCANARY"  # the distinctive middle of every key below: even a partial leak shows
@@ -234,7 +235,7 @@ async def test_an_upstream_that_echoes_the_key_back_is_redacted(
         for fault in echoes(KEY):
             emulator.inject(fault, method=method, path=path, times=5)
             if where == "upload":
-                await call(client, sinks, "upload_media", {"data": "aGVsbG8=", "filename": "a.txt"})
+                await call(client, sinks, "upload_media", {"data": png_b64(), "filename": "a.png"})
             else:
                 await call(client, sinks, "generate_image", QUICK)
             assert used_key(emulator, KEY)
@@ -315,7 +316,7 @@ async def test_per_user_keys_over_http_never_show_any_key(
             await call(
                 client, sinks, "get_prediction", {"prediction_id": done.structured_content["prediction_id"]}
             )
-            await call(client, sinks, "upload_media", {"data": "aGVsbG8=", "filename": "hello.txt"})
+            await call(client, sinks, "upload_media", {"data": png_b64(), "filename": "hello.png"})
             for fault, path in [(f, GENERATE) for f in echoes(key)] + [(f, POLL) for f in echoes(key)[:3]]:
                 emulator.inject(fault, path=path, times=5)
                 await call(client, sinks, "generate_image", QUICK)
@@ -330,9 +331,13 @@ async def test_per_user_keys_over_http_never_show_any_key(
         )
         refused = await call(client, sinks, "generate_image", QUICK)
         assert refused.is_error
-    async with http_session(url, None, sinks) as client:  # no key: told how to send one
-        missing = await call(client, sinks, "generate_image", QUICK)
-        assert missing.is_error and "X-Atlas-Api-Key" in missing.content[0].text
+    async with httpx.AsyncClient() as raw:  # no key: refused at the door, and told how to send one
+        initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+        refused = await raw.post(
+            url, json=initialize, headers={"accept": "application/json, text/event-stream"}
+        )
+    assert refused.status_code == 401 and "X-Atlas-Api-Key" in refused.text
+    sinks.texts.append(refused.text)
     assert any("submitted prediction" in n for n in sinks.notifications)
     assert len(recorder.bodies) > 20
     sinks.assert_clean(caplog, capsys, recorder.text())

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from . import __version__
 from .constants import DEFAULT_EMULATOR_LATENCY
 from .params import CallOptions, GenerationParams
-from .redact import redact
+from .redact import redact_log as redact
 from .settings import ENV_VARS, Settings, SettingsError
 
 __all__ = ["main"]
@@ -30,7 +30,7 @@ logger = logging.getLogger("atlas_image_mcp")
 
 
 class RedactingFilter(logging.Filter):
-    """Removes API keys and bearer tokens from every log record before it is written."""
+    """Removes API keys, bearer tokens and query strings from every log record before it is written."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact(record.getMessage())

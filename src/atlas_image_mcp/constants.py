@@ -26,6 +26,8 @@ DEFAULT_MAX_RETRIES = 3
 INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 8.0
 MAX_RETRY_AFTER = 30.0
+#: A ``Retry-After`` above this is not believed (it is read as this many seconds).
+RETRY_AFTER_CEILING = 600.0
 MODELS_TTL = 300.0
 #: Largest model schema document read from the catalogue's ``schema`` URL.
 MAX_SCHEMA_BYTES = 2 * 1024 * 1024
@@ -40,6 +42,8 @@ NOT_FOUND_GRACE = 10.0
 DEFAULT_WAIT_SECONDS = 45.0
 MAX_WAIT_SECONDS = 600
 HEARTBEAT_SECONDS = 1.0
+#: A tool call returns within its wait plus this (downloads, decoding and saving included).
+CALL_MARGIN_SECONDS = 10.0
 
 # --- MCP tasks (the io.modelcontextprotocol/tasks extension, and the 2025-11-25 form) -----------
 
@@ -74,6 +78,10 @@ MAX_BASE64_CHARS = 1_000_000
 MB = 1024 * 1024
 DEFAULT_MAX_UPLOAD_MB = 50.0
 DEFAULT_MAX_DOWNLOAD_MB = 50.0
+DEFAULT_MAX_CALL_DOWNLOAD_MB = 100.0
+#: Largest picture decoded, in millions of pixels (4096x4096 fits); a call decodes at most
+#: MAX_NUM_IMAGES of them, and a process DECODES_AT_ONCE at a time.
+DEFAULT_MAX_MEGAPIXELS = 17.0
 OUTPUT_FOLDER_NAME = "atlas-image-mcp"
 
 # --- tool parameters -----------------------------------------------------------------------------
@@ -114,6 +122,44 @@ SESSION_ID_HEADER = "mcp-session-id"
 LOCAL_SESSION = "local"
 HISTORY_MAX_ENTRIES = 100
 HISTORY_MAX_SESSIONS = 1000
+
+# --- the trust boundary --------------------------------------------------------------------------
+
+#: Redirects followed by hand for one download (each hop checked again).
+MAX_REDIRECTS = 3
+#: Longest output URL shown or fetched; longer ones are treated as not a URL.
+MAX_URL_CHARS = 4096
+#: Longest upstream texts kept from a prediction (model id, price, error).
+MAX_UPSTREAM_TEXT_CHARS = 1000
+MAX_PRICE_CHARS = 32
+#: Picture formats accepted from upstream and for upload (Pillow format names).
+PICTURE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
+#: A per-user key shorter than this is refused (no Atlas key is); longer than the max too.
+MIN_USER_KEY_CHARS = 16
+MAX_USER_KEY_CHARS = 512
+#: Per-user keys remembered for redaction at once (least recently used forgotten first).
+MAX_REMEMBERED_KEYS = 1024
+#: Pictures decoded at once in one process (each can take width x height x 4 bytes).
+DECODES_AT_ONCE = 2
+
+# --- HTTP hosting ---------------------------------------------------------------------------------
+
+DEFAULT_MAX_SESSIONS = 1000
+DEFAULT_MAX_SESSIONS_PER_KEY = 10
+DEFAULT_SESSION_IDLE_SECONDS = 300.0
+DEFAULT_MAX_MESSAGE_KB = 1024.0
+#: Tools whose calls may carry a large body (base64 data), up to the upload cap.
+LARGE_BODY_TOOLS = frozenset({"upload_media", "edit_image", "generate_image"})
+#: Large bodies read at once (each up to the upload cap), so a burst cannot pin the memory.
+LARGE_BODIES_AT_ONCE = 2
+#: Seconds a client may take to send a request head, and a small body; idle keep-alive seconds.
+HEAD_TIMEOUT_SECONDS = 10.0
+BODY_TIMEOUT_SECONDS = 30.0
+KEEP_ALIVE_SECONDS = 5.0
+MAX_HEADER_BYTES = 16 * 1024
+#: SIGTERM: seconds calls in flight may take to finish, then seconds to answer the rest "processing".
+SHUTDOWN_GRACE_SECONDS = 4.0
+SHUTDOWN_ANSWER_SECONDS = 2.0
 
 # --- offline mode --------------------------------------------------------------------------------
 

@@ -193,7 +193,16 @@ class ServerError(APIStatusError):
 
 
 class InvalidResponseError(AtlasError):
-    """The API answered 2xx with a body we could not understand."""
+    """The API answered 2xx with a body we could not understand (or one too large to read).
+
+    ``retryable``: asking again may help (garbled JSON may be a glitch; an oversized answer is not).
+    ``prediction_id``: the prediction the answer was about, when that much could be read.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True, prediction_id: str | None = None) -> None:
+        self.retryable = retryable
+        self.prediction_id = prediction_id
+        super().__init__(message)
 
 
 class DownloadError(AtlasError):
@@ -248,8 +257,13 @@ def status_error(
     url: str = "",
     retry_after: float | None = None,
     what: str = "The request",
+    billable: bool = False,
 ) -> APIStatusError:
-    """Map an HTTP status (or envelope code) and body to the right error, with a next step."""
+    """Map an HTTP status (or envelope code) and body to the right error, with a next step.
+
+    ``billable``: the request was a generation or upload, so a 5xx may have started a job (the
+    caller says what to check) and is not simply "try again".
+    """
     upstream = preview(message_of(body), 300)
     if upstream and upstream[-1] not in ".!?":
         upstream += "."  # the next sentence follows on the same line
@@ -283,16 +297,20 @@ def status_error(
             **kw,
         )
     if status_code == 429:
-        wait = f" after about {retry_after:g} s" if retry_after else " in a little while"
+        wait = f" after about {_duration(retry_after)}" if retry_after else " in a little while"
         return RateLimitError(
             f"Atlas is rate limiting this key (HTTP 429).{said} Wait and try again{wait}.",
             retry_after=retry_after,
             **kw,
         )
     if status_code >= 500:
-        return ServerError(
-            f"Atlas had a server error (HTTP {status_code}).{said} This is usually temporary: "
-            "try again in a minute.",
-            **kw,
-        )
+        hint = "" if billable else " This is usually temporary: try again in a minute."
+        return ServerError(f"Atlas had a server error (HTTP {status_code}).{said}{hint}", **kw)
     return APIStatusError(f"{what} failed with HTTP {status_code}.{said}", **kw)
+
+
+def _duration(seconds: float) -> str:
+    """``7 s``, ``3 min``: a wait as a person would say it."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"

@@ -21,7 +21,7 @@ from typing import Any
 from mcp_types import ImageContent, ResourceLink, TextContent
 from pydantic import BaseModel, Field
 
-from .constants import MAX_BASE64_CHARS, THUMBNAIL_SIZE, ImageMode
+from .constants import IMAGE_URI, MAX_BASE64_CHARS, MAX_URL_CHARS, THUMBNAIL_SIZE, ImageMode
 
 __all__ = [
     "MAX_BASE64_CHARS",
@@ -33,6 +33,7 @@ __all__ = [
     "inspect_image",
     "resource_links",
     "result_text",
+    "shown_url",
     "thumbnail",
     "without_local_paths",
 ]
@@ -51,6 +52,9 @@ class OutputImage(BaseModel):
     height: int | None = Field(default=None, description="Height in pixels.")
     mime_type: str | None = Field(default=None, description="Media type, e.g. image/jpeg.")
     resource_uri: str | None = Field(default=None, description="MCP resource URI of this picture.")
+    error: str | None = Field(
+        default=None, description="What went wrong with this picture (download, check or save), if anything."
+    )
 
 
 class GenerationResult(BaseModel):
@@ -79,12 +83,22 @@ class GenerationResult(BaseModel):
 
 @dataclass(frozen=True)
 class Picture:
-    """A downloaded output: bytes plus what Pillow says about them."""
+    """An output to show: its bytes (empty when it stays on disk), what Pillow says about it, and
+    its thumbnail when one was made already."""
 
     data: bytes
     mime_type: str
     width: int | None
     height: int | None
+    preview: Picture | None = None
+
+
+def shown_url(url: str, prediction_id: str | None, index: int) -> str:
+    """What a result shows for an output: its URL, or (for an inline ``data:`` output, or anything
+    that is not a plausible URL) the resource URI that serves it, so no payload is ever echoed."""
+    if url.startswith(("http://", "https://")) and len(url) <= MAX_URL_CHARS:
+        return url
+    return IMAGE_URI.format(prediction_id=prediction_id or "unknown", index=index)
 
 
 def inspect_image(data: bytes, fallback_mime: str = "") -> Picture:
@@ -137,16 +151,19 @@ def inline_images(pictures: list[Picture], mode: ImageMode) -> tuple[list[ImageC
         if picture.width is None:
             notes.append(f"Image {n} is not a picture Pillow can read, so it is not shown inline.")
             continue
-        candidate = picture if mode == "full" else thumbnail(picture)
-        encoded = _b64(candidate.data)
-        if mode == "full" and used + len(encoded) > MAX_BASE64_CHARS:
-            candidate = thumbnail(picture)
+        small = picture.preview
+        encoded = _b64(picture.data) if mode == "full" and picture.data else ""
+        if encoded and used + len(encoded) <= MAX_BASE64_CHARS:
+            candidate = picture
+        else:
+            candidate = small or thumbnail(picture)
             encoded = _b64(candidate.data)
-            notes.append(
-                f"Image {n} is shown as a {candidate.width}x{candidate.height} thumbnail: the original "
-                f"would exceed the {MAX_BASE64_CHARS // 1_000_000} MB inline budget. Open its path or URL "
-                "for full resolution."
-            )
+            if mode == "full":
+                notes.append(
+                    f"Image {n} is shown as a {candidate.width}x{candidate.height} thumbnail: the original "
+                    f"would exceed the {MAX_BASE64_CHARS // 1_000_000} MB inline budget. Open its path or "
+                    "URL for full resolution."
+                )
         if used + len(encoded) > MAX_BASE64_CHARS:
             notes.append(f"Image {n} is not shown inline: the result's inline image budget is used up.")
             continue

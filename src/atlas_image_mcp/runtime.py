@@ -10,11 +10,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
 import httpx
 
 from .catalogue import Catalogue
 from .client import AtlasClient
-from .constants import DEFAULT_EMULATOR_LATENCY, OFFLINE_API_KEY, OFFLINE_BASE_URL, USER_KEY_HEADER
+from .constants import (
+    DECODES_AT_ONCE,
+    DEFAULT_EMULATOR_LATENCY,
+    OFFLINE_API_KEY,
+    OFFLINE_BASE_URL,
+    USER_KEY_HEADER,
+)
 from .errors import MissingAPIKeyError
 from .guard import SpendGuard
 from .history import PictureHistory
@@ -36,11 +43,21 @@ class Runtime:
     catalogue: Catalogue = field(init=False)
     #: This process's record of each session's pictures ('last', variations, the viewer's gallery).
     history: PictureHistory = field(init=False)
+    #: pictures decoded at once in this process (each may take width x height x 4 bytes)
+    decodes: anyio.CapacityLimiter = field(init=False)
+    #: set when the server is stopping: calls still waiting for a picture answer "processing" now
+    stopping: anyio.Event = field(init=False)
 
     def __post_init__(self) -> None:
         self.guard = SpendGuard(self.settings.max_images_per_hour)
         self.catalogue = Catalogue()
         self.history = PictureHistory()
+        self.decodes = anyio.CapacityLimiter(DECODES_AT_ONCE)
+        self.stopping = anyio.Event()
+
+    def stop_waiting(self) -> None:
+        """Tell every call waiting for a picture to answer now with its prediction id (shutdown)."""
+        self.stopping.set()
 
     @classmethod
     def create(
@@ -70,6 +87,7 @@ class Runtime:
                 transport=transport,
             )
         register_secret(settings.api_key, permanent=True)
+        register_secret(settings.auth_token, permanent=True)
         return cls(settings=settings, client=client, remote=remote, offline=offline)
 
     async def aclose(self) -> None:
