@@ -327,7 +327,7 @@ async def test_rejected_key_is_a_clear_tool_error(connect, emulator) -> None:
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
-        ({"prompt": "fox", "num_images": 9}, "less than or equal to 4"),
+        ({"prompt": "fox", "num_images": 9}, "Invalid num_images: 9 is out of range; allowed: 1 to 4."),
         ({"prompt": "fox", "model": "black-forest-labs/flux-dev", "width": 256}, "512 to 1536"),
         ({"prompt": "fox", "aspect_ratio": "16:9", "width": 800}, "not both"),
         ({"prompt": "fox", "image": "/home/me/cat.png"}, "No file at '/home/me/cat.png'"),

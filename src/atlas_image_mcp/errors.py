@@ -92,9 +92,11 @@ class MissingAPIKeyError(AtlasError):
 class InvalidParameterError(AtlasError, ValueError):
     """An argument is outside what the model accepts."""
 
-    def __init__(self, parameter: str, message: str) -> None:
+    def __init__(self, parameter: str, message: str, *, whole: bool = False) -> None:
+        """``"Invalid <parameter>: <message>"``; with ``whole``, ``message`` is the entire text (it names
+        each parameter itself, e.g. one sentence per bad argument)."""
         self.parameter = parameter
-        super().__init__(f"Invalid {parameter}: {message}")
+        super().__init__(message if whole else f"Invalid {parameter}: {message}")
 
 
 class LocalFileError(AtlasError):
