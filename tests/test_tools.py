@@ -134,6 +134,8 @@ async def test_slow_job_returns_processing_then_get_prediction_collects_it(
     assert second.is_error is False and second.structured_content["status"] == "completed"
     assert Path(second.structured_content["outputs"][0]["path"]).exists()
     assert emulator.count("POST", GENERATE) == 1
+    # "Took" is the job's time as Atlas reports it (30 s on the emulator's clock), not this call's
+    assert second.structured_content["elapsed_seconds"] == 30.0 and "Took: 30.0 s" in text_of(second)
 
 
 @pytest.mark.parametrize("http_status", [500, 200])

@@ -24,6 +24,7 @@ from ..constants import HEARTBEAT_SECONDS, IMAGE_URI, ImageMode
 from ..errors import AtlasError, ContentBlockedError, PredictionFailedError
 from ..models import Prediction
 from ..notify import notify
+from ..polling import duration_of
 from ..render import (
     GenerationResult,
     OutputImage,
@@ -228,11 +229,13 @@ async def finish(
     if not prediction.outputs:
         raise fail(PredictionFailedError(prediction.id, "it completed without any output", status="empty"))
     outputs, blocks, collect_notes = await _collect(runtime, api, prediction, save=save, mode=mode, size=size)
+    # The job's own time as Atlas reports it: get_prediction may collect a job that finished long ago.
+    took = duration_of(prediction)
     result = base.model_copy(
         update={
             "status": "completed",
             "outputs": outputs,
-            "elapsed_seconds": round(time.monotonic() - started, 2),
+            "elapsed_seconds": round(took if took is not None else time.monotonic() - started, 2),
         }
     )
     if any("could not be downloaded" in n for n in collect_notes):
