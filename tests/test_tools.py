@@ -316,6 +316,18 @@ async def test_missing_key_lists_tools_and_explains_how_to_set_it(connect, emula
     assert result.is_error is True
     assert "ATLASCLOUD_API_KEY" in text_of(result)
     assert len(emulator.requests) == 0
+    # over stdio the key goes into the client's configuration, and so does the offline switch
+    assert "env of this server's entry in the MCP client's configuration" in text_of(result)
+    assert '"ATLAS_MCP_OFFLINE": "1"' in text_of(result)
+
+
+async def test_a_hosted_server_without_a_key_says_its_operator_must_set_one(connect, emulator) -> None:
+    async with connect(api_key=None, remote=True) as client:
+        result = await client.call_tool("generate_image", {"prompt": "fox"})
+    assert result.is_error is True
+    assert "This hosted server has no Atlas Cloud API key. Its operator must set" in text_of(result)
+    assert "client's configuration" not in text_of(result) and "--offline" not in text_of(result)
+    assert len(emulator.requests) == 0
 
 
 async def test_rejected_key_is_a_clear_tool_error(connect, emulator) -> None:

@@ -19,12 +19,14 @@ Security, from the outside in:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import ipaddress
 import json
 import logging
 import signal
+import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -352,7 +354,8 @@ def serve_http(
     allow_unauthenticated: bool = False,
     **uvicorn_options: Any,
 ) -> int:
-    """Run the HTTP app under uvicorn until SIGINT/SIGTERM; 2 (nothing bound) when refused."""
+    """Run the HTTP app under uvicorn until SIGINT/SIGTERM; 2 (nothing bound) when refused or when the
+    address cannot be bound (a busy port), with the reason logged before anything claims to run."""
     refusal = check_exposure(settings, host, allow_unauthenticated)
     if refusal:
         logger.error("%s", refusal)
@@ -361,6 +364,12 @@ def serve_http(
         logger.warning(
             "ATLAS_MCP_USER_KEYS=1: ATLASCLOUD_API_KEY is ignored, every request brings its own key"
         )
+    try:
+        listener = _listen(host, port)
+    except OSError as err:
+        logger.error("%s", _cannot_listen(host, port, err))
+        return 2
+    port = int(listener.getsockname()[1])  # the real one when --port 0 asked for any free port
     runtime = Runtime.create(settings, offline=offline, remote=True)
     app = create_http_app(runtime, host=host, stateless=stateless)
     logger.info(
@@ -385,12 +394,37 @@ def serve_http(
     _finish_calls_before_draining(server, app.state.in_flight)
     compat.hold_sse_drain()
     try:
-        with _clean_exit_on_signals(server):
-            server.run()
+        with _clean_exit_on_signals(server), listener:
+            server.run(sockets=[listener])
     finally:
         compat.release_sse_drain()
     logger.info("atlas-image-mcp stopped")
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything says the server is running (uvicorn listens on it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _cannot_listen(host: str, port: int, err: OSError) -> str:
+    reason = err.strerror or str(err)
+    if err.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {host}:{port}: the port is already in use (perhaps by another "
+            "atlas-image-mcp). Stop that program, or choose another port with --port."
+        )
+    if err.errno == errno.EACCES:
+        return f"cannot listen on {host}:{port}: permission denied (ports below 1024 need privileges)."
+    return f"cannot listen on {host}:{port}: {reason}. Check --host (an address of this machine) and --port."
 
 
 @contextmanager

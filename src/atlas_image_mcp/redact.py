@@ -17,12 +17,15 @@ REDACTED = "[redacted]"
 _MAX_TEMPORARY_SECRETS = 4096
 _MIN_SECRET_CHARS = 4
 
-_BEARER = re.compile(r"(?i)\b(bearer)\s+(?!\[redacted\])[^\s\"',;]+")
+# A credential never starts with "<" (a placeholder such as "<token>" in our own help texts) and is not
+# an auth-param such as realm="..." (a WWW-Authenticate challenge): those are left as they are.
+_NOT_A_CREDENTIAL = r"(?!\[redacted\]|<|realm=)"
+_BEARER = re.compile(r"(?i)\b(bearer)\s+" + _NOT_A_CREDENTIAL + r"[^\s\"',;]+")
 _KEYLIKE = re.compile(r"\bapikey-[A-Za-z0-9_\-]{4,}")
 _HEADER = re.compile(
     r"(?i)(x-atlas-api-key|authorization)([\"']?\s*[:=]\s*[\"']?)"  # the header name and separator
     r"((?:bearer|basic|token)\s+)?"  # an optional scheme, kept
-    r"(?!\[redacted\]|(?:bearer|basic|token)\s)[^\s\"',;]+"  # the credential
+    r"(?!\[redacted\]|<|(?:bearer|basic|token)\s)[^\s\"',;]+"  # the credential
 )
 
 

@@ -14,7 +14,7 @@ import httpx
 
 from .catalogue import Catalogue
 from .client import AtlasClient
-from .constants import DEFAULT_EMULATOR_LATENCY, OFFLINE_API_KEY, OFFLINE_BASE_URL, USER_KEY_HEADER
+from .constants import DEFAULT_EMULATOR_LATENCY, OFFLINE_API_KEY, OFFLINE_BASE_URL, USER_KEY_HEADER, Place
 from .errors import MissingAPIKeyError
 from .guard import SpendGuard
 from .history import PictureHistory
@@ -32,6 +32,8 @@ class Runtime:
     client: AtlasClient
     remote: bool = False
     offline: bool = False
+    #: Where answers are read (advice in messages fits it); a remote runtime is always "http".
+    place: Place = "stdio"
     guard: SpendGuard = field(init=False)
     catalogue: Catalogue = field(init=False)
     #: This process's record of each session's pictures ('last', variations, the viewer's gallery).
@@ -41,6 +43,8 @@ class Runtime:
         self.guard = SpendGuard(self.settings.max_images_per_hour)
         self.catalogue = Catalogue()
         self.history = PictureHistory()
+        if self.remote:
+            self.place = "http"
 
     @classmethod
     def create(
@@ -51,6 +55,7 @@ class Runtime:
         remote: bool = False,
         client: AtlasClient | None = None,
         emulator_latency: float = DEFAULT_EMULATOR_LATENCY,
+        place: Place = "stdio",
     ) -> Runtime:
         """Build the runtime; ``offline`` puts the emulator behind the client, in process, no port."""
         if client is None:
@@ -70,7 +75,7 @@ class Runtime:
                 transport=transport,
             )
         register_secret(settings.api_key, permanent=True)
-        return cls(settings=settings, client=client, remote=remote, offline=offline)
+        return cls(settings=settings, client=client, remote=remote, offline=offline, place=place)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -94,7 +99,7 @@ class Runtime:
                 )
             return self.client.with_api_key(key)
         if not self.client.has_api_key:
-            raise MissingAPIKeyError()
+            raise MissingAPIKeyError(place=self.place)
         return self.client
 
     @property

@@ -172,6 +172,19 @@ async def _collect(
     return outputs, blocks, notes + image_notes
 
 
+def _not_ready(runtime: Runtime, prediction_id: str) -> str:
+    if runtime.place == "cli":  # a terminal has no get_prediction to call
+        return (
+            f"The picture is not ready yet: Atlas is still making prediction {prediction_id}. Do not run the "
+            "command again (that would be billed again); the picture will be in the history of your Atlas "
+            "Cloud console. To wait longer next time, set ATLAS_MCP_WAIT_SECONDS (up to 600)."
+        )
+    return (
+        f'The picture is not ready yet. Call get_prediction with prediction_id "{prediction_id}" and '
+        "wait_seconds=30 to collect it (no new generation is needed, nothing more is billed)."
+    )
+
+
 def tool_result(result: GenerationResult, blocks: list[Any], notes: list[str]) -> CallToolResult:
     content: list[Any] = [result_text(result, notes), *blocks, *resource_links(result)]
     return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
@@ -216,9 +229,7 @@ async def finish(
         result = base.model_copy(
             update={
                 "elapsed_seconds": round(time.monotonic() - started, 2),
-                "next_step": "The picture is not ready yet. Call get_prediction with prediction_id "
-                f'"{prediction.id}" '
-                "and wait_seconds=30 to collect it (no new generation is needed, nothing more is billed).",
+                "next_step": _not_ready(runtime, prediction.id),
             }
         )
         if record is not None:
