@@ -36,6 +36,13 @@ PROTOCOL = "2025-06-18"  # understood by both servers
 TIMEOUT = 120.0
 NPX_PACKAGE = "atlascloud-mcp"
 PARTS = ("description", "inputSchema", "outputSchema")
+#: Our tool -> the official server's tool that does the same job (for a like-for-like total).
+EQUIVALENT = {
+    "generate_image": "atlas_generate_image",
+    "get_prediction": "atlas_get_prediction",
+    "upload_media": "atlas_upload_media",
+    "list_models": "atlas_list_models",
+}
 
 
 def _size(value: Any) -> int:
@@ -157,9 +164,24 @@ def official(notes: list[str]) -> dict[str, Any] | None:
 
 
 def run(with_npx: bool = True) -> dict[str, Any]:
-    """``{"ours": {...}, "official": {...} | None, "notes": [...]}``; sizes in characters of compact JSON."""
+    """Sizes in characters of compact JSON::
+
+        {"ours": {...}, "official": {...} | None, "equivalent": {...} | None, "notes": [...]}
+
+    ``equivalent`` compares the tools that do the same jobs (:data:`EQUIVALENT`), both totals.
+    """
     notes: list[str] = []
-    return {"ours": ours(), "official": official(notes) if with_npx else None, "notes": notes}
+    mine = ours()
+    theirs = official(notes) if with_npx else None
+    equivalent = None
+    if theirs is not None:
+        pairs = {a: b for a, b in EQUIVALENT.items() if a in mine["per_tool"] and b in theirs["per_tool"]}
+        equivalent = {
+            "tools": pairs,
+            "ours": sum(mine["per_tool"][a]["total"] for a in pairs),
+            "official": sum(theirs["per_tool"][b]["total"] for b in pairs.values()),
+        }
+    return {"ours": mine, "official": theirs, "equivalent": equivalent, "notes": notes}
 
 
 def _print(name: str, data: dict[str, Any]) -> None:
@@ -188,6 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     _print("atlas-image-mcp", data["ours"])
     if data["official"] is not None:
         _print(f"{NPX_PACKAGE} (official)", data["official"])
+    if data["equivalent"] is not None:
+        eq = data["equivalent"]
+        sys.stdout.write(
+            f"the {len(eq['tools'])} tools doing the same jobs: ours {eq['ours']:,} characters, "
+            f"official {eq['official']:,}\n"
+        )
     for note in data["notes"]:
         sys.stdout.write(f"note: {note}\n")
     return 0
