@@ -1495,11 +1495,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="a few-second run that only shows the benchmark works"
     )
-    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="report file (default bench/RESULTS.md; with --quick a scratch file, keeping the committed one)",
+    )
     parser.add_argument("--no-npx", action="store_true", help="skip the official server's cold start")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     args = parser.parse_args(argv)
     quick = args.quick
+    if args.output is None:  # --quick never overwrites the committed report
+        quick_dir = Path(tempfile.mkdtemp(prefix="atlas-bench-quick-")) if quick else None
+        args.output = quick_dir / "RESULTS.md" if quick_dir else ROOT / "bench" / "RESULTS.md"
     started = time.monotonic()
     data: dict[str, Any] = {"machine": machine()}
     data["machine"]["load_start"] = " ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -278,6 +278,7 @@ def check_outcome(name: str, outcome: Any) -> str:
             assert isinstance(outcome.structured_content, dict), outcome
     assert TRACEBACK not in text and 'File "/' not in text, text[:2000]
     assert "\x00" not in text and "\x1b" not in text, "raw control characters in a message"
+    assert "errors.pydantic.dev" not in text and "validation error for" not in text, text[:2000]
     assert CANARY not in text and CANARY not in json.dumps(getattr(outcome, "structured_content", None) or {})
     return text
 

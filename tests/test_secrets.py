@@ -30,6 +30,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from atlas_image_mcp.client import AtlasClient
 from atlas_image_mcp.emulator import Emulator, Fault, PredictionScript
 from atlas_image_mcp.http import create_http_app
+from atlas_image_mcp.redact import redact
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
@@ -367,3 +368,20 @@ def test_the_canary_keys_are_really_caught_by_the_scan() -> None:
 
     with pytest.raises(AssertionError, match="leaked"):
         sinks.assert_clean(_Cap(), _Sys())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Set ATLAS_MCP_AUTH_TOKEN (clients then send Authorization: Bearer <token>), or ...",
+        "Unauthorized: send Authorization: Bearer <ATLAS_MCP_AUTH_TOKEN>",
+        'WWW-Authenticate: Bearer realm="atlas-image-mcp"',
+    ],
+)
+def test_redaction_leaves_text_that_is_no_secret_alone(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_redaction_still_removes_a_real_bearer_token_next_to_a_placeholder() -> None:
+    text = redact("send Bearer <token>; we got Authorization: Bearer s3cr3t-token-value")
+    assert "s3cr3t-token-value" not in text and "Bearer <token>" in text

@@ -17,6 +17,10 @@ BILLING_URL = "https://www.atlascloud.ai/console/billing"
 #: The header that carries a user's own Atlas key in per-user-key mode (lower case, as ASGI gives it).
 USER_KEY_HEADER = "x-atlas-api-key"
 
+#: Where the server's answers are read, so that advice fits: a stdio server launched by an MCP client,
+#: the ``generate`` command in a terminal, or a hosted HTTP server.
+Place = Literal["stdio", "cli", "http"]
+
 # --- requests and retries ------------------------------------------------------------------------
 
 DEFAULT_TIMEOUT = 30.0
@@ -95,6 +99,11 @@ MAX_PATH_CHARS = 4096
 MAX_FILENAME_CHARS = 255
 MAX_PREDICTION_ID_CHARS = 128
 PREDICTION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$"
+
+# --- hosting -------------------------------------------------------------------------------------
+
+DEFAULT_HTTP_HOST = "127.0.0.1"
+DEFAULT_HTTP_PORT = 8000
 
 # --- MCP resources -------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .constants import BILLING_URL, KEYS_URL
+from .constants import BILLING_URL, KEYS_URL, Place
 from .models import message_of
 from .redact import preview, redact, redacted_body
 
@@ -78,23 +78,40 @@ class AtlasError(Exception):
 
 
 class MissingAPIKeyError(AtlasError):
-    """No Atlas Cloud API key is available for this call."""
+    """No Atlas Cloud API key is available for this call.
 
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(
-            message
-            or "No Atlas Cloud API key is set. Set the ATLASCLOUD_API_KEY environment variable in this "
-            f"server's MCP client configuration (create a key at {KEYS_URL}), then restart the server. "
-            "To try the server without a key, start it with --offline."
-        )
+    ``place`` says where the message is read, so the advice is one the reader can follow: the
+    env block of a client's configuration (stdio), the shell (the ``generate`` command), or the
+    operator of a hosted server (HTTP).
+    """
+
+    def __init__(self, message: str | None = None, *, place: Place | None = None) -> None:
+        self.place = place
+        super().__init__(message or _NO_KEY.get(place or "", _NO_KEY[""]))
+
+
+_NO_KEY = {
+    "stdio": "No Atlas Cloud API key is set. Add ATLASCLOUD_API_KEY to the env of this server's entry in "
+    f"the MCP client's configuration (create a key at {KEYS_URL}), then restart the client. To try the "
+    'server without a key, set "ATLAS_MCP_OFFLINE": "1" there instead.',
+    "cli": "No Atlas Cloud API key is set. Set ATLASCLOUD_API_KEY in this shell (create a key at "
+    f"{KEYS_URL}) and run the command again, or add --offline to try it without a key.",
+    "http": "This hosted server has no Atlas Cloud API key. Its operator must set ATLASCLOUD_API_KEY "
+    "where the server runs, or run it with ATLAS_MCP_USER_KEYS=1 so that each client sends its own key "
+    "in the X-Atlas-Api-Key header.",
+    "": f"No Atlas Cloud API key is set. Set the ATLASCLOUD_API_KEY environment variable (create a key at "
+    f"{KEYS_URL}). To try the server without a key, run it with --offline or ATLAS_MCP_OFFLINE=1.",
+}
 
 
 class InvalidParameterError(AtlasError, ValueError):
     """An argument is outside what the model accepts."""
 
-    def __init__(self, parameter: str, message: str) -> None:
+    def __init__(self, parameter: str, message: str, *, whole: bool = False) -> None:
+        """``"Invalid <parameter>: <message>"``; with ``whole``, ``message`` is the entire text (it names
+        each parameter itself, e.g. one sentence per bad argument)."""
         self.parameter = parameter
-        super().__init__(f"Invalid {parameter}: {message}")
+        super().__init__(message if whole else f"Invalid {parameter}: {message}")
 
 
 class LocalFileError(AtlasError):
@@ -280,8 +297,8 @@ def status_error(
     if status_code in (401, 403):
         return AuthenticationError(
             f"{what} was refused: the Atlas Cloud API key is invalid, expired or not allowed to do this "
-            f"(HTTP {status_code}).{said} Check ATLASCLOUD_API_KEY in the MCP client configuration "
-            f"(keys are at {KEYS_URL}) and restart the server.",
+            f"(HTTP {status_code}).{said} Check ATLASCLOUD_API_KEY where the server runs (on a hosted "
+            f"server with per-user keys: the X-Atlas-Api-Key header you send); keys are at {KEYS_URL}.",
             **kw,
         )
     if status_code == 404:

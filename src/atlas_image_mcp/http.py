@@ -26,12 +26,14 @@ Security, from the outside in:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import ipaddress
 import json
 import logging
 import signal
+import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -468,7 +470,8 @@ def serve_http(
     allow_unauthenticated: bool = False,
     **uvicorn_options: Any,
 ) -> int:
-    """Run the HTTP app under uvicorn until SIGINT/SIGTERM; 2 (nothing bound) when refused."""
+    """Run the HTTP app under uvicorn until SIGINT/SIGTERM; 2 (nothing bound) when refused or when the
+    address cannot be bound (a busy port), with the reason logged before anything claims to run."""
     refusal = check_exposure(settings, host, allow_unauthenticated)
     if refusal:
         logger.error("%s", refusal)
@@ -477,6 +480,12 @@ def serve_http(
         logger.warning(
             "ATLAS_MCP_USER_KEYS=1: ATLASCLOUD_API_KEY is ignored, every request brings its own key"
         )
+    try:
+        listener = _listen(host, port)
+    except OSError as err:
+        logger.error("%s", _cannot_listen(host, port, err))
+        return 2
+    port = int(listener.getsockname()[1])  # the real one when --port 0 asked for any free port
     runtime = Runtime.create(settings, offline=offline, remote=True)
     app = create_http_app(runtime, host=host, stateless=stateless)
     logger.info(
@@ -502,8 +511,8 @@ def serve_http(
     _finish_calls_before_draining(server, app.state.in_flight, runtime)
     compat.hold_sse_drain()
     try:
-        with _clean_exit_on_signals(server):
-            server.run()
+        with _clean_exit_on_signals(server), listener:
+            server.run(sockets=[listener])
     finally:
         compat.release_sse_drain()
     logger.info("atlas-image-mcp stopped")
@@ -536,6 +545,31 @@ def _quiet_access_log() -> None:
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, _NoQueryStrings) for f in access.filters):
         access.addFilter(_NoQueryStrings())
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything says the server is running (uvicorn listens on it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _cannot_listen(host: str, port: int, err: OSError) -> str:
+    reason = err.strerror or str(err)
+    if err.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {host}:{port}: the port is already in use (perhaps by another "
+            "atlas-image-mcp). Stop that program, or choose another port with --port."
+        )
+    if err.errno == errno.EACCES:
+        return f"cannot listen on {host}:{port}: permission denied (ports below 1024 need privileges)."
+    return f"cannot listen on {host}:{port}: {reason}. Check --host (an address of this machine) and --port."
 
 
 @contextmanager

@@ -33,12 +33,15 @@ REDACTED = "[redacted]"
 _MAX_TEMPORARY_SECRETS = MAX_REMEMBERED_KEYS
 _MIN_SECRET_CHARS = 4  # the operator's own key or token: whatever they chose
 
-_BEARER = re.compile(r"(?i)\b(bearer)\s+(?!\[redacted\])[^\s\"',;]+")
+# A credential never starts with "<" (a placeholder such as "<token>" in our own help texts) and is not
+# an auth-param such as realm="..." (a WWW-Authenticate challenge): those are left as they are.
+_NOT_A_CREDENTIAL = r"(?!\[redacted\]|<|realm=)"
+_BEARER = re.compile(r"(?i)\b(bearer)\s+" + _NOT_A_CREDENTIAL + r"[^\s\"',;]+")
 _KEYLIKE = re.compile(r"\bapikey-[A-Za-z0-9_\-]{4,}")
 _HEADER = re.compile(
     r"(?i)(x-atlas-api-key|authorization)([\"']?\s*[:=]\s*[\"']?)"  # the header name and separator
     r"((?:bearer|basic|token)\s+)?"  # an optional scheme, kept
-    r"(?!\[redacted\]|(?:bearer|basic|token)\s)[^\s\"',;]+"  # the credential
+    r"(?!\[redacted\]|<|(?:bearer|basic|token)\s)[^\s\"',;]+"  # the credential
 )
 
 
@@ -128,11 +131,16 @@ _BINARY_KEYS = frozenset({"blob"})
 _BINARY_BLOCKS = frozenset({"image", "audio"})
 
 
+def _is_binary_block(value: dict[Any, Any]) -> bool:
+    kind = value.get("type")  # a JSON Schema's "type" may be a list: not a content block
+    return isinstance(kind, str) and kind in _BINARY_BLOCKS
+
+
 def _texts(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
-        binary = value.get("type") in _BINARY_BLOCKS
+        binary = _is_binary_block(value)
         for key, item in value.items():
             if key in _BINARY_KEYS or (binary and key == "data"):
                 continue
@@ -146,7 +154,7 @@ def _rewrite(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        binary = value.get("type") in _BINARY_BLOCKS
+        binary = _is_binary_block(value)
         return {
             key: item if key in _BINARY_KEYS or (binary and key == "data") else _rewrite(item)
             for key, item in value.items()

@@ -42,19 +42,17 @@ __all__ = [
 class OutputImage(BaseModel):
     """One output picture."""
 
-    url: str = Field(description="Temporary URL of the picture at Atlas Cloud (expires after a while).")
+    url: str = Field(description="Temporary Atlas URL (expires).")
     path: str | None = Field(
         default=None,
-        description="The saved copy, when saved: its absolute path, or only its file name (in the output "
-        "folder) for a client that shows results in an MCP App.",
+        description="The saved copy: its absolute path, or only its file name (in the output folder) for "
+        "a client that shows results in an MCP App.",
     )
-    width: int | None = Field(default=None, description="Width in pixels.")
-    height: int | None = Field(default=None, description="Height in pixels.")
-    mime_type: str | None = Field(default=None, description="Media type, e.g. image/jpeg.")
-    resource_uri: str | None = Field(default=None, description="MCP resource URI of this picture.")
-    error: str | None = Field(
-        default=None, description="What went wrong with this picture (download, check or save), if anything."
-    )
+    width: int | None = None
+    height: int | None = None
+    mime_type: str | None = None
+    resource_uri: str | None = Field(default=None, description="MCP resource of the picture.")
+    error: str | None = Field(default=None, description="What went wrong with this picture, if anything.")
 
 
 class GenerationResult(BaseModel):
@@ -62,23 +60,23 @@ class GenerationResult(BaseModel):
 
     prediction_id: str | None = Field(description="Atlas prediction id; pass it to get_prediction.")
     status: str = Field(description="completed, processing (call get_prediction later), failed or dry_run.")
-    model: str | None = Field(default=None, description="Model id.")
-    prompt: str | None = Field(default=None, description="The prompt sent, when this call sent one.")
-    sources: list[str] = Field(
-        default_factory=list, description="URLs of the input pictures used (edits and variations)."
-    )
+    model: str | None = None
+    prompt: str | None = Field(default=None, description="The prompt sent, if any.")
+    sources: list[str] = Field(default_factory=list, description="URLs of the input pictures used.")
     outputs: list[OutputImage] = Field(default_factory=list)
     seed: int | None = Field(default=None, description="Seed used, when known (reuse it to reproduce).")
-    price: str | None = Field(default=None, description="Cost in USD as reported by Atlas, when known.")
-    error: str | None = Field(default=None, description="Why the prediction failed, or a download problem.")
-    elapsed_seconds: float | None = Field(default=None, description="Seconds this call took.")
+    price: str | None = Field(default=None, description="Cost in USD, as Atlas reports it.")
+    error: str | None = Field(default=None, description="Why it failed, or a download problem.")
+    elapsed_seconds: float | None = Field(
+        default=None, description="Seconds the job took (Atlas' timing; while processing, this call's wait)."
+    )
     ignored_parameters: list[str] = Field(
-        default_factory=list, description="Parameters the model does not accept; they were not sent."
+        default_factory=list, description="Parameters the model does not accept (not sent)."
     )
     request_body: dict[str, Any] | None = Field(
-        default=None, description="dry_run only: the exact JSON body that would be sent."
+        default=None, description="dry_run: the exact JSON body it would send."
     )
-    next_step: str | None = Field(default=None, description="What to do next, when anything.")
+    next_step: str | None = Field(default=None, description="What to do next.")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from .constants import (
     OFFLINE_API_KEY,
     OFFLINE_BASE_URL,
     USER_KEY_HEADER,
+    Place,
 )
 from .errors import MissingAPIKeyError
 from .guard import SpendGuard
@@ -39,6 +40,8 @@ class Runtime:
     client: AtlasClient
     remote: bool = False
     offline: bool = False
+    #: Where answers are read (advice in messages fits it); a remote runtime is always "http".
+    place: Place = "stdio"
     guard: SpendGuard = field(init=False)
     catalogue: Catalogue = field(init=False)
     #: This process's record of each session's pictures ('last', variations, the viewer's gallery).
@@ -54,6 +57,8 @@ class Runtime:
         self.history = PictureHistory()
         self.decodes = anyio.CapacityLimiter(DECODES_AT_ONCE)
         self.stopping = anyio.Event()
+        if self.remote:
+            self.place = "http"
 
     def stop_waiting(self) -> None:
         """Tell every call waiting for a picture to answer now with its prediction id (shutdown)."""
@@ -68,6 +73,7 @@ class Runtime:
         remote: bool = False,
         client: AtlasClient | None = None,
         emulator_latency: float = DEFAULT_EMULATOR_LATENCY,
+        place: Place = "stdio",
     ) -> Runtime:
         """Build the runtime; ``offline`` puts the emulator behind the client, in process, no port."""
         if client is None:
@@ -88,7 +94,7 @@ class Runtime:
             )
         register_secret(settings.api_key, permanent=True)
         register_secret(settings.auth_token, permanent=True)
-        return cls(settings=settings, client=client, remote=remote, offline=offline)
+        return cls(settings=settings, client=client, remote=remote, offline=offline, place=place)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -112,7 +118,7 @@ class Runtime:
                 )
             return self.client.with_api_key(key)
         if not self.client.has_api_key:
-            raise MissingAPIKeyError()
+            raise MissingAPIKeyError(place=self.place)
         return self.client
 
     @property

@@ -20,7 +20,7 @@ from .resources import register_resources
 from .runtime import Runtime
 from .taskids import TaskIds, task_id_secret
 from .tasks import TasksExtension
-from .tools import bind_tools, register_tools
+from .tools import build_tools
 from .viewer import make_viewer
 
 __all__ = ["INSTRUCTIONS", "make_server"]
@@ -89,7 +89,6 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
             yield runtime
 
     viewer = make_viewer(runtime)
-    bind_tools(viewer)
     server: MCPServer[Runtime] = MCPServer(
         "atlas-image-mcp",
         title="Atlas Cloud FLUX images",
@@ -100,9 +99,9 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
         lifespan=lifespan,
         log_level=settings.log_level if settings.log_level in _LEVELS else "INFO",  # type: ignore[arg-type]
         middleware=[redact_answers],
+        tools=build_tools(tasks),
     )
     tasks.bind(server)
-    register_tools(server, tasks)
     register_resources(server)
     register_prompts(server)
     install_logging_handler(server)

@@ -125,6 +125,11 @@ class Settings(BaseModel):
     base_url: str = setting(
         "ATLASCLOUD_BASE_URL", C.DEFAULT_BASE_URL, "API origin; a trailing /, /api or /api/v1 is tolerated"
     )
+    offline: bool = setting(
+        "ATLAS_MCP_OFFLINE",
+        False,
+        "1 = use the built-in Atlas emulator, no key and no network (what --offline does)",
+    )
     timeout: PositiveSeconds = setting(
         "ATLAS_MCP_TIMEOUT", C.DEFAULT_TIMEOUT, "seconds for one API request or download, first byte to last"
     )

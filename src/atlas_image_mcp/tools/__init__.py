@@ -5,9 +5,11 @@ Atlas client and hands the outcome to :mod:`atlas_image_mcp.render` (through
 :mod:`.results`). Failures are raised as ``ToolError`` with a message the assistant can act on,
 so the client sees ``isError: true``.
 
-The picture tools declare the viewer app (MCP Apps): they are bound to the
-:class:`~atlas_image_mcp.viewer.PictureViewer` extension with :func:`bind_tools` before the server
-is built, the others are added to the server by :func:`register_tools`; both read :data:`_TOOLS`.
+:func:`build_tools` makes every tool of :data:`_TOOLS` a :class:`~.plain.PlainTool` (bad or
+unknown arguments get plain sentences, schemas trimmed for ``tools/list``) for
+``MCPServer(tools=...)``. The picture tools carry the viewer app's ``_meta.ui.resourceUri`` (MCP
+Apps), stamped here as ``Apps.tool`` would, since a tool the ``Apps`` extension adds is built by
+the SDK and so could not be a PlainTool; the viewer extension still serves the app's resource.
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mcp.server.apps import Apps
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 
 from ..constants import VIEWER_URI
@@ -27,10 +28,11 @@ from .edit import edit_image, generate_variations
 from .gallery import show_gallery
 from .generate import generate_image
 from .handoff import IMAGE_JOB
+from .plain import plain_tool
 from .predictions import get_prediction
 from .upload import upload_media
 
-__all__ = ["bind_tools", "register_tools"]
+__all__ = ["build_tools"]
 
 
 @dataclass(frozen=True)
@@ -72,19 +74,18 @@ def _annotations(offer: _Offer) -> ToolAnnotations:
     )
 
 
-def bind_tools(apps: Apps) -> None:
-    """Bind the picture tools to the viewer app; the server adds them when it takes the extension."""
-    for fn, offer in _TOOLS.items():
-        if offer.viewer:
-            apps.tool(resource_uri=VIEWER_URI, title=offer.title, annotations=_annotations(offer))(fn)
+def _meta(offer: _Offer) -> dict[str, Any] | None:
+    """MCP Apps ``_meta.ui``: the viewer for picture tools; model-only for what the frame may not call."""
+    if offer.viewer:
+        return {"ui": {"resourceUri": VIEWER_URI}}
+    return None if offer.frame else {"ui": {"visibility": ["model"]}}
 
 
-def register_tools(server: MCPServer[Any], tasks: TasksExtension | None = None) -> None:
-    """Add the tools that have no viewer; picture jobs run as tasks through ``tasks``."""
+def build_tools(tasks: TasksExtension | None = None) -> list[Tool]:
+    """Every tool, for ``MCPServer(tools=...)``; picture jobs run as tasks through ``tasks``."""
+    tools: list[Tool] = []
     for fn, offer in _TOOLS.items():
         if offer.task and tasks is not None:
             tasks.add_tool(fn.__name__, IMAGE_JOB)
-        if offer.viewer:
-            continue
-        meta = None if offer.frame else {"ui": {"visibility": ["model"]}}
-        server.add_tool(fn, title=offer.title, annotations=_annotations(offer), meta=meta)
+        tools.append(plain_tool(fn, title=offer.title, annotations=_annotations(offer), meta=_meta(offer)))
+    return tools

@@ -119,7 +119,7 @@ async def run_generation(ctx: ToolContext, job: Job, *, spec: ModelSpec | None =
         prepared = prepare_request(request, spec)
         notes = (*job.notes, *prepared.notes)
         if job.options.dry_run:
-            return _dry_run(prepared, started, job, used, notes)
+            return _dry_run(prepared, started, job, used, notes, runtime)
         return await _submit(ctx, runtime, job, prepared, started, used, notes)
     except AtlasError as err:
         raise fail(err) from err
@@ -196,7 +196,12 @@ async def _submit(
 
 
 def _dry_run(
-    prepared: PreparedRequest, started: float, job: Job, used: Sequence[str], notes: Sequence[str]
+    prepared: PreparedRequest,
+    started: float,
+    job: Job,
+    used: Sequence[str],
+    notes: Sequence[str],
+    runtime: Runtime,
 ) -> CallToolResult:
     spec = prepared.spec
     estimate = spec.estimate(prepared.num_images) if spec is not None else None
@@ -214,9 +219,15 @@ def _dry_run(
         ignored_parameters=list(prepared.ignored),
         request_body=prepared.body,
         elapsed_seconds=round(time.monotonic() - started, 3),
-        next_step=f"{cost}Call {job.tool} again without dry_run to run it.",
+        next_step=cost + _run_for_real(runtime, job.tool),
     )
     return tool_result(result, [], list(notes))
+
+
+def _run_for_real(runtime: Runtime, tool: str) -> str:
+    if runtime.place == "cli":  # the generate command: its flag, not the tool's argument
+        return "Run the same command without --dry-run to generate."
+    return f"Call {tool} again without dry_run to run it."
 
 
 def _not_started(err: AtlasError) -> bool:

@@ -38,6 +38,7 @@ from ..fetch import Budget, remove_download
 from ..models import Prediction
 from ..notify import notify, progress
 from ..pictures import PictureError, examine
+from ..polling import duration_of
 from ..render import (
     GenerationResult,
     OutputImage,
@@ -324,6 +325,19 @@ async def _collect(
     return outputs, blocks, notes + image_notes
 
 
+def _not_ready(runtime: Runtime, prediction_id: str) -> str:
+    if runtime.place == "cli":  # a terminal has no get_prediction to call
+        return (
+            f"The picture is not ready yet: Atlas is still making prediction {prediction_id}. Do not run the "
+            "command again (that would be billed again); the picture will be in the history of your Atlas "
+            "Cloud console. To wait longer next time, set ATLAS_MCP_WAIT_SECONDS (up to 600)."
+        )
+    return (
+        f'The picture is not ready yet. Call get_prediction with prediction_id "{prediction_id}" and '
+        "wait_seconds=30 to collect it (no new generation is needed, nothing more is billed)."
+    )
+
+
 def tool_result(
     result: GenerationResult, blocks: list[Any], notes: list[str], *, is_error: bool = False
 ) -> CallToolResult:
@@ -375,9 +389,7 @@ async def finish(
         result = base.model_copy(
             update={
                 "elapsed_seconds": round(time.monotonic() - started, 2),
-                "next_step": f"{stopping}The picture is not ready yet. Call get_prediction with "
-                f'prediction_id "{prediction.id}" and wait_seconds=30 to collect it (no new generation is '
-                "needed, nothing more is billed).",
+                "next_step": stopping + _not_ready(runtime, prediction.id),
             }
         )
         return _answer(ctx, result, [], list(notes), record)
@@ -397,11 +409,13 @@ async def finish(
     outputs, blocks, collect_notes = await _collect(
         runtime, api, prediction, save=save, mode=mode, expected=expected, deadline=deadline
     )
+    # The job's own time as Atlas reports it: get_prediction may collect a job that finished long ago.
+    took = duration_of(prediction)
     result = base.model_copy(
         update={
             "status": "completed",
             "outputs": outputs,
-            "elapsed_seconds": round(time.monotonic() - started, 2),
+            "elapsed_seconds": round(took if took is not None else time.monotonic() - started, 2),
         }
     )
     if any(out.error for out in outputs):
