@@ -1729,6 +1729,85 @@ def external(module: str, title: str, issue: str) -> Callable[[Context], Section
     return section
 
 
+def _load_module(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def toolsize_section(ctx: Context) -> Section:
+    """bench/toolsize.py (issue 11): the size of the ``tools/list`` answer, ours and the official one's."""
+    s = Section("Tool list size (`tools/list`, characters of compact JSON)")
+    result = _load_module("toolsize").run(with_npx=not (ctx.quick or ctx.args.no_npx))
+    ours, theirs, same = result["ours"], result.get("official"), result.get("equivalent")
+    rows = [["atlas-image-mcp", str(ours["tools"]), f"{ours['total']:,}", f"{ours['per_tool_average']:,}"]]
+    if theirs:
+        rows.append(
+            [
+                "atlascloud-mcp",
+                str(theirs["tools"]),
+                f"{theirs['total']:,}",
+                f"{theirs['per_tool_average']:,}",
+            ]
+        )
+    s.add("Measured by `bench/toolsize.py` (its `--help` has the details).")
+    s.add("")
+    s.table(["server", "tools", "total", "per tool"], rows)
+    if same:
+        s.add(
+            f"The tools that do the same jobs ({', '.join(same['tools'])}): ours {same['ours']:,}, "
+            f"official {same['official']:,} characters."
+        )
+    for note in result.get("notes") or []:
+        s.add(f"- {note}")
+    s.rows.append(
+        Row(
+            "11",
+            "`tools/list` size",
+            f"{ours['total']:,} characters, {ours['tools']} tools"
+            + (f" (official: {theirs['total']:,}, {theirs['tools']} tools)" if theirs else ""),
+        )
+    )
+    if same:
+        s.rows.append(
+            Row(
+                "11",
+                "`tools/list` size of the tools doing the same jobs, ours vs official",
+                f"{same['ours']:,} vs {same['official']:,}",
+            )
+        )
+    return s
+
+
+def hostile_section(ctx: Context) -> Section:
+    """bench/hostile.py (issue 10): peak memory of the server against a hostile upstream."""
+    s = Section("Hostile upstream: peak memory")
+    module = _load_module("hostile")
+    result = module.run(list(module.CASES)[:1] if ctx.quick else None)
+    worst = result.pop("worst")
+    s.add("Measured by `bench/hostile.py`: each case a hostile Atlas stand-in, the server's memory sampled.")
+    s.add("")
+    s.table(
+        ["case", "peak", "idle", "seconds", "outcome"],
+        [
+            [c, f"{r['peak_mb']} MB", f"{r['idle_mb']} MB", f"{r['seconds']} s", str(r["outcome"])[:80]]
+            for c, r in result.items()
+        ],
+    )
+    s.rows.append(
+        Row(
+            "10",
+            f"Hostile upstream: worst peak memory ({worst['case']})",
+            f"{worst['peak_mb']} MB",
+            f"< {worst['target_mb']:g} MB",
+            bool(worst["met"]) if not ctx.quick else None,
+        )
+    )
+    return s
+
+
 #: The report, in order: (key for --only, the function that measures and writes it).
 SECTIONS: list[tuple[str, Callable[[Context], Section]]] = [
     ("cold-start", cold_start_section),
@@ -1738,8 +1817,8 @@ SECTIONS: list[tuple[str, Callable[[Context], Section]]] = [
     ("load", load_section),
     ("memory", memory_section),
     ("workers", workers_section),
-    ("tool-list", external("toolsize", "Tool list size", "11")),
-    ("hostile", external("hostile", "Hostile upstream: peak memory", "10")),
+    ("tool-list", toolsize_section),
+    ("hostile", hostile_section),
 ]
 
 

@@ -18,6 +18,18 @@ from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
 TEST_KEY = "apikey-TESTSECRET-0123456789abcdef"
+#: Every tool the server lists (one place to update when a tool is added).
+TOOL_NAMES = frozenset(
+    {
+        "generate_image",
+        "edit_image",
+        "generate_variations",
+        "get_prediction",
+        "upload_media",
+        "list_models",
+        "show_gallery",
+    }
+)
 EMULATOR_URL = "http://atlas.emulator"
 FAST_POLLS = PollSchedule(step=0.02, fast_until=1.0, ratio=0.1, max_interval=0.1)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from atlas_image_mcp.cli import build_parser, main
-from atlas_image_mcp.settings import ENV_VARS
+from atlas_image_mcp.settings import ENV_VARS, default_output_dir
 
 from .http_helpers import child_env, free_port, serve_process
 
@@ -145,4 +146,64 @@ def test_the_unchanged_docker_command_refuses_to_start_without_authentication(tm
     proc = subprocess.run(argv, env=child_env(tmp_path), capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2, shlex.join(argv) + "\n" + proc.stderr
     assert "refusing to serve on 0.0.0.0" in proc.stderr and "ATLAS_MCP_AUTH_TOKEN" in proc.stderr
+    assert "Authorization: Bearer <token>)" in proc.stderr, "redaction ate the placeholder"
     assert "Uvicorn running" not in proc.stderr
+
+
+# --- the small stumbles of a first hour --------------------------------------------------------
+
+
+def test_http_options_with_the_stdio_transport_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["serve", "--transport", "stdio", "--host", "0.0.0.0"])
+    assert stop.value.code == 2
+    assert "--host applies only to --transport http" in capsys.readouterr().err
+
+
+@pytest.mark.subprocess
+def test_serve_with_a_host_and_no_transport_serves_http(tmp_path: Path) -> None:
+    port = free_port()
+    argv = [str(ENTRY_POINT), "serve", "--host", "127.0.0.1", "--port", str(port), "--offline"]
+    with serve_process(argv, child_env(tmp_path), port):
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+
+
+@pytest.mark.subprocess
+def test_a_busy_port_is_a_clear_error_before_any_line_claims_the_server_runs(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        argv = [str(ENTRY_POINT), "serve", "--transport", "http", "--port", str(port), "--offline"]
+        proc = subprocess.run(argv, env=child_env(tmp_path), capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: the port is already in use" in proc.stderr
+    assert "--port" in proc.stderr and "Errno" not in proc.stderr
+    assert " on http://" not in proc.stderr and "Uvicorn running" not in proc.stderr
+
+
+def test_generate_help_names_the_folder_it_really_uses(capsys: pytest.CaptureFixture[str]) -> None:
+    text = _help(["generate", "--help"], capsys)
+    assert f"else{default_output_dir()})" in text.replace(" ", "")  # argparse wraps at hyphens
+
+
+@pytest.mark.subprocess
+def test_the_generate_command_gives_terminal_advice(tmp_path: Path) -> None:
+    """A missing key and a dry run each say what to do in a terminal, not in an MCP client."""
+    env = child_env(tmp_path)
+    no_key = subprocess.run(
+        [str(ENTRY_POINT), "generate", "fox"], env=env, capture_output=True, text=True, timeout=60
+    )
+    dry = subprocess.run(
+        [str(ENTRY_POINT), "generate", "fox", "--dry-run"],
+        env={**env, "ATLAS_MCP_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert no_key.returncode == 1
+    assert "Set ATLASCLOUD_API_KEY in this shell" in no_key.stderr and "--offline" in no_key.stderr
+    assert "client" not in no_key.stderr
+    assert dry.returncode == 0, dry.stderr
+    assert "Run the same command without --dry-run to generate." in dry.stderr
+    assert "generate_image" not in dry.stderr

@@ -39,6 +39,8 @@ PID = "8ba2926c6bd642049f4d17dd68ea6785"
 SCHNELL = "black-forest-labs/flux-schnell"
 DEV = "black-forest-labs/flux-dev"
 OUTPUT_URL = f"https://cdn.test/outputs/{PID}/0.jpeg"
+#: an output on the API's own host: fetched through the client's (mock) transport
+DOWNLOAD_URL = f"{BASE}/outputs/{PID}/0.jpeg"
 UPLOAD_URL = "https://files.test/media/abc123.png"
 PNG = b"\x89PNG\r\n\x1a\nfake-png-payload"
 
@@ -729,8 +731,8 @@ async def test_the_upstream_message_appears_in_the_error(body, text):
         (403, AuthenticationError, "Check ATLASCLOUD_API_KEY"),
         (402, InsufficientBalanceError, "top up"),
         (429, RateLimitError, "try again"),
-        (500, ServerError, "try again"),
-        (503, ServerError, "try again"),
+        (500, ServerError, "history of the Atlas console"),
+        (503, ServerError, "history of the Atlas console"),
     ],
 )
 async def test_a_submit_error_status_maps_to_its_error_type_with_a_next_step(code, error_type, next_step):
@@ -780,7 +782,21 @@ ECHO = f"rejected header Authorization: Bearer {KEY} for key {KEY}"
 
 
 async def _download(client: AtlasClient):
-    return await client.download(OUTPUT_URL, max_bytes=1024)
+    return await download(client, DOWNLOAD_URL, max_bytes=1024)
+
+
+async def download(client: AtlasClient, url: str, max_bytes: int) -> tuple[bytes, str]:
+    """Download ``url`` into a scratch folder; the file's bytes and the content type."""
+    import tempfile
+    from pathlib import Path
+
+    from atlas_image_mcp.fetch import remove_download
+
+    with tempfile.TemporaryDirectory() as folder:
+        result = await client.download(url, folder=Path(folder), max_bytes=max_bytes)
+        content = result.path.read_bytes()
+        await remove_download(result.path)
+        return content, result.content_type
 
 
 async def _list(client: AtlasClient):
@@ -1190,14 +1206,14 @@ async def test_download_sends_no_api_key_to_the_output_url():
         )
 
     async with make_client(handler) as client:
-        result = await client.download(OUTPUT_URL, max_bytes=1024)
+        content, content_type = await download(client, DOWNLOAD_URL, max_bytes=1024)
 
     assert len(seen) == 1
-    assert str(seen[0].url) == OUTPUT_URL
+    assert str(seen[0].url) == DOWNLOAD_URL
     assert "authorization" not in seen[0].headers
     assert KEY not in str(seen[0].headers)
-    assert result.content == b"JPEGDATA"
-    assert result.content_type == "image/jpeg"
+    assert content == b"JPEGDATA"
+    assert content_type == "image/jpeg"
 
 
 async def test_download_refuses_a_declared_content_length_over_the_limit_before_reading_the_body():
@@ -1216,7 +1232,7 @@ async def test_download_refuses_a_declared_content_length_over_the_limit_before_
     sleep, delays = recording_sleep()
     async with make_client(handler, sleep=sleep) as client:
         with pytest.raises(DownloadError) as info:
-            await client.download(OUTPUT_URL, max_bytes=1024)
+            await download(client, DOWNLOAD_URL, max_bytes=1024)
 
     assert produced == []  # refused on the header alone
     assert "download limit" in info.value.message
@@ -1240,7 +1256,7 @@ async def test_download_stops_reading_a_stream_without_content_length_once_over_
 
     async with make_client(handler) as client:
         with pytest.raises(DownloadError) as info:
-            await client.download(OUTPUT_URL, max_bytes=10 * 1024)
+            await download(client, DOWNLOAD_URL, max_bytes=10 * 1024)
 
     assert "content-length" not in headers_sent[0]
     assert "download limit" in info.value.message
@@ -1257,13 +1273,13 @@ async def test_download_of_an_expired_url_says_so_and_is_not_retried():
     sleep, delays = recording_sleep()
     async with make_client(handler, sleep=sleep) as client:
         with pytest.raises(DownloadError) as info:
-            await client.download(OUTPUT_URL, max_bytes=1024)
+            await download(client, DOWNLOAD_URL, max_bytes=1024)
 
     assert len(seen) == 1
     assert delays == []
     assert "HTTP 404" in info.value.message
     assert "expired" in info.value.message
-    assert info.value.url == OUTPUT_URL
+    assert info.value.url == DOWNLOAD_URL
 
 
 async def test_download_retries_a_server_error_then_succeeds():
@@ -1277,11 +1293,11 @@ async def test_download_retries_a_server_error_then_succeeds():
 
     sleep, delays = recording_sleep()
     async with make_client(handler, sleep=sleep) as client:
-        result = await client.download(OUTPUT_URL, max_bytes=1024)
+        content, content_type = await download(client, DOWNLOAD_URL, max_bytes=1024)
 
     assert len(seen) == 2
     assert delays == [0.4375]
-    assert result.content == b"OK"
+    assert content == b"OK"
 
 
 async def test_download_decodes_a_data_uri_without_any_request():
@@ -1292,13 +1308,13 @@ async def test_download_decodes_a_data_uri_without_any_request():
         return httpx.Response(500)
 
     async with make_client(handler) as client:
-        result = await client.download("data:image/png;base64,aGVsbG8gcGljdHVyZQ==", max_bytes=1024)
+        content, content_type = await download(client, "data:image/png;base64,aGVsbG8gcGljdHVyZQ==", 1024)
         with pytest.raises(DownloadError):
-            await client.download("data:image/png;base64," + "A" * 4000, max_bytes=1024)
+            await download(client, "data:image/png;base64," + "A" * 4000, max_bytes=1024)
 
     assert seen == []
-    assert result.content == b"hello picture"
-    assert result.content_type == "image/png"
+    assert content == b"hello picture"
+    assert content_type == "image/png"
 
 
 async def test_download_refuses_a_non_http_url_without_a_request():
@@ -1310,7 +1326,7 @@ async def test_download_refuses_a_non_http_url_without_a_request():
 
     async with make_client(handler) as client:
         with pytest.raises(DownloadError):
-            await client.download("file:///etc/passwd", max_bytes=1024)
+            await download(client, "file:///etc/passwd", max_bytes=1024)
 
     assert seen == []
 

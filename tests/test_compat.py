@@ -166,3 +166,27 @@ def test_every_fenced_library_is_a_declared_dependency(name: str) -> None:
 
     declared = " ".join(requires("atlas-image-mcp") or [])
     assert name in declared
+
+
+def test_uvicorn_h11_protocol_still_has_what_the_head_timeout_reads() -> None:
+    """``head_timeout_protocol`` subclasses uvicorn's H11Protocol and reads ``conn`` (h11 state),
+    ``loop`` and ``transport`` of it; the behaviour is tested in test_trust_http.py."""
+    import asyncio
+
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    protocol_class = compat.head_timeout_protocol(1.0)
+    assert issubclass(protocol_class, H11Protocol)
+    config = uvicorn.Config(app=lambda *a: None)
+    config.load()
+    loop = asyncio.new_event_loop()
+    try:
+        protocol = protocol_class(
+            config=config, server_state=uvicorn.server.ServerState(), app_state={}, _loop=loop
+        )
+        assert protocol.conn.their_state is h11.IDLE and protocol.loop is loop
+        for name in ("connection_made", "data_received", "connection_lost"):
+            assert callable(getattr(H11Protocol, name))
+    finally:
+        loop.close()

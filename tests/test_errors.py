@@ -85,7 +85,8 @@ def test_authentication_errors_point_to_the_api_keys_page():
     err = status_error(401, {"code": 401, "msg": "invalid key"})
 
     assert KEYS_URL in err.message
-    assert "restart the server" in err.message
+    # true wherever it is read: a client's configuration, a shell, or a hosted server's headers
+    assert "ATLASCLOUD_API_KEY where the server runs" in err.message and "X-Atlas-Api-Key" in err.message
 
 
 @pytest.mark.parametrize(("retry_after", "text"), [(2.0, "after about 2 s"), (None, "in a little while")])

@@ -27,6 +27,7 @@ from atlas_image_mcp.settings import Settings
 
 from .conftest import EMULATOR_URL, FAST_POLLS, text_of
 from .http_helpers import mcp_client, serve_app
+from .pictures import png_b64
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,7 +48,7 @@ INITIALIZE = {
         "clientInfo": {"name": "raw", "version": "1"},
     },
 }
-PNG_B64 = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(64)).decode()
+PNG_B64 = png_b64()
 
 
 def offline_app(stateless: bool = False, **changes: Any) -> Any:
@@ -256,13 +257,14 @@ async def test_two_users_at_once_each_call_upstream_with_their_own_key_only(
 
 
 @pytest.mark.parametrize("transport", ["streamable-http", "sse"])
-async def test_a_request_without_a_user_key_gets_a_tool_error_and_reaches_nobody(
+async def test_a_request_with_the_server_token_but_no_user_key_gets_a_tool_error_and_reaches_nobody(
     transport: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     emulator = Emulator(api_keys=[KEY_A], latency=0.05)
-    with serve_app(emulator_app(emulator, client_key=SERVER_KEY, api_key=SERVER_KEY, user_keys=True)) as base:
-        async with mcp_client(base, transport) as client:
+    app = emulator_app(emulator, client_key=SERVER_KEY, api_key=SERVER_KEY, user_keys=True, auth_token=TOKEN)
+    with serve_app(app) as base:
+        async with mcp_client(base, transport, {"Authorization": f"Bearer {TOKEN}"}) as client:
             generated = await client.call_tool("generate_image", {"prompt": "a fox"})
             fetched = await client.call_tool("get_prediction", {"prediction_id": "0" * 32})
             uploaded = await client.call_tool("upload_media", {"data": PNG_B64, "filename": "x.png"})
@@ -281,7 +283,7 @@ def test_a_session_opened_with_one_key_cannot_be_used_with_another(http: httpx.C
         assert opened.status_code == 200
         session = opened.headers["mcp-session-id"]
         ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-        for key, status in [(KEY_B, 404), (None, 404), (KEY_A, 200)]:
+        for key, status in [(KEY_B, 404), (None, 401), (KEY_A, 200)]:
             headers = dict(MCP_HEADERS, **{"mcp-session-id": session, "mcp-protocol-version": "2025-06-18"})
             if key:
                 headers["x-atlas-api-key"] = key
@@ -290,7 +292,7 @@ def test_a_session_opened_with_one_key_cannot_be_used_with_another(http: httpx.C
         with http.stream("GET", f"{base}/sse", headers={"x-atlas-api-key": KEY_A}) as stream:
             lines = stream.iter_lines()
             endpoint = next(line[5:].strip() for line in lines if line.startswith("data:"))
-            for key, status in [(KEY_B, 404), (None, 404), (KEY_A, 202)]:
+            for key, status in [(KEY_B, 404), (None, 401), (KEY_A, 202)]:
                 headers = dict(MCP_HEADERS, **({"x-atlas-api-key": key} if key else {}))
                 assert http.post(base + endpoint, headers=headers, json=ping).status_code == status, key
 

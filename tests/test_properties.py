@@ -40,6 +40,7 @@ from atlas_image_mcp.settings import Settings
 
 from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY
 from .loadgen import serve_in_thread
+from .pictures import png
 
 CALL_BOUND = 10.0
 TRACEBACK = "Traceback (most recent call last)"
@@ -179,7 +180,7 @@ def _make_paths(base: Path) -> dict[str, str]:
     outside = base / "outside-secret.txt"
     outside.write_text(f"secret {CANARY}\n")
     inside = root / "inside.png"
-    inside.write_bytes(b"\x89PNG\r\n\x1a\n" + CANARY.encode() + b"\x00" * 64)
+    inside.write_bytes(png(text=CANARY))
     (root / "link-out.png").symlink_to(outside)
     (root / "link-loop").symlink_to(root / "link-loop")
     (root / "dangling.png").symlink_to(base / "nowhere.png")
@@ -277,6 +278,7 @@ def check_outcome(name: str, outcome: Any) -> str:
             assert isinstance(outcome.structured_content, dict), outcome
     assert TRACEBACK not in text and 'File "/' not in text, text[:2000]
     assert "\x00" not in text and "\x1b" not in text, "raw control characters in a message"
+    assert "errors.pydantic.dev" not in text and "validation error for" not in text, text[:2000]
     assert CANARY not in text and CANARY not in json.dumps(getattr(outcome, "structured_content", None) or {})
     return text
 
@@ -427,9 +429,17 @@ def test_hosted_upload_inside_the_root_works_and_returns_no_content(
 
 
 def test_a_local_upload_returns_a_url_never_the_file_content(served: Served, paths: dict[str, str]) -> None:
-    result = served.call("upload_media", {"file_path": paths["outside"]})
+    result = served.call("upload_media", {"file_path": paths["inside"]})
     check_outcome("upload_media", result)  # includes: the canary inside the file is not in the result
     assert result.is_error is False
+
+
+def test_a_local_file_that_is_not_a_picture_is_never_uploaded(served: Served, paths: dict[str, str]) -> None:
+    """Over stdio too: a secret text file (think ~/.ssh/id_rsa) is refused by its content."""
+    result = served.call("upload_media", {"file_path": paths["outside"]})
+    text = check_outcome("upload_media", result)
+    assert result.is_error and "not a picture" in text, text
+    assert served.emulator.count("POST", "*uploadMedia") == 0
 
 
 # --- the HTTP endpoint -------------------------------------------------------------------------

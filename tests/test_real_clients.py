@@ -24,6 +24,7 @@ from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.settings import Settings
 
+from .conftest import TOOL_NAMES
 from .http_helpers import serve_app
 from .npm_tools import (
     NpmTools,
@@ -81,14 +82,6 @@ TASKS_SCENARIOS = (
     "tasks-required-task-error",
     "tasks-mrtr-composition",
 )
-TOOLS = {
-    "generate_image",
-    "edit_image",
-    "generate_variations",
-    "get_prediction",
-    "upload_media",
-    "list_models",
-}
 SERVER = [sys.executable, "-m", "atlas_image_mcp", "--offline"]
 
 
@@ -140,7 +133,7 @@ def _generate_args(prompt: str) -> list[str]:
 def test_inspector_lists_tools_and_generates_a_picture_over_stdio(tools: NpmTools, tmp_path: Path) -> None:
     out = tmp_path / "pictures"
     listed = inspect(tools, tmp_path, *SERVER, "--method", "tools/list", "--format", "json")
-    assert {tool["name"] for tool in listed["result"]["tools"]} == TOOLS
+    assert {tool["name"] for tool in listed["result"]["tools"]} == TOOL_NAMES
     called = inspect(
         tools, tmp_path, *SERVER, "-e", f"ATLAS_MCP_OUTPUT_DIR={out}", *_generate_args("a red fox")
     )
@@ -161,7 +154,7 @@ def test_inspector_lists_tools_and_generates_a_picture_over_http(
     tools: NpmTools, tmp_path: Path, offline_base: str, path: str
 ) -> None:
     listed = inspect(tools, tmp_path, f"{offline_base}{path}", "--method", "tools/list", "--format", "json")
-    assert {tool["name"] for tool in listed["result"]["tools"]} == TOOLS
+    assert {tool["name"] for tool in listed["result"]["tools"]} == TOOL_NAMES
     called = inspect(tools, tmp_path, f"{offline_base}{path}", *_generate_args(f"a fox over {path}"))
     result = called["result"]
     assert result["isError"] is False, result

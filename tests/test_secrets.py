@@ -30,12 +30,14 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from atlas_image_mcp.client import AtlasClient
 from atlas_image_mcp.emulator import Emulator, Fault, PredictionScript
 from atlas_image_mcp.http import create_http_app
+from atlas_image_mcp.redact import redact
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
 from .conftest import EMULATOR_URL, FAST_POLLS
 from .loadgen import serve_in_thread
+from .pictures import png_b64
 from .test_faults import POLL_FAULTS, POST_FAULTS
 
 MARK = "LEAKCANARY"  # the distinctive middle of every key below: even a partial leak shows
@@ -234,7 +236,7 @@ async def test_an_upstream_that_echoes_the_key_back_is_redacted(
         for fault in echoes(KEY):
             emulator.inject(fault, method=method, path=path, times=5)
             if where == "upload":
-                await call(client, sinks, "upload_media", {"data": "aGVsbG8=", "filename": "a.txt"})
+                await call(client, sinks, "upload_media", {"data": png_b64(), "filename": "a.png"})
             else:
                 await call(client, sinks, "generate_image", QUICK)
             assert used_key(emulator, KEY)
@@ -315,7 +317,7 @@ async def test_per_user_keys_over_http_never_show_any_key(
             await call(
                 client, sinks, "get_prediction", {"prediction_id": done.structured_content["prediction_id"]}
             )
-            await call(client, sinks, "upload_media", {"data": "aGVsbG8=", "filename": "hello.txt"})
+            await call(client, sinks, "upload_media", {"data": png_b64(), "filename": "hello.png"})
             for fault, path in [(f, GENERATE) for f in echoes(key)] + [(f, POLL) for f in echoes(key)[:3]]:
                 emulator.inject(fault, path=path, times=5)
                 await call(client, sinks, "generate_image", QUICK)
@@ -330,9 +332,13 @@ async def test_per_user_keys_over_http_never_show_any_key(
         )
         refused = await call(client, sinks, "generate_image", QUICK)
         assert refused.is_error
-    async with http_session(url, None, sinks) as client:  # no key: told how to send one
-        missing = await call(client, sinks, "generate_image", QUICK)
-        assert missing.is_error and "X-Atlas-Api-Key" in missing.content[0].text
+    async with httpx.AsyncClient() as raw:  # no key: refused at the door, and told how to send one
+        initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+        refused = await raw.post(
+            url, json=initialize, headers={"accept": "application/json, text/event-stream"}
+        )
+    assert refused.status_code == 401 and "X-Atlas-Api-Key" in refused.text
+    sinks.texts.append(refused.text)
     assert any("submitted prediction" in n for n in sinks.notifications)
     assert len(recorder.bodies) > 20
     sinks.assert_clean(caplog, capsys, recorder.text())
@@ -362,3 +368,20 @@ def test_the_canary_keys_are_really_caught_by_the_scan() -> None:
 
     with pytest.raises(AssertionError, match="leaked"):
         sinks.assert_clean(_Cap(), _Sys())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Set ATLAS_MCP_AUTH_TOKEN (clients then send Authorization: Bearer <token>), or ...",
+        "Unauthorized: send Authorization: Bearer <ATLAS_MCP_AUTH_TOKEN>",
+        'WWW-Authenticate: Bearer realm="atlas-image-mcp"',
+    ],
+)
+def test_redaction_leaves_text_that_is_no_secret_alone(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_redaction_still_removes_a_real_bearer_token_next_to_a_placeholder() -> None:
+    text = redact("send Bearer <token>; we got Authorization: Bearer s3cr3t-token-value")
+    assert "s3cr3t-token-value" not in text and "Bearer <token>" in text

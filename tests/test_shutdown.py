@@ -155,7 +155,10 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_exits_cleanly(tmp_pat
 
 
 @pytest.mark.subprocess
-async def test_sigterm_cancels_a_call_that_outlasts_the_grace_period_cleanly(tmp_path: Path) -> None:
+async def test_sigterm_answers_a_call_that_outlasts_the_grace_period_with_its_prediction_id(
+    tmp_path: Path,
+) -> None:
+    """The job keeps running at Atlas: the client gets "processing" and the id to collect it with."""
     out, log = tmp_path / "pictures", tmp_path / "stderr.log"
     with http_server(out, log) as (proc, url):
         outcome, _probes = await call_in_flight_then_sigterm(
@@ -164,11 +167,15 @@ async def test_sigterm_cancels_a_call_that_outlasts_the_grace_period_cleanly(tmp
             {"prompt": "a slow fox [emulator:latency=30]", "width": 512, "height": 512, "save": True},
         )
     result = outcome.get("result")
-    assert result is None or result.is_error or result.structured_content["status"] != "completed", outcome
+    assert result is not None and result.is_error is False, outcome
+    data = result.structured_content
+    assert data["status"] == "processing" and data["prediction_id"], data
+    assert "get_prediction" in data["next_step"] and "stopping" in data["next_step"]
     assert not out.exists() or list(out.iterdir()) == []
     stderr = log.read_text()
     assert_clean_log(stderr)
-    assert "cancelling 1 call(s) still in flight" in stderr
+    assert "answering 1 call(s) still waiting with their prediction id" in stderr
+    assert "cancelling" not in stderr
 
 
 @pytest.mark.subprocess

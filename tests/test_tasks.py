@@ -461,6 +461,7 @@ async def test_vscode_style_tasks_on_2025_11_25_get_list_result_and_cancel(
         "get_prediction": None,
         "upload_media": None,
         "list_models": None,
+        "show_gallery": None,
     }
     assert (
         task["status"] == "working" and isinstance(task["ttl"], int) and isinstance(task["pollInterval"], int)

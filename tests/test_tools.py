@@ -18,7 +18,7 @@ from PIL import Image
 from atlas_image_mcp.emulator import Emulator, PredictionScript
 from atlas_image_mcp.render import MAX_BASE64_CHARS
 
-from .conftest import FakeClock, make_api, text_of
+from .conftest import TOOL_NAMES, FakeClock, make_api, text_of
 
 GENERATE = "/api/v1/model/generateImage"
 POLL = "/api/v1/model/prediction/*"
@@ -35,9 +35,7 @@ def images_of(result) -> list[Image.Image]:
 async def test_tools_are_listed_with_titles_annotations_and_bounded_described_parameters(connect) -> None:
     async with connect(api_key=None) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(tools) == {
-        "generate_image", "edit_image", "generate_variations", "get_prediction", "upload_media", "list_models"
-    }  # fmt: skip
+    assert set(tools) == TOOL_NAMES
     expected = {
         "generate_image": (False, False, True),
         "edit_image": (False, False, True),
@@ -45,6 +43,7 @@ async def test_tools_are_listed_with_titles_annotations_and_bounded_described_pa
         "get_prediction": (False, True, True),
         "upload_media": (False, False, True),
         "list_models": (True, True, True),
+        "show_gallery": (True, True, False),
     }
     for name, tool in tools.items():
         assert tool.title and tool.description
@@ -135,6 +134,8 @@ async def test_slow_job_returns_processing_then_get_prediction_collects_it(
     assert second.is_error is False and second.structured_content["status"] == "completed"
     assert Path(second.structured_content["outputs"][0]["path"]).exists()
     assert emulator.count("POST", GENERATE) == 1
+    # "Took" is the job's time as Atlas reports it (30 s on the emulator's clock), not this call's
+    assert second.structured_content["elapsed_seconds"] == 30.0 and "Took: 30.0 s" in text_of(second)
 
 
 @pytest.mark.parametrize("http_status", [500, 200])
@@ -310,10 +311,22 @@ async def test_upload_refuses_directories_and_empty_files(connect, tmp_path: Pat
 
 async def test_missing_key_lists_tools_and_explains_how_to_set_it(connect, emulator) -> None:
     async with connect(api_key=None) as client:
-        assert len((await client.list_tools()).tools) == 6
+        assert len((await client.list_tools()).tools) == len(TOOL_NAMES)
         result = await client.call_tool("generate_image", {"prompt": "fox"})
     assert result.is_error is True
     assert "ATLASCLOUD_API_KEY" in text_of(result)
+    assert len(emulator.requests) == 0
+    # over stdio the key goes into the client's configuration, and so does the offline switch
+    assert "env of this server's entry in the MCP client's configuration" in text_of(result)
+    assert '"ATLAS_MCP_OFFLINE": "1"' in text_of(result)
+
+
+async def test_a_hosted_server_without_a_key_says_its_operator_must_set_one(connect, emulator) -> None:
+    async with connect(api_key=None, remote=True) as client:
+        result = await client.call_tool("generate_image", {"prompt": "fox"})
+    assert result.is_error is True
+    assert "This hosted server has no Atlas Cloud API key. Its operator must set" in text_of(result)
+    assert "client's configuration" not in text_of(result) and "--offline" not in text_of(result)
     assert len(emulator.requests) == 0
 
 
@@ -328,7 +341,7 @@ async def test_rejected_key_is_a_clear_tool_error(connect, emulator) -> None:
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
-        ({"prompt": "fox", "num_images": 9}, "less than or equal to 4"),
+        ({"prompt": "fox", "num_images": 9}, "Invalid num_images: 9 is out of range; allowed: 1 to 4."),
         ({"prompt": "fox", "model": "black-forest-labs/flux-dev", "width": 256}, "512 to 1536"),
         ({"prompt": "fox", "aspect_ratio": "16:9", "width": 800}, "not both"),
         ({"prompt": "fox", "image": "/home/me/cat.png"}, "No file at '/home/me/cat.png'"),

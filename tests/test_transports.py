@@ -21,7 +21,7 @@ from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.settings import Settings
 
-from .conftest import text_of
+from .conftest import TOOL_NAMES, text_of
 from .http_helpers import TRANSPORTS, child_env, mcp_client, serve_app, stdio_params
 
 pytestmark = pytest.mark.timeout(60)
@@ -74,14 +74,7 @@ async def test_list_generate_with_progress_get_and_upload_over_every_transport(
 
     async with open_client() as client:
         tools = {tool.name for tool in (await client.list_tools()).tools}
-        assert tools == {
-            "generate_image",
-            "edit_image",
-            "generate_variations",
-            "get_prediction",
-            "upload_media",
-            "list_models",
-        }
+        assert tools == TOOL_NAMES
 
         generated = await client.call_tool(
             "generate_image",

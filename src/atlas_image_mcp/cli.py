@@ -19,10 +19,10 @@ import anyio
 from pydantic import BaseModel
 
 from . import __version__
-from .constants import DEFAULT_EMULATOR_LATENCY
+from .constants import DEFAULT_EMULATOR_LATENCY, DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT
 from .params import CallOptions, GenerationParams
-from .redact import redact
-from .settings import ENV_VARS, Settings, SettingsError
+from .redact import redact_log as redact
+from .settings import ENV_VARS, Settings, SettingsError, default_output_dir
 
 __all__ = ["main"]
 
@@ -30,7 +30,7 @@ logger = logging.getLogger("atlas_image_mcp")
 
 
 class RedactingFilter(logging.Filter):
-    """Removes API keys and bearer tokens from every log record before it is written."""
+    """Removes API keys, bearer tokens and query strings from every log record before it is written."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact(record.getMessage())
@@ -111,9 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_env_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default stdio")
-    serve.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=_port, default=8000, help="HTTP port (default 8000)")
+    serve.add_argument(
+        "--transport",
+        choices=("stdio", "http"),
+        default=None,
+        help="default stdio; http when --host, --port, --stateless or --allow-unauthenticated is given",
+    )
+    serve.add_argument("--host", default=None, help=f"HTTP bind address (default {DEFAULT_HTTP_HOST})")
+    serve.add_argument("--port", type=_port, default=None, help=f"HTTP port (default {DEFAULT_HTTP_PORT})")
     serve.add_argument(
         "--stateless",
         action="store_true",
@@ -123,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers",
         type=_workers,
-        default=1,
+        default=None,
         metavar="N",
         help="HTTP: N worker processes behind one port, to use more than one core; needs --stateless "
         "(a session would live in one worker) and serves no legacy SSE (default 1)",
@@ -146,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--output-dir",
         type=Path,
-        help="where to save (default ATLAS_MCP_OUTPUT_DIR, else ~/Pictures/atlas-image-mcp)",
+        help=f"where to save (default: ATLAS_MCP_OUTPUT_DIR if set, else {default_output_dir()})",
     )
     gen.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="use the emulator")
 
@@ -194,14 +199,22 @@ def tool_arguments(args: argparse.Namespace, *models: type[BaseModel]) -> dict[s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "serve"
+    if (
+        command == "serve"
+        and getattr(args, "transport", None) == "stdio"
+        and (given := _http_only_given(args))
+    ):
+        verb = "applies" if len(given) == 1 else "apply"
+        parser.error(f"{', '.join(given)} {verb} only to --transport http (stdio has no address or port)")
     try:
         settings = Settings.from_env()
     except SettingsError as err:
         sys.stderr.write(f"atlas-image-mcp: {err}\n")
         return 2
     setup_logging(settings.log_level)
-    command = args.command or "serve"
     try:
         if command == "emulator":
             from .emulator import serve as serve_emulator
@@ -215,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 logging.getLogger().setLevel(logging.WARNING)
 
             arguments = {"prompt": args.prompt, **tool_arguments(args, GenerationParams, CallOptions)}
-            offline = bool(getattr(args, "offline", False))
+            offline = bool(getattr(args, "offline", False)) or settings.offline
             return anyio.run(
                 partial(run_generate, settings, arguments, output_dir=args.output_dir, offline=offline)
             )
@@ -225,9 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings, args: Any) -> int:
-    transport = getattr(args, "transport", "stdio")
-    offline = bool(getattr(args, "offline", False))
-    workers = int(getattr(args, "workers", 1))
+    transport = _transport(args)
+    offline = bool(getattr(args, "offline", False)) or settings.offline
+    workers = int(getattr(args, "workers", None) or 1)
     if workers > 1:
         refusal = _workers_refusal(transport, bool(getattr(args, "stateless", False)))
         if refusal:
@@ -239,8 +252,8 @@ def _serve(settings: Settings, args: Any) -> int:
             settings,
             factory=f"{__name__}:worker_app",
             workers=workers,
-            host=args.host,
-            port=args.port,
+            host=args.host or DEFAULT_HTTP_HOST,
+            port=DEFAULT_HTTP_PORT if args.port is None else args.port,
             offline=offline,
             allow_unauthenticated=args.allow_unauthenticated,
         )
@@ -249,13 +262,35 @@ def _serve(settings: Settings, args: Any) -> int:
 
         return serve_http(
             settings,
-            host=args.host,
-            port=args.port,
+            host=args.host or DEFAULT_HTTP_HOST,
+            port=DEFAULT_HTTP_PORT if args.port is None else args.port,
             offline=offline,
             stateless=args.stateless,
             allow_unauthenticated=args.allow_unauthenticated,
         )
     return anyio.run(_serve_stdio, settings, offline)
+
+
+#: ``serve`` options that only mean something over HTTP (dest -> flag).
+_HTTP_ONLY = {"host": "--host", "port": "--port", "stateless": "--stateless", "workers": "--workers",
+              "allow_unauthenticated": "--allow-unauthenticated"}  # fmt: skip
+
+
+def _http_only_given(args: Any) -> list[str]:
+    return [flag for dest, flag in _HTTP_ONLY.items() if getattr(args, dest, None) not in (None, False)]
+
+
+def _transport(args: Any) -> str:
+    """``--transport``, or ``http`` when it was not given but an HTTP-only option was.
+
+    ``serve --host 0.0.0.0`` means HTTP (stdio has no address), so it is served over HTTP rather
+    than silently over stdio; ``--transport stdio`` with an HTTP-only option is a usage error (main).
+    """
+    transport = getattr(args, "transport", None)
+    if transport is None and (given := _http_only_given(args)):
+        logger.info("serving over HTTP because %s was given", ", ".join(given))
+        return "http"
+    return str(transport or "stdio")
 
 
 async def _serve_stdio(settings: Settings, offline: bool) -> int:

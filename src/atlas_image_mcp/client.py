@@ -15,6 +15,8 @@ import json
 import logging
 import random
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,18 +32,19 @@ from .errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
+    AuthenticationError,
     InvalidParameterError,
     InvalidResponseError,
     MissingAPIKeyError,
     NotFoundError,
     status_error,
 )
-from .fetch import Download, Fetcher
+from .fetch import Budget, Download, Fetcher, Resolver, remove_download, system_resolver
 from .media import upload_source
 from .models import ModelInfo, Prediction, Upload, envelope_code, envelope_data, parse_prediction
 from .params import GenerationRequest
 from .polling import PollSchedule, duration_of
-from .redact import redact, register_secret
+from .redact import forget_secret, redact, register_secret
 from .retry import RetryPolicy, retry_after_seconds
 from .settings import Settings, normalize_base_url
 from .wire import PreparedRequest, prepare_request
@@ -72,10 +75,17 @@ class ClientOptions:
     connect_timeout: float = C.DEFAULT_CONNECT_TIMEOUT
     upload_timeout: float = C.DEFAULT_UPLOAD_TIMEOUT
     max_retries: int = C.DEFAULT_MAX_RETRIES
+    max_download_mb: float = C.DEFAULT_MAX_DOWNLOAD_MB
+    download_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClientOptions:
         return cls(**{f: getattr(settings, f) for f in cls.__dataclass_fields__})
+
+    @property
+    def max_answer_bytes(self) -> int:
+        """Largest API answer read: room for one inline (base64) picture of the download cap, plus 1 MB."""
+        return int(self.max_download_mb * C.MB * 4 / 3) + C.MB
 
 
 @dataclass
@@ -114,7 +124,10 @@ class AtlasClient:
         connect_timeout: float = C.DEFAULT_CONNECT_TIMEOUT,
         upload_timeout: float = C.DEFAULT_UPLOAD_TIMEOUT,
         max_retries: int = C.DEFAULT_MAX_RETRIES,
+        max_download_mb: float = C.DEFAULT_MAX_DOWNLOAD_MB,
+        download_hosts: tuple[str, ...] = (),
         transport: httpx.AsyncBaseTransport | None = None,
+        resolver: Resolver = system_resolver,
         sleep: Sleep = anyio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
@@ -122,9 +135,12 @@ class AtlasClient:
         limits: httpx.Limits = DEFAULT_LIMITS,
         shared: _Shared | None = None,
     ) -> None:
-        """``shared``: the state of another client, for a view with another key (see :meth:`with_api_key`)."""
+        """``shared``: the state of another client, for a view with another key (see :meth:`with_api_key`).
+
+        ``resolver`` resolves the hosts of output pictures for the download guard (tests inject one).
+        The key is registered for redaction only when a request is sent with it.
+        """
         self._api_key = api_key or None
-        register_secret(self._api_key)
         if shared is None:
             options = ClientOptions(
                 base_url=normalize_base_url(base_url),
@@ -132,13 +148,16 @@ class AtlasClient:
                 connect_timeout=connect_timeout,
                 upload_timeout=upload_timeout,
                 max_retries=max_retries,
+                max_download_mb=max_download_mb,
+                download_hosts=tuple(download_hosts),
             )
             http = httpx.AsyncClient(
                 transport=transport,
                 timeout=httpx.Timeout(timeout, connect=connect_timeout),
                 limits=limits,
                 headers={"User-Agent": f"atlas-image-mcp/{__version__}", "Accept": "application/json"},
-                follow_redirects=True,
+                # a redirect is never followed: a POST must not be sent twice, nor anywhere else
+                follow_redirects=False,
                 trust_env=True,
             )
             retry = RetryPolicy(max_retries=max_retries, rng=rng)
@@ -148,7 +167,18 @@ class AtlasClient:
                 owns_http=True,
                 options=options,
                 retry=retry,
-                fetcher=Fetcher(http, retry=retry, sleep=sleep, limiter=in_flight),
+                fetcher=Fetcher(
+                    http,
+                    api_host=httpx.URL(options.base_url).host,
+                    retry=retry,
+                    sleep=sleep,
+                    limiter=in_flight,
+                    timeout=timeout,
+                    connect_timeout=connect_timeout,
+                    allowed_hosts=options.download_hosts,
+                    resolver=resolver,
+                    clock=clock,
+                ),
                 poll_schedule=poll_schedule or PollSchedule(),
                 sleep=sleep,
                 clock=clock,
@@ -195,15 +225,25 @@ class AtlasClient:
 
     async def aclose(self) -> None:
         if self._shared.owns_http:
+            await self._shared.fetcher.aclose()
             await self._shared.http.aclose()
 
     # --- public API ------------------------------------------------------------------------
 
-    async def submit_image(self, request: GenerationRequest | PreparedRequest) -> Prediction:
-        """``POST /model/generateImage`` with a flat body. Never retried once it may have been sent."""
+    async def submit_image(
+        self, request: GenerationRequest | PreparedRequest, *, deadline: float | None = None
+    ) -> Prediction:
+        """``POST /model/generateImage`` with a flat body. Never retried once it may have been sent.
+
+        ``deadline`` (on the client's clock): the request is given up at that moment at the latest.
+        """
         prepared = request if isinstance(request, PreparedRequest) else prepare_request(request)
         body = await self._request(
-            "POST", "/model/generateImage", json=prepared.body, what="The generation request"
+            "POST",
+            "/model/generateImage",
+            json=prepared.body,
+            what="The generation request",
+            deadline=deadline,
         )
         prediction = parse_prediction(body)
         if prediction is None:
@@ -238,8 +278,12 @@ class AtlasClient:
         *,
         not_found_grace: float = C.NOT_FOUND_GRACE,
         first: Prediction | None = None,
+        deadline: float | None = None,
     ) -> Prediction:
         """Poll until the prediction is terminal or ``max_wait`` seconds pass; return the last state.
+
+        ``deadline`` (on the client's clock, at or after the end of the wait): no poll, and no
+        retry of one, runs past it; without it, one request timeout after the end of the wait.
 
         ``on_update`` is called with every state seen (including ``first``, a state already known,
         such as the submit answer). A 404 within ``not_found_grace`` seconds of the start counts as
@@ -250,7 +294,9 @@ class AtlasClient:
         assumed to start right after the submit); it learns from every completion seen here.
         """
         start = self._shared.clock()
-        deadline = start + max_wait
+        wait_end = start + max_wait
+        # a poll sent at the end of the wait still gets its own time, within the caller's deadline
+        hard = wait_end + self.options.timeout if deadline is None else max(wait_end, deadline)
         current = first
         if current is not None:
             await _call(on_update, current)
@@ -263,14 +309,14 @@ class AtlasClient:
         while True:
             elapsed = self._shared.clock() - start
             interval = plan.next_delay(elapsed)
-            remaining = deadline - self._shared.clock()
+            remaining = wait_end - self._shared.clock()
             if current is not None and remaining <= 0:
                 return current
             await self._shared.sleep(max(0.0, min(interval, remaining)))
             try:
-                current = await self.get_prediction(prediction_id, deadline=deadline)
+                current = await self.get_prediction(prediction_id, deadline=hard)
             except NotFoundError:
-                if self._shared.clock() - start > not_found_grace or self._shared.clock() >= deadline:
+                if self._shared.clock() - start > not_found_grace or self._shared.clock() >= wait_end:
                     raise
                 continue
             if model is None and current.model:  # learned the model only now: time by it from here
@@ -284,7 +330,7 @@ class AtlasClient:
                 schedule.observe(model, duration_of(current) or (last_running + seen) / 2)
             elif not current.is_terminal:
                 last_running = self._shared.clock() - start
-            if current.is_terminal or self._shared.clock() >= deadline:
+            if current.is_terminal or self._shared.clock() >= wait_end:
                 return current
 
     async def upload_media(
@@ -349,10 +395,22 @@ class AtlasClient:
             return list(models)
 
     async def model_schema(self, url: str) -> dict[str, Any]:
-        """A model's schema document (the catalogue's ``schema`` URL; public, fetched without the key)."""
-        download = await self.download(url, C.MAX_SCHEMA_BYTES)
+        """A model's schema document (the catalogue's ``schema`` URL; public, fetched without the key).
+
+        Fetched like a picture (the same address checks, caps and deadline), at most
+        :data:`~atlas_image_mcp.constants.MAX_SCHEMA_BYTES`.
+        """
+        folder = Path(await anyio.to_thread.run_sync(tempfile.mkdtemp))
         try:
-            document = json.loads(download.content)
+            download = await self._shared.fetcher.download(
+                url, folder=folder, max_bytes=C.MAX_SCHEMA_BYTES, accept="application/json"
+            )
+            content = await anyio.Path(download.path).read_bytes()
+            await remove_download(download.path)
+        finally:
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
+        try:
+            document = json.loads(content)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidResponseError(f"The schema at {url[:200]} is not JSON.") from exc
         if not isinstance(document, dict):
@@ -385,9 +443,19 @@ class AtlasClient:
         """Whether an output URL still answers (it expires after a while at Atlas)."""
         return await self._shared.fetcher.reachable(url)
 
-    async def download(self, url: str, max_bytes: int) -> Download:
-        """Fetch an output picture (no API key is ever sent to it), refusing more than ``max_bytes``."""
-        return await self._shared.fetcher.download(url, max_bytes)
+    async def download(
+        self, url: str, *, folder: Path, max_bytes: int, budget: Budget | None = None
+    ) -> Download:
+        """Fetch an output picture into a new file in ``folder`` (no API key is ever sent to it).
+
+        At most ``max_bytes``, and within ``budget`` (the call's bytes and deadline) when given;
+        where it may be fetched from is decided by :class:`~atlas_image_mcp.fetch.Fetcher`.
+        """
+        return await self._shared.fetcher.download(url, folder=folder, max_bytes=max_bytes, budget=budget)
+
+    def deadline_in(self, seconds: float) -> float:
+        """The moment ``seconds`` from now on this client's clock (for ``deadline=`` arguments)."""
+        return self._shared.clock() + seconds
 
     # --- internals -------------------------------------------------------------------------
 
@@ -404,6 +472,7 @@ class AtlasClient:
     def _auth_headers(self) -> dict[str, str]:
         if not self._api_key:
             raise MissingAPIKeyError()
+        register_secret(self._api_key)  # about to be sent: kept out of every message from now on
         return {"Authorization": f"Bearer {self._api_key}"}
 
     async def _request(
@@ -424,18 +493,24 @@ class AtlasClient:
 
         ``terminal_ok``: an error status whose body carries a terminal prediction (``prediction_id``
         is the id asked for, for bodies whose ``data`` has none) is a final answer, not an error.
+        ``deadline`` (on the client's clock): no attempt runs, and no retry waits, past it.
         """
         url = f"{self.base_url}{C.API_PREFIX}{path}"
         headers = self._auth_headers() if auth else {}
         billable = method != "GET"
         attempt = 0
         while True:
+            seconds = request_timeout or self.options.timeout
+            if deadline is not None:
+                seconds = min(seconds, deadline - self._shared.clock())
             try:
                 return await self._send_once(
-                    method, url, headers=headers, json=json, files=files, request_timeout=request_timeout,
+                    method, url, headers=headers, json=json, files=files, seconds=seconds,
                     terminal_ok=terminal_ok, prediction_id=prediction_id, what=what,
                 )  # fmt: skip
             except (APIConnectionError, APIStatusError, InvalidResponseError) as err:
+                if isinstance(err, AuthenticationError) and err.status_code == 401:
+                    forget_secret(self._api_key)  # a key Atlas does not know is nobody's secret
                 delay = self._shared.retry.delay(err, attempt, billable=billable)
                 if delay is None or (deadline is not None and self._shared.clock() + delay >= deadline):
                     if billable and path.startswith("/model/generate") and _may_have_started(err):
@@ -453,55 +528,85 @@ class AtlasClient:
         headers: dict[str, str],
         json: Any,
         files: Callable[[], dict[str, Any]] | None,
-        request_timeout: float | None,
+        seconds: float,
         terminal_ok: bool,
         what: str,
         prediction_id: str | None = None,
     ) -> Any:
+        """One attempt, bounded as a whole by ``seconds`` (connecting, sending and the whole answer)."""
         options = self.options
-        time_limits = httpx.Timeout(request_timeout or options.timeout, connect=options.connect_timeout)
-        try:
-            async with self._shared.in_flight:
-                response = await self._shared.http.request(
-                    method,
-                    url,
-                    headers=headers,
-                    json=json,
-                    files=files() if files else None,
-                    timeout=time_limits,
-                )
-        except httpx.TimeoutException as exc:
-            sent = not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
-            # A billable request that may have been sent gets MAY_HAVE_STARTED appended by _request.
-            raise APITimeoutError(
-                f"{what} timed out ({type(exc).__name__}) talking to {self.base_url}. "
-                + ("" if sent and method != "GET" else "Check the network, then try again."),
-                method=method, url=url, sent=sent,
-            ) from exc  # fmt: skip
-        except httpx.TransportError as exc:
-            sent = not isinstance(exc, httpx.ConnectError)
-            detail = f"{type(exc).__name__}: {redact(exc)[:200]}"
-            raise APIConnectionError(
-                (
-                    f"{what} lost its connection to {self.base_url} before the whole answer arrived "
-                    f"({detail})."
-                    if sent
-                    else f"{what} could not reach {self.base_url} ({detail})."
-                )
-                + ("" if sent and method != "GET" else
-                   " Check the network connection or proxy settings (HTTPS_PROXY), then try again."),
-                method=method, url=url, sent=sent,
-            ) from exc  # fmt: skip
-        return self._decode(response, what=what, terminal_ok=terminal_ok, prediction_id=prediction_id)
+        time_limits = httpx.Timeout(
+            max(seconds, 0.001), connect=min(options.connect_timeout, max(seconds, 0.001))
+        )
+        response: httpx.Response | None = None
+        content = bytearray()
+        with anyio.move_on_after(max(seconds, 0.0)) as scope:
+            try:
+                async with self._shared.in_flight:
+                    request = self._shared.http.build_request(
+                        method, url, headers=headers, json=json, files=files() if files else None,
+                        timeout=time_limits,
+                    )  # fmt: skip
+                    response = await self._shared.http.send(request, stream=True)
+                    try:
+                        content = await _read_capped(response, options.max_answer_bytes, what)
+                    finally:
+                        await response.aclose()
+            except httpx.TimeoutException as exc:
+                raise self._timeout_error(method, url, what, type(exc).__name__, exc) from exc
+            except httpx.TransportError as exc:
+                sent = not isinstance(exc, httpx.ConnectError)
+                detail = f"{type(exc).__name__}: {redact(exc)[:200]}"
+                raise APIConnectionError(
+                    (
+                        f"{what} lost its connection to {self.base_url} before the whole answer arrived "
+                        f"({detail})."
+                        if sent
+                        else f"{what} could not reach {self.base_url} ({detail})."
+                    )
+                    + ("" if sent and method != "GET" else
+                       " Check the network connection or proxy settings (HTTPS_PROXY), then try again."),
+                    method=method, url=url, sent=sent,
+                ) from exc  # fmt: skip
+        if scope.cancelled_caught or response is None:
+            raise self._timeout_error(method, url, what, f"no whole answer within {seconds:.1f} s", None)
+        return self._decode(
+            response, content, what=what, terminal_ok=terminal_ok, prediction_id=prediction_id
+        )
+
+    def _timeout_error(
+        self, method: str, url: str, what: str, why: str, exc: BaseException | None
+    ) -> APITimeoutError:
+        sent = not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
+        # A billable request that may have been sent gets MAY_HAVE_STARTED appended by _request.
+        return APITimeoutError(
+            f"{what} timed out ({why}) talking to {self.base_url}. "
+            + ("" if sent and method != "GET" else "Check the network, then try again."),
+            method=method, url=url, sent=sent,
+        )  # fmt: skip
 
     def _decode(
-        self, response: httpx.Response, *, what: str, terminal_ok: bool, prediction_id: str | None = None
+        self,
+        response: httpx.Response,
+        content: bytearray,
+        *,
+        what: str,
+        terminal_ok: bool,
+        prediction_id: str | None = None,
     ) -> Any:
         method, url = response.request.method, str(response.request.url)
         try:
-            body: Any = response.json()
+            body: Any = json.loads(content) if content else None
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
+        if 300 <= response.status_code < 400:
+            target = httpx.URL(response.headers.get("location", "")).host or "elsewhere"
+            raise APIStatusError(
+                f"{what} was answered with a redirect (HTTP {response.status_code}, to {target[:100]}) "
+                "instead of an answer. API calls never follow redirects, so nothing was sent again. "
+                "Check ATLASCLOUD_BASE_URL: it must be the API origin itself.",
+                status_code=response.status_code, method=method, url=url,
+            )  # fmt: skip
         code = envelope_code(body)
         failed = response.status_code >= 400 or (code is not None and code not in (0, 200))
         if terminal_ok and failed and body is not None:
@@ -513,11 +618,12 @@ class AtlasClient:
         if response.status_code >= 400:
             raise status_error(
                 response.status_code,
-                body if body is not None else response.text,
+                body if body is not None else content[:2000].decode("utf-8", "replace"),
                 method=method,
                 url=url,
                 retry_after=retry_after_seconds(response),
                 what=what,
+                billable=method != "GET",
             )
         if body is None:
             raise InvalidResponseError(
@@ -525,8 +631,43 @@ class AtlasClient:
                 f"{response.headers.get('content-type', 'no content type')}). Try again in a moment."
             )
         if code is not None and code not in (0, 200):
-            raise status_error(code, body, method=method, url=url, what=what)
+            raise status_error(code, body, method=method, url=url, what=what, billable=method != "GET")
         return body
+
+
+async def _read_capped(response: httpx.Response, limit: int, what: str) -> bytearray:
+    """The whole body of ``response``, refusing more than ``limit`` bytes (declared or streamed).
+
+    An answer refused for its size still names the prediction when its first bytes do.
+    """
+    declared = response.headers.get("content-length", "")
+    too_long = declared.isdigit() and int(declared) > limit
+    stop = _OPENING if too_long else limit  # refused on its length: read only the opening
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > stop:
+            break
+    if too_long or len(body) > limit:
+        raise _answer_too_big(what, limit, bytes(body[:_OPENING]))
+    return body
+
+
+_OPENING = 64 * 1024
+_ID_IN_OPENING = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9_\-]{1,128})"')
+
+
+def _answer_too_big(what: str, limit: int, opening: bytes) -> InvalidResponseError:
+    found = _ID_IN_OPENING.search(opening)
+    pid = found.group(1).decode() if found else None
+    named = f" for prediction {pid}" if pid else ""
+    return InvalidResponseError(
+        f"{what} got an answer from Atlas{named} larger than {limit / C.MB:.0f} MB (room for one inline "
+        "picture of ATLAS_MCP_MAX_DOWNLOAD_MB), so it was not read. "
+        + (f"The job exists and may be billed: open prediction {pid} in the Atlas console." if pid else ""),
+        retryable=False,
+        prediction_id=pid,
+    )
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -547,7 +688,7 @@ def _may_have_started(err: Exception) -> bool:
         return err.sent
     if isinstance(err, APIStatusError):
         return err.status_code >= 500
-    return isinstance(err, InvalidResponseError)
+    return isinstance(err, InvalidResponseError) and err.prediction_id is None  # else it says so itself
 
 
 async def _call(callback: OnUpdate | None, prediction: Prediction) -> None:

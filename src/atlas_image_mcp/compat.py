@@ -29,6 +29,7 @@ __all__ = [
     "finish_before_every_shutdown",
     "finish_before_shutdown",
     "force_exit_requested",
+    "head_timeout_protocol",
     "hold_sse_drain",
     "release_sse_drain",
     "stop_listening",
@@ -185,6 +186,52 @@ def stop_listening(server: Any) -> None:
 def force_exit_requested(server: Any) -> bool:
     """Whether a second signal asked uvicorn to exit at once."""
     return bool(getattr(server, "force_exit", False))
+
+
+def head_timeout_protocol(seconds: float) -> type[Any]:
+    """uvicorn's h11 protocol, closing a connection whose request head is not complete in ``seconds``.
+
+    Why: uvicorn times out idle keep-alive connections but not a request head that trickles in (a
+    byte every few seconds keeps a connection, and its memory, forever: slowloris). The subclass
+    reads the protocol's ``conn`` (the h11 state), ``loop`` and ``transport`` attributes, which are
+    not documented API. Goes away when uvicorn grows a header-read timeout.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadTimeoutProtocol(H11Protocol):
+        _head_timer: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._watch_head()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            self._watch_head()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_watching()
+            super().connection_lost(exc)
+
+        def _watch_head(self) -> None:
+            waiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+            if not waiting:
+                self._stop_watching()
+            elif self._head_timer is None:
+                self._head_timer = self.loop.call_later(seconds, self._head_late)
+
+        def _stop_watching(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_late(self) -> None:
+            self._head_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeadTimeoutProtocol
 
 
 # --- sse-starlette -------------------------------------------------------------------------------

@@ -17,6 +17,10 @@ BILLING_URL = "https://www.atlascloud.ai/console/billing"
 #: The header that carries a user's own Atlas key in per-user-key mode (lower case, as ASGI gives it).
 USER_KEY_HEADER = "x-atlas-api-key"
 
+#: Where the server's answers are read, so that advice fits: a stdio server launched by an MCP client,
+#: the ``generate`` command in a terminal, or a hosted HTTP server.
+Place = Literal["stdio", "cli", "http"]
+
 # --- requests and retries ------------------------------------------------------------------------
 
 DEFAULT_TIMEOUT = 30.0
@@ -26,6 +30,8 @@ DEFAULT_MAX_RETRIES = 3
 INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 8.0
 MAX_RETRY_AFTER = 30.0
+#: A ``Retry-After`` above this is not believed (it is read as this many seconds).
+RETRY_AFTER_CEILING = 600.0
 MODELS_TTL = 300.0
 #: Largest model schema document read from the catalogue's ``schema`` URL.
 MAX_SCHEMA_BYTES = 2 * 1024 * 1024
@@ -36,9 +42,6 @@ KEEPALIVE_SECONDS = 30.0
 #: socket before reusing it as httpx does): under the 5 s after which common servers (uvicorn, several
 #: proxies) close an idle connection, so a request never races that close.
 HOSTED_KEEPALIVE_SECONDS = 4.0
-#: How long the HTTP server keeps an idle client connection open: longer than clients keep theirs
-#: (httpx: 5 s), so that the client closes first and a request never races the server's close.
-SERVER_KEEPALIVE_SECONDS = 30
 #: A 404 within this many seconds of a submit means "not visible yet" (Atlas lags right after a submit).
 NOT_FOUND_GRACE = 10.0
 
@@ -47,6 +50,8 @@ NOT_FOUND_GRACE = 10.0
 DEFAULT_WAIT_SECONDS = 45.0
 MAX_WAIT_SECONDS = 600
 HEARTBEAT_SECONDS = 1.0
+#: A tool call returns within its wait plus this (downloads, decoding and saving included).
+CALL_MARGIN_SECONDS = 10.0
 
 # --- MCP tasks (the io.modelcontextprotocol/tasks extension, and the 2025-11-25 form) -----------
 
@@ -81,6 +86,10 @@ MAX_BASE64_CHARS = 1_000_000
 MB = 1024 * 1024
 DEFAULT_MAX_UPLOAD_MB = 50.0
 DEFAULT_MAX_DOWNLOAD_MB = 50.0
+DEFAULT_MAX_CALL_DOWNLOAD_MB = 100.0
+#: Largest picture decoded, in millions of pixels (4096x4096 fits); a call decodes at most
+#: MAX_NUM_IMAGES of them, and a process DECODES_AT_ONCE at a time.
+DEFAULT_MAX_MEGAPIXELS = 17.0
 OUTPUT_FOLDER_NAME = "atlas-image-mcp"
 
 # --- tool parameters -----------------------------------------------------------------------------
@@ -95,10 +104,77 @@ MAX_FILENAME_CHARS = 255
 MAX_PREDICTION_ID_CHARS = 128
 PREDICTION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$"
 
+# --- hosting -------------------------------------------------------------------------------------
+
+DEFAULT_HTTP_HOST = "127.0.0.1"
+DEFAULT_HTTP_PORT = 8000
+
 # --- MCP resources -------------------------------------------------------------------------------
 
 PREDICTION_URI = "atlas-image://predictions/{prediction_id}"
 IMAGE_URI = "atlas-image://predictions/{prediction_id}/images/{index}"
+#: The gallery (``show_gallery``): this session's pictures, newest first, this many by default.
+GALLERY_PICTURES = 24
+GALLERY_MAX_PICTURES = 48
+
+# --- MCP Apps: the picture viewer ----------------------------------------------------------------
+
+#: The one ``ui://`` app every picture tool declares (one resource, so hosts can cache it).
+VIEWER_URI = "ui://atlas-image/viewer.html"
+#: How long one ``get_prediction`` call from the viewer waits: well under the 60 s a host gives a
+#: call from a frame, so a running job is polled with short calls, never one long one.
+VIEWER_POLL_WAIT_SECONDS = 10
+#: The viewer stops polling a running job after this many calls (then offers "Check again").
+VIEWER_MAX_POLLS = 60
+
+# --- this session's pictures ---------------------------------------------------------------------
+
+#: The HTTP header that names an MCP session (streamable HTTP), lower case.
+SESSION_ID_HEADER = "mcp-session-id"
+#: The session key of stdio (and of a server with one key of its own and no session header).
+LOCAL_SESSION = "local"
+HISTORY_MAX_ENTRIES = 100
+HISTORY_MAX_SESSIONS = 1000
+
+# --- the trust boundary --------------------------------------------------------------------------
+
+#: Redirects followed by hand for one download (each hop checked again).
+MAX_REDIRECTS = 3
+#: Longest output URL shown or fetched; longer ones are treated as not a URL.
+MAX_URL_CHARS = 4096
+#: Longest upstream texts kept from a prediction (model id, price, error).
+MAX_UPSTREAM_TEXT_CHARS = 1000
+MAX_PRICE_CHARS = 32
+#: Picture formats accepted from upstream and for upload (Pillow format names).
+PICTURE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
+#: A per-user key shorter than this is refused (no Atlas key is); longer than the max too.
+MIN_USER_KEY_CHARS = 16
+MAX_USER_KEY_CHARS = 512
+#: Per-user keys remembered for redaction at once (least recently used forgotten first).
+MAX_REMEMBERED_KEYS = 1024
+#: Pictures decoded at once in one process (each can take width x height x 4 bytes).
+DECODES_AT_ONCE = 2
+
+# --- HTTP hosting ---------------------------------------------------------------------------------
+
+DEFAULT_MAX_SESSIONS = 1000
+DEFAULT_MAX_SESSIONS_PER_KEY = 10
+DEFAULT_SESSION_IDLE_SECONDS = 300.0
+DEFAULT_MAX_MESSAGE_KB = 1024.0
+#: Tools whose calls may carry a large body (base64 data), up to the upload cap.
+LARGE_BODY_TOOLS = frozenset({"upload_media", "edit_image", "generate_image"})
+#: Large bodies read at once (each up to the upload cap), so a burst cannot pin the memory.
+LARGE_BODIES_AT_ONCE = 2
+#: Seconds a client may take to send a request head, and a small body; idle keep-alive seconds.
+HEAD_TIMEOUT_SECONDS = 10.0
+BODY_TIMEOUT_SECONDS = 30.0
+#: (Keep-alive: longer than clients keep an idle connection, httpx 5 s, so the client closes first and a
+#: request never races the server's close; under 500 calls at once that race failed whole calls.)
+KEEP_ALIVE_SECONDS = 10.0
+MAX_HEADER_BYTES = 16 * 1024
+#: SIGTERM: seconds calls in flight may take to finish, then seconds to answer the rest "processing".
+SHUTDOWN_GRACE_SECONDS = 4.0
+SHUTDOWN_ANSWER_SECONDS = 2.0
 
 # --- offline mode --------------------------------------------------------------------------------
 

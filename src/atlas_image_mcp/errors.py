@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .constants import BILLING_URL, KEYS_URL
+from .constants import BILLING_URL, KEYS_URL, Place
 from .models import message_of
 from .redact import preview, redact, redacted_body
 
@@ -78,23 +78,40 @@ class AtlasError(Exception):
 
 
 class MissingAPIKeyError(AtlasError):
-    """No Atlas Cloud API key is available for this call."""
+    """No Atlas Cloud API key is available for this call.
 
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(
-            message
-            or "No Atlas Cloud API key is set. Set the ATLASCLOUD_API_KEY environment variable in this "
-            f"server's MCP client configuration (create a key at {KEYS_URL}), then restart the server. "
-            "To try the server without a key, start it with --offline."
-        )
+    ``place`` says where the message is read, so the advice is one the reader can follow: the
+    env block of a client's configuration (stdio), the shell (the ``generate`` command), or the
+    operator of a hosted server (HTTP).
+    """
+
+    def __init__(self, message: str | None = None, *, place: Place | None = None) -> None:
+        self.place = place
+        super().__init__(message or _NO_KEY.get(place or "", _NO_KEY[""]))
+
+
+_NO_KEY = {
+    "stdio": "No Atlas Cloud API key is set. Add ATLASCLOUD_API_KEY to the env of this server's entry in "
+    f"the MCP client's configuration (create a key at {KEYS_URL}), then restart the client. To try the "
+    'server without a key, set "ATLAS_MCP_OFFLINE": "1" there instead.',
+    "cli": "No Atlas Cloud API key is set. Set ATLASCLOUD_API_KEY in this shell (create a key at "
+    f"{KEYS_URL}) and run the command again, or add --offline to try it without a key.",
+    "http": "This hosted server has no Atlas Cloud API key. Its operator must set ATLASCLOUD_API_KEY "
+    "where the server runs, or run it with ATLAS_MCP_USER_KEYS=1 so that each client sends its own key "
+    "in the X-Atlas-Api-Key header.",
+    "": f"No Atlas Cloud API key is set. Set the ATLASCLOUD_API_KEY environment variable (create a key at "
+    f"{KEYS_URL}). To try the server without a key, run it with --offline or ATLAS_MCP_OFFLINE=1.",
+}
 
 
 class InvalidParameterError(AtlasError, ValueError):
     """An argument is outside what the model accepts."""
 
-    def __init__(self, parameter: str, message: str) -> None:
+    def __init__(self, parameter: str, message: str, *, whole: bool = False) -> None:
+        """``"Invalid <parameter>: <message>"``; with ``whole``, ``message`` is the entire text (it names
+        each parameter itself, e.g. one sentence per bad argument)."""
         self.parameter = parameter
-        super().__init__(f"Invalid {parameter}: {message}")
+        super().__init__(message if whole else f"Invalid {parameter}: {message}")
 
 
 class LocalFileError(AtlasError):
@@ -193,7 +210,16 @@ class ServerError(APIStatusError):
 
 
 class InvalidResponseError(AtlasError):
-    """The API answered 2xx with a body we could not understand."""
+    """The API answered 2xx with a body we could not understand (or one too large to read).
+
+    ``retryable``: asking again may help (garbled JSON may be a glitch; an oversized answer is not).
+    ``prediction_id``: the prediction the answer was about, when that much could be read.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True, prediction_id: str | None = None) -> None:
+        self.retryable = retryable
+        self.prediction_id = prediction_id
+        super().__init__(message)
 
 
 class DownloadError(AtlasError):
@@ -248,8 +274,13 @@ def status_error(
     url: str = "",
     retry_after: float | None = None,
     what: str = "The request",
+    billable: bool = False,
 ) -> APIStatusError:
-    """Map an HTTP status (or envelope code) and body to the right error, with a next step."""
+    """Map an HTTP status (or envelope code) and body to the right error, with a next step.
+
+    ``billable``: the request was a generation or upload, so a 5xx may have started a job (the
+    caller says what to check) and is not simply "try again".
+    """
     upstream = preview(message_of(body), 300)
     if upstream and upstream[-1] not in ".!?":
         upstream += "."  # the next sentence follows on the same line
@@ -266,8 +297,8 @@ def status_error(
     if status_code in (401, 403):
         return AuthenticationError(
             f"{what} was refused: the Atlas Cloud API key is invalid, expired or not allowed to do this "
-            f"(HTTP {status_code}).{said} Check ATLASCLOUD_API_KEY in the MCP client configuration "
-            f"(keys are at {KEYS_URL}) and restart the server.",
+            f"(HTTP {status_code}).{said} Check ATLASCLOUD_API_KEY where the server runs (on a hosted "
+            f"server with per-user keys: the X-Atlas-Api-Key header you send); keys are at {KEYS_URL}.",
             **kw,
         )
     if status_code == 404:
@@ -283,16 +314,20 @@ def status_error(
             **kw,
         )
     if status_code == 429:
-        wait = f" after about {retry_after:g} s" if retry_after else " in a little while"
+        wait = f" after about {_duration(retry_after)}" if retry_after else " in a little while"
         return RateLimitError(
             f"Atlas is rate limiting this key (HTTP 429).{said} Wait and try again{wait}.",
             retry_after=retry_after,
             **kw,
         )
     if status_code >= 500:
-        return ServerError(
-            f"Atlas had a server error (HTTP {status_code}).{said} This is usually temporary: "
-            "try again in a minute.",
-            **kw,
-        )
+        hint = "" if billable else " This is usually temporary: try again in a minute."
+        return ServerError(f"Atlas had a server error (HTTP {status_code}).{said}{hint}", **kw)
     return APIStatusError(f"{what} failed with HTTP {status_code}.{said}", **kw)
+
+
+def _duration(seconds: float) -> str:
+    """``7 s``, ``3 min``: a wait as a person would say it."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"

@@ -25,7 +25,7 @@ async def run_generate(
 ) -> int:
     """Call generate_image with ``arguments`` (saving, no picture in the result); the exit status."""
     settings = settings.replace(save=True, **({"output_dir": output_dir} if output_dir is not None else {}))
-    runtime = Runtime.create(settings, offline=offline)
+    runtime = Runtime.create(settings, offline=offline, place="cli")
     err = sys.stderr
 
     async def progress(progress: float, total: float | None, message: str | None) -> None:

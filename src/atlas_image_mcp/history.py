@@ -1,10 +1,11 @@
 """The pictures each session made: for ``last``, for variations of our own jobs, and for the gallery.
 
-Kept in memory, bounded (sessions least recently used first, entries oldest first), keyed by
-:func:`session_key`: the MCP session id when the transport has one, else a digest of the caller's
-own Atlas key in per-user-key mode (stateless hosting has no session), else one local session
-over stdio. Nothing here is needed to collect a picture: Atlas keeps the predictions, this only
-remembers what a session did.
+One :class:`PictureHistory` lives on the :class:`~atlas_image_mcp.runtime.Runtime` and keeps a short,
+bounded list per session (sessions least recently used first out, entries oldest first out), keyed
+by :func:`session_key`: the MCP session id when the transport has one, else a digest of the
+caller's own Atlas key in per-user-key mode (stateless hosting has no session), else one local
+session. It lives in memory only: a restart forgets it, Atlas keeps the predictions, and nothing in
+it is ever sent to Atlas.
 """
 
 from __future__ import annotations
@@ -12,70 +13,80 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .constants import HISTORY_MAX_ENTRIES, HISTORY_MAX_SESSIONS, LOCAL_SESSION, SESSION_ID_HEADER
 from .render import GenerationResult
 
 __all__ = ["HistoryEntry", "PictureHistory", "session_key"]
 
-_MAX_SESSIONS = 1024
-_MAX_ENTRIES = 100
-SESSION_HEADER = "mcp-session-id"
-LOCAL = "local"
-
 
 def session_key(headers: Mapping[str, str] | None, user_key: str | None = None) -> str:
-    """Which session a request belongs to (never a key itself: a digest of it)."""
-    session_id = (headers or {}).get(SESSION_HEADER)
-    if session_id:
-        return f"session:{session_id[:128]}"
+    """Whose pictures these are (never a key itself: a digest of it)."""
+    session = next((v for k, v in (headers or {}).items() if k.lower() == SESSION_ID_HEADER), None)
+    if session:
+        return "session:" + session[:200]
     if user_key:
         return "key:" + hashlib.sha256(user_key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    return LOCAL
+    return LOCAL_SESSION
 
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    """One job a session started, as far as this server saw it."""
+    """One prediction a picture tool started or collected in this session."""
 
     prediction_id: str
     tool: str
-    model: str
-    prompt: str | None
-    request_body: dict[str, Any] | None  # None: not known here (a job collected, not started, here)
+    created: float = field(default_factory=time.time)
+    model: str | None = None
+    prompt: str | None = None
+    #: The output URLs at Atlas (temporary), in order; empty while the job runs.
     outputs: tuple[str, ...] = ()
+    #: The saved copy of each output (absolute path), or None where it was not saved.
     paths: tuple[str | None, ...] = ()
+    #: The body it was submitted with; None when not known here (a job collected, not started, here).
+    request_body: Mapping[str, Any] | None = field(default=None, compare=False)
     status: str = "created"
+    #: The input pictures (URLs) of an edit or a variation.
     sources: tuple[str, ...] = ()
-    created_at: float = field(default_factory=time.time)
 
 
 class PictureHistory:
-    """Per-session lists of :class:`HistoryEntry`, newest last; thread-safe, bounded."""
+    """Recent predictions per session, newest first, bounded in sessions and in entries.
 
-    def __init__(self, *, max_sessions: int = _MAX_SESSIONS, max_entries: int = _MAX_ENTRIES) -> None:
-        self._sessions: OrderedDict[str, deque[HistoryEntry]] = OrderedDict()
-        self._max_sessions = max_sessions
-        self._max_entries = max_entries
+    Recording a prediction already known in the session updates it in place (a job submitted by
+    one call and collected by a later one stays one entry, with what it was started with).
+    """
+
+    def __init__(
+        self, max_entries: int = HISTORY_MAX_ENTRIES, max_sessions: int = HISTORY_MAX_SESSIONS
+    ) -> None:
+        self._max_entries = max(1, max_entries)
+        self._max_sessions = max(1, max_sessions)
+        self._sessions: OrderedDict[str, list[HistoryEntry]] = OrderedDict()  # each newest first
         self._lock = threading.Lock()
 
     def record(self, session: str, entry: HistoryEntry) -> None:
-        """Add ``entry``, or replace the session's earlier entry of the same prediction."""
         with self._lock:
-            entries = self._sessions.pop(session, None) or deque(maxlen=self._max_entries)
-            kept = [e for e in entries if e.prediction_id != entry.prediction_id]
-            entries = deque([*kept, entry], maxlen=self._max_entries)
-            self._sessions[session] = entries
+            entries = self._sessions.pop(session, [])
+            self._sessions[session] = entries  # most recently used session last
+            for i, old in enumerate(entries):
+                if old.prediction_id == entry.prediction_id:
+                    entries[i] = _merge(old, entry)
+                    break
+            else:
+                entries.insert(0, entry)
+                del entries[self._max_entries :]
             while len(self._sessions) > self._max_sessions:
                 self._sessions.popitem(last=False)
 
     def entries(self, session: str) -> list[HistoryEntry]:
         """The session's jobs, newest first."""
         with self._lock:
-            return list(reversed(self._sessions.get(session, ())))
+            return list(self._sessions.get(session, ()))
 
     def last(self, session: str) -> HistoryEntry | None:
         """The session's latest job that produced a picture."""
@@ -95,3 +106,18 @@ class PictureHistory:
                 status=result.status,
             ),
         )
+
+
+def _merge(old: HistoryEntry, new: HistoryEntry) -> HistoryEntry:
+    """``new``, keeping what only ``old`` knew (the tool, prompt, body and inputs it was started with)."""
+    return replace(
+        new,
+        tool=old.tool,
+        created=old.created,
+        model=new.model or old.model,
+        prompt=new.prompt if new.prompt is not None else old.prompt,
+        outputs=new.outputs or old.outputs,
+        paths=new.paths or old.paths,
+        request_body=new.request_body if new.request_body is not None else old.request_body,
+        sources=new.sources or old.sources,
+    )

@@ -2,29 +2,38 @@
 
 Security, from the outside in:
 
+* CORS (only with ``ATLAS_MCP_ALLOWED_ORIGINS``): preflights from those origins are answered, and
+  ``Mcp-Session-Id`` is exposed to their scripts.
 * :class:`AccessGuard` (pure ASGI, so SSE streams pass through untouched) guards every path but
   ``/healthz``: with ``ATLAS_MCP_AUTH_TOKEN`` each request must carry ``Authorization: Bearer
   <token>`` (compared in constant time), else 401 with ``WWW-Authenticate`` and a JSON-RPC error
-  body. In per-user-key mode (``ATLAS_MCP_USER_KEYS=1``) it registers the ``X-Atlas-Api-Key`` of
-  each request for redaction and binds MCP sessions to it (a session opened with one key answers
-  "session not found" to any other). The tools read the key from each message's own headers
-  (``ctx.headers``), so one user's key never serves another's request.
+  body. In per-user-key mode (``ATLAS_MCP_USER_KEYS=1``) a request must carry a plausible
+  ``X-Atlas-Api-Key`` (or the server token), else 401 before any session, stream or state exists;
+  MCP sessions are bound to the key (a session opened with one key answers "session not found" to
+  any other). A repeated ``Authorization`` or ``X-Atlas-Api-Key`` header is a 400. The tools read
+  the key from each message's own headers (``ctx.headers``), so one user's key never serves
+  another's request; a key is registered for redaction only when it is used to call Atlas.
+* :mod:`atlas_image_mcp.admission`: session and SSE stream caps per key and in all, and request
+  body caps (small for ordinary messages, large only for uploads) read within a deadline.
 * :class:`JsonRpcErrors` turns the transports' plain-text 4xx answers (bad session, body too
   large, bad Host) into JSON-RPC error bodies, so clients always get something they can parse.
 * The SDK's transport security checks ``Host`` and ``Origin`` (DNS rebinding): loopback names by
   default, plus ``ATLAS_MCP_ALLOWED_HOSTS`` / ``ATLAS_MCP_ALLOWED_ORIGINS`` for a public name.
-* Request bodies are capped (enough for the largest base64 upload, no more).
+* uvicorn (:func:`uvicorn_limits`): a request head must arrive within a few seconds and fit in
+  16 KB, idle keep-alive connections close after 5 s, and the access log never shows a query.
 * ``/healthz`` answers 200 with nothing secret, without authentication, for load balancers.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import ipaddress
 import json
 import logging
 import signal
+import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -37,14 +46,25 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, compat
-from .constants import SERVER_KEEPALIVE_SECONDS, USER_KEY_HEADER
-from .redact import register_secret
+from .admission import OWNER, BodyLimits, SessionLimits, json_rpc_answer
+from .constants import (
+    HEAD_TIMEOUT_SECONDS,
+    KEEP_ALIVE_SECONDS,
+    MAX_HEADER_BYTES,
+    MAX_USER_KEY_CHARS,
+    MIN_USER_KEY_CHARS,
+    SHUTDOWN_ANSWER_SECONDS,
+    SHUTDOWN_GRACE_SECONDS,
+    USER_KEY_HEADER,
+)
+from .redact import redact
 from .runtime import Runtime
 from .server import make_server
 from .settings import Settings, WorkerOptions, export_for_workers
@@ -124,24 +144,72 @@ class AccessGuard:
         if scope["type"] not in ("http", "websocket") or scope["path"] == HEALTH_PATH:
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        if self._token is not None and not self._authorized(headers.get("authorization", "")):
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1008})
-            else:
-                await _unauthorized(send)
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            # no MCP endpoint streams anything for HEAD: say so instead of opening a stream
+            allow = [(b"allow", b"GET, POST, DELETE"), (b"content-length", b"0")]
+            await send({"type": "http.response.start", "status": 405, "headers": allow})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        raw = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope.get("headers", [])]
+        repeated = {k for k, _ in raw if k in _SINGLE_HEADERS and sum(1 for n, _ in raw if n == k) > 1}
+        if repeated and scope["type"] == "http":
+            names = ", ".join(sorted(repeated))
+            await json_rpc_answer(send, 400, _INVALID_REQUEST, f"Send the {names} header only once.")
+            return
+        headers = dict(raw)
+        authorized = self._token is not None and self._authorized(headers.get("authorization", ""))
+        if self._token is not None and not authorized:
+            await self._refuse(scope, send, _unauthorized)
             return
         if self.user_keys:
             key = headers.get(USER_KEY_HEADER, "").strip()
-            if key:
-                register_secret(key)  # redacted from every log line and message from now on
-                scope = dict(scope, user=_key_owner(key))
+            if key and _plausible_key(key):
+                scope = dict(scope, user=_key_owner(key), **{OWNER: _digest(key)})
+            elif key or not authorized:
+                # no state of any kind for a request that brings neither a server token nor a key
+                await self._refuse(scope, send, _no_user_key)
+                return
         await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(scope: Scope, send: Send, answer: Any) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+        else:
+            await answer(send)
 
     def _authorized(self, header: str) -> bool:
         scheme, _, value = header.strip().partition(" ")
         given = value.strip().encode("latin-1") if scheme.lower() == "bearer" else b""
         return hmac.compare_digest(given, self._token or b"")
+
+
+_SINGLE_HEADERS = frozenset({"authorization", USER_KEY_HEADER})
+
+
+def _plausible_key(key: str) -> bool:
+    """Long enough and short enough for an Atlas key, printable ASCII, no spaces or quotes."""
+    return (
+        MIN_USER_KEY_CHARS <= len(key) <= MAX_USER_KEY_CHARS
+        and key.isascii()
+        and key.isprintable()
+        and not any(c in key for c in " \"',;\\")
+    )
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+async def _no_user_key(send: Send) -> None:
+    await json_rpc_answer(
+        send,
+        401,
+        _UNAUTHORIZED,
+        "Unauthorized: this server needs your own Atlas Cloud API key in the X-Atlas-Api-Key header of "
+        f"every request ({MIN_USER_KEY_CHARS} to {MAX_USER_KEY_CHARS} characters).",
+        [(b"www-authenticate", b'Bearer realm="atlas-image-mcp"')],
+    )
 
 
 def _error_body(code: int, message: str) -> bytes:
@@ -205,7 +273,7 @@ class JsonRpcErrors:
                     if status >= 500
                     else _INVALID_REQUEST
                 )
-                body = _error_body(code, text[:500])
+                body = _error_body(code, redact(text[:500]))
                 headers = [
                     (k, v)
                     for k, v in held.get("headers", [])
@@ -252,12 +320,14 @@ def create_http_app(
     settings = runtime.settings
     server = make_server(runtime)
     security = transport_security(settings, host)
-    body_limit = settings.max_upload_bytes * 4 // 3 + 256 * 1024
+    body_limit = settings.max_upload_body_bytes  # BodyLimits keeps ordinary messages far smaller
     streamable = server.streamable_http_app(
         streamable_http_path="/mcp",
         stateless_http=stateless,
         transport_security=security,
         max_request_body_size=body_limit,
+        session_idle_timeout=settings.session_idle_seconds,
+        max_sessions=settings.max_sessions,
         host=host,
     )
     sse = server.sse_app(
@@ -285,8 +355,42 @@ def create_http_app(
     app.state.in_flight = in_flight = InFlight()
     app.add_middleware(_CountInFlight, counter=in_flight)
     app.add_middleware(JsonRpcErrors)
+    app.add_middleware(
+        SessionLimits,
+        max_sessions=settings.max_sessions,
+        per_key=settings.max_sessions_per_key,
+        idle_seconds=settings.session_idle_seconds,
+        stateless=stateless,
+    )
+    app.add_middleware(
+        BodyLimits,
+        small=settings.max_message_bytes,
+        large=body_limit,
+        large_timeout=settings.upload_timeout,
+    )
     app.add_middleware(AccessGuard, token=settings.auth_token, user_keys=settings.user_keys)
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.allowed_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=list(_CORS_HEADERS),
+            expose_headers=["Mcp-Session-Id", "WWW-Authenticate"],
+            max_age=600,
+        )
     return app
+
+
+#: Request headers a browser client of MCP sends (preflights asking for them are answered).
+_CORS_HEADERS = (
+    "authorization",
+    "content-type",
+    "accept",
+    "last-event-id",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    USER_KEY_HEADER,
+)
 
 
 class InFlight:
@@ -314,43 +418,52 @@ class _CountInFlight:
             self.counter.count -= 1
 
 
-#: uvloop when it is installed (a fifth less CPU per call on the MCP side, bench/RESULTS.md); always
-#: h11 for HTTP/1.1: httptools keeps the whitespace around header values, so a request whose
-#: ``Mcp-Name`` header is padded would be refused (the 2026 conformance suite checks it).
-UVICORN_PROTOCOLS: dict[str, Any] = {
-    "loop": "auto",
-    "http": "h11",
-    "timeout_keep_alive": SERVER_KEEPALIVE_SECONDS,
-}
-
-GRACE_SECONDS = 4.0  # SIGTERM: how long calls in flight may take to finish (then 2 s for the rest)
+GRACE_SECONDS = SHUTDOWN_GRACE_SECONDS  # SIGTERM: how long calls in flight may take to finish
 
 
 def _finish_calls_before_draining(
-    server: uvicorn.Server, in_flight: InFlight, grace: float = GRACE_SECONDS
+    server: uvicorn.Server,
+    in_flight: InFlight,
+    runtime: Runtime | None = None,
+    grace: float = GRACE_SECONDS,
+    answer: float = SHUTDOWN_ANSWER_SECONDS,
 ) -> None:
     """On SIGTERM/SIGINT: stop accepting connections, let the calls in flight finish (up to
-    ``grace`` seconds), and only then end the event streams that are left.
+    ``grace`` seconds), then have the calls still waiting for a picture answer "processing" with
+    their prediction id (up to ``answer`` seconds more), and only then end the event streams.
 
     By default sse-starlette ends every SSE stream the moment uvicorn starts shutting down, which
     would cut the answer of a tool call that is about to complete. Here that drain is held back
     until no ``POST /mcp`` is in flight; uvicorn's own ``timeout_graceful_shutdown`` then only
-    covers what is left (idle streams; a call that outlived the grace period is cancelled).
+    covers what is left (idle streams; a call that is still busy after both periods is cancelled).
     """
 
-    compat.finish_before_shutdown(server, partial(_finish_calls, in_flight=in_flight, grace=grace))
+    compat.finish_before_shutdown(
+        server, partial(_finish_calls, in_flight=in_flight, runtime=runtime, grace=grace, answer=answer)
+    )
 
 
-async def _finish_calls(server: uvicorn.Server, *, in_flight: InFlight, grace: float) -> None:
+async def _finish_calls(
+    server: uvicorn.Server, *, in_flight: InFlight, runtime: Runtime | None, grace: float, answer: float
+) -> None:
+    async def settle(limit: float) -> None:
+        waited, step = 0.0, 0.05
+        while in_flight.count and waited < limit and not compat.force_exit_requested(server):
+            await anyio.sleep(step)
+            waited += step
+
     compat.stop_listening(server)  # no new connections from here on
-    waited, step = 0.0, 0.05
     if in_flight.count:
         logger.info("stopping: waiting up to %gs for %d call(s) in flight", grace, in_flight.count)
-    while in_flight.count and waited < grace and not compat.force_exit_requested(server):
-        await anyio.sleep(step)
-        waited += step
+    await settle(grace)
+    if in_flight.count and runtime is not None:
+        logger.info("stopping: answering %d call(s) still waiting with their prediction id", in_flight.count)
+        runtime.stop_waiting()
+        await settle(answer)
     if in_flight.count:
-        logger.warning("stopping: cancelling %d call(s) still in flight after %gs", in_flight.count, grace)
+        logger.warning(
+            "stopping: cancelling %d call(s) still in flight after %gs", in_flight.count, grace + answer
+        )
     compat.drain_sse_now()  # now let sse-starlette end the streams that are left
 
 
@@ -375,9 +488,16 @@ def serve_http(
     allow_unauthenticated: bool = False,
     **uvicorn_options: Any,
 ) -> int:
-    """Run the HTTP app under uvicorn until SIGINT/SIGTERM; 2 (nothing bound) when refused."""
+    """Run the HTTP app under uvicorn until SIGINT/SIGTERM; 2 (nothing bound) when refused or when the
+    address cannot be bound (a busy port), with the reason logged before anything claims to run."""
     if _refused(settings, host, offline, allow_unauthenticated):
         return 2
+    try:
+        listener = _listen(host, port)
+    except OSError as err:
+        logger.error("%s", _cannot_listen(host, port, err))
+        return 2
+    port = int(listener.getsockname()[1])  # the real one when --port 0 asked for any free port
     runtime = Runtime.create(settings, offline=offline, remote=True)
     app = create_http_app(runtime, host=host, stateless=stateless)
     logger.info(
@@ -396,14 +516,15 @@ def serve_http(
         timeout_graceful_shutdown=2,  # for what is left after GRACE_SECONDS (_finish_calls_before_draining)
         server_header=False,
         log_config=None,
-        **{**UVICORN_PROTOCOLS, **uvicorn_options},
+        **{**uvicorn_limits(settings), **uvicorn_options},
     )
     server = uvicorn.Server(config)
-    _finish_calls_before_draining(server, app.state.in_flight)
+    _quiet_access_log()
+    _finish_calls_before_draining(server, app.state.in_flight, runtime)
     compat.hold_sse_drain()
     try:
-        with _clean_exit_on_signals(server):
-            server.run()
+        with _clean_exit_on_signals(server), listener:
+            server.run(sockets=[listener])
     finally:
         compat.release_sse_drain()
     logger.info("atlas-image-mcp stopped")
@@ -457,6 +578,8 @@ def serve_workers(
             "is unknown to the others (get_prediction may not find it); use one worker for that",
             workers,
         )
+    # Each worker gets the config by pickling: the protocol travels as its import string.
+    limits = {**uvicorn_limits(settings), "http": f"{__name__}:HEAD_TIMEOUT_PROTOCOL"}
     uvicorn.run(
         factory,
         factory=True,
@@ -467,7 +590,7 @@ def serve_workers(
         timeout_graceful_shutdown=2,  # for what is left after GRACE_SECONDS (_finish_calls)
         server_header=False,
         log_config=None,
-        **UVICORN_PROTOCOLS,
+        **limits,
     )
     logger.info("atlas-image-mcp stopped")
     return 0
@@ -476,16 +599,80 @@ def serve_workers(
 def worker_app(settings: Settings, options: WorkerOptions) -> Starlette:
     """The app of one worker process of :func:`serve_workers`, in that process.
 
-    Stateless streamable HTTP only; on SIGTERM it lets its calls in flight finish first, as a
-    single server does.
+    Stateless streamable HTTP only; on SIGTERM it lets its calls in flight finish first, and answers
+    those still waiting with their prediction id, as a single server does.
     """
     runtime = Runtime.create(settings, offline=options.offline, remote=True)
     app = create_http_app(runtime, host=options.host, stateless=True, legacy_sse=False)
+    _quiet_access_log()
     compat.hold_sse_drain()
     compat.finish_before_every_shutdown(
-        partial(_finish_calls, in_flight=app.state.in_flight, grace=GRACE_SECONDS)
+        partial(
+            _finish_calls,
+            in_flight=app.state.in_flight,
+            runtime=runtime,
+            grace=GRACE_SECONDS,
+            answer=SHUTDOWN_ANSWER_SECONDS,
+        )
     )
     return app
+
+
+#: The protocol of :func:`uvicorn_limits` as a module attribute, for workers to import by name.
+HEAD_TIMEOUT_PROTOCOL = compat.head_timeout_protocol(HEAD_TIMEOUT_SECONDS)
+
+
+def uvicorn_limits(settings: Settings) -> dict[str, Any]:
+    """uvicorn options that bound what a connection may hold: a slow or oversized request head is
+    closed (:func:`atlas_image_mcp.compat.head_timeout_protocol`), idle keep-alive connections
+    close after a few seconds, and past a few times the session cap new requests get 503."""
+    return {
+        "http": HEAD_TIMEOUT_PROTOCOL,
+        "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+        "limit_concurrency": 2 * settings.max_sessions + 256,
+    }
+
+
+class _NoQueryStrings(logging.Filter):
+    """uvicorn's access log line without the query string (an SSE session id is a credential)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (args[0], args[1], args[2].split("?", 1)[0] + "?...", args[3], args[4])
+        return True
+
+
+def _quiet_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _NoQueryStrings) for f in access.filters):
+        access.addFilter(_NoQueryStrings())
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything says the server is running (uvicorn listens on it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _cannot_listen(host: str, port: int, err: OSError) -> str:
+    reason = err.strerror or str(err)
+    if err.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {host}:{port}: the port is already in use (perhaps by another "
+            "atlas-image-mcp). Stop that program, or choose another port with --port."
+        )
+    if err.errno == errno.EACCES:
+        return f"cannot listen on {host}:{port}: permission denied (ports below 1024 need privileges)."
+    return f"cannot listen on {host}:{port}: {reason}. Check --host (an address of this machine) and --port."
 
 
 @contextmanager

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .constants import MAX_MODEL_ID_CHARS, MAX_PRICE_CHARS, MAX_UPSTREAM_TEXT_CHARS
+
 __all__ = [
     "DONE_STATUSES",
     "FAILED_STATUSES",
@@ -127,9 +129,10 @@ def _price(value: Any) -> str | None:
     if value is None or value == "" or isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return f"{value:g}"
+        return f"{value:g}"[:MAX_PRICE_CHARS]
     if isinstance(value, str):
-        return value.strip() or None
+        text = value.strip()
+        return text if text and len(text) <= MAX_PRICE_CHARS else None
     if isinstance(value, Mapping):
         return _price(value.get("value") or value.get("amount"))
     return None
@@ -189,17 +192,18 @@ def parse_prediction(body: Any, *, fallback_id: str | None = None) -> Prediction
     pid = pid or fallback_id
     if not pid or not isinstance(pid, (str, int)):
         return None
-    status = str(data.get("status") or "created").strip().lower()
-    error = _error_text(data.get("error"))
+    status = str(data.get("status") or "created").strip().lower()[:40]
+    model = data.get("model")
+    error = _error_text(data.get("error"))[:MAX_UPSTREAM_TEXT_CHARS]
     outputs = _output_urls(data)
     if status_kind(status) == "failed" and not error:
         error = (
             message_of({k: v for k, v in body.items() if k != "data"}) if isinstance(body, Mapping) else ""
-        )
+        )[:MAX_UPSTREAM_TEXT_CHARS]
     return Prediction(
         id=str(pid),
         status=status,
-        model=data.get("model") if isinstance(data.get("model"), str) else None,
+        model=model if isinstance(model, str) and 0 < len(model) <= MAX_MODEL_ID_CHARS else None,
         outputs=outputs,
         error=error,
         has_nsfw_contents=_nsfw(data.get("has_nsfw_contents")),

@@ -1,4 +1,6 @@
-"""MCP log notifications that honour the client's ``logging/setLevel``.
+"""Notifications to the client (log messages and progress): the one way they leave, always redacted.
+
+Log notifications honour the client's ``logging/setLevel``.
 
 Handshake-era clients set a level per session with ``logging/setLevel``; the SDK leaves the
 filtering to the server, so the level is kept per session here. On 2026-07-28 connections the
@@ -19,7 +21,7 @@ from mcp_types import EmptyResult, LoggingLevel, SetLevelRequestParams
 from .compat import add_request_handler, connection_state
 from .redact import redact
 
-__all__ = ["install_logging_handler", "notify"]
+__all__ = ["install_logging_handler", "notify", "progress"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,3 +68,11 @@ async def notify(ctx: Context[Any, Any], level: LoggingLevel, message: str) -> N
         await ctx.log(level, text, logger_name="atlas-image-mcp")
     except Exception:  # logging must never break a tool call
         logger.debug("log notification failed", exc_info=True)
+
+
+async def progress(ctx: Context[Any, Any], done: float, total: float | None, message: str) -> None:
+    """Send a progress notification (a no-op when the client asked for none); never breaks a call."""
+    try:
+        await ctx.report_progress(done, total, redact(message))
+    except Exception:  # a client that went away must not break the call
+        logger.debug("progress notification failed", exc_info=True)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from . import constants as C
 from .catalogue import MAX_REFERENCES, SIDE_ENVELOPE
 from .errors import InvalidParameterError
-from .validation import bounds_of, field_problem
+from .validation import bounds_of, field_problem, format_number
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -36,11 +36,14 @@ __all__ = [
     "GenerationRequest",
     "VariationParams",
     "VariationsArguments",
+    "arguments_model",
+    "plain_error",
     "tool_signature",
 ]
 
 DEFAULT_MODEL = C.DEFAULT_MODEL
 MAX_DATA_CHARS = 70 * 1024 * 1024  # base64 of the 50 MB default upload limit, with room
+_ARGUMENTS_ATTR = "__tool_arguments__"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -54,36 +57,81 @@ class Arguments(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as err:
-            raise _plain(type(self), err, data) from None
+            raise plain_error(type(self), err, data) from None
 
 
-def _plain(model: type[BaseModel], err: ValidationError, given: dict[str, Any]) -> InvalidParameterError:
-    """One :class:`InvalidParameterError` naming the first bad parameter, with a sentence for each."""
+def plain_error(model: type[BaseModel], err: ValidationError, given: dict[str, Any]) -> InvalidParameterError:
+    """One :class:`InvalidParameterError` with a plain sentence per bad argument, in the words of
+    the server's own checks ("Invalid width: 5000 is out of range; allowed: 256 to 1536."); the
+    unknown names, if any, in one more sentence that lists the accepted ones."""
     sentences: list[str] = []
-    first = ""
+    unknown: list[str] = []
+    named: list[str] = []
     for problem in err.errors():
         name = str(problem["loc"][0]) if problem["loc"] else "arguments"
-        first = first or name
-        info = model.model_fields.get(name)
-        bounds = bounds_of(info) if info is not None else None
-        value = given.get(name, problem.get("input"))
-        if bounds is not None and problem["type"] in _OUT_OF_RANGE:
-            sentences.append(f"{_show(value)} is out of range; allowed: {bounds}.")
-        else:
-            sentences.append(f"{field_problem(problem)}.")
-    message = sentences[0] if len(sentences) == 1 else " ".join(sentences)
-    return InvalidParameterError(first, message)
+        if problem["type"] == "extra_forbidden":
+            unknown.append(name)
+            continue
+        if name in named:  # one sentence per argument (a union reports each of its branches)
+            continue
+        named.append(name)
+        sentences.append(_sentence(model, name, problem, given))
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        shown = [_name(name) for name in unknown[:_MAX_NAMES_SHOWN]]
+        more = f" and {len(unknown) - _MAX_NAMES_SHOWN} more" if len(unknown) > _MAX_NAMES_SHOWN else ""
+        sentences.append(
+            f"Unknown argument{plural} {', '.join(shown)}{more}; the accepted arguments are "
+            f"{', '.join(model.model_fields)}."
+        )
+    return InvalidParameterError((named or unknown or ["arguments"])[0], " ".join(sentences), whole=True)
+
+
+_MAX_NAMES_SHOWN = 10
+
+
+def _name(name: str, limit: int = 40) -> str:
+    """An argument name as sent, or its escaped, shortened ``repr`` when it is not a plain name."""
+    if name.isidentifier() and len(name) <= limit:
+        return name
+    shown = repr(name)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def _sentence(model: type[BaseModel], name: str, problem: Any, given: dict[str, Any]) -> str:
+    kind = problem["type"]
+    if kind == "missing":
+        return f"Missing {name}: it is required."
+    info = model.model_fields.get(name)
+    bounds = bounds_of(info) if info is not None else None
+    value = given.get(name, problem.get("input"))
+    if bounds is not None and kind in _OUT_OF_RANGE:
+        return f"Invalid {name}: {_show(value)} is out of range; allowed: {bounds}."
+    got = "" if kind in _VALUE_NOT_SHOWN else _got(value)
+    hint = ""
+    if kind == "string_pattern_mismatch" and info is not None and info.description:
+        hint = f" ({info.description.rstrip('.')})"  # the description says what the format is
+    return f"Invalid {name}: {got}{field_problem(problem)}{hint}."
 
 
 _OUT_OF_RANGE = frozenset(
     {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"}
 )
+_VALUE_NOT_SHOWN = frozenset({"string_too_long", "string_too_short"})
 
 
 def _show(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def _got(value: Any, limit: int = 40) -> str:
+    """``"got 'big'; it "``: the value as the caller sent it, cut short."""
+    shown = repr(value) if isinstance(value, str) else format_number(value)
+    if len(shown) > limit:
+        shown = shown[: limit - 3] + "..."
+    return f"got {shown}; it "
 
 
 # --- shared parameter declarations -------------------------------------------------------------
@@ -229,7 +277,9 @@ class CallOptions(Arguments):
     ] = False
 
 
-class GenerateImageArguments(GenerationParams, CallOptions):
+class GenerateImageArguments(
+    CallOptions, GenerationParams
+):  # fields: GenerationParams's first, then CallOptions'
     """Everything ``generate_image`` takes."""
 
     def request(self) -> GenerationRequest:
@@ -280,7 +330,7 @@ class EditParams(Arguments):
     aspect_ratio: AspectRatio = None
 
 
-class EditImageArguments(EditParams, CallOptions):
+class EditImageArguments(CallOptions, EditParams):  # fields: EditParams's first, then CallOptions'
     """Everything ``edit_image`` takes."""
 
 
@@ -301,7 +351,7 @@ class VariationParams(Arguments):
     ] = 2
 
 
-class VariationsArguments(VariationParams, CallOptions):
+class VariationsArguments(CallOptions, VariationParams):  # fields: VariationParams's first, then CallOptions'
     """Everything ``generate_variations`` takes."""
 
 
@@ -356,6 +406,17 @@ class ListModelsArguments(Arguments):
     ] = None
 
 
+class ShowGalleryArguments(Arguments):
+    limit: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=C.GALLERY_MAX_PICTURES,
+            description="Show at most this many pictures of this session, newest first.",
+        ),
+    ] = C.GALLERY_PICTURES
+
+
 # --- tool signatures ----------------------------------------------------------------------------
 
 
@@ -382,6 +443,13 @@ def tool_signature(model: type[Arguments]) -> Callable[[_F], _F]:
             for name, info in model.model_fields.items()
         ]
         fn.__signature__ = signature.replace(parameters=[*context, *fields])  # type: ignore[attr-defined]
+        setattr(fn, _ARGUMENTS_ATTR, model)
         return fn
 
     return decorate
+
+
+def arguments_model(fn: Callable[..., Any]) -> type[Arguments] | None:
+    """The argument model :func:`tool_signature` gave ``fn``, if any."""
+    model = getattr(fn, _ARGUMENTS_ATTR, None)
+    return model if isinstance(model, type) and issubclass(model, Arguments) else None

@@ -1,7 +1,11 @@
-"""Keeping secrets out of every message: a registry of known keys and :func:`redact`.
+"""Keeping secrets out of every message: a registry of known keys, :func:`redact` and :func:`redact_tree`.
 
-The server's own key is registered for good; per-user keys of the hosted mode are kept for the
-most recent users (their shape is also caught by the ``Bearer``/``apikey-`` patterns below).
+The server's own key and bearer token are registered for good. A per-user key of the hosted mode
+is registered only when it is used to call Atlas, only if it is at least
+:data:`~atlas_image_mcp.constants.MIN_USER_KEY_CHARS` long, and the table keeps the
+:data:`~atlas_image_mcp.constants.MAX_REMEMBERED_KEYS` most recently used (their shape is also
+caught by the ``Bearer``/``apikey-`` patterns below). So a client cannot make an ordinary word a
+"secret" (and censor other users' messages), nor fill the table.
 """
 
 from __future__ import annotations
@@ -9,20 +13,35 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["REDACTED", "forget_secret", "preview", "redact", "redacted_body", "register_secret"]
+from .constants import MAX_REMEMBERED_KEYS, MAX_USER_KEY_CHARS, MIN_USER_KEY_CHARS
+
+__all__ = [
+    "REDACTED",
+    "forget_secret",
+    "preview",
+    "redact",
+    "redact_log",
+    "redact_tree",
+    "redacted_body",
+    "register_secret",
+]
 
 REDACTED = "[redacted]"
-_MAX_TEMPORARY_SECRETS = 4096
-_MIN_SECRET_CHARS = 4
+_MAX_TEMPORARY_SECRETS = MAX_REMEMBERED_KEYS
+_MIN_SECRET_CHARS = 4  # the operator's own key or token: whatever they chose
 
-_BEARER = re.compile(r"(?i)\b(bearer)\s+(?!\[redacted\])[^\s\"',;]+")
+# A credential never starts with "<" (a placeholder such as "<token>" in our own help texts) and is not
+# an auth-param such as realm="..." (a WWW-Authenticate challenge): those are left as they are.
+_NOT_A_CREDENTIAL = r"(?!\[redacted\]|<|realm=)"
+_BEARER = re.compile(r"(?i)\b(bearer)\s+" + _NOT_A_CREDENTIAL + r"[^\s\"',;]+")
 _KEYLIKE = re.compile(r"\bapikey-[A-Za-z0-9_\-]{4,}")
 _HEADER = re.compile(
     r"(?i)(x-atlas-api-key|authorization)([\"']?\s*[:=]\s*[\"']?)"  # the header name and separator
     r"((?:bearer|basic|token)\s+)?"  # an optional scheme, kept
-    r"(?!\[redacted\]|(?:bearer|basic|token)\s)[^\s\"',;]+"  # the credential
+    r"(?!\[redacted\]|<|(?:bearer|basic|token)\s)[^\s\"',;]+"  # the credential
 )
 
 
@@ -47,9 +66,11 @@ class _Registry:
             self._reorder()
 
     def remove(self, value: str) -> None:
+        """Forget a temporary secret (a permanent one stays)."""
         with self._lock:
-            self._secrets.pop(value, None)
-            self._reorder()
+            if self._secrets.get(value) is False:
+                del self._secrets[value]
+                self._reorder()
 
     def _reorder(self) -> None:
         # longest first, so a key that contains another is replaced whole
@@ -60,9 +81,18 @@ _registry = _Registry()
 
 
 def register_secret(value: str | None, *, permanent: bool = False) -> None:
-    """Remember a key so that :func:`redact` removes it from any text, wherever it appears."""
-    if value and len(value) >= _MIN_SECRET_CHARS:
-        _registry.add(value, permanent)
+    """Remember a key so that :func:`redact` removes it from any text, wherever it appears.
+
+    ``permanent``: the operator's own key or token. Any other (a per-user key) is remembered only
+    when its length is plausible for a key, and among the most recent few only.
+    """
+    if not value:
+        return
+    if permanent:
+        if len(value) >= _MIN_SECRET_CHARS:
+            _registry.add(value, True)
+    elif MIN_USER_KEY_CHARS <= len(value) <= MAX_USER_KEY_CHARS:
+        _registry.add(value, False)
 
 
 def forget_secret(value: str | None) -> None:
@@ -79,6 +109,70 @@ def redact(text: Any) -> str:
     out = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", out)
     out = _HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{REDACTED}", out)
     return _KEYLIKE.sub(REDACTED, out)
+
+
+_QUERY = re.compile(r"(?<=[\w/])\?[^\s\"'<>]+")
+
+
+def redact_log(text: Any) -> str:
+    """:func:`redact` for a log line, which also never shows a query string (an SSE session id,
+    a signed URL's signature)."""
+    return _QUERY.sub("?...", redact(text))
+
+
+def _leaks(text: str) -> bool:
+    if any(secret in text for secret in _registry.by_length):
+        return True
+    return bool(_BEARER.search(text) or _HEADER.search(text) or _KEYLIKE.search(text))
+
+
+#: Keys whose string values are binary payloads (base64 pictures): never text, never scanned.
+_BINARY_KEYS = frozenset({"blob"})
+_BINARY_BLOCKS = frozenset({"image", "audio"})
+
+
+def _is_binary_block(value: dict[Any, Any]) -> bool:
+    kind = value.get("type")  # a JSON Schema's "type" may be a list: not a content block
+    return isinstance(kind, str) and kind in _BINARY_BLOCKS
+
+
+def _texts(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        binary = _is_binary_block(value)
+        for key, item in value.items():
+            if key in _BINARY_KEYS or (binary and key == "data"):
+                continue
+            yield from _texts(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _texts(item)
+
+
+def _rewrite(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        binary = _is_binary_block(value)
+        return {
+            key: item if key in _BINARY_KEYS or (binary and key == "data") else _rewrite(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_rewrite(item) for item in value]
+    return value
+
+
+def redact_tree(value: Any) -> Any:
+    """A JSON-like value (a result on its way out) with every secret removed from every string.
+
+    Base64 payloads (``data`` of image and audio blocks, ``blob`` of resources) are left alone.
+    The scan is one pass over the strings; the value is copied only when something matched.
+    """
+    if not any(_leaks(text) for text in _texts(value)):
+        return value
+    return _rewrite(value)
 
 
 def redacted_body(body: Any) -> Any:

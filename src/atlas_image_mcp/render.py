@@ -16,12 +16,13 @@ import io
 import json
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mcp_types import ImageContent, ResourceLink, TextContent
 from pydantic import BaseModel, Field
 
-from .constants import MAX_BASE64_CHARS, THUMBNAIL_SIZE, ImageMode
+from .constants import IMAGE_URI, MAX_BASE64_CHARS, MAX_URL_CHARS, THUMBNAIL_SIZE, ImageMode
 
 __all__ = [
     "MAX_BASE64_CHARS",
@@ -33,19 +34,26 @@ __all__ = [
     "inspect_image",
     "resource_links",
     "result_text",
+    "shown_url",
     "thumbnail",
+    "without_local_paths",
 ]
 
 
 class OutputImage(BaseModel):
     """One output picture."""
 
-    url: str = Field(description="Temporary URL of the picture at Atlas Cloud (expires after a while).")
-    path: str | None = Field(default=None, description="Absolute path of the saved copy, when saved.")
-    width: int | None = Field(default=None, description="Width in pixels.")
-    height: int | None = Field(default=None, description="Height in pixels.")
-    mime_type: str | None = Field(default=None, description="Media type, e.g. image/jpeg.")
-    resource_uri: str | None = Field(default=None, description="MCP resource URI of this picture.")
+    url: str = Field(description="Temporary Atlas URL (expires).")
+    path: str | None = Field(
+        default=None,
+        description="The saved copy: its absolute path, or only its file name (in the output folder) for "
+        "a client that shows results in an MCP App.",
+    )
+    width: int | None = None
+    height: int | None = None
+    mime_type: str | None = None
+    resource_uri: str | None = Field(default=None, description="MCP resource of the picture.")
+    error: str | None = Field(default=None, description="What went wrong with this picture, if anything.")
 
 
 class GenerationResult(BaseModel):
@@ -53,33 +61,43 @@ class GenerationResult(BaseModel):
 
     prediction_id: str | None = Field(description="Atlas prediction id; pass it to get_prediction.")
     status: str = Field(description="completed, processing (call get_prediction later), failed or dry_run.")
-    model: str | None = Field(default=None, description="Model id.")
-    prompt: str | None = Field(default=None, description="The prompt sent, when this call sent one.")
-    sources: list[str] = Field(
-        default_factory=list, description="URLs of the input pictures used (edits and variations)."
-    )
+    model: str | None = None
+    prompt: str | None = Field(default=None, description="The prompt sent, if any.")
+    sources: list[str] = Field(default_factory=list, description="URLs of the input pictures used.")
     outputs: list[OutputImage] = Field(default_factory=list)
     seed: int | None = Field(default=None, description="Seed used, when known (reuse it to reproduce).")
-    price: str | None = Field(default=None, description="Cost in USD as reported by Atlas, when known.")
-    error: str | None = Field(default=None, description="Why the prediction failed, or a download problem.")
-    elapsed_seconds: float | None = Field(default=None, description="Seconds this call took.")
+    price: str | None = Field(default=None, description="Cost in USD, as Atlas reports it.")
+    error: str | None = Field(default=None, description="Why it failed, or a download problem.")
+    elapsed_seconds: float | None = Field(
+        default=None, description="Seconds the job took (Atlas' timing; while processing, this call's wait)."
+    )
     ignored_parameters: list[str] = Field(
-        default_factory=list, description="Parameters the model does not accept; they were not sent."
+        default_factory=list, description="Parameters the model does not accept (not sent)."
     )
     request_body: dict[str, Any] | None = Field(
-        default=None, description="dry_run only: the exact JSON body that would be sent."
+        default=None, description="dry_run: the exact JSON body it would send."
     )
-    next_step: str | None = Field(default=None, description="What to do next, when anything.")
+    next_step: str | None = Field(default=None, description="What to do next.")
 
 
 @dataclass(frozen=True)
 class Picture:
-    """A downloaded output: bytes plus what Pillow says about them."""
+    """An output to show: its bytes (empty when it stays on disk), what Pillow says about it, and
+    its thumbnail when one was made already."""
 
     data: bytes
     mime_type: str
     width: int | None
     height: int | None
+    preview: Picture | None = None
+
+
+def shown_url(url: str, prediction_id: str | None, index: int) -> str:
+    """What a result shows for an output: its URL, or (for an inline ``data:`` output, or anything
+    that is not a plausible URL) the resource URI that serves it, so no payload is ever echoed."""
+    if url.startswith(("http://", "https://")) and len(url) <= MAX_URL_CHARS:
+        return url
+    return IMAGE_URI.format(prediction_id=prediction_id or "unknown", index=index)
 
 
 def inspect_image(data: bytes, fallback_mime: str = "") -> Picture:
@@ -155,22 +173,33 @@ def inline_images(pictures: list[Picture], mode: ImageMode) -> tuple[list[ImageC
         if picture.width is None:
             notes.append(f"Image {n} is not a picture Pillow can read, so it is not shown inline.")
             continue
-        candidate = picture if mode == "full" else thumbnail(picture)
-        encoded = _b64(candidate.data)
-        if mode == "full" and used + len(encoded) > MAX_BASE64_CHARS:
-            candidate = thumbnail(picture)
+        small = picture.preview
+        encoded = _b64(picture.data) if mode == "full" and picture.data else ""
+        if encoded and used + len(encoded) <= MAX_BASE64_CHARS:
+            candidate = picture
+        else:
+            candidate = small or thumbnail(picture)
             encoded = _b64(candidate.data)
-            notes.append(
-                f"Image {n} is shown as a {candidate.width}x{candidate.height} thumbnail: the original "
-                f"would exceed the {MAX_BASE64_CHARS // 1_000_000} MB inline budget. Open its path or URL "
-                "for full resolution."
-            )
+            if mode == "full":
+                notes.append(
+                    f"Image {n} is shown as a {candidate.width}x{candidate.height} thumbnail: the original "
+                    f"would exceed the {MAX_BASE64_CHARS // 1_000_000} MB inline budget. Open its path or "
+                    "URL for full resolution."
+                )
         if used + len(encoded) > MAX_BASE64_CHARS:
             notes.append(f"Image {n} is not shown inline: the result's inline image budget is used up.")
             continue
         used += len(encoded)
         blocks.append(ImageContent(type="image", data=encoded, mime_type=candidate.mime_type))
     return blocks, notes
+
+
+def without_local_paths(result: GenerationResult) -> GenerationResult:
+    """``result`` with each saved copy named by its file name only (for clients that show it in a frame)."""
+    outputs = [
+        out.model_copy(update={"path": Path(out.path).name}) if out.path else out for out in result.outputs
+    ]
+    return result.model_copy(update={"outputs": outputs})
 
 
 def resource_links(result: GenerationResult) -> list[ResourceLink]:
@@ -198,8 +227,10 @@ def result_text(result: GenerationResult, notes: list[str] | None = None) -> Tex
         size = f" {out.width}x{out.height}" if out.width and out.height else ""
         kind = f" {out.mime_type}" if out.mime_type else ""
         lines.append(f"Image {n}{size}{kind}: {out.url}")
-        if out.path:
+        if out.path and Path(out.path).is_absolute():
             lines.append(f"  saved to: {out.path}")
+        elif out.path:
+            lines.append(f"  saved as {out.path} in the output folder")
     if result.seed is not None:
         lines.append(f"Seed: {result.seed}")
     if result.price:

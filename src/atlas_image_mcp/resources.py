@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 
+from mcp.server.apps import client_supports_apps
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
-from .constants import IMAGE_URI, PREDICTION_URI
+from .constants import IMAGE_URI, MAX_NUM_IMAGES, PREDICTION_URI
 from .errors import AtlasError, NotFoundError
 from .models import Prediction
+from .pictures import PictureError
+from .render import shown_url
 from .runtime import Runtime
 from .storage import find_saved
-from .tools.results import ToolContext
+from .tools.results import ToolContext, picture_bytes
+
+_INDEX = re.compile(r"[0-9]{1,3}")  # ASCII digits only: "²" or "١" are not an index
 
 __all__ = ["register_resources"]
 
@@ -22,20 +28,24 @@ def register_resources(server: MCPServer[Runtime]) -> None:
         PREDICTION_URI,
         name="prediction",
         title="Prediction status",
-        description="The current state of a prediction (status, output URLs, saved paths) as JSON.",
+        description="The current state of a prediction (status, output URLs, saved copies) as JSON.",
         mime_type="application/json",
     )
     async def prediction_resource(prediction_id: str, ctx: ToolContext) -> str:
         runtime = ctx.request_context.lifespan_context
         prediction = await _lookup(runtime, prediction_id, ctx)
         folder = runtime.output_dir
+        # An MCP Apps client gets file names only, as in tool results (its frames may read this).
+        name_only = client_supports_apps(ctx)
         outputs = [
             {
-                "url": url,
-                "path": str(found) if (found := find_saved(folder, prediction.id, n)) else None,
+                "url": shown_url(url, prediction.id, n),
+                "path": (found.name if name_only else str(found))
+                if (found := find_saved(folder, prediction.id, n))
+                else None,
                 "resource_uri": IMAGE_URI.format(prediction_id=prediction.id, index=n),
             }
-            for n, url in enumerate(prediction.outputs, start=1)
+            for n, url in enumerate(prediction.outputs[:MAX_NUM_IMAGES], start=1)
         ]
         return json.dumps(
             {
@@ -57,19 +67,17 @@ def register_resources(server: MCPServer[Runtime]) -> None:
     )
     async def image_resource(prediction_id: str, index: str, ctx: ToolContext) -> bytes:
         runtime = ctx.request_context.lifespan_context
+        if not _INDEX.fullmatch(index):
+            raise ResourceNotFoundError(f"Prediction {prediction_id} has no image {index[:20]!r}.")
         prediction = await _lookup(runtime, prediction_id, ctx)  # proves the caller's key may see it
-        if not index.isdigit() or not 1 <= int(index) <= len(prediction.outputs):
+        if not 1 <= int(index) <= min(len(prediction.outputs), MAX_NUM_IMAGES):
             raise ResourceNotFoundError(f"Prediction {prediction_id} has no image {index}.")
-        found = find_saved(runtime.output_dir, prediction.id, int(index))
-        if found is not None:
-            return found.read_bytes()
         try:
-            download = await runtime.api(ctx.headers).download(
-                prediction.outputs[int(index) - 1], runtime.settings.max_download_bytes
-            )
+            return await picture_bytes(runtime, runtime.api(ctx.headers), prediction, int(index))
         except AtlasError as err:
             raise ResourceError(err.message) from err
-        return download.content
+        except PictureError as err:
+            raise ResourceError(f"Image {index} of prediction {prediction.id} {err}.") from err
 
 
 async def _lookup(runtime: Runtime, prediction_id: str, ctx: ToolContext) -> Prediction:

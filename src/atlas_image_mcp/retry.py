@@ -20,7 +20,7 @@ from datetime import timezone
 
 import httpx
 
-from .constants import INITIAL_RETRY_DELAY, MAX_RETRY_AFTER, MAX_RETRY_DELAY
+from .constants import INITIAL_RETRY_DELAY, MAX_RETRY_AFTER, MAX_RETRY_DELAY, RETRY_AFTER_CEILING
 from .errors import APIConnectionError, APIStatusError, DownloadError, InvalidResponseError, RateLimitError
 
 __all__ = ["RetryPolicy", "retry_after_seconds"]
@@ -55,20 +55,31 @@ class RetryPolicy:
             return self.backoff(attempt + 1) if err.status_code >= 500 else None
         if isinstance(err, DownloadError):
             return self.backoff(attempt + 1) if err.retryable else None
-        if isinstance(err, (APIConnectionError, InvalidResponseError)):
+        if isinstance(err, InvalidResponseError):
+            return self.backoff(attempt + 1) if err.retryable else None
+        if isinstance(err, APIConnectionError):
             return self.backoff(attempt + 1)
         return None
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
-    """The ``Retry-After`` header in seconds (from seconds or an HTTP date), or None."""
-    value = response.headers.get("retry-after")
+    """The ``Retry-After`` header in seconds (from seconds or an HTTP date), or None.
+
+    Never more than :data:`RETRY_AFTER_CEILING`: a larger value is not believed.
+    """
+    seconds = _retry_after(response.headers.get("retry-after"))
+    return None if seconds is None else min(seconds, RETRY_AFTER_CEILING)
+
+
+def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if seconds == seconds else None  # NaN is no answer
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

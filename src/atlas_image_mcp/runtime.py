@@ -1,4 +1,4 @@
-"""The composition root: settings, the Atlas client, the spend guard, and where files may go.
+"""The composition root: settings, the Atlas client, the spend guard, the picture history, and where files go.
 
 One :class:`Runtime` serves every session of a server process. It is built by the CLI (or a
 test), handed to :func:`atlas_image_mcp.server.make_server`, and closed when the process stops.
@@ -10,17 +10,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
 import httpx
 
 from .catalogue import Catalogue
 from .client import AtlasClient
 from .constants import (
+    DECODES_AT_ONCE,
     DEFAULT_EMULATOR_LATENCY,
     HOSTED_KEEPALIVE_SECONDS,
     MAX_CONNECTIONS,
     OFFLINE_API_KEY,
     OFFLINE_BASE_URL,
     USER_KEY_HEADER,
+    Place,
 )
 from .errors import MissingAPIKeyError
 from .guard import SpendGuard
@@ -40,14 +43,29 @@ class Runtime:
     client: AtlasClient
     remote: bool = False
     offline: bool = False
+    #: Where answers are read (advice in messages fits it); a remote runtime is always "http".
+    place: Place = "stdio"
     guard: SpendGuard = field(init=False)
     catalogue: Catalogue = field(init=False)
+    #: This process's record of each session's pictures ('last', variations, the viewer's gallery).
     history: PictureHistory = field(init=False)
+    #: pictures decoded at once in this process (each may take width x height x 4 bytes)
+    decodes: anyio.CapacityLimiter = field(init=False)
+    #: set when the server is stopping: calls still waiting for a picture answer "processing" now
+    stopping: anyio.Event = field(init=False)
 
     def __post_init__(self) -> None:
         self.guard = SpendGuard(self.settings.max_images_per_hour)
         self.catalogue = Catalogue()
         self.history = PictureHistory()
+        self.decodes = anyio.CapacityLimiter(DECODES_AT_ONCE)
+        self.stopping = anyio.Event()
+        if self.remote:
+            self.place = "http"
+
+    def stop_waiting(self) -> None:
+        """Tell every call waiting for a picture to answer now with its prediction id (shutdown)."""
+        self.stopping.set()
 
     @classmethod
     def create(
@@ -58,6 +76,7 @@ class Runtime:
         remote: bool = False,
         client: AtlasClient | None = None,
         emulator_latency: float = DEFAULT_EMULATOR_LATENCY,
+        place: Place = "stdio",
     ) -> Runtime:
         """Build the runtime; ``offline`` puts the emulator behind the client, in process, no port.
 
@@ -89,7 +108,8 @@ class Runtime:
                 transport=transport,
             )
         register_secret(settings.api_key, permanent=True)
-        return cls(settings=settings, client=client, remote=remote, offline=offline)
+        register_secret(settings.auth_token, permanent=True)
+        return cls(settings=settings, client=client, remote=remote, offline=offline, place=place)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -113,7 +133,7 @@ class Runtime:
                 )
             return self.client.with_api_key(key)
         if not self.client.has_api_key:
-            raise MissingAPIKeyError()
+            raise MissingAPIKeyError(place=self.place)
         return self.client
 
     @property

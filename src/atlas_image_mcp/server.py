@@ -7,18 +7,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from mcp.server.context import ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
 
 from . import __version__
 from .constants import TASK_KEEP_SECONDS
 from .notify import install_logging_handler
 from .prompts import register_prompts
+from .redact import redact, redact_tree
 from .resources import register_resources
 from .runtime import Runtime
 from .taskids import TaskIds, task_id_secret
 from .tasks import TasksExtension
-from .tools import register_tools
+from .tools import build_tools
+from .viewer import make_viewer
 
 __all__ = ["INSTRUCTIONS", "make_server"]
 
@@ -43,8 +46,31 @@ def caller_of(ctx: ServerRequestContext[Any, Any]) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+async def redact_answers(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """The chokepoint for answers: every result and error of every request leaves redacted.
+
+    Tool results (text, ``structuredContent``, resource links), resource contents, prompts and
+    JSON-RPC errors all pass here, whatever field upstream hid a key in. (Notifications leave
+    through :mod:`atlas_image_mcp.notify`, logs through the logging filter, HTTP error bodies
+    through :class:`atlas_image_mcp.http.JsonRpcErrors`; each redacts at its one exit.)
+    """
+    try:
+        result = await call_next(ctx)
+    except MCPError as err:
+        raise MCPError(err.code, redact(err.message), redact_tree(err.data)) from None
+    if result is None:
+        return None
+    wire = (
+        result
+        if isinstance(result, dict)
+        else result.model_dump(by_alias=True, mode="json", exclude_none=True)
+    )
+    redacted: dict[str, Any] = redact_tree(wire)
+    return redacted
+
+
 def make_server(runtime: Runtime) -> MCPServer[Runtime]:
-    """Build the MCP server around ``runtime``. No I/O happens here."""
+    """Build the MCP server around ``runtime``. No I/O happens here but reading the viewer page once."""
     settings = runtime.settings
     tasks = TasksExtension(
         TaskIds(task_id_secret(settings, remote=runtime.remote)),
@@ -62,18 +88,20 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
         async with tasks.running():
             yield runtime
 
+    viewer = make_viewer(runtime)
     server: MCPServer[Runtime] = MCPServer(
         "atlas-image-mcp",
         title="Atlas Cloud FLUX images",
         instructions=INSTRUCTIONS,
         version=__version__,
         website_url="https://www.atlascloud.ai",
-        extensions=[tasks],
+        extensions=[tasks, viewer],
         lifespan=lifespan,
         log_level=settings.log_level if settings.log_level in _LEVELS else "INFO",  # type: ignore[arg-type]
+        middleware=[redact_answers],
+        tools=build_tools(tasks),
     )
     tasks.bind(server)
-    register_tools(server, tasks)
     register_resources(server)
     register_prompts(server)
     install_logging_handler(server)

@@ -139,7 +139,14 @@ class Settings(BaseModel):
     base_url: str = setting(
         "ATLASCLOUD_BASE_URL", C.DEFAULT_BASE_URL, "API origin; a trailing /, /api or /api/v1 is tolerated"
     )
-    timeout: PositiveSeconds = setting("ATLAS_MCP_TIMEOUT", C.DEFAULT_TIMEOUT, "seconds for one API request")
+    offline: bool = setting(
+        "ATLAS_MCP_OFFLINE",
+        False,
+        "1 = use the built-in Atlas emulator, no key and no network (what --offline does)",
+    )
+    timeout: PositiveSeconds = setting(
+        "ATLAS_MCP_TIMEOUT", C.DEFAULT_TIMEOUT, "seconds for one API request or download, first byte to last"
+    )
     connect_timeout: PositiveSeconds = setting(
         "ATLAS_MCP_CONNECT_TIMEOUT", C.DEFAULT_CONNECT_TIMEOUT, "seconds to open a connection"
     )
@@ -179,6 +186,24 @@ class Settings(BaseModel):
     max_download_mb: Megabytes = setting(
         "ATLAS_MCP_MAX_DOWNLOAD_MB", C.DEFAULT_MAX_DOWNLOAD_MB, "largest output picture downloaded, in MB"
     )
+    max_call_download_mb: Megabytes = setting(
+        "ATLAS_MCP_MAX_CALL_DOWNLOAD_MB",
+        C.DEFAULT_MAX_CALL_DOWNLOAD_MB,
+        "most bytes one call downloads, all its pictures together, in MB",
+    )
+    max_megapixels: float = setting(
+        "ATLAS_MCP_MAX_MEGAPIXELS",
+        C.DEFAULT_MAX_MEGAPIXELS,
+        "largest picture decoded, in millions of pixels (a larger one is refused before decoding)",
+        gt=0,
+        allow_inf_nan=False,
+    )
+    download_hosts: Items = setting(
+        "ATLAS_MCP_DOWNLOAD_HOSTS",
+        (),
+        "extra hosts output pictures may be downloaded from even on private addresses (comma separated)",
+        shown_default="(none)",
+    )
     max_images_per_hour: int | None = setting(
         "ATLAS_MCP_MAX_IMAGES_PER_HOUR",
         None,
@@ -196,7 +221,12 @@ class Settings(BaseModel):
         "ATLAS_MCP_USER_KEYS", False, "HTTP: 1 = each request brings its own Atlas key in X-Atlas-Api-Key"
     )
     upload_root: OptionalPath = setting(
-        "ATLAS_MCP_UPLOAD_ROOT", None, "HTTP: the only folder upload_media(file_path=...) may read"
+        "ATLAS_MCP_UPLOAD_ROOT",
+        None,
+        "the only folder upload_media(file_path=...) may read (over HTTP, no file is read without it)",
+    )
+    upload_any_file: bool = setting(
+        "ATLAS_MCP_UPLOAD_ANY_FILE", False, "1 = upload_media accepts any file, not only pictures"
     )
     allowed_hosts: Items = setting(
         "ATLAS_MCP_ALLOWED_HOSTS", (), "HTTP: extra Host header values to accept (comma separated)",
@@ -221,6 +251,28 @@ class Settings(BaseModel):
         "HTTP: key that signs task ids, the same on every replica (unset: a new key at each start)",
         secret=True,
         min_length=16,
+    )
+
+    max_sessions: int = setting(
+        "ATLAS_MCP_MAX_SESSIONS", C.DEFAULT_MAX_SESSIONS, "HTTP: sessions and SSE streams open at once", ge=1
+    )
+    max_sessions_per_key: int = setting(
+        "ATLAS_MCP_MAX_SESSIONS_PER_KEY",
+        C.DEFAULT_MAX_SESSIONS_PER_KEY,
+        "HTTP, per-user keys: sessions and SSE streams one key may hold open",
+        ge=1,
+    )
+    session_idle_seconds: PositiveSeconds = setting(
+        "ATLAS_MCP_SESSION_IDLE_SECONDS",
+        C.DEFAULT_SESSION_IDLE_SECONDS,
+        "HTTP: a session with no request for this long is closed",
+    )
+    max_message_kb: float = setting(
+        "ATLAS_MCP_MAX_MESSAGE_KB",
+        C.DEFAULT_MAX_MESSAGE_KB,
+        "HTTP: largest request body in KB, except upload_media calls (capped by the upload size)",
+        gt=0,
+        allow_inf_nan=False,
     )
 
     def __init__(self, **data: Any) -> None:
@@ -257,6 +309,23 @@ class Settings(BaseModel):
     @property
     def max_download_bytes(self) -> int:
         return int(self.max_download_mb * C.MB)
+
+    @property
+    def max_call_download_bytes(self) -> int:
+        return int(self.max_call_download_mb * C.MB)
+
+    @property
+    def max_pixels(self) -> int:
+        return int(self.max_megapixels * 1_000_000)
+
+    @property
+    def max_message_bytes(self) -> int:
+        return int(self.max_message_kb * 1024)
+
+    @property
+    def max_upload_body_bytes(self) -> int:
+        """The largest HTTP body of an upload_media call: the upload as base64, plus room for the rest."""
+        return self.max_upload_bytes * 4 // 3 + 256 * 1024
 
     # --- building ------------------------------------------------------------------------------
 

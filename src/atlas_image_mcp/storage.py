@@ -24,6 +24,7 @@ __all__ = [
     "find_saved",
     "output_path",
     "partial_files",
+    "place_atomic",
     "save_atomic",
     "write_atomic",
 ]
@@ -138,7 +139,29 @@ async def save_atomic(path: Path, data: bytes) -> Path:
     try:
         return await anyio.to_thread.run_sync(write_atomic, path, data)
     except OSError as exc:
-        raise SaveError(
-            f"Could not save the picture to {str(path.parent)!r}: {exc.strerror or exc}. Set "
-            "ATLAS_MCP_OUTPUT_DIR to a writable folder, or pass save=false."
-        ) from exc
+        raise save_error(path.parent, exc) from exc
+
+
+def save_error(folder: Path, exc: OSError) -> SaveError:
+    """The error for a picture that could not be written into ``folder``, with what to do about it."""
+    return SaveError(
+        f"Could not save the picture to {str(folder)!r}: {exc.strerror or exc}. Set "
+        "ATLAS_MCP_OUTPUT_DIR to a writable folder, or pass save=false."
+    )
+
+
+async def place_atomic(finished: Path, path: Path) -> Path:
+    """Rename ``finished`` (a complete file written beside ``path``) into place; return the absolute path."""
+
+    def place() -> Path:
+        try:
+            os.chmod(finished, 0o644)  # mkstemp makes 0600; a saved picture is an ordinary user file
+            os.replace(finished, path)
+        finally:
+            partial_files.discard(str(finished))
+        return path.resolve()
+
+    try:
+        return await anyio.to_thread.run_sync(place)
+    except OSError as exc:
+        raise save_error(path.parent, exc) from exc

@@ -1,60 +1,91 @@
-"""The MCP tools: one module per tool family, and :func:`register_tools` to add them to a server.
+"""The MCP tools: one module per tool family, and one table that says how each is offered.
 
 Each tool's parameters are declared once in :mod:`atlas_image_mcp.params`; each tool calls the
 Atlas client and hands the outcome to :mod:`atlas_image_mcp.render` (through
 :mod:`.results`). Failures are raised as ``ToolError`` with a message the assistant can act on,
 so the client sees ``isError: true``.
+
+:func:`build_tools` makes every tool of :data:`_TOOLS` a :class:`~.plain.PlainTool` (bad or
+unknown arguments get plain sentences, schemas trimmed for ``tools/list``) for
+``MCPServer(tools=...)``. The picture tools carry the viewer app's ``_meta.ui.resourceUri`` (MCP
+Apps), stamped here as ``Apps.tool`` would, since a tool the ``Apps`` extension adds is built by
+the SDK and so could not be a PlainTool; the viewer extension still serves the app's resource.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 
+from ..constants import VIEWER_URI
 from ..tasks import TasksExtension
 from .catalogue import list_models
 from .edit import edit_image, generate_variations
+from .gallery import show_gallery
 from .generate import generate_image
 from .handoff import IMAGE_JOB
+from .plain import plain_tool
 from .predictions import get_prediction
 from .upload import upload_media
 
-__all__ = ["register_tools"]
+__all__ = ["build_tools"]
 
 
-class _Tool(NamedTuple):
+@dataclass(frozen=True)
+class _Offer:
     title: str
     read_only: bool
     idempotent: bool
     #: A picture job: for clients that use MCP tasks it becomes a task once Atlas accepted it.
     task: bool = False
+    #: Its results are pictures: the host shows them in the viewer.
+    viewer: bool = False
+    #: The viewer's frame may call it (MCP Apps visibility). upload_media reads local files, so
+    #: only the assistant may call it.
+    frame: bool = True
+    #: It reaches Atlas (openWorldHint).
+    open_world: bool = True
 
 
-# All reach Atlas (openWorldHint), none is destructive. get_prediction is not read-only: it saves
-# the pictures it collects (same names, so idempotent).
-_TOOLS: dict[Callable[..., Any], _Tool] = {
-    generate_image: _Tool("Generate image (FLUX)", read_only=False, idempotent=False, task=True),
-    edit_image: _Tool("Edit image (FLUX Kontext, Fill)", read_only=False, idempotent=False, task=True),
-    generate_variations: _Tool("Generate variations", read_only=False, idempotent=False, task=True),
-    get_prediction: _Tool("Get prediction", read_only=False, idempotent=True),
-    upload_media: _Tool("Upload media", read_only=False, idempotent=False),
-    list_models: _Tool("List image models", read_only=True, idempotent=True),
+# None is destructive. get_prediction is not read-only: it saves the pictures it collects (same
+# names, so idempotent). show_gallery only reads this session's record.
+_TOOLS: dict[Callable[..., Any], _Offer] = {
+    generate_image: _Offer("Generate image (FLUX)", False, False, task=True, viewer=True),
+    edit_image: _Offer("Edit image (FLUX Kontext, Fill)", False, False, task=True, viewer=True),
+    generate_variations: _Offer("Generate variations", False, False, task=True, viewer=True),
+    get_prediction: _Offer("Get prediction", False, True, viewer=True),
+    upload_media: _Offer("Upload media", False, False, frame=False),
+    list_models: _Offer("List image models", True, True),
+    show_gallery: _Offer("Show this session's pictures", True, True, viewer=True, open_world=False),
 }
 
 
-def register_tools(server: MCPServer[Any], tasks: TasksExtension | None = None) -> None:
-    """Add the tools, with titles and honest annotations; picture jobs run as tasks through ``tasks``."""
-    for fn, tool in _TOOLS.items():
-        hints = ToolAnnotations(
-            title=tool.title,
-            read_only_hint=tool.read_only,
-            destructive_hint=False,
-            idempotent_hint=tool.idempotent,
-            open_world_hint=True,
-        )
-        server.add_tool(fn, title=tool.title, annotations=hints)
-        if tool.task and tasks is not None:
+def _annotations(offer: _Offer) -> ToolAnnotations:
+    return ToolAnnotations(
+        title=offer.title,
+        read_only_hint=offer.read_only,
+        destructive_hint=False,
+        idempotent_hint=offer.idempotent,
+        open_world_hint=offer.open_world,
+    )
+
+
+def _meta(offer: _Offer) -> dict[str, Any] | None:
+    """MCP Apps ``_meta.ui``: the viewer for picture tools; model-only for what the frame may not call."""
+    if offer.viewer:
+        return {"ui": {"resourceUri": VIEWER_URI}}
+    return None if offer.frame else {"ui": {"visibility": ["model"]}}
+
+
+def build_tools(tasks: TasksExtension | None = None) -> list[Tool]:
+    """Every tool, for ``MCPServer(tools=...)``; picture jobs run as tasks through ``tasks``."""
+    tools: list[Tool] = []
+    for fn, offer in _TOOLS.items():
+        if offer.task and tasks is not None:
             tasks.add_tool(fn.__name__, IMAGE_JOB)
+        tools.append(plain_tool(fn, title=offer.title, annotations=_annotations(offer), meta=_meta(offer)))
+    return tools

@@ -101,7 +101,7 @@ async def _earlier_request(ctx: ToolContext, prediction_id: str) -> tuple[dict[s
     runtime = runtime_of(ctx)
     entry = runtime.history.find(session_of(ctx), prediction_id)
     if entry is not None and entry.request_body is not None:
-        return entry.request_body, ""
+        return dict(entry.request_body), ""
     try:
         body = await runtime.api(ctx.headers).request_body_of(prediction_id)
     except AtlasError as err:

@@ -24,6 +24,7 @@ from mcp_types import CallToolResult
 from ..client import AtlasClient
 from ..constants import (
     IMAGE_MODES,
+    MAX_NUM_IMAGES,
     MAX_PREDICTION_ID_CHARS,
     TASK_POLL_DEFAULT_MS,
     TASK_POLL_MAX_MS,
@@ -35,7 +36,7 @@ from ..models import Prediction
 from ..polling import PollSchedule
 from ..runtime import Runtime
 from ..tasks import TaskTool, current_task
-from .results import ToolContext, fail, finish, runtime_of, wait_with_progress
+from .results import ToolContext, call_deadline, fail, finish, runtime_of, wait_with_progress
 
 __all__ = ["IMAGE_JOB", "TaskJob", "hand_off", "poll_interval_ms", "resume"]
 
@@ -49,7 +50,7 @@ class TaskJob:
     prediction_id: str
     save: bool
     mode: ImageMode
-    size: tuple[int, int] | None = None
+    expected: int = MAX_NUM_IMAGES  # pictures asked for (more outputs than that are ignored)
     seed: int | None = None
     ignored: tuple[str, ...] = ()
 
@@ -58,7 +59,7 @@ class TaskJob:
             "p": self.prediction_id,
             "s": self.save,
             "m": self.mode,
-            "z": list(self.size) if self.size else None,
+            "n": self.expected,
             "e": self.seed,
             "i": list(self.ignored),
         }
@@ -67,13 +68,13 @@ class TaskJob:
     def from_state(cls, state: Mapping[str, Any]) -> TaskJob | None:
         """The job in a task id's state, or None if it is not one (checked although ids are signed)."""
         pid, save, mode = state.get("p"), state.get("s"), state.get("m")
-        size, seed, ignored = state.get("z"), state.get("e"), state.get("i")
+        expected, seed, ignored = state.get("n"), state.get("e"), state.get("i")
         if not (isinstance(pid, str) and 0 < len(pid) <= MAX_PREDICTION_ID_CHARS and isinstance(save, bool)):
             return None
         if mode not in IMAGE_MODES or not (seed is None or _natural(seed)):
             return None
-        if size is not None and not (
-            isinstance(size, list) and len(size) == 2 and all(_natural(n) for n in size)
+        if not (
+            isinstance(expected, int) and not isinstance(expected, bool) and 0 < expected <= MAX_NUM_IMAGES
         ):
             return None
         if not (
@@ -82,7 +83,7 @@ class TaskJob:
             and all(isinstance(n, str) for n in ignored)
         ):
             return None
-        return cls(pid, save, mode, (size[0], size[1]) if size else None, seed, tuple(ignored))
+        return cls(pid, save, mode, expected, seed, tuple(ignored))
 
 
 def _natural(value: Any) -> bool:
@@ -143,8 +144,11 @@ async def resume(
         age = max(0.0, time.time() - created)
         started = time.monotonic() - age
         bound = runtime.settings.task_wait_seconds
+        deadline = call_deadline(api, max(0.0, bound - age))
         if bound - age > 0 and not prediction.is_terminal:
-            prediction = await wait_with_progress(tool_ctx, api, prediction, bound - age, started, bound)
+            prediction = await wait_with_progress(
+                tool_ctx, api, prediction, bound - age, started, bound, deadline=deadline
+            )
         return await finish(
             tool_ctx,
             runtime,
@@ -153,7 +157,8 @@ async def resume(
             started=started,
             save=job.save and (runtime.settings.output_dir_explicit or not runtime.remote),
             mode=job.mode,
-            size=job.size,
+            deadline=deadline,
+            expected=job.expected,
             seed=job.seed,
             ignored=job.ignored,
         )

@@ -25,7 +25,7 @@ from ..runtime import Runtime
 from ..sources import SourceContext, resolve_picture
 from ..wire import PreparedRequest, prepare_request
 from .handoff import TaskJob, hand_off
-from .results import ToolContext, fail, finish, runtime_of, tool_result, wait_with_progress
+from .results import ToolContext, call_deadline, fail, finish, runtime_of, tool_result, wait_with_progress
 
 __all__ = ["Job", "model_spec", "run_generation", "session_of", "source_context"]
 
@@ -119,7 +119,7 @@ async def run_generation(ctx: ToolContext, job: Job, *, spec: ModelSpec | None =
         prepared = prepare_request(request, spec)
         notes = (*job.notes, *prepared.notes)
         if job.options.dry_run:
-            return _dry_run(prepared, started, job, used, notes)
+            return _dry_run(prepared, started, job, used, notes, runtime)
         return await _submit(ctx, runtime, job, prepared, started, used, notes)
     except AtlasError as err:
         raise fail(err) from err
@@ -137,11 +137,13 @@ async def _submit(
     options = job.options
     do_save = runtime.save_by_default if options.save is None else (options.save and _may_save(runtime))
     api = runtime.api(ctx.headers)
+    total = runtime.settings.wait_seconds
+    deadline = call_deadline(api, total)
     key = runtime.current_key(ctx.headers)
     count = prepared.num_images
     runtime.guard.reserve(key, count)
     try:
-        prediction = await api.submit_image(prepared)
+        prediction = await api.submit_image(prepared, deadline=deadline)
     except AtlasError as err:
         if _not_started(err):
             runtime.guard.release(key, count)  # nothing was started, nothing billed
@@ -159,15 +161,17 @@ async def _submit(
     )
     runtime.history.record(session, entry)
     mode = options.return_image or runtime.settings.image_mode
-    size_hint = (prepared.width, prepared.height) if prepared.width and prepared.height else None
-    total = runtime.settings.wait_seconds
     if options.wait and not prediction.is_terminal:
         # a client that uses tasks gets its task now; the picture is then waited for much longer
-        handed = TaskJob(prediction.id, do_save, mode, size_hint, job.request.seed, prepared.ignored)
-        total = hand_off(runtime, api, prediction, handed)
+        handed = TaskJob(prediction.id, do_save, mode, count, job.request.seed, prepared.ignored)
+        if (task_wait := hand_off(runtime, api, prediction, handed)) != total:
+            total = task_wait
+            deadline = call_deadline(api, max(0.0, total - (time.monotonic() - started)))
         remaining = max(0.0, total - (time.monotonic() - started))
         try:
-            prediction = await wait_with_progress(ctx, api, prediction, remaining, started, total)
+            prediction = await wait_with_progress(
+                ctx, api, prediction, remaining, started, total, deadline=deadline
+            )
         except AtlasError as err:
             err.extend_message(_ALREADY_SUBMITTED.format(pid=prediction.id, tool=job.tool))
             raise
@@ -180,7 +184,8 @@ async def _submit(
         started=started,
         save=do_save,
         mode=mode,
-        size=size_hint,
+        deadline=deadline,
+        expected=count,
         seed=job.request.seed,
         ignored=prepared.ignored,
         notes=tuple(notes),
@@ -191,7 +196,12 @@ async def _submit(
 
 
 def _dry_run(
-    prepared: PreparedRequest, started: float, job: Job, used: Sequence[str], notes: Sequence[str]
+    prepared: PreparedRequest,
+    started: float,
+    job: Job,
+    used: Sequence[str],
+    notes: Sequence[str],
+    runtime: Runtime,
 ) -> CallToolResult:
     spec = prepared.spec
     estimate = spec.estimate(prepared.num_images) if spec is not None else None
@@ -209,9 +219,15 @@ def _dry_run(
         ignored_parameters=list(prepared.ignored),
         request_body=prepared.body,
         elapsed_seconds=round(time.monotonic() - started, 3),
-        next_step=f"{cost}Call {job.tool} again without dry_run to run it.",
+        next_step=cost + _run_for_real(runtime, job.tool),
     )
     return tool_result(result, [], list(notes))
+
+
+def _run_for_real(runtime: Runtime, tool: str) -> str:
+    if runtime.place == "cli":  # the generate command: its flag, not the tool's argument
+        return "Run the same command without --dry-run to generate."
+    return f"Call {tool} again without dry_run to run it."
 
 
 def _not_started(err: AtlasError) -> bool:

@@ -13,7 +13,7 @@ from ..history import HistoryEntry
 from ..params import GetPredictionArguments, tool_signature
 from ..render import GenerationResult
 from .jobs import session_of
-from .results import ToolContext, fail, finish, runtime_of, wait_with_progress
+from .results import ToolContext, call_deadline, fail, finish, runtime_of, wait_with_progress
 
 __all__ = ["get_prediction"]
 
@@ -26,16 +26,19 @@ async def get_prediction(ctx: ToolContext, **arguments: Any) -> Annotated[CallTo
     try:
         args = GetPredictionArguments(**arguments)
         api = runtime.api(ctx.headers)
+        limit = min(args.wait_seconds, runtime.settings.wait_seconds)
+        deadline = call_deadline(api, limit)
         try:
-            prediction = await api.get_prediction(args.prediction_id)
+            prediction = await api.get_prediction(args.prediction_id, deadline=deadline)
         except NotFoundError as err:
             raise ToolError(
                 f"No prediction with id {args.prediction_id!r} was found at Atlas. Check the id: it is the "
                 "prediction_id from a generate_image result (predictions are kept for a limited time)."
             ) from err
-        limit = min(args.wait_seconds, runtime.settings.wait_seconds)
         if limit > 0 and not prediction.is_terminal:
-            prediction = await wait_with_progress(ctx, api, prediction, limit, started, limit)
+            prediction = await wait_with_progress(
+                ctx, api, prediction, limit, started, limit, deadline=deadline
+            )
         session = session_of(ctx)
         entry = runtime.history.find(session, prediction.id) or HistoryEntry(
             prediction_id=prediction.id,
@@ -52,6 +55,7 @@ async def get_prediction(ctx: ToolContext, **arguments: Any) -> Annotated[CallTo
             started=started,
             save=runtime.save_by_default,
             mode=args.return_image or runtime.settings.image_mode,
+            deadline=deadline,
             prompt=entry.prompt,
             sources=entry.sources,
             record=lambda result: runtime.history.completed(session, entry, result),

@@ -1,42 +1,68 @@
 """What the picture tools share: waiting with progress, collecting outputs, and the three-layer result.
 
 A prediction becomes a ``CallToolResult`` here (text, ``structuredContent``, picture blocks and
-resource links, see :mod:`atlas_image_mcp.render`); failures become ``ToolError`` with the
-message of the :class:`~atlas_image_mcp.errors.AtlasError` behind them.
+resource links, see :mod:`atlas_image_mcp.render`). Once a generation was accepted, every outcome
+keeps its prediction id, status and URLs: a picture that cannot be downloaded, is not a whole
+picture, is too large or cannot be saved gets a note saying what failed, never a bare error.
+Upstream decides nothing unbounded here: outputs beyond the number asked are ignored, and each
+call has a byte budget, a pixel cap per picture and a deadline (see :mod:`atlas_image_mcp.fetch`).
 """
 
 from __future__ import annotations
 
 import logging
-import mimetypes
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
+from mcp.server.apps import client_supports_apps
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 
 from ..client import AtlasClient
-from ..constants import HEARTBEAT_SECONDS, IMAGE_URI, ImageMode
+from ..constants import (
+    CALL_MARGIN_SECONDS,
+    HEARTBEAT_SECONDS,
+    IMAGE_URI,
+    MAX_BASE64_CHARS,
+    MAX_NUM_IMAGES,
+    ImageMode,
+)
 from ..errors import AtlasError, ContentBlockedError, PredictionFailedError
+from ..fetch import Budget, remove_download
 from ..models import Prediction
-from ..notify import notify
+from ..notify import notify, progress
+from ..pictures import PictureError, examine
+from ..polling import duration_of
 from ..render import (
     GenerationResult,
     OutputImage,
     Picture,
     inline_images,
-    inspect_image,
     resource_links,
     result_text,
+    shown_url,
     warm_up_in_background,
+    without_local_paths,
 )
 from ..runtime import Runtime
-from ..storage import extension_for, find_saved, output_path, save_atomic
+from ..storage import extension_for, find_saved, output_path, place_atomic
 
-__all__ = ["ToolContext", "fail", "finish", "runtime_of", "tool_result", "wait_with_progress"]
+__all__ = [
+    "ToolContext",
+    "call_deadline",
+    "fail",
+    "finish",
+    "picture_bytes",
+    "runtime_of",
+    "tool_result",
+    "wait_with_progress",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +79,9 @@ def fail(err: AtlasError) -> ToolError:
     return ToolError(err.message)
 
 
-async def _report(ctx: ToolContext, started: float, total: float, message: str) -> None:
-    elapsed = time.monotonic() - started
-    try:
-        await ctx.report_progress(round(elapsed, 2), total, message)
-    except Exception:  # a client that went away must not break the call
-        logger.debug("progress notification failed", exc_info=True)
+def call_deadline(api: AtlasClient, wait: float) -> float:
+    """When a call that waits ``wait`` seconds must answer at the latest (on the client's clock)."""
+    return api.deadline_in(wait + CALL_MARGIN_SECONDS)
 
 
 def _progress_requested(ctx: ToolContext) -> bool:
@@ -73,29 +96,37 @@ def _progress_requested(ctx: ToolContext) -> bool:
 
 
 async def wait_with_progress(
-    ctx: ToolContext, api: AtlasClient, first: Prediction, max_wait: float, started: float, total: float
+    ctx: ToolContext,
+    api: AtlasClient,
+    first: Prediction,
+    max_wait: float,
+    started: float,
+    total: float,
+    *,
+    deadline: float | None = None,
 ) -> Prediction:
     """``api.wait`` plus a progress heartbeat every second (status and elapsed time in the message).
 
-    Over HTTP the heartbeat runs only when the request carries a progress token: a task per
-    call that reports to nobody cost ~8% of the server's CPU under load (bench/RESULTS.md).
+    Returns early, with the last state seen, when the server starts stopping (see
+    :meth:`Runtime.stop_waiting`), so the call can still answer with its prediction id. Over HTTP
+    the heartbeat runs only when the request carries a progress token: a task per call that
+    reports to nobody cost ~8% of the server's CPU under load (bench/RESULTS.md).
     """
-    latest = {"status": first.status}
+    runtime = runtime_of(ctx)
+    latest = {"prediction": first}
     warm_up_in_background()  # the picture code's first use happens while the job runs
 
     async def on_update(prediction: Prediction) -> None:
-        if prediction.status != latest["status"]:
+        if prediction.status != latest["prediction"].status:
             await notify(ctx, "debug", f"prediction {prediction.id}: {prediction.status}")
-        latest["status"] = prediction.status
-
-    if not _progress_requested(ctx):
-        return await api.wait(first.id, max_wait, on_update, first=first)
+        latest["prediction"] = prediction
 
     async def heartbeat() -> None:
         while True:
             elapsed = time.monotonic() - started
-            await _report(
-                ctx, started, total, f"{latest['status']} · {elapsed:.1f} s elapsed · prediction {first.id}"
+            status = latest["prediction"].status
+            await progress(
+                ctx, round(elapsed, 2), total, f"{status} · {elapsed:.1f} s elapsed · prediction {first.id}"
             )
             await anyio.sleep(HEARTBEAT_SECONDS)
 
@@ -103,13 +134,22 @@ async def wait_with_progress(
     # an ExceptionGroup that no ``except AtlasError`` catches (the call would crash with no message).
     outcome: list[Prediction | AtlasError] = []
     async with anyio.create_task_group() as tg:
-        tg.start_soon(heartbeat)
+
+        async def stop_on_shutdown() -> None:
+            await runtime.stopping.wait()
+            tg.cancel_scope.cancel()
+
+        if _progress_requested(ctx):
+            tg.start_soon(heartbeat)
+        tg.start_soon(stop_on_shutdown)
         try:
-            outcome.append(await api.wait(first.id, max_wait, on_update, first=first))
+            outcome.append(await api.wait(first.id, max_wait, on_update, first=first, deadline=deadline))
         except AtlasError as err:
             outcome.append(err)
         finally:
             tg.cancel_scope.cancel()
+    if not outcome:  # the server is stopping
+        return latest["prediction"]
     if isinstance(outcome[0], AtlasError):
         raise outcome[0]
     return outcome[0]
@@ -124,20 +164,104 @@ def _seed_of(prediction: Prediction, sent: int | None) -> int | None:
     return sent if sent is not None and sent >= 0 else None
 
 
-async def _fetch_picture(
-    runtime: Runtime, api: AtlasClient, prediction_id: str, index: int, url: str, save: bool
-) -> tuple[Picture, str | None]:
-    """The output's bytes (from a saved copy when there is one) and the saved path."""
-    folder = runtime.output_dir
-    if save and (found := find_saved(folder, prediction_id, index)) is not None:
-        data = await anyio.Path(found).read_bytes()
-        return await anyio.to_thread.run_sync(inspect_image, data), str(found.resolve())
-    download = await api.download(url, runtime.settings.max_download_bytes)
-    picture = await anyio.to_thread.run_sync(inspect_image, download.content, download.content_type)
-    if not save:
-        return picture, None
-    path = output_path(folder, prediction_id, index, extension_for(picture.mime_type, url))
-    return picture, str(await save_atomic(path, picture.data))
+class _Collector:
+    """Fetches, checks and saves the outputs of one prediction, within one call's limits."""
+
+    def __init__(
+        self, runtime: Runtime, api: AtlasClient, prediction: Prediction, *, save: bool, mode: ImageMode
+    ) -> None:
+        self.runtime = runtime
+        self.api = api
+        self.prediction = prediction
+        self.save = save
+        self.mode = mode
+
+    async def picture(
+        self, index: int, url: str, scratch: Path, budget: Budget
+    ) -> tuple[Picture, str | None]:
+        """Output ``index`` (1-based), checked; and its saved path (None when not saved)."""
+        settings = self.runtime.settings
+        pid = self.prediction.id
+        folder = self.runtime.output_dir
+        found = find_saved(folder, pid, index) if self.save else None
+        if found is not None:
+            path, fresh = found, False
+        else:
+            target = folder if self.save else scratch
+            download = await self.api.download(
+                url, folder=target, max_bytes=settings.max_download_bytes, budget=budget
+            )
+            path, fresh = download.path, True
+        show = self.mode != "none"
+        try:
+            async with self.runtime.decodes:
+                checked = await anyio.to_thread.run_sync(
+                    lambda: examine(path, max_pixels=settings.max_pixels, decode=self.save, preview=show)
+                )
+        except PictureError:
+            if fresh:
+                await remove_download(path)
+            raise
+        saved: Path | None = found
+        if self.save and fresh:
+            try:
+                saved = await place_atomic(
+                    path, output_path(folder, pid, index, extension_for(checked.mime_type, ""))
+                )
+            except AtlasError:
+                await remove_download(path)
+                raise
+        original = b""
+        try:
+            if self.mode == "full" and checked.size * 4 // 3 <= MAX_BASE64_CHARS:
+                original = await anyio.Path(saved or path).read_bytes()
+        finally:
+            if saved is None:
+                await remove_download(path)
+        preview = (
+            Picture(
+                data=checked.preview,
+                mime_type=checked.preview_mime,
+                width=checked.preview_width,
+                height=checked.preview_height,
+            )
+            if checked.preview is not None
+            else None
+        )
+        shown = Picture(original, checked.mime_type, checked.width, checked.height, preview=preview)
+        return shown, str(saved.resolve()) if saved is not None else None
+
+
+async def picture_bytes(runtime: Runtime, api: AtlasClient, prediction: Prediction, index: int) -> bytes:
+    """Output ``index`` (1-based) of ``prediction`` as bytes, only once it decodes as a whole picture.
+
+    The saved copy when there is one, else a fresh download (within the download caps and one
+    call's time). Raises :class:`AtlasError` or :class:`PictureError`.
+    """
+    budget = Budget(bytes_left=runtime.settings.max_call_download_bytes, deadline=call_deadline(api, 0.0))
+    scratch = Path(await anyio.to_thread.run_sync(tempfile.mkdtemp))
+    try:
+        found = find_saved(runtime.output_dir, prediction.id, index)
+        if found is None:
+            download = await api.download(
+                prediction.outputs[index - 1],
+                folder=scratch,
+                max_bytes=runtime.settings.max_download_bytes,
+                budget=budget,
+            )
+            found = download.path
+        path = found
+        try:
+            async with runtime.decodes:
+                await anyio.to_thread.run_sync(
+                    lambda: examine(path, max_pixels=runtime.settings.max_pixels, decode=True, preview=False)
+                )
+            return await anyio.Path(path).read_bytes()
+        finally:
+            if path.parent == scratch:
+                await remove_download(path)
+    finally:
+        await anyio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))
 
 
 async def _collect(
@@ -147,51 +271,96 @@ async def _collect(
     *,
     save: bool,
     mode: ImageMode,
-    size: tuple[int, int] | None,
+    expected: int,
+    deadline: float,
 ) -> tuple[list[OutputImage], list[Any], list[str]]:
-    """Download, save and thumbnail the outputs concurrently; failures become notes, not errors."""
+    """The outputs (at most ``expected``) with their saved paths and sizes, picture blocks, and notes."""
+    urls = prediction.outputs[:expected]
+    notes: list[str] = []
+    if len(prediction.outputs) > expected:
+        notes.append(
+            f"Atlas returned {len(prediction.outputs)} outputs for {expected} asked; only the first "
+            f"{expected} {'is' if expected == 1 else 'are'} used."
+        )
     outputs = [
         OutputImage(
-            url=url,
-            width=size[0] if size else None,
-            height=size[1] if size else None,
-            mime_type=mimetypes.guess_type(url.split("?")[0])[0] if url.startswith("http") else None,
+            url=shown_url(url, prediction.id, n),
             resource_uri=IMAGE_URI.format(prediction_id=prediction.id, index=n),
         )
-        for n, url in enumerate(prediction.outputs, start=1)
+        for n, url in enumerate(urls, start=1)
     ]
-    if not save and mode == "none":
-        return outputs, [], []
-    pictures: list[Picture | None] = [None] * len(outputs)
-    notes: list[str] = []
+    pictures: list[Picture | None] = [None] * len(urls)
+    budget = Budget(bytes_left=runtime.settings.max_call_download_bytes, deadline=deadline)
+    collector = _Collector(runtime, api, prediction, save=save, mode=mode)
+    scratch = Path(await anyio.to_thread.run_sync(tempfile.mkdtemp))
 
     async def one(i: int) -> None:
-        try:
-            picture, path = await _fetch_picture(runtime, api, prediction.id, i + 1, outputs[i].url, save)
-        except AtlasError as err:
-            notes.append(f"Image {i + 1} could not be downloaded or saved: {err.message}")
+        n = i + 1
+        problem: str | None = None
+        with anyio.move_on_after(max(0.0, deadline - api.deadline_in(0))) as scope:
+            try:
+                picture, path = await collector.picture(n, urls[i], scratch, budget)
+            except AtlasError as err:
+                problem = err.message
+            except PictureError as err:
+                problem = f"The picture {err}, so it was not saved or shown."
+            except OSError as err:
+                problem = f"The picture could not be read back: {err.strerror or err}."
+            except Exception as err:  # whatever happens to one picture, the paid job's answer stands
+                logger.warning("output %d of %s: %s", n, prediction.id, type(err).__name__, exc_info=True)
+                problem = f"The picture could not be collected ({type(err).__name__})."
+        if scope.cancelled_caught:
+            problem = "The picture was not collected within this call's time."
+        if problem is not None:
+            notes.append(f"Image {n}: {problem}")
+            outputs[i] = outputs[i].model_copy(update={"error": problem})
             return
         pictures[i] = picture
-        outputs[i] = outputs[i].model_copy(
-            update={
-                "path": path,
-                "width": picture.width,
-                "height": picture.height,
-                "mime_type": picture.mime_type,
-            }
-        )
+        update = {
+            "path": path,
+            "width": picture.width,
+            "height": picture.height,
+            "mime_type": picture.mime_type,
+        }
+        outputs[i] = outputs[i].model_copy(update=update)
 
-    async with anyio.create_task_group() as tg:
-        for i in range(len(outputs)):
-            tg.start_soon(one, i)
-    shown = [p for p in pictures if p is not None]
-    blocks, image_notes = await anyio.to_thread.run_sync(inline_images, shown, mode)
+    try:
+        async with anyio.create_task_group() as tg:
+            for i in range(len(urls)):
+                tg.start_soon(one, i)
+        shown = [p for p in pictures if p is not None]
+        blocks, image_notes = await anyio.to_thread.run_sync(inline_images, shown, mode)
+    finally:
+        await anyio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))
+    for n, url in enumerate(urls, start=1):
+        if url.startswith("data:"):
+            notes.append(
+                f"Image {n} came inline (a data: URI); it is not repeated here: read it from "
+                f"{outputs[n - 1].path or outputs[n - 1].resource_uri}."
+            )
     return outputs, blocks, notes + image_notes
 
 
-def tool_result(result: GenerationResult, blocks: list[Any], notes: list[str]) -> CallToolResult:
+def _not_ready(runtime: Runtime, prediction_id: str) -> str:
+    if runtime.place == "cli":  # a terminal has no get_prediction to call
+        return (
+            f"The picture is not ready yet: Atlas is still making prediction {prediction_id}. Do not run the "
+            "command again (that would be billed again); the picture will be in the history of your Atlas "
+            "Cloud console. To wait longer next time, set ATLAS_MCP_WAIT_SECONDS (up to 600)."
+        )
+    return (
+        f'The picture is not ready yet. Call get_prediction with prediction_id "{prediction_id}" and '
+        "wait_seconds=30 to collect it (no new generation is needed, nothing more is billed)."
+    )
+
+
+def tool_result(
+    result: GenerationResult, blocks: list[Any], notes: list[str], *, is_error: bool = False
+) -> CallToolResult:
     content: list[Any] = [result_text(result, notes), *blocks, *resource_links(result)]
-    return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
+    return CallToolResult(
+        content=content, structured_content=result.model_dump(mode="json"), is_error=is_error
+    )
 
 
 async def finish(
@@ -203,7 +372,8 @@ async def finish(
     started: float,
     save: bool,
     mode: ImageMode,
-    size: tuple[int, int] | None = None,
+    deadline: float,
+    expected: int = MAX_NUM_IMAGES,
     seed: int | None = None,
     ignored: tuple[str, ...] = (),
     notes: tuple[str, ...] = (),
@@ -213,7 +383,10 @@ async def finish(
 ) -> CallToolResult:
     """Turn a prediction into the tool result: completed, still processing, or a tool error.
 
-    ``record`` is told the result (to remember it in the session's history) before it is returned.
+    ``expected``: how many pictures were asked for (more outputs than that are ignored). ``record``
+    is told the result (to remember it in the session's history) before it is returned. A client
+    that shows results in an MCP App (whose frame receives the whole result) gets each saved copy
+    by file name only.
     """
     base = GenerationResult(
         prediction_id=prediction.id,
@@ -228,34 +401,63 @@ async def finish(
     if prediction.kind == "failed":
         raise fail(PredictionFailedError(prediction.id, prediction.error, status=prediction.status))
     if prediction.kind == "running":
+        stopping = "This server is stopping, so it answers now. " if runtime.stopping.is_set() else ""
         result = base.model_copy(
             update={
                 "elapsed_seconds": round(time.monotonic() - started, 2),
-                "next_step": "The picture is not ready yet. Call get_prediction with prediction_id "
-                f'"{prediction.id}" '
-                "and wait_seconds=30 to collect it (no new generation is needed, nothing more is billed).",
+                "next_step": stopping + _not_ready(runtime, prediction.id),
             }
         )
-        if record is not None:
-            record(result)
-        return tool_result(result, [], list(notes))
+        return _answer(ctx, result, [], list(notes), record)
     if prediction.blocked_by_safety_checker:
         raise fail(ContentBlockedError(prediction.id))
     if not prediction.outputs:
-        raise fail(PredictionFailedError(prediction.id, "it completed without any output", status="empty"))
-    outputs, blocks, collect_notes = await _collect(runtime, api, prediction, save=save, mode=mode, size=size)
+        result = base.model_copy(
+            update={
+                "status": "completed",
+                "elapsed_seconds": round(time.monotonic() - started, 2),
+                "error": "Atlas reported the prediction as completed but sent no picture.",
+                "next_step": f'Call get_prediction with prediction_id "{prediction.id}" in a minute to look '
+                "again. Atlas may still bill it: check the Atlas console history before generating again.",
+            }
+        )
+        return _answer(ctx, result, [], list(notes), record, is_error=True)
+    outputs, blocks, collect_notes = await _collect(
+        runtime, api, prediction, save=save, mode=mode, expected=expected, deadline=deadline
+    )
+    # The job's own time as Atlas reports it: get_prediction may collect a job that finished long ago.
+    took = duration_of(prediction)
     result = base.model_copy(
         update={
             "status": "completed",
             "outputs": outputs,
-            "elapsed_seconds": round(time.monotonic() - started, 2),
+            "elapsed_seconds": round(took if took is not None else time.monotonic() - started, 2),
         }
     )
-    if any("could not be downloaded" in n for n in collect_notes):
+    if any(out.error for out in outputs):
         result = result.model_copy(
-            update={"error": "Some outputs could not be downloaded; their URLs are listed."}
+            update={
+                "error": "Some outputs could not be downloaded, checked or saved; see the note on each.",
+                "next_step": "Their URLs are listed; call get_prediction with prediction_id "
+                f'"{prediction.id}" to try again (nothing more is billed).',
+            }
         )
     await notify(ctx, "info", f"prediction {prediction.id} completed with {len(outputs)} image(s)")
+    return _answer(ctx, result, blocks, [*notes, *collect_notes], record)
+
+
+def _answer(
+    ctx: ToolContext,
+    result: GenerationResult,
+    blocks: list[Any],
+    notes: list[str],
+    record: Callable[[GenerationResult], None] | None,
+    *,
+    is_error: bool = False,
+) -> CallToolResult:
+    """The answer: remembered in the session's history, local paths kept from an MCP App's frame."""
     if record is not None:
         record(result)
-    return tool_result(result, blocks, [*notes, *collect_notes])
+    if client_supports_apps(ctx):
+        result = without_local_paths(result)
+    return tool_result(result, blocks, notes, is_error=is_error)

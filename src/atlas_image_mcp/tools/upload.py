@@ -12,6 +12,7 @@ from ..errors import AtlasError, InvalidParameterError, LocalFileError
 from ..media import DataError, decode_data, filename_for, resolve_local_path
 from ..notify import notify
 from ..params import UploadMediaArguments, tool_signature
+from ..pictures import sniff
 from ..runtime import Runtime
 from .results import ToolContext, fail, runtime_of
 
@@ -36,13 +37,29 @@ class UploadResult(BaseModel):
 
 
 def _local_path(runtime: Runtime, file_path: str) -> Any:
-    """Over HTTP a path is read only inside ATLAS_MCP_UPLOAD_ROOT (and not at all when it is unset)."""
+    """A path is read only inside ATLAS_MCP_UPLOAD_ROOT when it is set (over HTTP, not at all
+    without it), and only when its content is a picture (unless ATLAS_MCP_UPLOAD_ANY_FILE=1)."""
     if runtime.remote and runtime.settings.upload_root is None:
         raise LocalFileError(
             "Reading server-side files is off on this hosted server. Send the file's content as base64 in "
             "`data` (with `filename`) instead of file_path."
         )
-    return resolve_local_path(file_path, root=runtime.settings.upload_root if runtime.remote else None)
+    path = resolve_local_path(file_path, root=runtime.settings.upload_root)
+    if path.is_file() and path.stat().st_size > 0:  # anything else is refused with its own reason
+        _only_pictures(runtime, path, f"{file_path[:200]!r}")
+    return path
+
+
+def _only_pictures(runtime: Runtime, source: Any, shown: str) -> None:
+    """Refuse anything whose content is not a picture (by its bytes, never its name)."""
+    settings = runtime.settings
+    if settings.upload_any_file or sniff(source, settings.max_pixels) is not None:
+        return
+    raise LocalFileError(
+        f"{shown} is not a picture (JPEG, PNG, WebP or GIF, judged by its content), so it was not "
+        "uploaded. upload_media sends pictures to use as generation inputs; the server's operator can "
+        "allow any file with ATLAS_MCP_UPLOAD_ANY_FILE=1."
+    )
 
 
 @tool_signature(UploadMediaArguments)
@@ -61,6 +78,7 @@ async def upload_media(ctx: ToolContext, **arguments: Any) -> Annotated[CallTool
             except DataError as err:
                 raise InvalidParameterError("data", f"{err}.") from None
             name = args.filename or filename_for(decoded.content_type)
+            await anyio.to_thread.run_sync(_only_pictures, runtime, decoded.content, "The data")
             upload = await api.upload_media(decoded.content, name, max_bytes=limit)
         else:
             path = await anyio.to_thread.run_sync(_local_path, runtime, args.file_path or "")
