@@ -58,7 +58,7 @@ def serve(*args: str, **popen: object) -> subprocess.Popen[bytes]:
     ("args", "said"),
     [
         (["--transport", "http", "--workers", "2"], "--workers needs --stateless"),
-        (["--transport", "stdio", "--workers", "2"], "--workers applies only to --transport http"),
+        (["--transport", "stdio", "--workers", "2"], "only to --transport http"),
     ],
 )
 def test_workers_are_refused_where_sessions_or_stdio_would_break(args: list[str], said: str) -> None:
