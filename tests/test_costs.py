@@ -402,6 +402,33 @@ async def test_vscode_style_2025_tasks_ask_the_person_in_the_call_then_become_a_
     assert emulator.count("POST", GENERATE) == 1
 
 
+async def test_with_a_shared_task_secret_another_replica_takes_the_answer(emulator: Emulator) -> None:
+    """2026-07-28: the question from one stateless replica, the answer to another with the same secret."""
+    secret = {"task_secret": "task-secret-0123456789-abcdefghij", "confirm_above_usd": Decimal(THRESHOLD)}
+    first, second = (hosted_runtime(emulator, save=False, **secret) for _ in range(2))
+    with (
+        serve_app(create_http_app(first, stateless=True)) as a,
+        serve_app(create_http_app(second, stateless=True)) as b,
+    ):
+        options = {"elicitation_callback": Person("accept")}
+        async with (
+            over_http(a, "2026-07-28", **options) as on_a,
+            over_http(b, "2026-07-28", **options) as on_b,
+        ):
+            with anyio.fail_after(20):
+                asked = await on_a.session.call_tool("generate_image", EXPENSIVE, allow_input_required=True)
+                [key] = asked.input_requests  # type: ignore[union-attr]
+                result = await on_b.session.call_tool(
+                    "generate_image",
+                    EXPENSIVE,
+                    allow_input_required=True,
+                    input_responses={key: ElicitResult(action="accept", content={"confirm": True})},
+                    request_state=asked.request_state,  # type: ignore[union-attr]
+                )
+    assert isinstance(result, CallToolResult) and result.structured_content["status"] == "completed"
+    assert emulator.count("POST", GENERATE) == 1
+
+
 async def test_a_tampered_confirmation_is_refused(connect: Callable[..., Any], emulator: Emulator) -> None:
     """The 2026 answer rides a sealed requestState: a client cannot forge a confirmation."""
     options = {"mode": "2026-07-28", "elicitation_callback": Person("accept")}

@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS calls (
     prediction_id TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_by_bucket ON calls (bucket, started);
+CREATE INDEX IF NOT EXISTS calls_by_day ON calls (bucket, day);
 CREATE INDEX IF NOT EXISTS calls_by_prediction ON calls (prediction_id);
 """
 #: What a row counts against the daily budget: the charge once known, else what was held.
@@ -417,12 +418,15 @@ class Ledger:
     ) -> None:
         limit = self.limits.images_per_hour
         if limit is not None:
-            rows = conn.execute(
-                "SELECT started, images FROM calls WHERE bucket = ? AND started > ? ORDER BY started",
-                (bucket, now - IMAGE_WINDOW_SECONDS),
-            ).fetchall()
-            used = sum(n for _, n in rows)
+            since = now - IMAGE_WINDOW_SECONDS
+            (used,) = conn.execute(
+                "SELECT COALESCE(SUM(images), 0) FROM calls WHERE bucket = ? AND started > ?", (bucket, since)
+            ).fetchone()
             if used + images > limit:
+                rows = conn.execute(
+                    "SELECT started, images FROM calls WHERE bucket = ? AND started > ? ORDER BY started",
+                    (bucket, since),
+                ).fetchall()
                 raise SpendLimitError(limit, _retry_after(rows, used + images - limit, now), requested=images,
                                       used=used)  # fmt: skip
         budget = self.limits.usd_per_day

@@ -300,7 +300,8 @@ class Settings(BaseModel):
     task_secret: str | None = setting(
         "ATLAS_MCP_TASK_SECRET",
         None,
-        "HTTP: key that signs task ids, the same on every replica (unset: a new key at each start)",
+        "HTTP: key that signs task ids and seals cost confirmations, the same on every replica "
+        "(unset: a new key at each start)",
         secret=True,
         min_length=16,
     )
