@@ -36,9 +36,15 @@ async def test_get_balance_answers_and_goes_down_as_pictures_are_made(
         assert (await call(client, "generate_image", **PICTURE, model=DEV, num_images=2)).is_error is False
         after = await call(client, "get_balance")
     assert before.is_error is False
-    assert before.structured_content["available"] == {"value": "10.000000", "currency": "usd"}
+    assert before.structured_content == {
+        "currency": "usd",
+        "available": "10",
+        "cash": "10",
+        "bonus": "0",
+        "frozen": "0",
+    }
     assert "Atlas Cloud balance: $10.00 available (cash $10.00, bonus $0.00, frozen $0.00)" in text_of(before)
-    assert after.structured_content["available"] == {"value": "9.976000", "currency": "usd"}
+    assert after.structured_content["available"] == "9.976"
     assert "$9.976 available" in text_of(after)
     [request] = [r for r in emulator.requests if r.path == "/public/v1/balance"][:1]
     assert request.method == "GET"
@@ -83,6 +89,7 @@ async def test_only_the_well_formed_amounts_of_a_balance_are_kept(settings: Sett
     body = {
         "available": {"value": "3.500000", "currency": "USD"},
         "cash": {"value": "x", "currency": "usd"},
+        "bonus": {"value": "1.0", "currency": "eur"},  # not mixed in with the dollars
         "account": {"name": f"Bearer {TEST_KEY}"},
     }
     runtime = Runtime.create(settings, client=_hostile(body))
@@ -91,8 +98,8 @@ async def test_only_the_well_formed_amounts_of_a_balance_are_kept(settings: Sett
             result = await call(client, "get_balance")
     finally:
         await runtime.aclose()
-    assert result.structured_content == {"available": {"value": "3.500000", "currency": "usd"}}
-    assert TEST_KEY not in text_of(result) and "$3.50 available." in text_of(result)
+    assert result.structured_content == {"currency": "usd", "available": "3.5"}
+    assert TEST_KEY not in text_of(result) and "$3.50 available (bonus 1 EUR)." in text_of(result)
 
 
 async def test_a_refused_balance_request_says_what_to_do(settings: Settings) -> None:

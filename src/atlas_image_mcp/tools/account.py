@@ -15,20 +15,54 @@ from ..models import Balance, Money
 from ..params import GetUsageArguments, tool_signature
 from .results import ToolContext, fail, price_text, runtime_of
 
-__all__ = ["UsageResult", "get_balance", "get_usage"]
+__all__ = ["BalanceResult", "UsageResult", "get_balance", "get_usage"]
+
+
+def _amount(money: Money | None) -> Decimal | None:
+    if money is None:
+        return None
+    try:
+        return Decimal(money.value)
+    except ArithmeticError:
+        return None
 
 
 def _money_words(money: Money | None) -> str:
-    if money is None:
+    amount = _amount(money)
+    if money is None or amount is None:
         return "unknown"
-    try:
-        amount = Decimal(money.value)
-    except ArithmeticError:
-        return f"{money.value} {money.currency.upper()}"
     return usd(amount) if money.currency == "usd" else f"{amount.normalize():f} {money.currency.upper()}"
 
 
-async def get_balance(ctx: ToolContext) -> Annotated[CallToolResult, Balance]:
+class BalanceResult(BaseModel):
+    """The account's credit, as Atlas' billing API reports it (amounts in ``currency``)."""
+
+    currency: str = Field(description="Currency of the amounts, e.g. usd.")
+    available: str | None = Field(default=None, description="What can be spent now.")
+    cash: str | None = None
+    bonus: str | None = None
+    subscription_bonus: str | None = None
+    frozen: str | None = Field(default=None, description="Held for jobs in progress.")
+
+
+def _result(balance: Balance) -> BalanceResult:
+    """One currency (the available amount's): an amount in another one is left out, not mixed in."""
+    amounts = {
+        name: getattr(balance, name)
+        for name in ("available", "cash", "bonus", "subscription_bonus", "frozen")
+    }
+    currency = next(money.currency for money in amounts.values() if money is not None)
+    return BalanceResult(
+        currency=currency,
+        **{
+            name: price_text(_amount(money))
+            for name, money in amounts.items()
+            if money is not None and money.currency == currency
+        },
+    )
+
+
+async def get_balance(ctx: ToolContext) -> Annotated[CallToolResult, BalanceResult]:
     """The Atlas Cloud account's credit: available, cash, bonus and frozen amounts."""
     runtime = runtime_of(ctx)
     try:
@@ -46,7 +80,7 @@ async def get_balance(ctx: ToolContext) -> Annotated[CallToolResult, Balance]:
     text += f" Top up at {BILLING_URL}. What this server spent per day and model: get_usage."
     return CallToolResult(
         content=[TextContent(type="text", text=text)],
-        structured_content=balance.model_dump(mode="json", exclude_none=True),
+        structured_content=_result(balance).model_dump(mode="json", exclude_none=True),
     )
 
 
