@@ -7,6 +7,8 @@
 # The default command listens on 0.0.0.0 and therefore refuses to start (exit status 2) unless
 # ATLAS_MCP_AUTH_TOKEN is set or ATLAS_MCP_USER_KEYS=1 (or --allow-unauthenticated is added).
 # Pictures are not written to disk unless ATLAS_MCP_OUTPUT_DIR is set (mount a volume there).
+# The spend ledger (budgets and usage) is kept in /home/mcp/.local/state/atlas-image-mcp: mount a
+# volume there, or at ATLAS_MCP_STATE_DIR, for budgets that outlive the container.
 FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -28,6 +28,8 @@ TOOL_NAMES = frozenset(
         "upload_media",
         "list_models",
         "show_gallery",
+        "get_balance",
+        "get_usage",
     }
 )
 EMULATOR_URL = "http://atlas.emulator"
@@ -36,11 +38,11 @@ FAST_POLLS = PollSchedule(step=0.02, fast_until=1.0, ratio=0.1, max_interval=0.1
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No ATLAS* variable leaks in from the machine; HOME points at a scratch folder."""
+    """No ATLAS* variable leaks in from the machine; HOME (so the state folder too) is a scratch folder."""
     import os
 
     for name in list(os.environ):
-        if name.startswith(("ATLAS", "ATLASCLOUD")):
+        if name.startswith(("ATLAS", "ATLASCLOUD")) or name in ("XDG_STATE_HOME", "LOCALAPPDATA"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -121,11 +121,13 @@ class RawSession:
     def __init__(self, http: httpx.AsyncClient, url: str, headers: Mapping[str, str] | None = None) -> None:
         self.http, self.url, self.headers, self.next_id = http, url, {**_RAW_HEADERS, **(headers or {})}, 0
 
-    async def open(self, version: str = "2025-11-25") -> dict[str, Any]:
+    async def open(
+        self, version: str = "2025-11-25", capabilities: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """``initialize`` at ``version`` (then ``notifications/initialized``); the initialize result."""
         hello = {
             "protocolVersion": version,
-            "capabilities": {},
+            "capabilities": dict(capabilities or {}),
             "clientInfo": {"name": "raw", "version": "1"},
         }
         response = await self.http.post(
@@ -147,6 +149,24 @@ class RawSession:
         """The JSON-RPC response to ``method`` (with ``result`` or ``error``)."""
         response = await self.http.post(self.url, headers=self.headers, json=self._message(method, params))
         return rpc_body(response)
+
+    async def call_answering(
+        self, answer: Callable[[dict[str, Any]], dict[str, Any]], method: str, **params: Any
+    ) -> dict[str, Any]:
+        """Like :meth:`call`, answering each request the server sends on the call's stream with ``answer``
+        (its params -> the result), as a client with that capability does."""
+        message = self._message(method, params)
+        async with self.http.stream("POST", self.url, headers=self.headers, json=message) as response:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                event = json.loads(line[5:])
+                if "method" in event and "id" in event:  # a request from the server
+                    reply = {"jsonrpc": "2.0", "id": event["id"], "result": answer(event.get("params") or {})}
+                    await self.http.post(self.url, headers=self.headers, json=reply)
+                elif event.get("id") == message["id"]:
+                    return dict(event)
+        raise AssertionError("the call's stream ended without its answer")
 
 
 def stdio_params(env: Mapping[str, str], *args: str) -> StdioServerParameters:

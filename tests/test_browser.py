@@ -146,19 +146,19 @@ def home() -> Path:
     return folder
 
 
-def _runtime(home: Path, emulator: Emulator) -> Runtime:
+def _runtime(home: Path, emulator: Emulator, **changes: Any) -> Runtime:
     # Pictures go where they go for a real user: ~/Pictures/atlas-image-mcp (the default).
-    settings = Settings(api_key=TEST_KEY, wait_seconds=10)
+    settings = Settings(api_key=TEST_KEY, wait_seconds=10, **changes)
     return Runtime.create(settings, client=make_api(emulator))
 
 
 @pytest.fixture
 def open_viewer(browser: Any, home: Path, emulator: Emulator) -> Iterator[Any]:
-    """``open_viewer(emulator=None) -> (Viewer, HostSite)``: a host page on a server on the emulator."""
+    """``open_viewer(emulator=None, **settings) -> (Viewer, HostSite)``: a host page on a server."""
     with ExitStack() as stack:
 
-        def _open(emu: Emulator | None = None) -> tuple[Viewer, HostSite]:
-            runtime = _runtime(home, emu or emulator)
+        def _open(emu: Emulator | None = None, **changes: Any) -> tuple[Viewer, HostSite]:
+            runtime = _runtime(home, emu or emulator, **changes)
             site = stack.enter_context(serve_host(make_server(runtime)))
             stack.callback(site.run, runtime.aclose)
             viewer = Viewer(browser, site)
@@ -245,6 +245,26 @@ def test_the_viewer_shows_the_picture_at_its_size_with_its_prompt_model_seed_pri
     assert_only_our_tools(viewer)
     viewer.page.evaluate("() => window.__host.teardown('the conversation moved on')")
     viewer.wait_host("events.some((e) => e.kind === 'torn-down')")  # the view answered ui/resource-teardown
+    assert viewer.problems == []
+
+
+def test_a_call_that_needs_the_persons_go_ahead_shows_what_it_would_cost_and_sends_nothing(
+    open_viewer: Any, home: Path, emulator: Emulator
+) -> None:
+    from playwright.sync_api import expect
+
+    viewer, _ = open_viewer(confirm_above_usd="0.01")  # this host cannot ask the person (no elicitation)
+    viewer.open(
+        "generate_image", {"prompt": "four foxes", "model": "black-forest-labs/flux-dev", "num_images": 4}
+    )
+    card = viewer.view.locator(".card")
+    expect(card.locator(".status")).to_have_text("Not sent")
+    expect(card.locator(".note")).to_contain_text("max_cost_usd=0.048")
+    expect(card.get_by_role("progressbar")).to_have_count(0)
+    assert facts_of(card) == {"Model": "flux-dev", "Price": "about $0.048"}
+    assert [c for c in viewer.host("calls") if c["name"] == "get_prediction"] == []  # nothing to follow
+    assert emulator.count("POST", "/api/v1/model/generateImage") == 0
+    assert_private(viewer, home)
     assert viewer.problems == []
 
 

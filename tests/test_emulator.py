@@ -600,6 +600,20 @@ async def test_balance_is_not_enveloped(client: httpx.AsyncClient) -> None:
     assert payload["available"] == {"value": "10.000000", "currency": "usd"}
 
 
+async def test_the_balance_goes_down_by_what_completed_jobs_cost(
+    client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    async def available() -> str:
+        return str((await client.get("/public/v1/balance")).json()["available"]["value"])
+
+    await submit(client, model=DEV, num_images=2, size="512*512")  # $0.024
+    await submit(client, prompt="no price reported [emulator:no_price]")  # $0.003, charged all the same
+    await submit(client, prompt="[emulator:fail]")  # failed jobs are not billed
+    assert await available() == "10.000000"  # nothing has finished yet
+    clock.advance(2.0)
+    assert await available() == "9.973000"
+
+
 async def test_unknown_route_is_json_404(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/nothing")
     assert response.status_code == 404

@@ -151,3 +151,21 @@ def test_generate_command_reports_a_bad_parameter_and_exits_non_zero(tmp_path: P
     )
     assert proc.returncode == 1
     assert "512 to 1536" in proc.stderr and proc.stdout == ""
+
+
+def test_generate_command_above_the_confirmation_threshold_sends_nothing_unless_confirmed(
+    tmp_path: Path,
+) -> None:
+    env = {
+        **_env(tmp_path),
+        "ATLAS_MCP_CONFIRM_ABOVE_USD": "0",
+    }  # the terminal cannot be asked: confirm by flag
+    argv = [str(ENTRY_POINT), "generate", "--offline", "a fox", "--width", "512", "--height", "512"]
+    held = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    confirmed = subprocess.run(
+        [*argv, "--max-cost-usd", "0.003"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert held.returncode == 4 and held.stdout == ""
+    assert "Not sent" in held.stderr and "run the same command with --max-cost-usd 0.003" in held.stderr
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert Path(confirmed.stdout.strip()).is_file() and "Cost: $0.003" in confirmed.stderr

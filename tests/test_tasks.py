@@ -462,6 +462,8 @@ async def test_vscode_style_tasks_on_2025_11_25_get_list_result_and_cancel(
         "upload_media": None,
         "list_models": None,
         "show_gallery": None,
+        "get_balance": None,
+        "get_usage": None,
     }
     assert (
         task["status"] == "working" and isinstance(task["ttl"], int) and isinstance(task["pollInterval"], int)

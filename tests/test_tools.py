@@ -44,6 +44,8 @@ async def test_tools_are_listed_with_titles_annotations_and_bounded_described_pa
         "upload_media": (False, False, True),
         "list_models": (True, True, True),
         "show_gallery": (True, True, False),
+        "get_balance": (True, True, True),
+        "get_usage": (True, True, False),
     }
     for name, tool in tools.items():
         assert tool.title and tool.description

@@ -41,7 +41,16 @@ from .errors import (
 )
 from .fetch import Budget, Download, Fetcher, Resolver, remove_download, system_resolver
 from .media import upload_source
-from .models import ModelInfo, Prediction, Upload, envelope_code, envelope_data, parse_prediction
+from .models import (
+    Balance,
+    ModelInfo,
+    Prediction,
+    Upload,
+    envelope_code,
+    envelope_data,
+    parse_balance,
+    parse_prediction,
+)
 from .params import GenerationRequest
 from .polling import PollSchedule, duration_of
 from .redact import forget_secret, redact, register_secret
@@ -417,6 +426,19 @@ class AtlasClient:
             raise InvalidResponseError(f"The schema at {url[:200]} is not a JSON object.")
         return document
 
+    async def get_balance(self) -> Balance:
+        """``GET /public/v1/balance``: the account's credit (a billing API answer, not enveloped)."""
+        body = await self._request(
+            "GET", "/balance", prefix=C.BILLING_PREFIX, what="Reading the account balance"
+        )
+        balance = parse_balance(body)
+        if balance is None:
+            raise InvalidResponseError(
+                "Atlas answered the balance request without any amount this server can read. Check the "
+                f"balance in the Atlas console instead: {C.BILLING_URL}"
+            )
+        return balance
+
     async def request_body_of(self, prediction_id: str) -> dict[str, Any] | None:
         """The body a prediction was submitted with, from Atlas' history (None when it is not there).
 
@@ -488,14 +510,16 @@ class AtlasClient:
         prediction_id: str | None = None,
         deadline: float | None = None,
         what: str = "The request",
+        prefix: str = C.API_PREFIX,
     ) -> Any:
         """Send one API call with the retry policy above; return the decoded JSON body.
 
+        ``prefix``: the API the path is under (the media API ``/api/v1``, or the billing API).
         ``terminal_ok``: an error status whose body carries a terminal prediction (``prediction_id``
         is the id asked for, for bodies whose ``data`` has none) is a final answer, not an error.
         ``deadline`` (on the client's clock): no attempt runs, and no retry waits, past it.
         """
-        url = f"{self.base_url}{C.API_PREFIX}{path}"
+        url = f"{self.base_url}{prefix}{path}"
         headers = self._auth_headers() if auth else {}
         billable = method != "GET"
         attempt = 0

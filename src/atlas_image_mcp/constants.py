@@ -6,6 +6,7 @@ bounds; nothing else writes these numbers down.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Literal
 
 # --- Atlas Cloud ---------------------------------------------------------------------------------
@@ -74,6 +75,28 @@ TASK_POLL_MAX_MS = 5000
 MAX_TASK_INPUT_ROUNDS = 10
 #: Longest statusMessage of a task (characters).
 MAX_STATUS_MESSAGE_CHARS = 1000
+
+# --- costs, confirmation and budgets ----------------------------------------------------------
+
+#: A hosted server asks the person before a call estimated above this many USD (unless the operator
+#: set ATLAS_MCP_CONFIRM_ABOVE_USD): above any single FLUX schnell or dev run, around two pictures of
+#: the premium models (Kontext [max] is $0.08 a picture). Over stdio the default is off.
+HOSTED_CONFIRM_ABOVE_USD = Decimal("0.10")
+#: The largest max_cost_usd a call may name.
+MAX_COST_USD = 1000
+#: The ledger (budgets and usage) inside the state folder; rows are kept this many days.
+LEDGER_FILE = "ledger.sqlite3"
+LEDGER_KEEP_DAYS = 90
+#: How long a ledger write waits for another process holding the ledger, in seconds.
+LEDGER_BUSY_SECONDS = 10.0
+#: The images-per-hour limit counts images started in a rolling window this long, in seconds.
+IMAGE_WINDOW_SECONDS = 3600.0
+#: get_usage: days shown by default and at most, and how many of the largest calls it names.
+USAGE_DAYS = 7
+USAGE_MAX_DAYS = LEDGER_KEEP_DAYS
+USAGE_LARGEST = 5
+#: The public billing API (not enveloped, atlas-api.md 4.7).
+BILLING_PREFIX = "/public/v1"
 
 # --- pictures ------------------------------------------------------------------------------------
 

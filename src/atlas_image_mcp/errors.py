@@ -6,7 +6,9 @@ The tree::
       + MissingAPIKeyError           no key configured (or none sent, in per-user-key mode)
       + InvalidParameterError        an argument is out of range; names the allowed range
       + LocalFileError               a file to upload is missing, a directory, empty, too big or refused
-      + SpendLimitError              the images-per-hour guard refused a generation
+      + SpendLimitError              the images-per-hour limit refused a generation
+      + BudgetError                  the daily USD budget refused a generation
+      + LedgerError                  the spend ledger cannot be read or written
       + SaveError                    a picture could not be written to the output folder
       + APIConnectionError           the request did not get an answer (``sent``: it may have arrived)
         - APITimeoutError            ... because it timed out
@@ -28,6 +30,7 @@ Messages never contain an API key: they are built with :func:`atlas_image_mcp.re
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from .constants import BILLING_URL, KEYS_URL, Place
@@ -40,12 +43,14 @@ __all__ = [
     "APITimeoutError",
     "AtlasError",
     "AuthenticationError",
+    "BudgetError",
     "ContentBlockedError",
     "DownloadError",
     "InsufficientBalanceError",
     "InvalidParameterError",
     "InvalidRequestError",
     "InvalidResponseError",
+    "LedgerError",
     "LocalFileError",
     "MissingAPIKeyError",
     "NotFoundError",
@@ -133,7 +138,7 @@ class SpendLimitError(AtlasError):
         self.requested = requested
         self.used = used
         rule = (
-            f"Spend guard: this server may start at most {limit} images per hour "
+            f"Spend guard: this server may start at most {limit} images per hour with one API key "
             "(ATLAS_MCP_MAX_IMAGES_PER_HOUR)"
         )
         if requested > limit:
@@ -148,6 +153,62 @@ class SpendLimitError(AtlasError):
             f"{rule}; {started}so {requested} more would go over it. Nothing was sent or billed. "
             f"Try again in about {minutes} minute(s), or ask the user to raise the limit."
         )
+
+
+def usd(amount: Decimal) -> str:
+    """``$0.036``, ``$1.50``: at least two decimals, no exponent, no trailing zeros past them."""
+    text = format(amount.normalize(), "f")
+    whole, _, cents = text.partition(".")
+    return f"${whole}.{cents.ljust(2, '0')}"
+
+
+def wait_words(seconds: float) -> str:
+    """``about 3 h 12 min`` / ``about 5 minute(s)``: how long until something resets."""
+    minutes = max(1, round(seconds / 60))
+    if minutes < 60:
+        return f"about {minutes} minute(s)"
+    return f"about {minutes // 60} h {minutes % 60:02d} min"
+
+
+class BudgetError(AtlasError):
+    """The daily USD budget (``ATLAS_MCP_BUDGET_USD_PER_DAY``) would be exceeded, or cannot be checked."""
+
+    def __init__(
+        self,
+        budget: Decimal,
+        spent: Decimal,
+        amount: Decimal | None,
+        resets_in: float,
+        *,
+        model: str = "",
+    ) -> None:
+        self.budget = budget
+        self.spent = spent
+        self.amount = amount
+        self.resets_in = resets_in
+        self.left = max(Decimal(0), budget - spent)
+        rule = (
+            f"Daily budget: this server may spend at most {usd(budget)} a day with one API key "
+            "(ATLAS_MCP_BUDGET_USD_PER_DAY)"
+        )
+        when = f"it resets at 00:00 UTC, in {wait_words(resets_in)}"
+        if amount is None:
+            super().__init__(
+                f"{rule}, and the price of {model or 'this model'} is not known, so this call cannot be "
+                f"checked against it ({usd(self.left)} is left today; {when}). Nothing was sent or billed. "
+                "If the person agrees to a most it may cost, call again with max_cost_usd set to that "
+                "amount (it counts against the budget until Atlas reports the charge)."
+            )
+            return
+        super().__init__(
+            f"{rule}; {usd(spent)} is spent or reserved today, so this call (about {usd(amount)}) would go "
+            f"over it: {usd(self.left)} is left, and {when}. Nothing was sent or billed. Ask for less "
+            "(fewer pictures or a cheaper model), wait for the reset, or ask the user to raise the budget."
+        )
+
+
+class LedgerError(AtlasError):
+    """The spend ledger (budgets and usage) cannot be opened, read or written."""
 
 
 class SaveError(AtlasError):

@@ -51,4 +51,6 @@ async def run_generate(
         sys.stdout.write(f"{path}\n")
     if structured.get("status") == "processing":
         return 3
+    if structured.get("status") in ("declined", "confirmation_required"):
+        return 4  # nothing was sent: above ATLAS_MCP_CONFIRM_ABOVE_USD (pass --max-cost-usd to confirm)
     return 0

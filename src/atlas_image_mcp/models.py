@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from .constants import MAX_MODEL_ID_CHARS, MAX_PRICE_CHARS, MAX_UPSTREAM_TEXT_CHARS
 
 __all__ = [
+    "Balance",
     "DONE_STATUSES",
+    "Money",
     "FAILED_STATUSES",
     "ModelInfo",
     "Prediction",
@@ -26,6 +28,7 @@ __all__ = [
     "envelope_code",
     "envelope_data",
     "message_of",
+    "parse_balance",
     "parse_prediction",
     "status_kind",
 ]
@@ -271,3 +274,55 @@ def _http_url(value: Any) -> str | None:
     if isinstance(value, str) and value.startswith(("https://", "http://")) and len(value) <= 2048:
         return value
     return None
+
+
+# --- the account balance ---------------------------------------------------------------------
+
+_AMOUNT = re.compile(r"^-?[0-9]{1,12}(\.[0-9]{1,12})?$")
+_CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+_BALANCE_FIELDS = ("available", "cash", "bonus", "subscription_bonus", "frozen")
+
+
+class Money(BaseModel):
+    """An amount as Atlas' billing API writes it: a decimal string and a currency code."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: str = Field(description="Decimal amount, e.g. 9.964000.")
+    currency: str = Field(description="Currency code, e.g. usd.")
+
+
+class Balance(BaseModel):
+    """``GET /public/v1/balance`` (not enveloped): what the account can spend."""
+
+    model_config = ConfigDict(frozen=True)
+
+    available: Money | None = Field(default=None, description="What can be spent now.")
+    cash: Money | None = Field(default=None, description="Paid credit.")
+    bonus: Money | None = Field(default=None, description="Bonus credit.")
+    subscription_bonus: Money | None = Field(default=None, description="Credit from a subscription.")
+    frozen: Money | None = Field(default=None, description="Held for jobs in progress.")
+
+
+def _money(value: Any) -> Money | None:
+    """A ``{value, currency}`` object of sane shape, or None (anything else is not trusted)."""
+    if not isinstance(value, Mapping):
+        return None
+    amount, currency = value.get("value"), value.get("currency")
+    if isinstance(amount, (int, float)) and not isinstance(amount, bool):
+        amount = f"{amount:f}" if isinstance(amount, float) else str(amount)
+    if not (isinstance(amount, str) and _AMOUNT.match(amount.strip())):
+        return None
+    if not (isinstance(currency, str) and _CURRENCY.match(currency.strip())):
+        return None
+    return Money(value=amount.strip(), currency=currency.strip().lower())
+
+
+def parse_balance(body: Any) -> Balance | None:
+    """The balance in ``body``, or None when it has none of the amounts."""
+    if not isinstance(body, Mapping):
+        return None
+    amounts = {name: _money(body.get(name)) for name in _BALANCE_FIELDS}
+    if not any(amounts.values()):
+        return None
+    return Balance(**amounts)

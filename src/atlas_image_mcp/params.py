@@ -275,6 +275,16 @@ class CallOptions(Arguments):
     dry_run: Annotated[
         bool, Field(description="Validate and show the exact request body and cost; send nothing.")
     ] = False
+    max_cost_usd: Annotated[
+        float | None,
+        Field(
+            ge=0,
+            le=C.MAX_COST_USD,
+            allow_inf_nan=False,
+            description="Most this call may cost (USD), as the person agreed: a call estimated above it is "
+            "refused; it confirms a costly call where the person cannot be asked.",
+        ),
+    ] = None
 
 
 class GenerateImageArguments(
@@ -404,6 +414,13 @@ class ListModelsArguments(Arguments):
     query: Annotated[
         str | None, Field(max_length=200, description="Filter by words in the id, name or description.")
     ] = None
+
+
+class GetUsageArguments(Arguments):
+    days: Annotated[
+        int,
+        Field(ge=1, le=C.USAGE_MAX_DAYS, description="How many UTC days back, today included."),
+    ] = C.USAGE_DAYS
 
 
 class ShowGalleryArguments(Arguments):

@@ -60,13 +60,19 @@ class GenerationResult(BaseModel):
     """The structured result of the picture tools (generate, edit, variations, get_prediction)."""
 
     prediction_id: str | None = Field(description="Atlas prediction id; pass it to get_prediction.")
-    status: str = Field(description="completed, processing (call get_prediction later), failed or dry_run.")
+    status: str = Field(
+        description="completed, processing (call get_prediction later), dry_run; not sent: declined or "
+        "confirmation_required (see next_step)."
+    )
     model: str | None = None
     prompt: str | None = Field(default=None, description="The prompt sent, if any.")
     sources: list[str] = Field(default_factory=list, description="URLs of the input pictures used.")
     outputs: list[OutputImage] = Field(default_factory=list)
     seed: int | None = Field(default=None, description="Seed used, when known (reuse it to reproduce).")
-    price: str | None = Field(default=None, description="Cost in USD, as Atlas reports it.")
+    price: str | None = Field(default=None, description="Cost in USD, as Atlas charged it (may come later).")
+    estimated_price: str | None = Field(
+        default=None, description="Expected cost in USD before sending (price x images); null: unknown."
+    )
     error: str | None = Field(default=None, description="Why it failed, or a download problem.")
     elapsed_seconds: float | None = Field(
         default=None, description="Seconds the job took (Atlas' timing; while processing, this call's wait)."
@@ -235,6 +241,8 @@ def result_text(result: GenerationResult, notes: list[str] | None = None) -> Tex
         lines.append(f"Seed: {result.seed}")
     if result.price:
         lines.append(f"Cost: ${result.price}")
+    elif result.estimated_price and result.status not in ("dry_run", "declined", "confirmation_required"):
+        lines.append(f"Estimated cost: ${result.estimated_price} (Atlas reports the charge when it is known)")
     if result.elapsed_seconds is not None:
         lines.append(f"Took: {result.elapsed_seconds:.1f} s")
     if result.ignored_parameters:

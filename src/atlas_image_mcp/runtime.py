@@ -1,4 +1,4 @@
-"""The composition root: settings, the Atlas client, the spend guard, the picture history, and where files go.
+"""The composition root: settings, the Atlas client, the spend ledger, the picture history, where files go.
 
 One :class:`Runtime` serves every session of a server process. It is built by the CLI (or a
 test), handed to :func:`atlas_image_mcp.server.make_server`, and closed when the process stops.
@@ -7,7 +7,8 @@ test), handed to :func:`atlas_image_mcp.server.make_server`, and closed when the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import anyio
@@ -19,6 +20,7 @@ from .constants import (
     DECODES_AT_ONCE,
     DEFAULT_EMULATOR_LATENCY,
     HOSTED_KEEPALIVE_SECONDS,
+    LEDGER_FILE,
     MAX_CONNECTIONS,
     OFFLINE_API_KEY,
     OFFLINE_BASE_URL,
@@ -26,8 +28,8 @@ from .constants import (
     Place,
 )
 from .errors import MissingAPIKeyError
-from .guard import SpendGuard
 from .history import PictureHistory
+from .ledger import Ledger, Limits
 from .redact import register_secret
 from .settings import Settings, proxy_environment
 from .transport import AiohttpTransport
@@ -45,7 +47,10 @@ class Runtime:
     offline: bool = False
     #: Where answers are read (advice in messages fits it); a remote runtime is always "http".
     place: Place = "stdio"
-    guard: SpendGuard = field(init=False)
+    #: A ledger to use instead of the one in the state folder (tests: another clock).
+    given_ledger: InitVar[Ledger | None] = None
+    #: What each key started and was charged, and its budgets (see :mod:`atlas_image_mcp.ledger`).
+    ledger: Ledger = field(init=False)
     catalogue: Catalogue = field(init=False)
     #: This process's record of each session's pictures ('last', variations, the viewer's gallery).
     history: PictureHistory = field(init=False)
@@ -54,8 +59,8 @@ class Runtime:
     #: set when the server is stopping: calls still waiting for a picture answer "processing" now
     stopping: anyio.Event = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.guard = SpendGuard(self.settings.max_images_per_hour)
+    def __post_init__(self, given_ledger: Ledger | None) -> None:
+        self.ledger = given_ledger or default_ledger(self.settings, offline=self.offline)
         self.catalogue = Catalogue()
         self.history = PictureHistory()
         self.decodes = anyio.CapacityLimiter(DECODES_AT_ONCE)
@@ -77,6 +82,7 @@ class Runtime:
         client: AtlasClient | None = None,
         emulator_latency: float = DEFAULT_EMULATOR_LATENCY,
         place: Place = "stdio",
+        ledger: Ledger | None = None,
     ) -> Runtime:
         """Build the runtime; ``offline`` puts the emulator behind the client, in process, no port.
 
@@ -109,10 +115,18 @@ class Runtime:
             )
         register_secret(settings.api_key, permanent=True)
         register_secret(settings.auth_token, permanent=True)
-        return cls(settings=settings, client=client, remote=remote, offline=offline, place=place)
+        return cls(
+            settings=settings, client=client, remote=remote, offline=offline, place=place, given_ledger=ledger
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        self.ledger.close()
+
+    @property
+    def confirm_above(self) -> Decimal | None:
+        """Calls estimated above this many USD are confirmed with the person first (None: never)."""
+        return self.settings.confirm_above(remote=self.remote)
 
     # --- per-request views ---------------------------------------------------------------
 
@@ -141,7 +155,7 @@ class Runtime:
         return self.settings.user_keys and self.remote
 
     def current_key(self, headers: Mapping[str, str] | None = None) -> str | None:
-        """The Atlas key this request uses (for the spend guard's bucket; never logged).
+        """The Atlas key this request uses (for the ledger's bucket; never logged).
 
         In per-user-key mode only the message's own ``X-Atlas-Api-Key`` counts: never the
         server's key, never a key seen earlier on the same connection.
@@ -161,6 +175,16 @@ class Runtime:
     @property
     def output_dir(self) -> Path:
         return self.settings.resolved_output_dir
+
+
+def limits_of(settings: Settings) -> Limits:
+    return Limits(images_per_hour=settings.max_images_per_hour, usd_per_day=settings.budget_usd_per_day)
+
+
+def default_ledger(settings: Settings, *, offline: bool = False) -> Ledger:
+    """The ledger in the state folder; in memory for the offline emulator (nothing real is spent)."""
+    path = None if offline else settings.resolved_state_dir / LEDGER_FILE
+    return Ledger(path, limits_of(settings))
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:

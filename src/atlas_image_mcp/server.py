@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from mcp.shared.exceptions import MCPError
 
 from . import __version__
@@ -36,6 +37,10 @@ Creates and edits pictures with the FLUX models on Atlas Cloud.
 - If a tool answers status "processing", call get_prediction with the prediction_id
   (wait_seconds=30) instead of generating again: each generation is billed.
 - list_models shows the image models, what each is for (generate, edit, inpaint, ...) and its price.
+- Every picture result carries estimated_price (before sending) and price (once Atlas charges it).
+  An expensive call may be confirmed with the person first; if a result says confirmation_required,
+  ask the person and, only if they agree, call again with max_cost_usd. get_balance shows the
+  account's credit, get_usage what this server spent.
 """
 
 
@@ -69,6 +74,22 @@ async def redact_answers(ctx: ServerRequestContext[Any, Any], call_next: CallNex
     return redacted
 
 
+def request_state_security(runtime: Runtime) -> RequestStateSecurity:
+    """How the answers of a 2026-07-28 input round trip (the cost confirmation) are sealed.
+
+    Under a key derived from ATLAS_MCP_TASK_SECRET when it is set, so any replica can take the
+    second round of a call another one asked about; else a key of this process. The state is bound
+    to the caller's Atlas key, so one user's confirmation cannot be replayed by another.
+    """
+    secret = runtime.settings.task_secret
+    key = (
+        hashlib.sha256(b"atlas-image-mcp/request-state/v1\0" + secret.encode("utf-8")).digest()
+        if secret
+        else os.urandom(32)
+    )
+    return RequestStateSecurity(keys=[key], bind_principal=caller_of)
+
+
 def make_server(runtime: Runtime) -> MCPServer[Runtime]:
     """Build the MCP server around ``runtime``. No I/O happens here but reading the viewer page once."""
     settings = runtime.settings
@@ -97,6 +118,7 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
         website_url="https://www.atlascloud.ai",
         extensions=[tasks, viewer],
         lifespan=lifespan,
+        request_state_security=request_state_security(runtime),
         log_level=settings.log_level if settings.log_level in _LEVELS else "INFO",  # type: ignore[arg-type]
         middleware=[redact_answers],
         tools=build_tools(tasks),

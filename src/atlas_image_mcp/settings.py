@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -40,6 +42,7 @@ __all__ = [
     "SettingsError",
     "default_output_dir",
     "WorkerOptions",
+    "default_state_dir",
     "export_for_workers",
     "normalize_base_url",
     "proxy_environment",
@@ -119,7 +122,45 @@ def default_output_dir(home: Path | None = None) -> Path:
     return (pictures if pictures.is_dir() else home) / C.OUTPUT_FOLDER_NAME
 
 
+def default_state_dir(home: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """Where the ledger lives when ATLAS_MCP_STATE_DIR is not set: the platform's per-user state folder.
+
+    Linux and other Unix: ``$XDG_STATE_HOME/atlas-image-mcp``, else ``~/.local/state/atlas-image-mcp``;
+    macOS: ``~/Library/Application Support/atlas-image-mcp``; Windows: ``%LOCALAPPDATA%\\atlas-image-mcp``.
+    """
+    env = os.environ if environ is None else environ
+    home = home or Path.home()
+    if sys.platform == "win32":
+        local = env.get("LOCALAPPDATA", "")
+        return (Path(local) if local else home / "AppData" / "Local") / C.OUTPUT_FOLDER_NAME
+    if sys.platform == "darwin":
+        return home / "Library" / "Application Support" / C.OUTPUT_FOLDER_NAME
+    xdg = env.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else home / ".local" / "state"
+    return base / C.OUTPUT_FOLDER_NAME
+
+
+_OFF = ("off", "none", "never", "no", "false")
+
+
+def _threshold(value: Any) -> Any:
+    """``off`` (and its synonyms) or an amount of USD, at least 0."""
+    if isinstance(value, str) and value.strip().lower() in _OFF:
+        return "off"
+    if value is None or value == "off":
+        return value
+    try:
+        amount = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise ValueError("must be an amount in USD (such as 0.25) or off") from None
+    if not amount.is_finite() or amount < 0:
+        raise ValueError("must be an amount in USD of at least 0, or off")
+    return amount
+
+
 Items = Annotated[tuple[str, ...], BeforeValidator(_items)]
+Threshold = Annotated[Decimal | Literal["off"] | None, BeforeValidator(_threshold)]
+Usd = Annotated[Decimal | None, Field(gt=0, le=1_000_000, allow_inf_nan=False)]
 OptionalPath = Annotated[Path | None, BeforeValidator(_path)]
 PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Megabytes = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -207,9 +248,27 @@ class Settings(BaseModel):
     max_images_per_hour: int | None = setting(
         "ATLAS_MCP_MAX_IMAGES_PER_HOUR",
         None,
-        "spend guard: images one process (or one per-user key) may start in a rolling hour; 0 = unlimited",
+        "images one API key may start in a rolling hour (kept in the ledger); 0 = unlimited",
         shown_default="unlimited",
         ge=0,
+    )
+    budget_usd_per_day: Usd = setting(
+        "ATLAS_MCP_BUDGET_USD_PER_DAY",
+        None,
+        "USD one API key may spend per UTC day (kept in the ledger)",
+        shown_default="unlimited",
+    )
+    confirm_above_usd: Threshold = setting(
+        "ATLAS_MCP_CONFIRM_ABOVE_USD",
+        None,
+        "ask the person before a call estimated above this many USD; off = never ask",
+        shown_default=f"off over stdio, {C.HOSTED_CONFIRM_ABOVE_USD} over HTTP",
+    )
+    state_dir: OptionalPath = setting(
+        "ATLAS_MCP_STATE_DIR",
+        None,
+        "folder of the spend ledger (budgets and usage; SQLite, on a local disk)",
+        shown_default=f"~/.local/state/{C.OUTPUT_FOLDER_NAME}",
     )
     log_level: Annotated[str, BeforeValidator(_upper)] = setting(
         "ATLAS_MCP_LOG_LEVEL", "INFO", "stderr log level"
@@ -248,7 +307,8 @@ class Settings(BaseModel):
     task_secret: str | None = setting(
         "ATLAS_MCP_TASK_SECRET",
         None,
-        "HTTP: key that signs task ids, the same on every replica (unset: a new key at each start)",
+        "HTTP: key that signs task ids and seals cost confirmations, the same on every replica "
+        "(unset: a new key at each start)",
         secret=True,
         min_length=16,
     )
@@ -301,6 +361,18 @@ class Settings(BaseModel):
     @property
     def resolved_output_dir(self) -> Path:
         return self.output_dir or default_output_dir()
+
+    @property
+    def resolved_state_dir(self) -> Path:
+        return self.state_dir or default_state_dir()
+
+    def confirm_above(self, *, remote: bool) -> Decimal | None:
+        """The confirmation threshold in USD, or None (never ask): unset means off over stdio."""
+        if self.confirm_above_usd == "off":
+            return None
+        if self.confirm_above_usd is None:
+            return C.HOSTED_CONFIRM_ABOVE_USD if remote else None
+        return self.confirm_above_usd
 
     @property
     def max_upload_bytes(self) -> int:

@@ -50,7 +50,7 @@ def field_problem(error: Mapping[str, Any]) -> str:
         return f"must be {words} {format_number(limit)}"
     if kind in ("int_parsing", "int_from_float", "int_type"):
         return "must be a whole number"
-    if kind in ("float_parsing", "float_type", "finite_number"):
+    if kind in ("float_parsing", "float_type", "finite_number", "decimal_parsing", "decimal_type"):
         return "must be a finite number"
     if kind in ("bool_parsing", "bool_type"):
         return "must be 1 or 0 (true or false)"

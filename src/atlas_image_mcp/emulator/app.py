@@ -63,7 +63,6 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 _OUTPUT_NAME_RE = re.compile(r"^(\d+)\.jpeg$")
 _HISTORY_MAX_PAGE_SIZE = 50
-_BALANCE = "10.000000"
 _DEFAULT_SIDE = 1024
 _MAX_SIDE = 2048
 _MAX_SOURCE_DEPTH = 4
@@ -375,13 +374,15 @@ class Api:
         def money(value: str) -> dict[str, str]:
             return {"value": value, "currency": "usd"}
 
+        left = f"{self.emulator.balance():.6f}"
+
         return JSONResponse(
             {
                 "object": "balance",
                 "scope": "self",
                 "account": {"id": "acct_emulator", "name": "Atlas emulator", "type": "personal"},
-                "available": money(_BALANCE),
-                "cash": money(_BALANCE),
+                "available": money(left),
+                "cash": money(left),
                 "bonus": money("0.000000"),
                 "frozen": money("0.000000"),
                 "request_id": uuid.uuid4().hex,

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -37,7 +38,9 @@ class Emulator:
     source that drives every prediction's progress (tests pass a fake clock and advance it);
     ``sleep`` is what a ``Fault.delay`` waits with. ``models``: the catalogue it serves (default
     :data:`MODELS`: every row of the shared model table plus a few other shapes); a test passes its
-    own to play a live catalogue that differs from the built-in table.
+    own to play a live catalogue that differs from the built-in table. ``balance``: the
+    account's credit in USD before any job; every completed prediction takes its catalogue price
+    off it (``GET /public/v1/balance``).
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class Emulator:
         models: Iterable[CatalogueModel] | None = None,
         durations: Durations | str | None = None,
         seed: int = 0,
+        balance: str = "10",
     ) -> None:
         _check_timing(latency, queue_delay, fail_http_status)
         if max_logged_requests < 1:
@@ -68,6 +72,7 @@ class Emulator:
         self._models_by_id = {m.id: m for m in self.models}
         self._models_by_slug = {slug(m.id): m for m in self.models}
         self.max_logged_requests = max_logged_requests
+        self.starting_balance = Decimal(balance)
         self.timeline = EmulatorClock(clock)
         self.requests: list[RecordedRequest] = []
         self.store = PredictionStore(clock, self.seed)
@@ -150,6 +155,15 @@ class Emulator:
             "durations": None if self.durations is None else str(self.durations),
             "seed": self.seed,
         }
+
+    def balance(self, now: float | None = None) -> Decimal:
+        """The credit left: the starting balance less the charge of every prediction completed by ``now``."""
+        moment = self.clock() if now is None else now
+        spent = sum(
+            (Decimal(p.charge) for p in self.store.newest_first() if p.status_at(moment) == "completed"),
+            Decimal(0),
+        )
+        return self.starting_balance - spent
 
     def pending_faults(self) -> list[dict[str, Any]]:
         return self._faults.pending()

@@ -218,6 +218,7 @@ class EmulatedPrediction:
     done_at: float  # reaches its terminal state
     visible_at: float  # polls answer 404 before this
     kind: str = "text-to-image"  # how outputs are drawn: the model's kind in the shared table
+    charge: str = "0"  # what the account pays once it completes (reported as ``price`` or not)
     sources: tuple[str, ...] = ()  # input pictures (URLs) of an edit or a variation
     mask: str | None = None
 
@@ -333,6 +334,7 @@ class PredictionStore:
             error_as_object=script.error_as_object,
             fail_http_status=script.fail_http_status or timing.fail_http_status,
             price=catalogue_price if script.price == "default" else script.price,
+            charge=catalogue_price,
             submitted_at=now,
             started_at=now + min(timing.queue_delay, latency),
             done_at=now + latency,

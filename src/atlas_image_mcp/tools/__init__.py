@@ -23,6 +23,7 @@ from mcp_types import ToolAnnotations
 
 from ..constants import VIEWER_URI
 from ..tasks import TasksExtension
+from .account import get_balance, get_usage
 from .catalogue import list_models
 from .edit import edit_image, generate_variations
 from .gallery import show_gallery
@@ -60,6 +61,8 @@ _TOOLS: dict[Callable[..., Any], _Offer] = {
     get_prediction: _Offer("Get prediction", False, True, viewer=True),
     upload_media: _Offer("Upload media", False, False, frame=False),
     list_models: _Offer("List image models", True, True),
+    get_balance: _Offer("Atlas account balance", True, True, frame=False),
+    get_usage: _Offer("Spend by day and model", True, True, frame=False, open_world=False),
     show_gallery: _Offer("Show this session's pictures", True, True, viewer=True, open_world=False),
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from mcp.server.mcpserver import Resolve
 from mcp_types import CallToolResult
 
 from ..catalogue import (
@@ -12,6 +13,7 @@ from ..catalogue import (
     DEFAULT_MULTI_EDIT_MODELS,
     DEFAULT_VARIATION_MODELS,
     WIRE_NAMES,
+    ModelSpec,
 )
 from ..constants import IMAGE_URI
 from ..errors import AtlasError, InvalidParameterError
@@ -24,8 +26,9 @@ from ..params import (
     tool_signature,
 )
 from ..render import GenerationResult
+from .cost import Confirmation, Plan, confirm_resolver, plan_resolver
 from .jobs import Job, model_spec, run_generation, session_of
-from .results import ToolContext, fail, runtime_of
+from .results import ToolContext, runtime_of
 
 __all__ = ["edit_image", "generate_variations"]
 
@@ -41,59 +44,74 @@ def _options(args: CallOptions) -> CallOptions:
     return CallOptions(**args.model_dump(include=set(CallOptions.model_fields)))
 
 
-@tool_signature(EditImageArguments)
-async def edit_image(ctx: ToolContext, **arguments: Any) -> Annotated[CallToolResult, GenerationResult]:
-    """Edit a picture from an instruction, repaint a masked area, or combine pictures, in one call."""
+async def _plan_edit(ctx: ToolContext, arguments: dict[str, Any]) -> tuple[Job, ModelSpec | None]:
     runtime = runtime_of(ctx)
-    try:
-        args = EditImageArguments(**arguments)
-        if not args.image and not args.images:
-            raise InvalidParameterError("image", "give the picture to change (image), or several in images.")
-        references = (1 if args.image else 0) + len(args.images or [])
-        notes: list[str] = []
-        model = args.model
-        if model is None:
-            defaults = (
-                DEFAULT_INPAINT_MODELS
-                if args.mask_image
-                else DEFAULT_MULTI_EDIT_MODELS
-                if references > 1
-                else DEFAULT_EDIT_MODELS
-            )
-            model = runtime.catalogue.first_available(defaults)
-            notes.append(f"Model: {model} (the default for this kind of edit; pass model to choose another).")
-        spec = await model_spec(ctx, model)
-        if spec is not None and spec.references == 0:
-            raise InvalidParameterError(
-                "model", f"{model} makes pictures from text only; choose an edit model (see list_models)."
-            )
-        fields = args.model_dump(include=set(EditParams.model_fields) - {"model"}, exclude_defaults=True)
-        request = GenerationRequest(model=model, **fields)
-    except AtlasError as err:
-        raise fail(err) from err
-    return await run_generation(ctx, Job("edit_image", request, _options(args), tuple(notes)), spec=spec)
+    args = EditImageArguments(**arguments)
+    if not args.image and not args.images:
+        raise InvalidParameterError("image", "give the picture to change (image), or several in images.")
+    references = (1 if args.image else 0) + len(args.images or [])
+    notes: list[str] = []
+    model = args.model
+    if model is None:
+        defaults = (
+            DEFAULT_INPAINT_MODELS
+            if args.mask_image
+            else DEFAULT_MULTI_EDIT_MODELS
+            if references > 1
+            else DEFAULT_EDIT_MODELS
+        )
+        model = runtime.catalogue.first_available(defaults)
+        notes.append(f"Model: {model} (the default for this kind of edit; pass model to choose another).")
+    spec = await model_spec(ctx, model)
+    if spec is not None and spec.references == 0:
+        raise InvalidParameterError(
+            "model", f"{model} makes pictures from text only; choose an edit model (see list_models)."
+        )
+    fields = args.model_dump(include=set(EditParams.model_fields) - {"model"}, exclude_defaults=True)
+    request = GenerationRequest(model=model, **fields)
+    return Job("edit_image", request, _options(args), tuple(notes)), spec
+
+
+async def _plan_variations(ctx: ToolContext, arguments: dict[str, Any]) -> tuple[Job, ModelSpec | None]:
+    runtime = runtime_of(ctx)
+    args = VariationsArguments(**arguments)
+    body, why = await _earlier_request(ctx, args.prediction_id)
+    request, note = await _replay(ctx, body, args.count) if body is not None else (None, why)
+    if request is None:
+        model = runtime.catalogue.first_available(DEFAULT_VARIATION_MODELS)
+        image = IMAGE_URI.format(prediction_id=args.prediction_id, index=1)
+        request = GenerationRequest(model=model, image=image, num_images=args.count)
+        note = f"The request of {args.prediction_id} cannot be repeated ({note}), so {model} varied it."
+    spec = await model_spec(ctx, request.model)
+    return Job("generate_variations", request, _options(args), (note,)), spec
+
+
+_PLAN_EDIT = plan_resolver(EditImageArguments, _plan_edit)
+_CONFIRM_EDIT = confirm_resolver(_PLAN_EDIT)
+_PLAN_VARIATIONS = plan_resolver(VariationsArguments, _plan_variations)
+_CONFIRM_VARIATIONS = confirm_resolver(_PLAN_VARIATIONS)
+
+
+@tool_signature(EditImageArguments)
+async def edit_image(
+    ctx: ToolContext,
+    plan: Annotated[Plan, Resolve(_PLAN_EDIT)],
+    confirmation: Annotated[Confirmation, Resolve(_CONFIRM_EDIT)],
+    **arguments: Any,
+) -> Annotated[CallToolResult, GenerationResult]:
+    """Edit a picture from an instruction, repaint a masked area, or combine pictures, in one call."""
+    return await run_generation(ctx, plan, confirmation)
 
 
 @tool_signature(VariationsArguments)
 async def generate_variations(
-    ctx: ToolContext, **arguments: Any
+    ctx: ToolContext,
+    plan: Annotated[Plan, Resolve(_PLAN_VARIATIONS)],
+    confirmation: Annotated[Confirmation, Resolve(_CONFIRM_VARIATIONS)],
+    **arguments: Any,
 ) -> Annotated[CallToolResult, GenerationResult]:
     """Make 1-4 variations of an earlier picture: its request again with new seeds, in one call."""
-    runtime = runtime_of(ctx)
-    try:
-        args = VariationsArguments(**arguments)
-        body, why = await _earlier_request(ctx, args.prediction_id)
-        request, note = await _replay(ctx, body, args.count) if body is not None else (None, why)
-        if request is None:
-            model = runtime.catalogue.first_available(DEFAULT_VARIATION_MODELS)
-            image = IMAGE_URI.format(prediction_id=args.prediction_id, index=1)
-            request = GenerationRequest(model=model, image=image, num_images=args.count)
-            note = f"The request of {args.prediction_id} cannot be repeated ({note}), so {model} varied it."
-        spec = await model_spec(ctx, request.model)
-    except AtlasError as err:
-        raise fail(err) from err
-    job = Job("generate_variations", request, _options(args), (note,))
-    return await run_generation(ctx, job, spec=spec)
+    return await run_generation(ctx, plan, confirmation)
 
 
 async def _earlier_request(ctx: ToolContext, prediction_id: str) -> tuple[dict[str, Any] | None, str]:

@@ -4,23 +4,35 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from mcp.server.mcpserver import Resolve
 from mcp_types import CallToolResult
 
-from ..errors import AtlasError
+from ..catalogue import ModelSpec
 from ..params import CallOptions, GenerateImageArguments, tool_signature
 from ..render import GenerationResult
+from .cost import Confirmation, Plan, confirm_resolver, plan_resolver
 from .jobs import Job, run_generation
-from .results import ToolContext, fail
+from .results import ToolContext
 
 __all__ = ["generate_image"]
 
 
-@tool_signature(GenerateImageArguments)
-async def generate_image(ctx: ToolContext, **arguments: Any) -> Annotated[CallToolResult, GenerationResult]:
-    """Generate pictures with FLUX on Atlas Cloud and return them in one call (URL, saved path, preview)."""
-    try:
-        args = GenerateImageArguments(**arguments)
-    except AtlasError as err:
-        raise fail(err) from err
+async def _plan(ctx: ToolContext, arguments: dict[str, Any]) -> tuple[Job, ModelSpec | None]:
+    args = GenerateImageArguments(**arguments)
     options = CallOptions(**args.model_dump(include=set(CallOptions.model_fields)))
-    return await run_generation(ctx, Job("generate_image", args.request(), options))
+    return Job("generate_image", args.request(), options), None
+
+
+_PLAN = plan_resolver(GenerateImageArguments, _plan)
+_CONFIRM = confirm_resolver(_PLAN)
+
+
+@tool_signature(GenerateImageArguments)
+async def generate_image(
+    ctx: ToolContext,
+    plan: Annotated[Plan, Resolve(_PLAN)],
+    confirmation: Annotated[Confirmation, Resolve(_CONFIRM)],
+    **arguments: Any,
+) -> Annotated[CallToolResult, GenerationResult]:
+    """Generate pictures with FLUX on Atlas Cloud and return them in one call (URL, saved path, preview)."""
+    return await run_generation(ctx, plan, confirmation)

@@ -1,13 +1,17 @@
-"""The one path every generating tool takes: resolve pictures, prepare, [dry run], submit, wait, finish.
+"""The one path every generating tool takes: [confirm], resolve pictures, prepare, [dry run], reserve, submit,
+wait, finish.
 
-generate_image, edit_image and generate_variations build a :class:`~atlas_image_mcp.params.GenerationRequest`
-and hand it to :func:`run_generation`, so the model table, the spend guard, the billing rules
-(a POST is sent once; once it is accepted every answer carries its prediction id), the session
-history and the result layers are the same for all of them.
+generate_image, edit_image and generate_variations plan a :class:`Job` (a
+:class:`~atlas_image_mcp.params.GenerationRequest` and how to run it); :mod:`.cost` prices it and
+gets the person's go-ahead where one is needed, and :func:`run_generation` runs it. So the model
+table, the confirmation, the budgets in the ledger, the billing rules (a POST is sent once; once it
+is accepted every answer carries its prediction id), the session history and the result layers are
+the same for all of them.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +20,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 
 from ..catalogue import ModelSpec
-from ..errors import APIConnectionError, APIStatusError, AtlasError, InvalidParameterError
+from ..errors import APIConnectionError, APIStatusError, AtlasError, InvalidParameterError, LedgerError, usd
 from ..history import HistoryEntry, session_key
 from ..notify import notify
 from ..params import CallOptions, GenerationRequest
@@ -24,10 +28,22 @@ from ..render import GenerationResult
 from ..runtime import Runtime
 from ..sources import SourceContext, resolve_picture
 from ..wire import PreparedRequest, prepare_request
+from .cost import Confirmation, Plan, cost_words, not_sent
 from .handoff import TaskJob, hand_off
-from .results import ToolContext, call_deadline, fail, finish, runtime_of, tool_result, wait_with_progress
+from .results import (
+    ToolContext,
+    call_deadline,
+    fail,
+    finish,
+    price_text,
+    runtime_of,
+    tool_result,
+    wait_with_progress,
+)
 
 __all__ = ["Job", "model_spec", "run_generation", "session_of", "source_context"]
+
+logger = logging.getLogger(__name__)
 
 _ALREADY_SUBMITTED = (
     "The picture was already requested as prediction {pid} and may still finish (it is billed when it "
@@ -107,20 +123,31 @@ async def resolve_pictures(
     return request.model_copy(update=changes), tuple(used)
 
 
-async def run_generation(ctx: ToolContext, job: Job, *, spec: ModelSpec | None = None) -> CallToolResult:
-    """Run ``job`` to the tool's answer; failures become tool errors with the next step."""
+async def run_generation(ctx: ToolContext, plan: Plan, confirmation: Confirmation) -> CallToolResult:
+    """Run a planned job to the tool's answer; failures become tool errors with the next step.
+
+    ``confirmation`` is what :mod:`.cost` decided (or the person answered): a job that may not be
+    sent is answered with why, and nothing is sent.
+    """
     started = time.monotonic()
     runtime = runtime_of(ctx)
+    job = plan.job
     try:
-        if not job.options.dry_run:
-            runtime.api(ctx.headers)  # no key: say so before anything else is read
-        spec = spec or await model_spec(ctx, job.request.model)
-        request, used = await resolve_pictures(ctx, job.request, job.options.dry_run)
-        prepared = prepare_request(request, spec)
-        notes = (*job.notes, *prepared.notes)
         if job.options.dry_run:
-            return _dry_run(prepared, started, job, used, notes, runtime)
-        return await _submit(ctx, runtime, job, prepared, started, used, notes)
+            request, used = await resolve_pictures(ctx, job.request, True)
+            prepared = prepare_request(request, plan.spec)
+            return _dry_run(ctx, prepared, plan, started, used, (*job.notes, *prepared.notes))
+        refused = not_sent(ctx, plan, confirmation)
+        if refused is not None:
+            return refused
+        runtime.api(ctx.headers)  # no key: say so before anything else is read
+        request, used = await resolve_pictures(ctx, job.request, False)
+        prepared = prepare_request(request, plan.spec)
+        if prepared.model != plan.model or prepared.num_images != plan.images:
+            raise InvalidParameterError(  # cannot happen: the same request on the same row, priced first
+                "model", "the job changed while it was being confirmed, so nothing was sent; call again."
+            )
+        return await _submit(ctx, runtime, plan, prepared, started, used, (*job.notes, *prepared.notes))
     except AtlasError as err:
         raise fail(err) from err
 
@@ -128,12 +155,13 @@ async def run_generation(ctx: ToolContext, job: Job, *, spec: ModelSpec | None =
 async def _submit(
     ctx: ToolContext,
     runtime: Runtime,
-    job: Job,
+    plan: Plan,
     prepared: PreparedRequest,
     started: float,
     used: Sequence[str],
     notes: Sequence[str],
 ) -> CallToolResult:
+    job = plan.job
     options = job.options
     do_save = runtime.save_by_default if options.save is None else (options.save and _may_save(runtime))
     api = runtime.api(ctx.headers)
@@ -141,13 +169,29 @@ async def _submit(
     deadline = call_deadline(api, total)
     key = runtime.current_key(ctx.headers)
     count = prepared.num_images
-    runtime.guard.reserve(key, count)
+    # Held against the daily budget: the estimate, or the caller's bound when the price is unknown.
+    amount = plan.estimate if plan.estimate is not None else plan.cap
+    reservation = await runtime.ledger.reserve(
+        key,
+        tool=job.tool,
+        model=prepared.model,
+        images=count,
+        estimate=plan.estimate,
+        amount=amount,
+    )
     try:
         prediction = await api.submit_image(prepared, deadline=deadline)
     except AtlasError as err:
-        if _not_started(err):
-            runtime.guard.release(key, count)  # nothing was started, nothing billed
+        if _not_started(err):  # nothing was started, nothing billed
+            try:
+                await runtime.ledger.release(reservation)
+            except LedgerError as problem:
+                logger.warning("could not give back a reservation: %s", problem.message)
         raise
+    try:
+        await runtime.ledger.submitted(reservation, prediction.id)
+    except LedgerError as problem:  # the job runs and is billed: its answer matters more
+        logger.warning("could not note prediction %s in the ledger: %s", prediction.id, problem.message)
     size = f", {prepared.width}x{prepared.height}" if prepared.width and prepared.height else ""
     await notify(ctx, "info", f"submitted prediction {prediction.id} ({prepared.model}{size})")
     session = session_of(ctx)
@@ -191,35 +235,38 @@ async def _submit(
         notes=tuple(notes),
         prompt=prepared.prompt,
         sources=tuple(used),
+        estimate=plan.estimate,
         record=lambda result: runtime.history.completed(session, entry, result),
     )
 
 
 def _dry_run(
+    ctx: ToolContext,
     prepared: PreparedRequest,
+    plan: Plan,
     started: float,
-    job: Job,
     used: Sequence[str],
     notes: Sequence[str],
-    runtime: Runtime,
 ) -> CallToolResult:
-    spec = prepared.spec
-    estimate = spec.estimate(prepared.num_images) if spec is not None else None
-    cost = (
-        f"Estimated cost: ${estimate:f} ({prepared.num_images} x ${spec.price}). "
-        if estimate and spec
-        else ""
-    )
+    estimate = plan.estimate
+    if estimate is not None:
+        cost = f"Estimated cost: {usd(estimate)} ({cost_words(plan)}). "
+    else:
+        cost = f"Estimated cost: unknown ({cost_words(plan)}); Atlas reports the charge after the job. "
+    threshold = runtime_of(ctx).confirm_above
+    if threshold is not None and (estimate is None or estimate > threshold):
+        cost += f"Above the {usd(threshold)} this server confirms, so the person will be asked first. "
     result = GenerationResult(
         prediction_id=None,
         status="dry_run",
         model=prepared.model,
         prompt=prepared.prompt,
         sources=list(used),
+        estimated_price=price_text(estimate),
         ignored_parameters=list(prepared.ignored),
         request_body=prepared.body,
         elapsed_seconds=round(time.monotonic() - started, 3),
-        next_step=cost + _run_for_real(runtime, job.tool),
+        next_step=cost + _run_for_real(runtime_of(ctx), plan.job.tool),
     )
     return tool_result(result, [], list(notes))
 

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,9 @@ from ..constants import (
     MAX_NUM_IMAGES,
     ImageMode,
 )
-from ..errors import AtlasError, ContentBlockedError, PredictionFailedError
+from ..errors import AtlasError, ContentBlockedError, LedgerError, PredictionFailedError
 from ..fetch import Budget, remove_download
+from ..ledger import parse_usd
 from ..models import Prediction
 from ..notify import notify, progress
 from ..pictures import PictureError, examine
@@ -59,6 +61,7 @@ __all__ = [
     "fail",
     "finish",
     "picture_bytes",
+    "price_text",
     "runtime_of",
     "tool_result",
     "wait_with_progress",
@@ -72,6 +75,24 @@ ToolContext = Context[Runtime, Any]
 
 def runtime_of(ctx: ToolContext) -> Runtime:
     return ctx.request_context.lifespan_context
+
+
+def price_text(amount: Decimal | None) -> str | None:
+    """An amount of USD as results carry it (``"0.036"``), or None."""
+    return format(amount.normalize(), "f") if amount is not None else None
+
+
+async def _settle(ctx: ToolContext, runtime: Runtime, prediction: Prediction) -> Decimal | None:
+    """Tell the ledger what Atlas charged (0 for a failed job); the estimate it had, when it knows the job."""
+    charged = parse_usd(prediction.price)
+    failed = prediction.kind == "failed"
+    try:
+        return await runtime.ledger.settle(
+            runtime.current_key(ctx.headers), prediction.id, charged=charged, failed=failed
+        )
+    except LedgerError as err:  # the answer about a paid job matters more than the bookkeeping
+        logger.warning("could not record the charge of %s: %s", prediction.id, err.message)
+        return None
 
 
 def fail(err: AtlasError) -> ToolError:
@@ -379,15 +400,19 @@ async def finish(
     notes: tuple[str, ...] = (),
     prompt: str | None = None,
     sources: tuple[str, ...] = (),
+    estimate: Decimal | None = None,
     record: Callable[[GenerationResult], None] | None = None,
 ) -> CallToolResult:
     """Turn a prediction into the tool result: completed, still processing, or a tool error.
 
     ``expected``: how many pictures were asked for (more outputs than that are ignored). ``record``
-    is told the result (to remember it in the session's history) before it is returned. A client
-    that shows results in an MCP App (whose frame receives the whole result) gets each saved copy
-    by file name only.
+    is told the result (to remember it in the session's history) before it is returned. The ledger
+    learns the charge once Atlas reports it (here, or from a later get_prediction); ``estimate`` is
+    the cost expected before submission (else the ledger's, when it knows the job). A client that
+    shows results in an MCP App (whose frame receives the whole result) gets each saved copy by
+    file name only.
     """
+    recorded = await _settle(ctx, runtime, prediction)
     base = GenerationResult(
         prediction_id=prediction.id,
         status=prediction.status,
@@ -396,6 +421,7 @@ async def finish(
         sources=list(sources),
         seed=_seed_of(prediction, seed),
         price=prediction.price,
+        estimated_price=price_text(estimate if estimate is not None else recorded),
         ignored_parameters=list(ignored),
     )
     if prediction.kind == "failed":
