@@ -33,7 +33,7 @@ TOOL_NAMES = frozenset(
     }
 )
 EMULATOR_URL = "http://atlas.emulator"
-FAST_POLLS = PollSchedule(first=0.02, fast_until=1.0, growth=1.5, max_interval=0.1, jitter=0.0)
+FAST_POLLS = PollSchedule(step=0.02, fast_until=1.0, ratio=0.1, max_interval=0.1)
 
 
 @pytest.fixture(autouse=True)

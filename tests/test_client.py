@@ -1020,43 +1020,28 @@ async def test_wait_polls_until_completed_and_reports_every_state_in_order():
     assert result.outputs == [OUTPUT_URL]
     assert updates == script
     assert len(seen) == 4
-    assert delays == pytest.approx([0.24, 0.24, 0.24, 0.24])
+    assert delays == pytest.approx([0.3, 0.3, 0.3, 0.3])
 
 
-async def test_wait_polls_quickly_at_first_then_backs_off_to_at_most_five_seconds():
+async def test_wait_polls_every_300_ms_for_10_s_then_every_tenth_of_the_time_waited():
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return ok(prediction("completed" if len(seen) == 35 else "processing"))
+        return ok(prediction("completed" if len(seen) == 75 else "processing"))
 
     sleep, clock, delays = fake_time()
     async with make_client(handler, sleep=sleep, clock=clock) as client:
         result = await client.wait(PID, max_wait=600)
 
     assert result.status == "completed"
-    assert len(seen) == 35 == len(delays)
-    assert delays[:21] == pytest.approx([0.24] * 21)  # the first 5 s: anything shorter is seen within 250 ms
-    growing = delays[21:28]
-    assert all(later > earlier for earlier, later in zip(growing, growing[1:], strict=False))
-    assert growing[0] == pytest.approx(0.36)
-    assert max(delays) == pytest.approx(5.0)
-    assert all(d <= 5.0 for d in delays)
-    assert delays[-5:] == [pytest.approx(5.0)] * 5
-
-
-@pytest.mark.parametrize(("rng_value", "first_interval"), [(0.0, 0.216), (0.5, 0.24), (1.0, 0.24)])
-async def test_wait_jitters_the_fast_poll_interval_by_ten_percent_but_never_above_it(
-    rng_value, first_interval
-):
-    def handler(request: httpx.Request) -> httpx.Response:
-        return ok(prediction("completed"))
-
-    sleep, clock, delays = fake_time()
-    async with make_client(handler, sleep=sleep, clock=clock, rng=lambda: rng_value) as client:
-        await client.wait(PID, max_wait=60)
-
-    assert delays == [pytest.approx(first_interval)]
+    assert len(seen) == 75 == len(delays)
+    assert delays[:34] == pytest.approx([0.3] * 34)  # up to 10.2 s: anything shorter is seen within 0.3 s
+    waited = 10.2
+    for delay in delays[34:]:  # then 10% of the time waited, up to 30 s apart
+        assert delay == pytest.approx(min(30.0, 0.1 * waited))
+        waited += delay
+    assert max(delays) == pytest.approx(30.0)
 
 
 async def test_wait_returns_the_last_running_state_when_the_timeout_passes():
@@ -1172,7 +1157,7 @@ async def test_wait_raises_not_found_once_the_grace_period_is_over():
     assert info.value.status_code == 404
     assert clock() - start > 1.0
     assert clock() - start < 2.0  # gave up soon after the grace, not at the timeout
-    assert len(seen) == 5  # polls at 0.24, 0.48, 0.72, 0.96 (within grace) and 1.2
+    assert len(seen) == 4  # polls at 0.3, 0.6, 0.9 (within grace) and 1.2
 
 
 async def test_cancelling_the_waiting_task_stops_polling():

@@ -74,6 +74,16 @@ def _port(text: str) -> int:
     return port
 
 
+def _workers(text: str) -> int:
+    try:
+        workers = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of processes: {text!r}") from None
+    if not 1 <= workers <= 64:
+        raise argparse.ArgumentTypeError(f"workers must be between 1 and 64 (got {workers})")
+    return workers
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="atlas-image-mcp",
@@ -114,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="streamable HTTP without sessions, so several replicas can serve one endpoint (SSE still needs "
         "sticky sessions)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        metavar="N",
+        help="HTTP: N worker processes behind one port, to use more than one core; needs --stateless "
+        "(a session would live in one worker) and serves no legacy SSE (default 1)",
     )
     serve.add_argument(
         "--allow-unauthenticated",
@@ -222,6 +240,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings, args: Any) -> int:
     transport = _transport(args)
     offline = bool(getattr(args, "offline", False)) or settings.offline
+    workers = int(getattr(args, "workers", None) or 1)
+    if workers > 1:
+        refusal = _workers_refusal(transport, bool(getattr(args, "stateless", False)))
+        if refusal:
+            logger.error("%s", refusal)
+            return 2
+        from .http import serve_workers
+
+        return serve_workers(
+            settings,
+            factory=f"{__name__}:worker_app",
+            workers=workers,
+            host=args.host or DEFAULT_HTTP_HOST,
+            port=DEFAULT_HTTP_PORT if args.port is None else args.port,
+            offline=offline,
+            allow_unauthenticated=args.allow_unauthenticated,
+        )
     if transport == "http":
         from .http import serve_http
 
@@ -237,7 +272,7 @@ def _serve(settings: Settings, args: Any) -> int:
 
 
 #: ``serve`` options that only mean something over HTTP (dest -> flag).
-_HTTP_ONLY = {"host": "--host", "port": "--port", "stateless": "--stateless",
+_HTTP_ONLY = {"host": "--host", "port": "--port", "stateless": "--stateless", "workers": "--workers",
               "allow_unauthenticated": "--allow-unauthenticated"}  # fmt: skip
 
 
@@ -271,3 +306,32 @@ async def _serve_stdio(settings: Settings, offline: bool) -> int:
     finally:
         await runtime.aclose()
     return 0
+
+
+def _workers_refusal(transport: str, stateless: bool) -> str | None:
+    """Why ``--workers N`` (N > 1) cannot be used as asked, or None."""
+    if transport != "http":
+        return "--workers applies to --transport http (stdio serves one client, in one process)."
+    if not stateless:
+        return (
+            "--workers needs --stateless: an MCP session lives in the worker process that opened it, "
+            "and the next request of that session may reach another worker, which would answer "
+            '"session not found". With --stateless every request stands alone and any worker can '
+            "answer it. (For sessions, run one process per port behind a load balancer that is sticky "
+            "on the Mcp-Session-Id header.)"
+        )
+    return None
+
+
+def worker_app() -> Any:
+    """What each worker process of ``serve --transport http --stateless --workers N`` runs.
+
+    uvicorn starts the workers and calls this (by its import string) in each of them; the settings
+    and the command line's options arrive through the environment the parent process exported.
+    """
+    from .http import worker_app as build
+    from .settings import worker_options
+
+    settings = Settings.from_env()
+    setup_logging(settings.log_level)
+    return build(settings, worker_options())

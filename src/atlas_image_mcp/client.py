@@ -1,6 +1,7 @@
 """The async Atlas Cloud client.
 
-One ``httpx.AsyncClient`` (pooled connections, proxies from the environment) behind one method,
+One ``httpx.AsyncClient`` (pooled connections, proxies from the environment; a hosted server puts
+:mod:`atlas_image_mcp.transport` underneath) behind one method,
 :meth:`AtlasClient._request`, which is the only place that sends API calls, wraps transport
 errors, applies the :class:`~atlas_image_mcp.retry.RetryPolicy`, unwraps the envelope and maps
 statuses to :mod:`atlas_image_mcp.errors`. Polling is timed by
@@ -61,11 +62,8 @@ __all__ = ["AtlasClient", "ClientOptions"]
 
 logger = logging.getLogger(__name__)
 
-# httpcore 1.0.x rescans every pooled connection and every queued request each time a request
-# starts or ends, and closes idle connections as soon as there are more connections in all than
-# max_keepalive_connections (encode/httpcore#1035): with 500 calls in flight that bookkeeping was
-# most of the HTTP server's CPU (bench/RESULTS.md). So every connection is kept alive, and requests
-# queue for one in our own semaphore (_Shared.in_flight), never in httpcore's queue.
+# Connections to Atlas (kept alive for KEEPALIVE_SECONDS) and requests in flight at once: requests
+# queue for one in our own semaphore (_Shared.in_flight), never in the transport's pool.
 DEFAULT_LIMITS = httpx.Limits(
     max_connections=C.MAX_CONNECTIONS,
     max_keepalive_connections=C.MAX_CONNECTIONS,
@@ -190,7 +188,7 @@ class AtlasClient:
                     resolver=resolver,
                     clock=clock,
                 ),
-                poll_schedule=poll_schedule or PollSchedule(rng=rng),
+                poll_schedule=poll_schedule or PollSchedule(),
                 sleep=sleep,
                 clock=clock,
                 in_flight=in_flight,
@@ -300,9 +298,9 @@ class AtlasClient:
         such as the submit answer). A 404 within ``not_found_grace`` seconds of the start counts as
         "not visible yet" (Atlas can lag right after a submit). Cancel the calling task to stop.
 
-        Polls follow :class:`PollSchedule`, which times them by what the model's recent
-        predictions took (the wait is assumed to start right after the submit) and learns from
-        every completion seen here.
+        Polls follow :class:`PollSchedule`: at most 0.3 s apart for the first 10 s, then at most
+        10% of the time waited, placed by what the model's recent predictions took (the wait is
+        assumed to start right after the submit); it learns from every completion seen here.
         """
         start = self._shared.clock()
         wait_end = start + max_wait
@@ -334,6 +332,7 @@ class AtlasClient:
                 model = current.model
                 if not plan.learned and (known := schedule.plan(model)).learned:
                     plan = known
+                    plan.skip(self._shared.clock() - start)
             await _call(on_update, current)
             if current.kind == "done":
                 seen = self._shared.clock() - start

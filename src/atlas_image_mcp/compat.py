@@ -26,6 +26,7 @@ __all__ = [
     "connection_state",
     "quiet_session",
     "drain_sse_now",
+    "finish_before_every_shutdown",
     "finish_before_shutdown",
     "force_exit_requested",
     "head_timeout_protocol",
@@ -156,6 +157,24 @@ def finish_before_shutdown(server: Any, wait: Callable[[Any], Awaitable[None]]) 
         await original(sockets=sockets)
 
     server.shutdown = shutdown
+
+
+def finish_before_every_shutdown(wait: Callable[[Any], Awaitable[None]]) -> None:
+    """:func:`finish_before_shutdown` for every ``uvicorn.Server`` of this process.
+
+    Why: with ``workers`` uvicorn builds each worker's server itself, out of reach of the app, so
+    the only place to hook is the class; a worker process has exactly one server. Goes away with
+    :func:`finish_before_shutdown`.
+    """
+    import uvicorn
+
+    original = uvicorn.Server.shutdown
+
+    async def shutdown(self: Any, sockets: list[Any] | None = None) -> None:
+        await wait(self)
+        await original(self, sockets=sockets)
+
+    uvicorn.Server.shutdown = shutdown  # type: ignore[method-assign]
 
 
 def stop_listening(server: Any) -> None:

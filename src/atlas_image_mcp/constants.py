@@ -39,6 +39,10 @@ MAX_SCHEMA_BYTES = 2 * 1024 * 1024
 #: Connections to Atlas kept in the pool, and requests in flight at once (see client.DEFAULT_LIMITS).
 MAX_CONNECTIONS = 64
 KEEPALIVE_SECONDS = 30.0
+#: Idle connections to Atlas a hosted server keeps (its aiohttp pool, which cannot look at a pooled
+#: socket before reusing it as httpx does): under the 5 s after which common servers (uvicorn, several
+#: proxies) close an idle connection, so a request never races that close.
+HOSTED_KEEPALIVE_SECONDS = 4.0
 #: A 404 within this many seconds of a submit means "not visible yet" (Atlas lags right after a submit).
 NOT_FOUND_GRACE = 10.0
 
@@ -187,7 +191,9 @@ LARGE_BODIES_AT_ONCE = 2
 #: Seconds a client may take to send a request head, and a small body; idle keep-alive seconds.
 HEAD_TIMEOUT_SECONDS = 10.0
 BODY_TIMEOUT_SECONDS = 30.0
-KEEP_ALIVE_SECONDS = 5.0
+#: (Keep-alive: longer than clients keep an idle connection, httpx 5 s, so the client closes first and a
+#: request never races the server's close; under 500 calls at once that race failed whole calls.)
+KEEP_ALIVE_SECONDS = 10.0
 MAX_HEADER_BYTES = 16 * 1024
 #: SIGTERM: seconds calls in flight may take to finish, then seconds to answer the rest "processing".
 SHUTDOWN_GRACE_SECONDS = 4.0

@@ -37,6 +37,7 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -66,9 +67,18 @@ from .constants import (
 from .redact import redact
 from .runtime import Runtime
 from .server import make_server
-from .settings import Settings
+from .settings import Settings, WorkerOptions, export_for_workers
 
-__all__ = ["AccessGuard", "JsonRpcErrors", "check_exposure", "create_http_app", "is_loopback", "serve_http"]
+__all__ = [
+    "AccessGuard",
+    "JsonRpcErrors",
+    "check_exposure",
+    "create_http_app",
+    "is_loopback",
+    "serve_http",
+    "serve_workers",
+    "worker_app",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -297,12 +307,15 @@ async def _healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "version": __version__, "offline": runtime.offline})
 
 
-def create_http_app(runtime: Runtime, *, host: str = "127.0.0.1", stateless: bool = False) -> Starlette:
+def create_http_app(
+    runtime: Runtime, *, host: str = "127.0.0.1", stateless: bool = False, legacy_sse: bool = True
+) -> Starlette:
     """One Starlette app: ``/mcp`` (streamable HTTP), ``/sse`` + ``/messages/`` (SSE), ``/healthz``.
 
     ``host`` is the bind address: on a loopback address Host/Origin are checked against loopback
     names (plus ``ATLAS_MCP_ALLOWED_HOSTS``). With ``stateless`` streamable HTTP keeps no session,
-    so any replica behind a load balancer can answer any request.
+    so any replica behind a load balancer can answer any request. ``legacy_sse=False`` leaves SSE
+    out (worker processes behind one port: an SSE session lives in one of them).
     """
     settings = runtime.settings
     server = make_server(runtime)
@@ -324,7 +337,9 @@ def create_http_app(runtime: Runtime, *, host: str = "127.0.0.1", stateless: boo
         max_request_body_size=body_limit,
         host=host,
     )
-    routes: list[BaseRoute] = [Route(HEALTH_PATH, _healthz, methods=["GET"]), *streamable.routes, *sse.routes]
+    routes: list[BaseRoute] = [Route(HEALTH_PATH, _healthz, methods=["GET"]), *streamable.routes]
+    if legacy_sse:
+        routes += sse.routes
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -423,30 +438,33 @@ def _finish_calls_before_draining(
     covers what is left (idle streams; a call that is still busy after both periods is cancelled).
     """
 
+    compat.finish_before_shutdown(
+        server, partial(_finish_calls, in_flight=in_flight, runtime=runtime, grace=grace, answer=answer)
+    )
+
+
+async def _finish_calls(
+    server: uvicorn.Server, *, in_flight: InFlight, runtime: Runtime | None, grace: float, answer: float
+) -> None:
     async def settle(limit: float) -> None:
         waited, step = 0.0, 0.05
         while in_flight.count and waited < limit and not compat.force_exit_requested(server):
             await anyio.sleep(step)
             waited += step
 
-    async def wait(server: uvicorn.Server) -> None:
-        compat.stop_listening(server)  # no new connections from here on
-        if in_flight.count:
-            logger.info("stopping: waiting up to %gs for %d call(s) in flight", grace, in_flight.count)
-        await settle(grace)
-        if in_flight.count and runtime is not None:
-            logger.info(
-                "stopping: answering %d call(s) still waiting with their prediction id", in_flight.count
-            )
-            runtime.stop_waiting()
-            await settle(answer)
-        if in_flight.count:
-            logger.warning(
-                "stopping: cancelling %d call(s) still in flight after %gs", in_flight.count, grace + answer
-            )
-        compat.drain_sse_now()  # now let sse-starlette end the streams that are left
-
-    compat.finish_before_shutdown(server, wait)
+    compat.stop_listening(server)  # no new connections from here on
+    if in_flight.count:
+        logger.info("stopping: waiting up to %gs for %d call(s) in flight", grace, in_flight.count)
+    await settle(grace)
+    if in_flight.count and runtime is not None:
+        logger.info("stopping: answering %d call(s) still waiting with their prediction id", in_flight.count)
+        runtime.stop_waiting()
+        await settle(answer)
+    if in_flight.count:
+        logger.warning(
+            "stopping: cancelling %d call(s) still in flight after %gs", in_flight.count, grace + answer
+        )
+    compat.drain_sse_now()  # now let sse-starlette end the streams that are left
 
 
 def check_exposure(settings: Settings, host: str, allow_unauthenticated: bool) -> str | None:
@@ -472,14 +490,8 @@ def serve_http(
 ) -> int:
     """Run the HTTP app under uvicorn until SIGINT/SIGTERM; 2 (nothing bound) when refused or when the
     address cannot be bound (a busy port), with the reason logged before anything claims to run."""
-    refusal = check_exposure(settings, host, allow_unauthenticated)
-    if refusal:
-        logger.error("%s", refusal)
+    if _refused(settings, host, offline, allow_unauthenticated):
         return 2
-    if settings.user_keys and settings.api_key and not offline:
-        logger.warning(
-            "ATLAS_MCP_USER_KEYS=1: ATLASCLOUD_API_KEY is ignored, every request brings its own key"
-        )
     try:
         listener = _listen(host, port)
     except OSError as err:
@@ -519,12 +531,103 @@ def serve_http(
     return 0
 
 
+def _refused(settings: Settings, host: str, offline: bool, allow_unauthenticated: bool) -> bool:
+    refusal = check_exposure(settings, host, allow_unauthenticated)
+    if refusal:
+        logger.error("%s", refusal)
+        return True
+    if settings.user_keys and settings.api_key and not offline:
+        logger.warning(
+            "ATLAS_MCP_USER_KEYS=1: ATLASCLOUD_API_KEY is ignored, every request brings its own key"
+        )
+    return False
+
+
+def serve_workers(
+    settings: Settings,
+    *,
+    factory: str,
+    workers: int,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    offline: bool = False,
+    allow_unauthenticated: bool = False,
+) -> int:
+    """Run ``workers`` processes of the stateless app behind one port until SIGINT/SIGTERM.
+
+    uvicorn binds the port once and hands it to each worker process; the kernel spreads new
+    connections over them. ``factory`` is the import string of what builds each worker's app
+    (:func:`worker_app` with the settings and options this process exported to them). Returns 2
+    (nothing bound) when refused.
+    """
+    if _refused(settings, host, offline, allow_unauthenticated):
+        return 2
+    export_for_workers(WorkerOptions(host=host, offline=offline), settings)
+    logger.info(
+        "atlas-image-mcp %s on http://%s:%d with %d worker processes (/mcp stateless streamable HTTP, "
+        "/healthz; no legacy SSE)%s",
+        __version__,
+        host,
+        port,
+        workers,
+        " with the offline emulator" if offline else "",
+    )
+    if offline:
+        logger.warning(
+            "--offline with %d workers: each worker has its own emulator, so a prediction started by one "
+            "is unknown to the others (get_prediction may not find it); use one worker for that",
+            workers,
+        )
+    # Each worker gets the config by pickling: the protocol travels as its import string.
+    limits = {**uvicorn_limits(settings), "http": f"{__name__}:HEAD_TIMEOUT_PROTOCOL"}
+    uvicorn.run(
+        factory,
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=2,  # for what is left after GRACE_SECONDS (_finish_calls)
+        server_header=False,
+        log_config=None,
+        **limits,
+    )
+    logger.info("atlas-image-mcp stopped")
+    return 0
+
+
+def worker_app(settings: Settings, options: WorkerOptions) -> Starlette:
+    """The app of one worker process of :func:`serve_workers`, in that process.
+
+    Stateless streamable HTTP only; on SIGTERM it lets its calls in flight finish first, and answers
+    those still waiting with their prediction id, as a single server does.
+    """
+    runtime = Runtime.create(settings, offline=options.offline, remote=True)
+    app = create_http_app(runtime, host=options.host, stateless=True, legacy_sse=False)
+    _quiet_access_log()
+    compat.hold_sse_drain()
+    compat.finish_before_every_shutdown(
+        partial(
+            _finish_calls,
+            in_flight=app.state.in_flight,
+            runtime=runtime,
+            grace=GRACE_SECONDS,
+            answer=SHUTDOWN_ANSWER_SECONDS,
+        )
+    )
+    return app
+
+
+#: The protocol of :func:`uvicorn_limits` as a module attribute, for workers to import by name.
+HEAD_TIMEOUT_PROTOCOL = compat.head_timeout_protocol(HEAD_TIMEOUT_SECONDS)
+
+
 def uvicorn_limits(settings: Settings) -> dict[str, Any]:
     """uvicorn options that bound what a connection may hold: a slow or oversized request head is
     closed (:func:`atlas_image_mcp.compat.head_timeout_protocol`), idle keep-alive connections
     close after a few seconds, and past a few times the session cap new requests get 503."""
     return {
-        "http": compat.head_timeout_protocol(HEAD_TIMEOUT_SECONDS),
+        "http": HEAD_TIMEOUT_PROTOCOL,
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
         "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         "limit_concurrency": 2 * settings.max_sessions + 256,

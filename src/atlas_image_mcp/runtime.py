@@ -19,7 +19,9 @@ from .client import AtlasClient
 from .constants import (
     DECODES_AT_ONCE,
     DEFAULT_EMULATOR_LATENCY,
+    HOSTED_KEEPALIVE_SECONDS,
     LEDGER_FILE,
+    MAX_CONNECTIONS,
     OFFLINE_API_KEY,
     OFFLINE_BASE_URL,
     USER_KEY_HEADER,
@@ -29,7 +31,8 @@ from .errors import MissingAPIKeyError
 from .history import PictureHistory
 from .ledger import Ledger, Limits
 from .redact import register_secret
-from .settings import Settings
+from .settings import Settings, proxy_environment
+from .transport import AiohttpTransport
 
 __all__ = ["Runtime"]
 
@@ -81,7 +84,13 @@ class Runtime:
         place: Place = "stdio",
         ledger: Ledger | None = None,
     ) -> Runtime:
-        """Build the runtime; ``offline`` puts the emulator behind the client, in process, no port."""
+        """Build the runtime; ``offline`` puts the emulator behind the client, in process, no port.
+
+        A ``remote`` (HTTP) server talks to Atlas through aiohttp's pool and parser
+        (:mod:`atlas_image_mcp.transport`): under load httpx's own transport cost more CPU per
+        request than the MCP call around it. Over stdio there is one user, and httpx's transport
+        costs nothing on the first call (aiohttp's import would).
+        """
         if client is None:
             if offline:
                 from .emulator import Emulator
@@ -89,6 +98,12 @@ class Runtime:
                 emulator = Emulator(latency=emulator_latency)
                 transport: httpx.AsyncBaseTransport | None = httpx.ASGITransport(app=emulator.app)
                 settings = settings.replace(api_key=OFFLINE_API_KEY, base_url=OFFLINE_BASE_URL)
+            elif remote:
+                transport = AiohttpTransport(
+                    max_connections=MAX_CONNECTIONS,
+                    keepalive_expiry=HOSTED_KEEPALIVE_SECONDS,
+                    proxies=proxy_environment(),
+                )
             else:
                 transport = None
             client = AtlasClient.from_settings(

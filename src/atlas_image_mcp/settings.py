@@ -12,9 +12,12 @@ here runs at import time; the CLI reads the environment once and passes a ``Sett
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -38,8 +41,12 @@ __all__ = [
     "Settings",
     "SettingsError",
     "default_output_dir",
+    "WorkerOptions",
     "default_state_dir",
+    "export_for_workers",
     "normalize_base_url",
+    "proxy_environment",
+    "worker_options",
 ]
 
 
@@ -457,3 +464,58 @@ def _describe(err: ValidationError, given: Mapping[str, Any]) -> str:
         raw = given.get(field, problem.get("input"))
         sentences.append(f"{name} {field_problem(problem)} (got {str(raw)!r}).")
     return " ".join(sentences)
+
+
+def proxy_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The proxies that HTTP clients take from the environment, as httpx does with ``trust_env``.
+
+    ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` (either case) by scheme (``https``, ``http``,
+    ``all``), and ``NO_PROXY`` as ``no``: the hosts that bypass them.
+    """
+    env = os.environ if environ is None else environ
+    found: dict[str, str] = {}
+    for scheme in ("http", "https", "all", "no"):
+        value = env.get(f"{scheme}_proxy") or env.get(f"{scheme.upper()}_PROXY") or ""
+        if value.strip():
+            found[scheme] = value.strip()
+    return found
+
+
+# --- serve --workers N: what the parent hands each worker process --------------------------------
+
+#: Not a setting: ``serve --workers N`` sets it in its own environment for the worker processes it
+#: starts (they inherit the environment), with what its command line said.
+WORKER_ENV = "ATLAS_MCP_WORKER"
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """The command-line options of ``serve`` that each worker process needs to build its app."""
+
+    host: str
+    offline: bool = False
+
+
+def export_for_workers(options: WorkerOptions, settings: Settings) -> None:
+    """Put what the worker processes need into this process's environment, before starting them.
+
+    Workers re-read their settings from the same environment. Without ``ATLAS_MCP_TASK_SECRET``
+    every worker would sign task ids with a key of its own, so one is made here and shared: a task
+    one worker started can be answered by any other (ids still end with this process).
+    """
+    os.environ[WORKER_ENV] = json.dumps({"host": options.host, "offline": options.offline})
+    if not settings.task_secret:
+        os.environ[_ENV_OF["task_secret"]] = secrets.token_urlsafe(32)
+
+
+def worker_options(environ: Mapping[str, str] | None = None) -> WorkerOptions:
+    """The options ``serve --workers N`` exported for this worker process (see :func:`export_for_workers`)."""
+    env = os.environ if environ is None else environ
+    try:
+        given = json.loads(env[WORKER_ENV])
+        return WorkerOptions(host=str(given["host"]), offline=bool(given.get("offline", False)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SettingsError(
+            f"{WORKER_ENV} is missing or unreadable: this entry point is started by "
+            "`atlas-image-mcp serve --transport http --stateless --workers N`, not by hand."
+        ) from exc

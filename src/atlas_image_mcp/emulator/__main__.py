@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from .server import serve
+from .store import DURATION_KINDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +19,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8090, help="port to bind (default: %(default)s)")
     parser.add_argument("--latency", type=float, default=1.0, help="seconds until a prediction completes")
+    parser.add_argument(
+        "--durations",
+        metavar="KIND:ARGS",
+        help="draw each prediction's latency from a distribution instead of --latency: "
+        + ", ".join(DURATION_KINDS.values())
+        + " (e.g. uniform:1,8, lognormal:3,0.5, two-mode:2,20,0.8)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the --durations draws (default: %(default)s)"
+    )
     parser.add_argument("--queue-delay", type=float, default=0.0, help="seconds a prediction stays 'created'")
     parser.add_argument(
         "--api-key",
@@ -51,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_level=args.log_level,
             api_keys=args.api_keys,
             latency=args.latency,
+            durations=args.durations,
+            seed=args.seed,
             queue_delay=args.queue_delay,
             fail_http_status=args.fail_http_status,
         )

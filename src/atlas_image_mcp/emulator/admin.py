@@ -7,8 +7,10 @@ the real Atlas Cloud API, and they need no authentication.
   ``{"fault": "status"|"html"|"rate_limited"|"delay"|"invalid_json"|"envelope_error"|"reset",
   ...arguments of the matching ``Fault`` constructor, "method": "*", "path": "*", "times": 1}``
 - ``POST /_emulator/script`` with the fields of :class:`PredictionScript` -> queued for the next submit
-- ``GET|POST /_emulator/config`` with ``{"latency": 1.0, "queue_delay": 0.0, "fail_http_status": 500}``
-- ``GET  /_emulator/predictions`` -> id, model, status and prompt of every prediction
+- ``GET|POST /_emulator/config`` with ``{"latency": 1.0, "queue_delay": 0.0, "fail_http_status": 500,
+  "durations": "uniform:1,8" (or null for the constant latency), "seed": 0}``
+- ``GET  /_emulator/predictions`` -> id, model, status, prompt, seed, and the clock readings of its
+  submit and completion (``submitted_at``, ``done_at``) of every prediction
 """
 
 from __future__ import annotations
@@ -111,7 +113,16 @@ class _Admin:
     async def predictions(self, request: Request) -> Response:
         now = self.emulator.clock()
         rows = [
-            {"id": p.id, "model": p.model, "status": p.status_at(now), "prompt": p.prompt, "seed": p.seed}
+            {
+                "id": p.id,
+                "model": p.model,
+                "status": p.status_at(now),
+                "prompt": p.prompt,
+                "seed": p.seed,
+                # readings of the emulator's clock (time.monotonic out of process), for benchmarks
+                "submitted_at": p.submitted_at,
+                "done_at": p.done_at,
+            }
             for p in self.emulator.store.newest_first()
         ]
         return JSONResponse({"count": len(rows), "predictions": rows})

@@ -16,7 +16,7 @@ from .catalogue import MODELS, CatalogueModel, price_for, slug
 from .faults import Fault, FaultQueue
 from .media import MediaStore
 from .recording import RecordedRequest, count_matching
-from .store import EmulatedPrediction, EmulatorClock, PredictionScript, PredictionStore, Timing
+from .store import Durations, EmulatedPrediction, EmulatorClock, PredictionScript, PredictionStore, Timing
 from .validation import Submission
 
 __all__ = ["Emulator"]
@@ -31,13 +31,16 @@ class Emulator:
 
     ``api_keys``: ``None`` accepts any non-empty Bearer token, otherwise only these.
     ``latency``: seconds from submit until a prediction is terminal; ``queue_delay`` (<= latency):
-    seconds it stays ``created`` before ``processing``. ``fail_http_status``: HTTP status of a
-    failed prediction's poll answer (500 like the real API, or 200). ``clock``: time source that
-    drives every prediction's progress (tests pass a fake clock and advance it); ``sleep`` is what
-    a ``Fault.delay`` waits with. ``models``: the catalogue it serves (default :data:`MODELS`: every
-    row of the shared model table plus a few other shapes); a test passes its own to play a live
-    catalogue that differs from the built-in table. ``balance``: the account's credit in USD before
-    any job; every completed prediction takes its catalogue price off it (``GET /public/v1/balance``).
+    seconds it stays ``created`` before ``processing``. ``durations`` (a :class:`Durations` or its
+    text, such as ``"uniform:1,8"``): draw each prediction's latency from that distribution instead,
+    with a generator seeded by ``seed`` (and seeded again on :meth:`reset`). ``fail_http_status``:
+    HTTP status of a failed prediction's poll answer (500 like the real API, or 200). ``clock``: time
+    source that drives every prediction's progress (tests pass a fake clock and advance it);
+    ``sleep`` is what a ``Fault.delay`` waits with. ``models``: the catalogue it serves (default
+    :data:`MODELS`: every row of the shared model table plus a few other shapes); a test passes its
+    own to play a live catalogue that differs from the built-in table. ``balance``: the
+    account's credit in USD before any job; every completed prediction takes its catalogue price
+    off it (``GET /public/v1/balance``).
     """
 
     def __init__(
@@ -50,6 +53,8 @@ class Emulator:
         max_logged_requests: int = 100_000,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         models: Iterable[CatalogueModel] | None = None,
+        durations: Durations | str | None = None,
+        seed: int = 0,
         balance: str = "10",
     ) -> None:
         _check_timing(latency, queue_delay, fail_http_status)
@@ -59,6 +64,8 @@ class Emulator:
         self.latency = float(latency)
         self.queue_delay = float(queue_delay)
         self.fail_http_status = fail_http_status
+        self.durations = _durations(durations)
+        self.seed = int(seed)
         self.clock = clock
         self.sleep = sleep
         self.models: tuple[CatalogueModel, ...] = tuple(MODELS if models is None else models)
@@ -68,7 +75,7 @@ class Emulator:
         self.starting_balance = Decimal(balance)
         self.timeline = EmulatorClock(clock)
         self.requests: list[RecordedRequest] = []
-        self.store = PredictionStore(clock)
+        self.store = PredictionStore(clock, self.seed)
         self.media = MediaStore()
         self._faults = FaultQueue()
         self._log_lock = threading.Lock()
@@ -98,9 +105,13 @@ class Emulator:
         self.store.queue_script(script)
 
     def reset(self) -> None:
-        """Forget requests, predictions, uploads, armed faults and queued scripts (keeps config)."""
+        """Forget requests, predictions, uploads, armed faults and queued scripts (keeps config).
+
+        Durations drawn from a distribution start their seeded sequence again.
+        """
         self.reset_log()
         self.store.clear()
+        self.store.reseed(self.seed)
         self.media.clear()
         self._faults.clear()
 
@@ -109,20 +120,40 @@ class Emulator:
         latency: float | None = None,
         queue_delay: float | None = None,
         fail_http_status: int | None = None,
+        durations: Durations | str | None = "",
+        seed: int | None = None,
     ) -> None:
-        """Change the defaults for predictions submitted from now on."""
+        """Change the defaults for predictions submitted from now on.
+
+        ``durations``: a distribution (or its text) to draw latencies from, ``None`` to go back to
+        the constant ``latency``, ``""`` (the default) to keep the current one. A new ``seed``
+        starts the draws again.
+        """
         new_latency = self.latency if latency is None else float(latency)
         new_queue = self.queue_delay if queue_delay is None else float(queue_delay)
         new_status = self.fail_http_status if fail_http_status is None else int(fail_http_status)
         _check_timing(new_latency, new_queue, new_status)
+        new_durations = self.durations if durations == "" else _durations(durations)
         self.latency, self.queue_delay, self.fail_http_status = new_latency, new_queue, new_status
-        logger.info("config: latency=%.2fs queue_delay=%.2fs fail_http_status=%d", *self._timing_tuple())
+        self.durations = new_durations
+        if seed is not None:
+            self.seed = int(seed)
+            self.store.reseed(self.seed)
+        logger.info(
+            "config: latency=%s queue_delay=%.2fs fail_http_status=%d seed=%d",
+            self.durations or f"{self.latency:.2f}s",
+            self.queue_delay,
+            self.fail_http_status,
+            self.seed,
+        )
 
     def config(self) -> dict[str, Any]:
         return {
             "latency": self.latency,
             "queue_delay": self.queue_delay,
             "fail_http_status": self.fail_http_status,
+            "durations": None if self.durations is None else str(self.durations),
+            "seed": self.seed,
         }
 
     def balance(self, now: float | None = None) -> Decimal:
@@ -174,7 +205,7 @@ class Emulator:
             num_images=submission.num_images,
             base64_output=submission.base64_output,
             catalogue_price=price_for(spec, submission.num_images),
-            timing=Timing(*self._timing_tuple()),
+            timing=Timing(*self._timing_tuple(), durations=self.durations),
         )
         prediction.kind = spec.kind
         prediction.sources = submission.images
@@ -183,6 +214,14 @@ class Emulator:
 
     def _timing_tuple(self) -> tuple[float, float, int]:
         return self.latency, self.queue_delay, self.fail_http_status
+
+
+def _durations(value: Durations | str | None) -> Durations | None:
+    if value is None or isinstance(value, Durations):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("durations must be text such as 'uniform:1,8', or null")
+    return Durations.parse(value)
 
 
 def _check_timing(latency: float, queue_delay: float, fail_http_status: int) -> None:

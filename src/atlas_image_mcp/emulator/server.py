@@ -36,10 +36,10 @@ def serve(
     emulator = emulator or Emulator(**emulator_kwargs)
     _log_to_stderr(log_level)
     logger.info(
-        "Atlas Cloud emulator on http://%s:%d/api/v1 (latency %.2fs, queue %.2fs, failed as HTTP %d, %s)",
+        "Atlas Cloud emulator on http://%s:%d/api/v1 (latency %s, queue %.2fs, failed as HTTP %d, %s)",
         host,
         port,
-        emulator.latency,
+        f"{emulator.durations} (seed {emulator.seed})" if emulator.durations else f"{emulator.latency:.2f}s",
         emulator.queue_delay,
         emulator.fail_http_status,
         "any API key" if emulator.api_keys is None else f"{len(emulator.api_keys)} API key(s)",

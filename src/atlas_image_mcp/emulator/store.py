@@ -4,11 +4,16 @@ No background task moves a prediction forward. Its state is computed from the in
 each time it is read (atlas-api.md 5, 8.4): ``created`` until ``queue_delay`` has passed,
 ``processing`` until ``latency`` has passed, then its terminal state (``completed``, ``failed``
 or ``timeout``, depending on the script). A test advances a fake clock instead of sleeping.
+
+Real jobs do not all take the same time: :class:`Durations` draws each prediction's latency from
+a distribution (uniform, log-normal, a two-mode mix) with a seeded generator, so a run can be
+repeated exactly.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import re
 import threading
@@ -21,7 +26,9 @@ from typing import Any, Literal
 
 __all__ = [
     "DEFAULT_REASON",
+    "DURATION_KINDS",
     "TIMEOUT_REASON",
+    "Durations",
     "EmulatorClock",
     "EmulatedPrediction",
     "PredictionScript",
@@ -54,6 +61,72 @@ class EmulatorClock:
     def iso(self, reading: float) -> str:
         moment = datetime.fromtimestamp(self.wall(reading), tz=timezone.utc)
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+DURATION_KINDS: dict[str, str] = {
+    "constant": "constant:SECONDS",
+    "uniform": "uniform:LOW,HIGH",
+    "lognormal": "lognormal:MEDIAN,SIGMA",
+    "two-mode": "two-mode:SHORT,LONG,SHARE_SHORT[,SIGMA]",
+}
+_TWO_MODE_SIGMA = 0.1
+
+
+@dataclass(frozen=True)
+class Durations:
+    """How long each prediction takes: a distribution its latency is drawn from.
+
+    Written as ``kind:args`` (see :data:`DURATION_KINDS`): ``constant:1``, ``uniform:1,8`` (seconds,
+    evenly spread), ``lognormal:3,0.5`` (median 3 s, sigma 0.5 of the natural log), ``two-mode:2,20,0.8``
+    (80% log-normal around 2 s, the rest around 20 s, each with sigma 0.1 unless a fourth number says
+    otherwise). A bare number is ``constant``.
+    """
+
+    kind: str
+    args: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        counts = {"constant": (1,), "uniform": (2,), "lognormal": (2,), "two-mode": (3, 4)}
+        if self.kind not in counts:
+            raise ValueError(f"durations must be one of {', '.join(DURATION_KINDS.values())}")
+        if len(self.args) not in counts[self.kind]:
+            raise ValueError(f"durations {self.kind} is written {DURATION_KINDS[self.kind]}")
+        if not all(math.isfinite(a) and a >= 0 for a in self.args):
+            raise ValueError("durations take finite numbers >= 0")
+        if self.kind == "uniform" and self.args[0] > self.args[1]:
+            raise ValueError("durations uniform:LOW,HIGH needs LOW <= HIGH")
+        if self.kind == "two-mode" and self.args[2] > 1:
+            raise ValueError("durations two-mode: SHARE_SHORT is a fraction between 0 and 1")
+
+    @classmethod
+    def parse(cls, text: str) -> Durations:
+        kind, _, rest = text.strip().lower().partition(":")
+        try:
+            if not rest:
+                return cls("constant", (float(kind),))
+            return cls(kind, tuple(float(part) for part in rest.split(",")))
+        except ValueError as exc:
+            if "durations" in str(exc):
+                raise
+            raise ValueError(
+                f"durations: {text!r} is not one of {', '.join(DURATION_KINDS.values())}"
+            ) from None
+
+    def draw(self, rng: random.Random) -> float:
+        """One prediction's latency in seconds."""
+        a = self.args
+        if self.kind == "constant":
+            return a[0]
+        if self.kind == "uniform":
+            return rng.uniform(a[0], a[1])
+        if self.kind == "lognormal":
+            return a[0] * math.exp(a[1] * rng.gauss(0.0, 1.0))
+        sigma = a[3] if len(a) > 3 else _TWO_MODE_SIGMA
+        median = a[0] if rng.random() < a[2] else a[1]
+        return median * math.exp(sigma * rng.gauss(0.0, 1.0))
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{','.join(f'{a:g}' for a in self.args)}"
 
 
 @dataclass(frozen=True)
@@ -189,14 +262,20 @@ class Timing:
     latency: float
     queue_delay: float
     fail_http_status: int
+    durations: Durations | None = None
 
 
 class PredictionStore:
-    """All predictions, keyed by id, plus the FIFO queue of scripts for the next submits."""
+    """All predictions, keyed by id, plus the FIFO queue of scripts for the next submits.
 
-    def __init__(self, now: Callable[[], float]) -> None:
+    ``seed`` seeds the generator that :class:`Durations` draws from; :meth:`reseed` starts its
+    sequence again (a reset does, so a benchmark run is repeatable).
+    """
+
+    def __init__(self, now: Callable[[], float], seed: int = 0) -> None:
         self._now = now
         self._rng = random.Random()
+        self._durations_rng = random.Random(seed)
         self._scripts: deque[PredictionScript] = deque()
         self._lock = threading.Lock()
         self.predictions: dict[str, EmulatedPrediction] = {}
@@ -206,6 +285,10 @@ class PredictionStore:
 
     def pending_scripts(self) -> int:
         return len(self._scripts)
+
+    def reseed(self, seed: int) -> None:
+        with self._lock:
+            self._durations_rng.seed(seed)
 
     def _next_script(self) -> PredictionScript:
         try:
@@ -230,6 +313,9 @@ class PredictionStore:
         script = apply_directives(self._next_script(), prompt)
         now = self._now()
         latency = timing.latency if script.latency is None else script.latency
+        if script.latency is None and timing.durations is not None:
+            with self._lock:
+                latency = timing.durations.draw(self._durations_rng)
         reason = script.reason
         if script.outcome == "timeout" and reason == DEFAULT_REASON:
             reason = TIMEOUT_REASON

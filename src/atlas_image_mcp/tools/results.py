@@ -49,6 +49,7 @@ from ..render import (
     resource_links,
     result_text,
     shown_url,
+    warm_up_in_background,
     without_local_paths,
 )
 from ..runtime import Runtime
@@ -104,6 +105,17 @@ def call_deadline(api: AtlasClient, wait: float) -> float:
     return api.deadline_in(wait + CALL_MARGIN_SECONDS)
 
 
+def _progress_requested(ctx: ToolContext) -> bool:
+    """Whether progress reports reach anyone: over HTTP only a request with a progress token.
+
+    Over stdio and in process the SDK decides where progress goes, so the heartbeat always runs.
+    """
+    context = ctx.request_context
+    if context.request is None:
+        return True
+    return (context.meta or {}).get("progress_token") is not None
+
+
 async def wait_with_progress(
     ctx: ToolContext,
     api: AtlasClient,
@@ -117,10 +129,13 @@ async def wait_with_progress(
     """``api.wait`` plus a progress heartbeat every second (status and elapsed time in the message).
 
     Returns early, with the last state seen, when the server starts stopping (see
-    :meth:`Runtime.stop_waiting`), so the call can still answer with its prediction id.
+    :meth:`Runtime.stop_waiting`), so the call can still answer with its prediction id. Over HTTP
+    the heartbeat runs only when the request carries a progress token: a task per call that
+    reports to nobody cost ~8% of the server's CPU under load (bench/RESULTS.md).
     """
     runtime = runtime_of(ctx)
     latest = {"prediction": first}
+    warm_up_in_background()  # the picture code's first use happens while the job runs
 
     async def on_update(prediction: Prediction) -> None:
         if prediction.status != latest["prediction"].status:
@@ -145,7 +160,8 @@ async def wait_with_progress(
             await runtime.stopping.wait()
             tg.cancel_scope.cancel()
 
-        tg.start_soon(heartbeat)
+        if _progress_requested(ctx):
+            tg.start_soon(heartbeat)
         tg.start_soon(stop_on_shutdown)
         try:
             outcome.append(await api.wait(first.id, max_wait, on_update, first=first, deadline=deadline))
