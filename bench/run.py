@@ -1852,9 +1852,9 @@ def render_report(ctx: Context, machine_info: dict[str, str], sections: list[Sec
     yardstick = max(float(m.get(k, "0 s").split()[0]) for k in ("calibration_start", "calibration_end"))
     if yardstick > 0.3:
         lines += [
-            f"**This run shared the machine with other work**: the yardstick took up to {yardstick:.2f} s "
-            f"instead of ~0.2 s, so wall times and CPU seconds here are inflated by up to about "
-            f"{yardstick / 0.2:.1f} times; compare runs by the yardstick.",
+            "**The machine ran slower than a quiet one** (other work, or its host's): the yardstick "
+            f"took up to {yardstick:.2f} s instead of ~0.2 s, so wall times and CPU seconds here are "
+            f"inflated by up to about {yardstick / 0.2:.1f} times; compare runs by the yardstick.",
             "",
         ]
     rows = sorted((r for s in sections for r in s.rows), key=_issue_key)
