@@ -125,7 +125,9 @@ MAX_NUM_IMAGES = 4
 MAX_PATH_CHARS = 4096
 MAX_FILENAME_CHARS = 255
 MAX_PREDICTION_ID_CHARS = 128
-PREDICTION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$"
+#: What a prediction id looks like (no anchors, so it can stand inside a URI pattern too).
+PREDICTION_ID_CHARS = rf"[A-Za-z0-9][A-Za-z0-9_\-]{{0,{MAX_PREDICTION_ID_CHARS - 1}}}"
+PREDICTION_ID_PATTERN = rf"^{PREDICTION_ID_CHARS}$"
 
 # --- hosting -------------------------------------------------------------------------------------
 

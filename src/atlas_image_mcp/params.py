@@ -352,7 +352,7 @@ class VariationParams(Arguments):
         Field(
             min_length=1,
             max_length=C.MAX_PREDICTION_ID_CHARS,
-            pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$",
+            pattern=C.PREDICTION_ID_PATTERN,
             description="The earlier job to vary (a prediction_id from generate_image or edit_image).",
         ),
     ]
@@ -374,7 +374,7 @@ class GetPredictionArguments(Arguments):
         Field(
             min_length=1,
             max_length=C.MAX_PREDICTION_ID_CHARS,
-            pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$",
+            pattern=C.PREDICTION_ID_PATTERN,
             description="The prediction_id returned by generate_image, edit_image or generate_variations.",
         ),
     ]
