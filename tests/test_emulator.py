@@ -24,7 +24,7 @@ from PIL import Image
 
 from atlas_image_mcp.emulator import EmulatedConnectionReset, Emulator, Fault, PredictionScript
 from atlas_image_mcp.emulator.__main__ import build_parser
-from atlas_image_mcp.emulator.drawing import render_jpeg
+from atlas_image_mcp.emulator.drawing import render_picture
 
 from .conftest import FakeClock
 
@@ -216,8 +216,8 @@ async def test_outputs_are_deterministic_per_prompt_and_seed(
     images = [(await client.get(f"/outputs/{i}/0.jpeg")).content for i in ids]
     assert images[0] == images[1]
     assert images[0] != images[2]
-    render_jpeg.cache_clear()
-    assert render_jpeg("a red fox in snow", 7, 256, 256, SCHNELL, 0) == images[0]
+    render_picture.cache_clear()
+    assert render_picture("a red fox in snow", 7, 256, 256, SCHNELL, 0) == images[0]
 
 
 async def test_output_file_404_before_completion_and_out_of_range(
@@ -237,6 +237,29 @@ async def test_base64_output_gives_data_uris(client: httpx.AsyncClient, clock: F
     prefix = "data:image/jpeg;base64,"
     assert output.startswith(prefix)
     assert Image.open(io.BytesIO(base64.b64decode(output[len(prefix) :]))).size == (320, 256)
+
+
+async def test_output_format_png_gives_png_files(client: httpx.AsyncClient, clock: FakeClock) -> None:
+    flux2 = "black-forest-labs/flux-2-dev/text-to-image"
+    png, default = await submit(client, model=flux2, output_format="png"), await submit(client, model=flux2)
+    imagen = (await client.post(SUBMIT, json={"model": "google/imagen4", "prompt": "fox"})).json()["data"][
+        "id"
+    ]
+    clock.advance(2)
+    (url,) = (await poll(client, png)).json()["data"]["outputs"]
+    assert url == f"{BASE}/outputs/{png}/0.png"
+    served = await client.get(url)
+    assert served.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(served.content)).format == "PNG"
+    assert (await client.get(f"/outputs/{png}/0.jpeg")).status_code == 404  # one format per job
+    assert (await poll(client, default)).json()["data"]["outputs"] == [f"{BASE}/outputs/{default}/0.jpeg"]
+    # a model whose schema declares png as the default answers in png when not asked
+    assert (await poll(client, imagen)).json()["data"]["outputs"] == [f"{BASE}/outputs/{imagen}/0.png"]
+    kontext = {"model": "black-forest-labs/flux-kontext-dev", "image": url, "prompt": "at night"}
+    edit = (await client.post(SUBMIT, json=kontext)).json()["data"]["id"]
+    clock.advance(2)
+    (edited,) = (await poll(client, edit)).json()["data"]["outputs"]
+    assert (await image_at(client, edited)).size == (256, 256)  # drawn from the PNG source: its size
 
 
 async def test_sync_mode_returns_completed_prediction(client: httpx.AsyncClient, emu: Emulator) -> None:

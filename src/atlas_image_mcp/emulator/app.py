@@ -7,7 +7,8 @@ Routes (all JSON unless noted; ``auth`` = ``Authorization: Bearer <key>`` requir
 - ``POST /api/v1/model/uploadMedia`` (auth, multipart part ``file``)
 - ``GET  /api/v1/model/history`` (auth), ``GET /public/v1/balance`` (auth, not enveloped)
 - ``GET  /api/v1/models`` (no auth)
-- ``GET  /outputs/{id}/{n}.jpeg``, ``/media/{id}/{filename}`` (files, no auth)
+- ``GET  /outputs/{id}/{n}.jpeg`` (``.png`` when ``output_format`` asked for it),
+  ``/media/{id}/{filename}`` (files, no auth)
 - ``GET  /model/schema/{slug}.json``, ``/model/readme/{slug}.md``, ``/model/avatar/{slug}.png`` (no auth)
 - ``/_emulator/*`` admin endpoints (see :mod:`.admin`)
 """
@@ -40,7 +41,7 @@ from .catalogue import (
     readme_text,
     schema_document,
 )
-from .drawing import picture_size, render_avatar_png, render_edit_jpeg, render_jpeg
+from .drawing import picture_size, render_avatar_png, render_edit, render_picture
 from .payloads import (
     error_response,
     ok_response,
@@ -50,7 +51,7 @@ from .payloads import (
 )
 from .recording import gate
 from .store import EmulatedPrediction
-from .validation import Submission, SubmissionError, validate_submission
+from .validation import OUTPUT_FORMATS, Submission, SubmissionError, validate_submission
 
 if TYPE_CHECKING:
     from .core import Emulator
@@ -61,7 +62,7 @@ logger = logging.getLogger(__name__)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-_OUTPUT_NAME_RE = re.compile(r"^(\d+)\.jpeg$")
+_OUTPUT_NAME_RE = re.compile(r"^(\d+)\.([a-z]+)$")
 _HISTORY_MAX_PAGE_SIZE = 50
 _DEFAULT_SIDE = 1024
 _MAX_SIDE = 2048
@@ -199,10 +200,12 @@ class Api:
         parts = urlsplit(url).path.strip("/").split("/")
         if len(parts) == 3 and parts[0] == "outputs" and depth < _MAX_SOURCE_DEPTH:
             source = self.emulator.predictions.get(parts[1])
-            match = _OUTPUT_NAME_RE.match(parts[2])
-            if source is not None and match is not None and int(match.group(1)) < source.num_images:
-                return await self._render(source, int(match.group(1)), depth + 1)
-            return None
+            index = _output_index(source, parts[2])
+            return (
+                await self._render(source, index, depth + 1)
+                if source is not None and index is not None
+                else None
+            )
         if len(parts) == 3 and parts[0] == "media":
             media = self.emulator.media.get(parts[1])
             return media.content if media is not None else None
@@ -218,7 +221,7 @@ class Api:
         sources = [await self._source_bytes(url, depth) for url in prediction.sources]
         mask = await self._source_bytes(prediction.mask, depth) if prediction.mask else None
         image = await anyio.to_thread.run_sync(
-            render_edit_jpeg,
+            render_edit,
             sources,
             mask,
             prediction.display_prompt,
@@ -228,6 +231,7 @@ class Api:
             prediction.model,
             prediction.kind,
             index,
+            prediction.output_format,
         )
         self._edits[(prediction.id, index)] = image
         while len(self._edits) > _EDIT_CACHE:
@@ -262,25 +266,22 @@ class Api:
     async def _outputs(self, prediction: EmulatedPrediction, base: str, now: float) -> list[str] | None:
         if not prediction.has_outputs(now):
             return None
-        indexes = range(prediction.num_images)
         if not prediction.base64_output:
-            return [f"{base}/outputs/{prediction.id}/{i}.jpeg" for i in indexes]
-        images = [await self._render(prediction, i) for i in indexes]
-        return [f"data:image/jpeg;base64,{base64.b64encode(image).decode('ascii')}" for image in images]
+            return _output_urls(prediction, base)
+        media_type = OUTPUT_FORMATS[prediction.output_format][1]
+        images = [await self._render(prediction, i) for i in range(prediction.num_images)]
+        return [f"data:{media_type};base64,{base64.b64encode(image).decode('ascii')}" for image in images]
 
     # -- files ----------------------------------------------------------------------------------
 
     async def output_file(self, request: Request) -> Response:
         prediction = self.emulator.predictions.get(request.path_params["prediction_id"])
-        match = _OUTPUT_NAME_RE.match(request.path_params["name"])
-        now = self.emulator.clock()
-        if prediction is None or match is None or not prediction.has_outputs(now):
-            return error_response(404, "file not found")
-        index = int(match.group(1))
-        if index >= prediction.num_images:
+        index = _output_index(prediction, request.path_params["name"])
+        if prediction is None or index is None or not prediction.has_outputs(self.emulator.clock()):
             return error_response(404, "file not found")
         image = await self._render(prediction, index)
-        return Response(image, media_type="image/jpeg", headers={"cache-control": "public, max-age=86400"})
+        media_type = OUTPUT_FORMATS[prediction.output_format][1]
+        return Response(image, media_type=media_type, headers={"cache-control": "public, max-age=86400"})
 
     async def media_file(self, request: Request) -> Response:
         media = self.emulator.media.get(request.path_params["media_id"])
@@ -352,11 +353,7 @@ class Api:
     def _history_item(self, prediction: EmulatedPrediction, base: str) -> dict[str, Any]:
         """One history row; output URLs are given even for base64 predictions."""
         now = self.emulator.clock()
-        outputs = (
-            [f"{base}/outputs/{prediction.id}/{i}.jpeg" for i in range(prediction.num_images)]
-            if prediction.has_outputs(now)
-            else None
-        )
+        outputs = _output_urls(prediction, base) if prediction.has_outputs(now) else None
         result = prediction_data(
             prediction, now=now, base=base, clock=self.emulator.timeline, outputs=outputs
         )
@@ -392,14 +389,29 @@ class Api:
 
 async def _render(prediction: EmulatedPrediction, index: int) -> bytes:
     return await anyio.to_thread.run_sync(
-        render_jpeg,
+        render_picture,
         prediction.display_prompt,
         prediction.seed,
         prediction.width,
         prediction.height,
         prediction.model,
         index,
+        prediction.output_format,
     )
+
+
+def _output_urls(prediction: EmulatedPrediction, base: str) -> list[str]:
+    extension = OUTPUT_FORMATS[prediction.output_format][0]
+    return [f"{base}/outputs/{prediction.id}/{i}.{extension}" for i in range(prediction.num_images)]
+
+
+def _output_index(prediction: EmulatedPrediction | None, name: str) -> int | None:
+    """The index that ``{n}.{ext}`` names, when ``prediction`` has that output in that format."""
+    match = _OUTPUT_NAME_RE.match(name)
+    if prediction is None or match is None or match.group(2) != OUTPUT_FORMATS[prediction.output_format][0]:
+        return None
+    index = int(match.group(1))
+    return index if index < prediction.num_images else None
 
 
 def _int_param(request: Request, name: str, default: int) -> int:

@@ -210,6 +210,7 @@ class Emulator:
         prediction.kind = spec.kind
         prediction.sources = submission.images
         prediction.mask = submission.mask
+        prediction.output_format = submission.output_format
         return prediction
 
     def _timing_tuple(self) -> tuple[float, float, int]:

@@ -2,7 +2,7 @@
 
 A picture is a pure function of (prompt, seed, size, model, index): a two-colour gradient with a
 soft glow, a few translucent shapes, the prompt word-wrapped on a panel in the centre and a small
-footer naming the emulator, model and seed. Same inputs give byte-identical JPEG bytes. The most
+footer naming the emulator, model and seed. Same inputs give byte-identical bytes (JPEG or PNG). The most
 recent 64 renders are cached. Rendering is CPU work: call it from a worker thread
 (``anyio.to_thread.run_sync``), not on the event loop.
 """
@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
-__all__ = ["JPEG_QUALITY", "picture_size", "render_edit_jpeg", "render_jpeg", "render_avatar_png"]
+__all__ = ["JPEG_QUALITY", "encode", "picture_size", "render_avatar_png", "render_edit", "render_picture"]
 
 JPEG_QUALITY = 90
 _CACHE_SIZE = 64
@@ -27,23 +27,29 @@ Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 RGB = tuple[int, int, int]
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
-def render_jpeg(prompt: str, seed: int, width: int, height: int, model: str, index: int = 0) -> bytes:
-    """The JPEG bytes of one output picture (cached)."""
-    image = draw_picture(prompt, seed, width, height, model, index)
+def encode(image: Image.Image, output_format: str) -> bytes:
+    """``image`` as ``output_format`` ("jpeg" or "png") bytes."""
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    if output_format == "png":
+        image.save(buffer, format="PNG")
+    else:
+        image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
     return buffer.getvalue()
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def render_picture(
+    prompt: str, seed: int, width: int, height: int, model: str, index: int = 0, output_format: str = "jpeg"
+) -> bytes:
+    """The encoded bytes of one output picture (cached)."""
+    return encode(draw_picture(prompt, seed, width, height, model, index), output_format)
 
 
 @lru_cache(maxsize=16)
 def render_avatar_png(name: str) -> bytes:
     """A small square avatar for a catalogue entry."""
     first, second = _palette(random.Random(name))[:2]
-    image = _gradient(64, 64, first, second)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return encode(_gradient(64, 64, first, second), "png")
 
 
 def picture_size(data: bytes) -> tuple[int, int] | None:
@@ -56,7 +62,7 @@ def picture_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def render_edit_jpeg(
+def render_edit(
     sources: list[bytes | None],
     mask: bytes | None,
     prompt: str,
@@ -66,12 +72,10 @@ def render_edit_jpeg(
     model: str,
     kind: str,
     index: int = 0,
+    output_format: str = "jpeg",
 ) -> bytes:
-    """The JPEG of an edited picture (see :func:`draw_edit`)."""
-    image = draw_edit(sources, mask, prompt, seed, width, height, model, kind, index)
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
-    return buffer.getvalue()
+    """The encoded bytes of an edited picture (see :func:`draw_edit`)."""
+    return encode(draw_edit(sources, mask, prompt, seed, width, height, model, kind, index), output_format)
 
 
 def draw_edit(

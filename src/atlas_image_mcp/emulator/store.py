@@ -221,6 +221,7 @@ class EmulatedPrediction:
     charge: str = "0"  # what the account pays once it completes (reported as ``price`` or not)
     sources: tuple[str, ...] = ()  # input pictures (URLs) of an edit or a variation
     mask: str | None = None
+    output_format: str = "jpeg"  # how its outputs are encoded ("jpeg" or "png")
 
     @property
     def display_prompt(self) -> str:

@@ -16,7 +16,10 @@ from typing import Any
 
 from .catalogue import CatalogueModel
 
-__all__ = ["Submission", "SubmissionError", "validate_submission"]
+__all__ = ["OUTPUT_FORMATS", "Submission", "SubmissionError", "validate_submission"]
+
+#: The encodings the emulator draws in: ``output_format`` value -> (file extension, media type).
+OUTPUT_FORMATS = {"jpeg": ("jpeg", "image/jpeg"), "png": ("png", "image/png")}
 
 _SIZE_RE = re.compile(r"^(\d+)\*(\d+)$")
 _LENIENT_SIZE_RE = re.compile(r"^\s*(\d+)\s*[*xX×]\s*(\d+)\s*$")
@@ -47,6 +50,7 @@ class Submission:
     params: dict[str, Any]
     images: tuple[str, ...] = field(default=())  # input pictures: ``image`` or ``images``
     mask: str | None = None
+    output_format: str = "jpeg"  # "jpeg" or "png": how the outputs are encoded
 
 
 def validate_submission(body: dict[str, Any], spec: CatalogueModel) -> Submission:
@@ -73,7 +77,16 @@ def validate_submission(body: dict[str, Any], spec: CatalogueModel) -> Submissio
         params=dict(body),
         images=tuple(i for i in images if isinstance(i, str) and i),
         mask=body["mask_image"] if isinstance(body.get("mask_image"), str) else None,
+        output_format=_read_output_format(body, spec),
     )
+
+
+def _read_output_format(body: dict[str, Any], spec: CatalogueModel) -> str:
+    """The asked-for encoding, else the model's declared default, else JPEG (strict models have
+    already refused a value outside their enum; a lenient one gets JPEG for anything unknown)."""
+    declared = (spec.input_properties or {}).get("output_format", {}).get("default")
+    asked = body.get("output_format", declared)
+    return asked if isinstance(asked, str) and asked in OUTPUT_FORMATS else "jpeg"
 
 
 def _check_prompt(prompt: Any, *, required: bool) -> None:
