@@ -396,6 +396,25 @@ async def test_resources_expose_prediction_state_and_pictures(connect) -> None:
         assert img.size == (512, 512)
 
 
+async def test_a_png_output_is_saved_shown_and_served_as_png(connect, output_dir) -> None:
+    """output_format=png: the saved file, the inline picture and the resource all say PNG (not JPEG)."""
+    async with connect() as client:
+        result = await client.call_tool(
+            "generate_image",
+            {"prompt": "fox", "model": "black-forest-labs/flux-2-dev/text-to-image", "output_format": "png",
+             "width": 512, "height": 512, "return_image": "full"},
+        )  # fmt: skip
+        pid = result.structured_content["prediction_id"]
+        picture = await client.read_resource(f"atlas-image://predictions/{pid}/images/1")
+    output = result.structured_content["outputs"][0]
+    assert output["url"].endswith(".png") and output["mime_type"] == "image/png"
+    assert Path(output["path"]).suffix == ".png" and Path(output["path"]).parent == output_dir
+    assert [c.mime_type for c in result.content if c.type == "image"] == ["image/png"]
+    assert picture.contents[0].mime_type == "image/png"
+    with Image.open(io.BytesIO(base64.b64decode(picture.contents[0].blob))) as img:
+        assert (img.format, img.size) == ("PNG", (512, 512))
+
+
 async def test_logging_set_level_filters_log_notifications(connect) -> None:
     received: list[tuple[str, object]] = []
 

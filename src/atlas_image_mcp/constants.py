@@ -138,6 +138,11 @@ DEFAULT_HTTP_PORT = 8000
 
 PREDICTION_URI = "atlas-image://predictions/{prediction_id}"
 IMAGE_URI = "atlas-image://predictions/{prediction_id}/images/{index}"
+#: IMAGE_URI as a regular expression with two groups, the id and the index (IMAGE_URI itself has no
+#: regex metacharacters).
+IMAGE_URI_PATTERN = (
+    "^" + IMAGE_URI.format(prediction_id=f"({PREDICTION_ID_CHARS})", index="([0-9]{1,3})") + "$"
+)
 #: The gallery (``show_gallery``): this session's pictures, newest first, this many by default.
 GALLERY_PICTURES = 24
 GALLERY_MAX_PICTURES = 48

@@ -2,25 +2,70 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
+from typing import Any
 
 from mcp.server.apps import client_supports_apps
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
-from .constants import IMAGE_URI, MAX_NUM_IMAGES, PREDICTION_URI
+from .constants import IMAGE_URI, IMAGE_URI_PATTERN, MAX_NUM_IMAGES, PREDICTION_URI
 from .errors import AtlasError, NotFoundError
 from .models import Prediction
-from .pictures import PictureError
+from .pictures import PictureError, sniff
 from .render import shown_url
 from .runtime import Runtime
 from .storage import find_saved
 from .tools.results import ToolContext, picture_bytes
 
 _INDEX = re.compile(r"[0-9]{1,3}")  # ASCII digits only: "²" or "١" are not an index
+_PICTURE_URI = re.compile(IMAGE_URI_PATTERN)
+#: How much of a picture is decoded to read its header: enough for any JPEG's markers before the
+#: frame header (EXIF and ICC segments are at most 64 KiB each), and a multiple of 4 base64 chars.
+_HEADER_B64_CHARS = 4 * 256 * 1024
 
-__all__ = ["register_resources"]
+__all__ = ["label_pictures", "register_resources"]
+
+
+async def label_pictures(ctx: ServerRequestContext[Runtime, Any], call_next: CallNext) -> HandlerResult:
+    """Server middleware: each picture read says what it is (JPEG, PNG, WebP), from its own header.
+
+    A resource template declares one ``mime_type`` for every read, but Atlas answers in the
+    ``output_format`` asked for (JPEG or PNG), so the picture template's ``image/jpeg`` is only a
+    default that this replaces with the type read from the bytes.
+    """
+    result = await call_next(ctx)
+    if ctx.method != "resources/read" or result is None:
+        return result
+    wire = (
+        result
+        if isinstance(result, dict)
+        else result.model_dump(by_alias=True, mode="json", exclude_none=True)
+    )
+    contents = wire.get("contents")
+    if not isinstance(contents, list):
+        return wire
+    max_pixels = ctx.lifespan_context.settings.max_pixels
+    return {**wire, "contents": [_labelled(item, max_pixels) for item in contents]}
+
+
+def _labelled(item: Any, max_pixels: int) -> Any:
+    if not (
+        isinstance(item, dict) and isinstance(item.get("blob"), str) and isinstance(item.get("uri"), str)
+    ):
+        return item
+    if not _PICTURE_URI.match(item["uri"]):
+        return item
+    try:
+        head = base64.b64decode(item["blob"][:_HEADER_B64_CHARS], validate=True)
+    except (binascii.Error, ValueError):
+        return item
+    mime = sniff(head, max_pixels)
+    return {**item, "mimeType": mime} if mime else item
 
 
 def register_resources(server: MCPServer[Runtime]) -> None:

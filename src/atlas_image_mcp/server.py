@@ -17,7 +17,7 @@ from .constants import TASK_KEEP_SECONDS
 from .notify import install_logging_handler
 from .prompts import register_prompts
 from .redact import redact, redact_tree
-from .resources import register_resources
+from .resources import label_pictures, register_resources
 from .runtime import Runtime
 from .taskids import TaskIds, task_id_secret
 from .tasks import TasksExtension
@@ -120,7 +120,7 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
         lifespan=lifespan,
         request_state_security=request_state_security(runtime),
         log_level=settings.log_level if settings.log_level in _LEVELS else "INFO",  # type: ignore[arg-type]
-        middleware=[redact_answers],
+        middleware=[redact_answers, label_pictures],
         tools=build_tools(tasks),
     )
     tasks.bind(server)

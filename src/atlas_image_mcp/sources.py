@@ -22,7 +22,7 @@ from pathlib import Path, PureWindowsPath
 import anyio
 
 from .client import AtlasClient
-from .constants import IMAGE_URI, MAX_PREDICTION_ID_CHARS, PREDICTION_ID_CHARS
+from .constants import IMAGE_URI_PATTERN, MAX_PREDICTION_ID_CHARS
 from .errors import AtlasError, InvalidParameterError, LocalFileError
 from .history import PictureHistory
 from .media import DataError, decode_data, filename_for, resolve_local_path
@@ -31,10 +31,7 @@ from .storage import find_saved
 
 __all__ = ["PENDING_UPLOAD", "ResolvedPicture", "SourceContext", "resolve_picture"]
 
-# IMAGE_URI has no regex metacharacters of its own; the two placeholders become the groups.
-_RESOURCE = re.compile(
-    "^" + IMAGE_URI.format(prediction_id=f"({PREDICTION_ID_CHARS})", index="([0-9]{1,3})") + "$"
-)
+_RESOURCE = re.compile(IMAGE_URI_PATTERN)
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
 _MIN_BASE64_CHARS = 64
