@@ -24,8 +24,9 @@ from .tools.results import ToolContext, picture_bytes
 
 _INDEX = re.compile(r"[0-9]{1,3}")  # ASCII digits only: "²" or "١" are not an index
 _PICTURE_URI = re.compile(IMAGE_URI_PATTERN)
-#: How much of a picture is decoded to read its header: enough for any JPEG's markers before the
-#: frame header (EXIF and ICC segments are at most 64 KiB each), and a multiple of 4 base64 chars.
+#: How much of a picture is decoded to read its header (768 KiB, a multiple of 4 base64 chars): room
+#: for a JPEG's EXIF and ICC segments before its frame header. A picture whose header lies further
+#: keeps the template's label.
 _HEADER_B64_CHARS = 4 * 256 * 1024
 
 __all__ = ["label_pictures", "register_resources"]

@@ -2,8 +2,8 @@
 
 A picture is a pure function of (prompt, seed, size, model, index): a two-colour gradient with a
 soft glow, a few translucent shapes, the prompt word-wrapped on a panel in the centre and a small
-footer naming the emulator, model and seed. Same inputs give byte-identical bytes (JPEG or PNG). The most
-recent 64 renders are cached. Rendering is CPU work: call it from a worker thread
+footer naming the emulator, model and seed. Same inputs give byte-identical bytes (JPEG or PNG).
+The most recent 64 renders are cached. Rendering is CPU work: call it from a worker thread
 (``anyio.to_thread.run_sync``), not on the event loop.
 """
 
