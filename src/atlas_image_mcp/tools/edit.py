@@ -12,7 +12,7 @@ from ..catalogue import (
     DEFAULT_INPAINT_MODELS,
     DEFAULT_MULTI_EDIT_MODELS,
     DEFAULT_VARIATION_MODELS,
-    WIRE_NAMES,
+    FRIENDLY_NAMES,
     ModelSpec,
 )
 from ..constants import IMAGE_URI
@@ -32,7 +32,6 @@ from .results import ToolContext, runtime_of
 
 __all__ = ["edit_image", "generate_variations"]
 
-_FRIENDLY = {wire: friendly for friendly, wire in WIRE_NAMES.items()}
 #: Parameters of an earlier request that a variation repeats (the seed is new, the count is asked).
 _REPLAYED = frozenset(
     {"prompt", "image", "images", "mask_image", "strength", "guidance_scale", "steps"}
@@ -138,7 +137,7 @@ async def _replay(ctx: ToolContext, body: dict[str, Any], count: int) -> tuple[G
     fields: dict[str, Any] = {"model": model, "num_images": count, "seed": -1}
     extra: dict[str, Any] = {}
     for wire, value in body.items():
-        name = _FRIENDLY.get(wire, wire)
+        name = FRIENDLY_NAMES.get(wire, wire)
         if name in _REPLAYED:
             fields[name] = value
         elif wire == "size" and isinstance(value, str) and "*" in value:
