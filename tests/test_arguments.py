@@ -66,10 +66,31 @@ async def test_a_guessed_argument_name_fails_the_call_naming_it_and_the_accepted
         result = await client.call_tool("generate_image", {"prompt": "fox", "size": "512x512"})
         schema = next(t for t in (await client.list_tools()).tools if t.name == "generate_image").input_schema
     text = text_of(result)
-    assert result.is_error is True and "Unknown argument size;" in text
+    assert (
+        result.is_error is True and "Unknown argument size (use width and height, or aspect_ratio);" in text
+    )
     assert all(name in text for name in schema["properties"]), text
     assert emulator.count("POST", GENERATE) == 0, "nothing is generated (or billed) for a refused call"
     assert_plain(text)
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "expected"),
+    [
+        ("generate_image", {"n": 2}, "n (use num_images)"),  # another API's name
+        ("generate_image", {"num_inference_steps": 4}, "num_inference_steps (use steps)"),  # Atlas' wire name
+        ("generate_image", {"num_image": 2}, "num_image (use num_images)"),  # a typo
+        ("generate_image", {"guidance": 3}, "guidance (use guidance_scale)"),  # a shortened name
+        ("generate_image", {"negative_prompt": "x"}, "negative_prompt;"),  # nothing close: no guess
+        ("get_prediction", {"wait": 5}, "wait (use wait_seconds)"),
+        ("get_prediction", {"size": "512x512"}, "size;"),  # a pointer only to what this tool takes
+    ],
+)
+async def test_an_unknown_name_points_to_the_one_it_most_likely_meant(connect, tool, arguments, expected):
+    required = {"generate_image": {"prompt": "fox"}, "get_prediction": {"prediction_id": "abc"}}[tool]
+    async with connect() as client:
+        result = await client.call_tool(tool, {**required, **arguments})
+    assert result.is_error is True and f"Unknown argument {expected}" in text_of(result), text_of(result)
 
 
 async def test_every_tool_refuses_unknown_names_and_says_which_it_accepts(connect):

@@ -14,14 +14,15 @@ with one plain sentence per problem, in the same words as the server's own check
 
 from __future__ import annotations
 
+import difflib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import constants as C
-from .catalogue import MAX_REFERENCES, SIDE_ENVELOPE
+from .catalogue import FRIENDLY_NAMES, MAX_REFERENCES, SIDE_ENVELOPE
 from .errors import InvalidParameterError
 from .validation import bounds_of, field_problem, format_number
 
@@ -78,7 +79,7 @@ def plain_error(model: type[BaseModel], err: ValidationError, given: dict[str, A
         sentences.append(_sentence(model, name, problem, given))
     if unknown:
         plural = "s" if len(unknown) > 1 else ""
-        shown = [_name(name) for name in unknown[:_MAX_NAMES_SHOWN]]
+        shown = [_name(name) + _hint(name, model.model_fields) for name in unknown[:_MAX_NAMES_SHOWN]]
         more = f" and {len(unknown) - _MAX_NAMES_SHOWN} more" if len(unknown) > _MAX_NAMES_SHOWN else ""
         sentences.append(
             f"Unknown argument{plural} {', '.join(shown)}{more}; the accepted arguments are "
@@ -88,6 +89,26 @@ def plain_error(model: type[BaseModel], err: ValidationError, given: dict[str, A
 
 
 _MAX_NAMES_SHOWN = 10
+#: Names other image APIs (and Atlas' own wire format) give to what these tools call otherwise.
+_NAMES_ELSEWHERE = {
+    "size": "width and height, or aspect_ratio",
+    "image_size": "width and height, or aspect_ratio",
+    "n": "num_images",
+    "num_outputs": "num_images",
+    "image_url": "image",
+    **FRIENDLY_NAMES,
+}
+
+
+def _hint(name: str, accepted: Collection[str]) -> str:
+    """What an unknown ``name`` most likely meant, as " (use ...)", or "" when nothing is close."""
+    longer = [a for a in accepted if a.startswith(f"{name}_")]  # wait -> wait_seconds, mask -> mask_image
+    meant = (
+        _NAMES_ELSEWHERE.get(name)
+        or (longer[0] if len(longer) == 1 else "")
+        or next(iter(difflib.get_close_matches(name, accepted, 1, 0.75)), "")  # a typo: num_image
+    )
+    return f" (use {meant})" if meant.split(" ", 1)[0] in accepted else ""
 
 
 def _name(name: str, limit: int = 40) -> str:
