@@ -225,6 +225,22 @@ async def test_thumbnail_full_and_none_modes(connect) -> None:
     assert none.structured_content["outputs"][0]["url"].startswith("http")
 
 
+async def test_a_picture_neither_shown_nor_saved_is_not_fetched_until_its_resource_is_read(
+    connect, emulator
+) -> None:
+    async with connect(save=False) as client:
+        result = await client.call_tool("generate_image", {"prompt": "fox", "return_image": "none"})
+        fetched = emulator.count("GET", "/outputs/*")
+        pid = result.structured_content["prediction_id"]
+        picture = await client.read_resource(f"atlas-image://predictions/{pid}/images/1")
+    (output,) = result.structured_content["outputs"]
+    assert result.is_error is False and output["url"].startswith("http") and output["path"] is None
+    assert f"Image 1: {output['url']}" in text_of(result)  # no size claimed for a picture not read
+    assert fetched == 0
+    assert emulator.count("GET", "/outputs/*") == 1  # the resource fetches (and checks) it
+    assert picture.contents[0].mime_type == "image/jpeg"
+
+
 async def test_full_images_never_exceed_the_inline_base64_budget(connect) -> None:
     async with connect(save=False) as client:
         result = await client.call_tool(

@@ -310,6 +310,11 @@ async def _collect(
         )
         for n, url in enumerate(urls, start=1)
     ]
+    if not save and mode == "none":
+        # Neither shown nor kept: the URLs are the answer, and nothing is fetched (a download here
+        # would cost the caller time and Atlas bandwidth only to report sizes). Reading a picture's
+        # resource later fetches and checks it then.
+        return outputs, [], notes + _inline_notes(urls, outputs)
     pictures: list[Picture | None] = [None] * len(urls)
     budget = Budget(bytes_left=runtime.settings.max_call_download_bytes, deadline=deadline)
     collector = _Collector(runtime, api, prediction, save=save, mode=mode)
@@ -353,13 +358,17 @@ async def _collect(
         blocks, image_notes = await anyio.to_thread.run_sync(inline_images, shown, mode)
     finally:
         await anyio.to_thread.run_sync(lambda: shutil.rmtree(scratch, ignore_errors=True))
-    for n, url in enumerate(urls, start=1):
-        if url.startswith("data:"):
-            notes.append(
-                f"Image {n} came inline (a data: URI); it is not repeated here: read it from "
-                f"{outputs[n - 1].path or outputs[n - 1].resource_uri}."
-            )
-    return outputs, blocks, notes + image_notes
+    return outputs, blocks, notes + _inline_notes(urls, outputs) + image_notes
+
+
+def _inline_notes(urls: list[str], outputs: list[OutputImage]) -> list[str]:
+    """Where to read the outputs Atlas sent inline (data: URIs are not repeated in the answer)."""
+    return [
+        f"Image {n} came inline (a data: URI); it is not repeated here: read it from "
+        f"{out.path or out.resource_uri}."
+        for n, (url, out) in enumerate(zip(urls, outputs, strict=True), start=1)
+        if url.startswith("data:")
+    ]
 
 
 def _not_ready(runtime: Runtime, prediction_id: str) -> str:
