@@ -14,7 +14,6 @@ with one plain sentence per problem, in the same words as the server's own check
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Collection
 from typing import Annotated, Any, Literal, TypeVar
@@ -102,6 +101,8 @@ _NAMES_ELSEWHERE = {
 
 def _hint(name: str, accepted: Collection[str]) -> str:
     """What an unknown ``name`` most likely meant, as " (use ...)", or "" when nothing is close."""
+    import difflib  # deferred: ~2 ms of every start-up, for a refusal most sessions never see
+
     longer = [a for a in accepted if a.startswith(f"{name}_")]  # wait -> wait_seconds, mask -> mask_image
     meant = (
         _NAMES_ELSEWHERE.get(name)
