@@ -32,6 +32,18 @@ from mcp.client.streamable_http import streamable_http_client
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 TRANSPORTS = ("stdio", "streamable-http", "sse")
+#: What a raw streamable-HTTP client sends: the headers of every POST, and its first message.
+MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"},
+    },
+}
 
 
 class _Server(uvicorn.Server):

@@ -26,7 +26,7 @@ from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.settings import Settings
 
 from .conftest import EMULATOR_URL, FAST_POLLS, text_of
-from .http_helpers import mcp_client, serve_app
+from .http_helpers import INITIALIZE, MCP_HEADERS, mcp_client, serve_app
 from .pictures import png_b64
 
 pytestmark = pytest.mark.timeout(60)
@@ -37,17 +37,6 @@ KEY_B = "apikey-BBBB-user-two-9876543210"
 SERVER_KEY = "apikey-SERVER-own-key-5555555555"
 GENERATE = "/api/v1/model/generateImage"
 UPLOAD = "/api/v1/model/uploadMedia"
-MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "1"},
-    },
-}
 PNG_B64 = png_b64()
 
 

@@ -39,6 +39,7 @@ from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
 from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY
+from .http_helpers import MCP_HEADERS
 from .loadgen import serve_in_thread
 from .pictures import png
 
@@ -444,7 +445,6 @@ def test_a_local_file_that_is_not_a_picture_is_never_uploaded(served: Served, pa
 
 # --- the HTTP endpoint -------------------------------------------------------------------------
 
-MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 PROTOCOL = "2025-06-18"
 
 

@@ -29,7 +29,7 @@ from atlas_image_mcp.settings import Settings
 
 from .conftest import FAST_POLLS, text_of
 from .hostile import PID, Hostile, json_answer
-from .http_helpers import child_env, free_port, mcp_client, serve_app, serve_process
+from .http_helpers import INITIALIZE, MCP_HEADERS, child_env, free_port, mcp_client, serve_app, serve_process
 from .loadgen import serve_in_thread
 from .pictures import noise_png
 
@@ -39,17 +39,6 @@ KEY_A = "sk_live_alice_0123456789abcdef"
 KEY_B = "sk_live_bob_fedcba9876543210ab"
 KEY_C = "sk_live_carol_555555555555555"
 TOKEN = "server-token-0123456789abcdef"
-MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "1"},
-    },
-}
 
 
 @pytest.fixture
