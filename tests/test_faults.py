@@ -29,7 +29,7 @@ from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
-from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY, text_of
+from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY, Sleeps, text_of
 from .loadgen import serve_in_thread
 
 GENERATE = "/api/v1/model/generateImage"
@@ -38,17 +38,6 @@ OUTPUTS = "/outputs/*"
 WAIT_SECONDS = 5.0
 BOUND = WAIT_SECONDS + 5.0  # every tool call must come back within this
 QUICK = {"prompt": "a fox in the snow", "width": 512, "height": 512, "return_image": "none"}
-
-
-class Sleeps:
-    """The client's ``sleep``: remembers each delay asked for, sleeps at most 5 ms."""
-
-    def __init__(self) -> None:
-        self.asked: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.asked.append(seconds)
-        await anyio.sleep(min(seconds, 0.005))
 
 
 def in_process_api(emulator: Emulator, sleeps: Sleeps, **kw: Any) -> AtlasClient:

@@ -29,7 +29,7 @@ from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
-from .conftest import FAST_POLLS, text_of
+from .conftest import FAST_POLLS, Sleeps, text_of
 from .hostile import PID, Answer, Drip, Endless, Hostile, Redirect, json_answer
 from .loadgen import serve_in_thread
 from .pictures import bomb_png, jpeg, png, truncated_jpeg
@@ -83,17 +83,6 @@ class FakeDNS:
             return [str(ipaddress.ip_address(host))]
         except ValueError:
             raise OSError(f"no such name {host}") from None
-
-
-class Sleeps:
-    """The client's sleep: records each delay asked for, sleeps at most 5 ms."""
-
-    def __init__(self) -> None:
-        self.asked: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.asked.append(seconds)
-        await anyio.sleep(min(seconds, 0.005))
 
 
 @asynccontextmanager
