@@ -214,13 +214,22 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         allowed_hosts: Iterable[str] = (),
         max_connections: int = 16,
     ) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=30.0,
-            network_backend=_GuardedBackend(resolver, allowed_hosts),
-        )
+        self._backend = _GuardedBackend(resolver, allowed_hosts)
+        self._max_connections = max_connections
+        # Made at the first request: its TLS context costs ~40 ms, which a server whose outputs all
+        # come from the API host (the emulator, a gateway) would pay at every start for nothing.
+        self._pool: httpcore.AsyncConnectionPool | None = None
+
+    def _connections(self) -> httpcore.AsyncConnectionPool:
+        if self._pool is None:
+            self._pool = httpcore.AsyncConnectionPool(
+                ssl_context=httpx.create_ssl_context(),
+                max_connections=self._max_connections,
+                max_keepalive_connections=self._max_connections,
+                keepalive_expiry=30.0,
+                network_backend=self._backend,
+            )
+        return self._pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.AsyncByteStream)
@@ -237,7 +246,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             extensions=request.extensions,
         )
         try:
-            answer = await self._pool.handle_async_request(core)
+            answer = await self._connections().handle_async_request(core)
         except Exception as exc:
             mapped = _mapped(exc)
             if mapped is exc:
@@ -251,7 +260,8 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
 
 
 # --- one call's allowance -----------------------------------------------------------------------
