@@ -57,8 +57,8 @@ class _Registry:
         with self._lock:
             known = value in self._secrets
             self._secrets[value] = permanent or self._secrets.pop(value, False)  # re-inserted last: LRU
-            if known and len(self._secrets) <= _MAX_TEMPORARY_SECRETS:
-                return  # the common case (a key seen before): no scan, no re-sort
+            if known:
+                return  # a key seen before: the same set of secrets, so no eviction and no re-sort
             if len(self._secrets) > _MAX_TEMPORARY_SECRETS:
                 temporary = [k for k, keep in self._secrets.items() if not keep]
                 for old in temporary[: max(0, len(temporary) - _MAX_TEMPORARY_SECRETS)]:
