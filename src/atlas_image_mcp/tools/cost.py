@@ -47,7 +47,7 @@ from ..errors import AtlasError, InvalidParameterError, usd
 from ..params import Arguments
 from ..render import GenerationResult
 from ..wire import prepare_request
-from .results import ToolContext, fail, runtime_of, tool_result
+from .results import ToolContext, fail, price_text, runtime_of, tool_result
 
 if TYPE_CHECKING:
     from .jobs import Job
@@ -249,14 +249,16 @@ def not_sent(ctx: ToolContext, plan: Plan, confirmation: Confirmation) -> CallTo
         threshold = runtime_of(ctx).confirm_above
         above = f"above {usd(threshold)} " if threshold is not None else ""
         confirm = (
-            f"max_cost_usd={format(plan.estimate.normalize(), 'f')} (or more)"
+            f"max_cost_usd={price_text(plan.estimate)} (or more)"
             if plan.estimate is not None
             else "max_cost_usd set to the most the person will pay for it"
         )
         status = "confirmation_required"
         if runtime_of(ctx).place == "cli":  # the generate command: the person is at the terminal
             flag = (
-                f"--max-cost-usd {_amount(plan.estimate)}" if plan.estimate is not None else "--max-cost-usd"
+                f"--max-cost-usd {price_text(plan.estimate)}"
+                if plan.estimate is not None
+                else "--max-cost-usd"
             )
             next_step = (
                 f"Not sent: this call would cost {cost}, and this server confirms calls {above}first. "
@@ -288,11 +290,7 @@ def _not_sent_result(plan: Plan, status: str, next_step: str) -> CallToolResult:
         status=status,
         model=plan.model,
         prompt=plan.job.request.prompt or None,
-        estimated_price=_amount(plan.estimate),
+        estimated_price=price_text(plan.estimate),
         next_step=next_step,
     )
     return tool_result(result, [], [])
-
-
-def _amount(value: Decimal | None) -> str | None:
-    return format(value.normalize(), "f") if value is not None else None
