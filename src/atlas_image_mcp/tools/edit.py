@@ -18,7 +18,6 @@ from ..catalogue import (
 from ..constants import IMAGE_URI
 from ..errors import AtlasError, InvalidParameterError
 from ..params import (
-    CallOptions,
     EditImageArguments,
     EditParams,
     GenerationRequest,
@@ -37,10 +36,6 @@ _REPLAYED = frozenset(
     {"prompt", "image", "images", "mask_image", "strength", "guidance_scale", "steps"}
     | {"enable_safety_checker", "output_format"}
 )
-
-
-def _options(args: CallOptions) -> CallOptions:
-    return CallOptions(**args.model_dump(include=set(CallOptions.model_fields)))
 
 
 async def _plan_edit(ctx: ToolContext, arguments: dict[str, Any]) -> tuple[Job, ModelSpec | None]:
@@ -68,7 +63,7 @@ async def _plan_edit(ctx: ToolContext, arguments: dict[str, Any]) -> tuple[Job, 
         )
     fields = args.model_dump(include=set(EditParams.model_fields) - {"model"}, exclude_defaults=True)
     request = GenerationRequest(model=model, **fields)
-    return Job("edit_image", request, _options(args), tuple(notes)), spec
+    return Job("edit_image", request, args, tuple(notes)), spec
 
 
 async def _plan_variations(ctx: ToolContext, arguments: dict[str, Any]) -> tuple[Job, ModelSpec | None]:
@@ -82,7 +77,7 @@ async def _plan_variations(ctx: ToolContext, arguments: dict[str, Any]) -> tuple
         request = GenerationRequest(model=model, image=image, num_images=args.count)
         note = f"The request of {args.prediction_id} cannot be repeated ({note}), so {model} varied it."
     spec = await model_spec(ctx, request.model)
-    return Job("generate_variations", request, _options(args), (note,)), spec
+    return Job("generate_variations", request, args, (note,)), spec
 
 
 _PLAN_EDIT = plan_resolver(EditImageArguments, _plan_edit)

@@ -8,7 +8,7 @@ from mcp.server.mcpserver import Resolve
 from mcp_types import CallToolResult
 
 from ..catalogue import ModelSpec
-from ..params import CallOptions, GenerateImageArguments, tool_signature
+from ..params import GenerateImageArguments, tool_signature
 from ..render import GenerationResult
 from .cost import Confirmation, Plan, confirm_resolver, plan_resolver
 from .jobs import Job, run_generation
@@ -19,8 +19,7 @@ __all__ = ["generate_image"]
 
 async def _plan(ctx: ToolContext, arguments: dict[str, Any]) -> tuple[Job, ModelSpec | None]:
     args = GenerateImageArguments(**arguments)
-    options = CallOptions(**args.model_dump(include=set(CallOptions.model_fields)))
-    return Job("generate_image", args.request(), options), None
+    return Job("generate_image", args.request(), args), None
 
 
 _PLAN = plan_resolver(GenerateImageArguments, _plan)
