@@ -29,7 +29,7 @@ from .media import DataError, decode_data, filename_for, resolve_local_path
 from .render import inspect_image
 from .storage import find_saved
 
-__all__ = ["PENDING_UPLOAD", "ResolvedPicture", "SourceContext", "resolve_picture"]
+__all__ = ["PENDING_UPLOAD", "SourceContext", "resolve_picture"]
 
 _RESOURCE = re.compile(IMAGE_URI_PATTERN)
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -37,14 +37,6 @@ _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
 _MIN_BASE64_CHARS = 64
 #: Where a dry run shows a picture that a real call would upload first.
 PENDING_UPLOAD = "https://upload.pending/"
-
-
-@dataclass(frozen=True)
-class ResolvedPicture:
-    """The URL Atlas will read, and how the caller gave the picture (for notes)."""
-
-    url: str
-    given_as: str
 
 
 @dataclass(frozen=True)
@@ -58,12 +50,11 @@ class SourceContext:
     remote: bool
     upload_root: Path | None
     max_upload_bytes: int
-    max_download_bytes: int
-    upload: bool = True  # False (dry runs): check pictures that would be uploaded, send nothing
+    upload: bool  # False (dry runs): check pictures that would be uploaded, send nothing
 
 
-async def resolve_picture(ref: str, parameter: str, ctx: SourceContext) -> ResolvedPicture:
-    """The URL for one picture reference (see the module docstring for the forms)."""
+async def resolve_picture(ref: str, parameter: str, ctx: SourceContext) -> str:
+    """The URL Atlas will read for one picture reference (see the module docstring for the forms)."""
     text = ref.strip()
     if text.lower() == "last":
         entry = ctx.history.last(ctx.session)
@@ -73,13 +64,13 @@ async def resolve_picture(ref: str, parameter: str, ctx: SourceContext) -> Resol
                 "'last' means this session's latest picture, and there is none yet: generate one first, or "
                 "pass a URL, a prediction id or the picture itself.",
             )
-        return await _earlier_output(entry.prediction_id, 1, parameter, ctx, given_as="last")
+        return await _earlier_output(entry.prediction_id, 1, parameter, ctx)
     if match := _RESOURCE.match(text):
-        return await _earlier_output(match.group(1), int(match.group(2)), parameter, ctx, given_as=text)
+        return await _earlier_output(match.group(1), int(match.group(2)), parameter, ctx)
     if _HEX_ID.match(text) or (len(text) <= MAX_PREDICTION_ID_CHARS and ctx.history.find(ctx.session, text)):
-        return await _earlier_output(text, 1, parameter, ctx, given_as=f"prediction {text}")
+        return await _earlier_output(text, 1, parameter, ctx)
     if text.startswith(("https://", "http://")):
-        return ResolvedPicture(url=text, given_as="URL")
+        return text
     if text.startswith("data:") or (len(text) >= _MIN_BASE64_CHARS and _BASE64.match(text)):
         return await _upload_data(text, parameter, ctx)
     if _looks_like_path(text):
@@ -95,9 +86,7 @@ def _looks_like_path(text: str) -> bool:
     return text.startswith(("/", "~", "file://")) or bool(PureWindowsPath(text).drive)
 
 
-async def _earlier_output(
-    prediction_id: str, index: int, parameter: str, ctx: SourceContext, *, given_as: str
-) -> ResolvedPicture:
+async def _earlier_output(prediction_id: str, index: int, parameter: str, ctx: SourceContext) -> str:
     """An earlier output's URL while it still answers; else its saved copy, uploaded again."""
     entry = ctx.history.find(ctx.session, prediction_id)
     outputs = list(entry.outputs) if entry is not None else []
@@ -108,13 +97,13 @@ async def _earlier_output(
             outputs = []  # gone at Atlas: the saved copy may still be here
     url = outputs[index - 1] if 0 < index <= len(outputs) else None
     if url is not None and url.startswith(("http://", "https://")) and await ctx.api.reachable(url):
-        return ResolvedPicture(url=url, given_as=given_as)
+        return url
     saved = find_saved(ctx.output_dir, prediction_id, index)
     if saved is not None:
         data = await anyio.Path(saved).read_bytes()
-        return await _upload_picture(data, saved.name, parameter, ctx, given_as=f"{given_as} (saved copy)")
+        return await _upload_picture(data, saved.name, parameter, ctx)
     if url is not None and url.startswith("data:"):
-        return await _upload_data(url, parameter, ctx, given_as=given_as)
+        return await _upload_data(url, parameter, ctx)
     raise InvalidParameterError(
         parameter,
         f"picture {index} of prediction {prediction_id} is no longer available at Atlas and no copy was "
@@ -123,19 +112,15 @@ async def _earlier_output(
     )
 
 
-async def _upload_data(
-    text: str, parameter: str, ctx: SourceContext, *, given_as: str = "data"
-) -> ResolvedPicture:
+async def _upload_data(text: str, parameter: str, ctx: SourceContext) -> str:
     try:
         decoded = decode_data(text, max_bytes=ctx.max_upload_bytes)
     except DataError as err:
         raise InvalidParameterError(parameter, f"{err}.") from None
-    return await _upload_picture(
-        decoded.content, filename_for(decoded.content_type), parameter, ctx, given_as=given_as
-    )
+    return await _upload_picture(decoded.content, filename_for(decoded.content_type), parameter, ctx)
 
 
-async def _upload_path(text: str, parameter: str, ctx: SourceContext) -> ResolvedPicture:
+async def _upload_path(text: str, parameter: str, ctx: SourceContext) -> str:
     if ctx.remote:
         raise InvalidParameterError(
             parameter,
@@ -156,12 +141,10 @@ async def _upload_path(text: str, parameter: str, ctx: SourceContext) -> Resolve
         name, data = await anyio.to_thread.run_sync(read)
     except LocalFileError as err:
         raise InvalidParameterError(parameter, err.message) from None
-    return await _upload_picture(data, name, parameter, ctx, given_as="file")
+    return await _upload_picture(data, name, parameter, ctx)
 
 
-async def _upload_picture(
-    data: bytes, name: str, parameter: str, ctx: SourceContext, *, given_as: str
-) -> ResolvedPicture:
+async def _upload_picture(data: bytes, name: str, parameter: str, ctx: SourceContext) -> str:
     if len(data) > ctx.max_upload_bytes:
         raise InvalidParameterError(
             parameter,
@@ -174,6 +157,6 @@ async def _upload_picture(
     if "." not in name:
         name = filename_for(picture.mime_type)
     if not ctx.upload:
-        return ResolvedPicture(url=f"{PENDING_UPLOAD}{name}", given_as=given_as)
+        return f"{PENDING_UPLOAD}{name}"
     upload = await ctx.api.upload_media(data, name, max_bytes=ctx.max_upload_bytes)
-    return ResolvedPicture(url=upload.download_url, given_as=given_as)
+    return upload.download_url

@@ -65,13 +65,6 @@ class PreparedRequest:
         value = self.body.get("prompt")
         return value if isinstance(value, str) else None
 
-    @property
-    def sources(self) -> list[str]:
-        """The input pictures this body points Atlas to."""
-        out = [self.body[k] for k in ("image", "mask_image") if isinstance(self.body.get(k), str)]
-        images = self.body.get("images")
-        return [*out, *(i for i in images if isinstance(i, str))] if isinstance(images, list) else out
-
 
 def _parse_ratio(ratio: str) -> tuple[float, float]:
     match = _ASPECT.match(ratio or "")

@@ -67,7 +67,7 @@ def session_of(ctx: ToolContext) -> str:
     return session_key(ctx.headers, runtime.current_key(ctx.headers) if runtime.per_user_keys else None)
 
 
-def source_context(ctx: ToolContext, *, upload: bool = True) -> SourceContext:
+def source_context(ctx: ToolContext, *, upload: bool) -> SourceContext:
     runtime = runtime_of(ctx)
     settings = runtime.settings
     return SourceContext(
@@ -78,7 +78,6 @@ def source_context(ctx: ToolContext, *, upload: bool = True) -> SourceContext:
         remote=runtime.remote,
         upload_root=settings.upload_root,
         max_upload_bytes=settings.max_upload_bytes,
-        max_download_bytes=settings.max_download_bytes,
         upload=upload,
     )
 
@@ -111,15 +110,13 @@ async def resolve_pictures(
     for name in ("image", "mask_image"):
         ref = getattr(request, name)
         if ref:
-            resolved = await resolve_picture(ref, name, sources)
-            changes[name] = resolved.url
-            used.append(resolved.url)
+            url = await resolve_picture(ref, name, sources)
+            changes[name] = url
+            used.append(url)
     if request.images:
-        urls = [(await resolve_picture(ref, "images", sources)).url for ref in request.images]
+        urls = [await resolve_picture(ref, "images", sources) for ref in request.images]
         changes["images"] = urls
         used.extend(urls)
-    if not changes:
-        return request, ()
     return request.model_copy(update=changes), tuple(used)
 
 
