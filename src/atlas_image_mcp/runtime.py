@@ -166,11 +166,14 @@ class Runtime:
         return key.strip() if key and key.strip() else None
 
     @property
+    def may_write_files(self) -> bool:
+        """Over stdio always; over HTTP only when the operator set ATLAS_MCP_OUTPUT_DIR."""
+        return self.settings.output_dir_explicit or not self.remote
+
+    @property
     def save_by_default(self) -> bool:
         """Over stdio, save unless turned off; over HTTP only with an explicit ATLAS_MCP_OUTPUT_DIR."""
-        if not self.settings.save:
-            return False
-        return self.settings.output_dir_explicit or not self.remote
+        return self.settings.save and self.may_write_files
 
     @property
     def output_dir(self) -> Path:

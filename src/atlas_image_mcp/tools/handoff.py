@@ -155,7 +155,7 @@ async def resume(
             api,
             prediction,
             started=started,
-            save=job.save and (runtime.settings.output_dir_explicit or not runtime.remote),
+            save=job.save and runtime.may_write_files,
             mode=job.mode,
             deadline=deadline,
             expected=job.expected,

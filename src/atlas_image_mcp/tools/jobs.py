@@ -283,7 +283,7 @@ def _not_started(err: AtlasError) -> bool:
 
 def _may_save(runtime: Runtime) -> bool:
     """Over HTTP, files are written only when the operator set ATLAS_MCP_OUTPUT_DIR."""
-    if runtime.remote and not runtime.settings.output_dir_explicit:
+    if not runtime.may_write_files:
         raise ToolError(
             "Saving pictures is off on this hosted server (ATLAS_MCP_OUTPUT_DIR is not set); pass save=false."
         )
