@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Protocol
 
-from .constants import DEFAULT_MODEL, MAX_NUM_IMAGES, MODELS_TTL, SEED_MAX
+from .constants import MAX_NUM_IMAGES, MODELS_TTL, SEED_MAX
 from .errors import AtlasError, InvalidParameterError
 from .models import ModelInfo
 from .validation import format_number
@@ -34,7 +34,6 @@ __all__ = [
     "DEFAULT_EDIT_MODELS",
     "DEFAULT_INPAINT_MODELS",
     "DEFAULT_MULTI_EDIT_MODELS",
-    "DEFAULT_MODEL",
     "DEFAULT_VARIATION_MODELS",
     "Catalogue",
     "ModelKind",
@@ -51,7 +50,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ModelKind = Literal["text-to-image", "edit", "multi-edit", "inpaint", "variation"]
-KINDS: tuple[ModelKind, ...] = ("text-to-image", "edit", "multi-edit", "inpaint", "variation")
 PromptUse = Literal["required", "optional", "none"]
 Sizing = Literal["size", "aspect_ratio", "none"]
 ParamType = Literal["integer", "number", "boolean", "string"]
@@ -77,7 +75,6 @@ WIRE_NAMES = {"steps": "num_inference_steps"}
 FRIENDLY_NAMES = {wire: friendly for friendly, wire in WIRE_NAMES.items()}
 #: Parameters a request carries that are not sent under their own name.
 SIZE_PARAMS = frozenset({"width", "height", "aspect_ratio"})
-REFERENCE_PARAMS = frozenset({"image", "images"})
 #: Aspect ratios the aspect-ratio models take (BFL's list).
 ASPECT_RATIOS = ("21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21")
 
@@ -134,32 +131,8 @@ class ModelSpec:
     from_schema: bool = False  # built from the live schema (else the built-in row)
 
     @property
-    def takes_image(self) -> bool:
-        return self.references == 1
-
-    @property
-    def takes_images(self) -> bool:
-        return self.references > 1
-
-    @property
     def multiple_outputs(self) -> bool:
         return "num_images" in self.params
-
-    def accepts(self, name: str) -> bool:
-        """Whether the model takes the friendly parameter ``name``."""
-        if name in ("width", "height"):
-            return self.sizing in ("size", "aspect_ratio")
-        if name == "aspect_ratio":
-            return self.sizing in ("size", "aspect_ratio")
-        if name == "image":
-            return self.references == 1
-        if name == "images":
-            return self.references > 1
-        if name == "mask_image":
-            return self.mask
-        if name == "prompt":
-            return self.prompt != "none"
-        return name in self.params
 
     def estimate(self, num_images: int) -> Decimal | None:
         """The expected charge for ``num_images`` pictures in one prediction (None: price unknown)."""
@@ -167,16 +140,6 @@ class ModelSpec:
             return None
         count = num_images if self.price_unit == "image" else 1
         return self.price * count
-
-    @property
-    def accepted_names(self) -> tuple[str, ...]:
-        """Every friendly parameter name this model takes (for messages and list_models)."""
-        names = [n for n in ("prompt", "image", "images", "mask_image") if self.accepts(n)]
-        if self.sizing == "size":
-            names += ["width", "height", "aspect_ratio"]
-        elif self.sizing == "aspect_ratio":
-            names += ["aspect_ratio"]
-        return (*names, *self.params)
 
 
 # --- the built-in rows -----------------------------------------------------------------------------

@@ -26,7 +26,6 @@ from .errors import InvalidParameterError
 from .validation import bounds_of, field_problem, format_number
 
 __all__ = [
-    "DEFAULT_MODEL",
     "Arguments",
     "CallOptions",
     "EditImageArguments",
@@ -41,7 +40,6 @@ __all__ = [
     "tool_signature",
 ]
 
-DEFAULT_MODEL = C.DEFAULT_MODEL
 MAX_DATA_CHARS = 70 * 1024 * 1024  # base64 of the 50 MB default upload limit, with room
 _ARGUMENTS_ATTR = "__tool_arguments__"
 
@@ -225,7 +223,7 @@ class GenerationParams(Arguments):
             description="Model id (see list_models): 'black-forest-labs/flux-schnell' (fast, default), "
             "'black-forest-labs/flux-dev', 'black-forest-labs/flux-1.1-pro', ...; others from the catalogue.",
         ),
-    ] = DEFAULT_MODEL
+    ] = C.DEFAULT_MODEL
     width: Width = None
     height: Height = None
     aspect_ratio: AspectRatio = None
