@@ -162,28 +162,16 @@ PICTURE_FORMS = (
     "'last' (this session's latest picture), or (stdio only) an absolute file path"
 )
 
-Prompt = Annotated[
-    str,
-    Field(
-        min_length=1, max_length=C.MAX_PROMPT_CHARS, description="What to draw, in plain words. Be specific."
-    ),
+# The bounds of a value, declared once; each field adds its own description (pydantic merges them).
+_PromptText = Annotated[str, Field(min_length=1, max_length=C.MAX_PROMPT_CHARS)]
+_Side = Annotated[int | None, Field(ge=int(SIDE_ENVELOPE.minimum), le=int(SIDE_ENVELOPE.maximum))]
+_PredictionId = Annotated[
+    str, Field(min_length=1, max_length=C.MAX_PREDICTION_ID_CHARS, pattern=C.PREDICTION_ID_PATTERN)
 ]
-Width = Annotated[
-    int | None,
-    Field(
-        ge=int(SIDE_ENVELOPE.minimum),
-        le=int(SIDE_ENVELOPE.maximum),
-        description="Width in px (default 1024); each model has its own range.",
-    ),
-]
-Height = Annotated[
-    int | None,
-    Field(
-        ge=int(SIDE_ENVELOPE.minimum),
-        le=int(SIDE_ENVELOPE.maximum),
-        description="Height in px (default 1024); each model has its own range.",
-    ),
-]
+
+Prompt = Annotated[_PromptText, Field(description="What to draw, in plain words. Be specific.")]
+Width = Annotated[_Side, Field(description="Width in px (default 1024); each model has its own range.")]
+Height = Annotated[_Side, Field(description="Height in px (default 1024); each model has its own range.")]
 AspectRatio = Annotated[
     str | None,
     Field(
@@ -326,12 +314,8 @@ class EditParams(Arguments):
     """What ``edit_image`` asks for."""
 
     prompt: Annotated[
-        str,
-        Field(
-            min_length=1,
-            max_length=C.MAX_PROMPT_CHARS,
-            description="The change, in plain words ('make the sky stormy', 'put the logo on the mug').",
-        ),
+        _PromptText,
+        Field(description="The change, in plain words ('make the sky stormy', 'put the logo on the mug')."),
     ]
     image: Annotated[Picture | None, Field(description=f"The picture to change: {PICTURE_FORMS}.")] = None
     images: Annotated[
@@ -368,13 +352,8 @@ class VariationParams(Arguments):
     """What ``generate_variations`` asks for."""
 
     prediction_id: Annotated[
-        str,
-        Field(
-            min_length=1,
-            max_length=C.MAX_PREDICTION_ID_CHARS,
-            pattern=C.PREDICTION_ID_PATTERN,
-            description="The earlier job to vary (a prediction_id from generate_image or edit_image).",
-        ),
+        _PredictionId,
+        Field(description="The earlier job to vary (a prediction_id from generate_image or edit_image)."),
     ]
     count: Annotated[
         int, Field(ge=1, le=C.MAX_NUM_IMAGES, description="How many variations (1-4), each billed.")
@@ -390,13 +369,8 @@ class VariationsArguments(CallOptions, VariationParams):  # fields: VariationPar
 
 class GetPredictionArguments(Arguments):
     prediction_id: Annotated[
-        str,
-        Field(
-            min_length=1,
-            max_length=C.MAX_PREDICTION_ID_CHARS,
-            pattern=C.PREDICTION_ID_PATTERN,
-            description="The prediction_id returned by generate_image, edit_image or generate_variations.",
-        ),
+        _PredictionId,
+        Field(description="The prediction_id returned by generate_image, edit_image or generate_variations."),
     ]
     wait_seconds: Annotated[
         float,
