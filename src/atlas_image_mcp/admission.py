@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .constants import BODY_TIMEOUT_SECONDS, LARGE_BODIES_AT_ONCE, LARGE_BODY_TOOLS
 
-__all__ = ["BodyLimits", "SessionLimits", "json_rpc_answer"]
+__all__ = ["BodyLimits", "SessionLimits", "error_body", "json_rpc_answer"]
 
 #: scope keys this module and the access guard share
 OWNER = "atlas_image_mcp.owner"
@@ -41,11 +41,16 @@ _TOOL = re.compile(rb'"name"\s*:\s*"([A-Za-z0-9_\-]{1,64})"')
 _SESSION_HEADER = b"mcp-session-id"
 
 
+def error_body(code: int, message: str) -> bytes:
+    """A JSON-RPC error with no id: the body of an HTTP error answer that MCP clients can parse."""
+    return json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}).encode()
+
+
 async def json_rpc_answer(
     send: Send, status: int, code: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     """An HTTP error answer whose body is a JSON-RPC error (what MCP clients can parse)."""
-    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}).encode()
+    body = error_body(code, message)
     start_headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

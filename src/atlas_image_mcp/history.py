@@ -10,7 +10,6 @@ it is ever sent to Atlas.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .constants import HISTORY_MAX_ENTRIES, HISTORY_MAX_SESSIONS, LOCAL_SESSION, SESSION_ID_HEADER
+from .redact import key_digest
 from .render import GenerationResult
 
 __all__ = ["HistoryEntry", "PictureHistory", "session_key"]
@@ -30,7 +30,7 @@ def session_key(headers: Mapping[str, str] | None, user_key: str | None = None) 
     if session:
         return "session:" + session[:200]
     if user_key:
-        return "key:" + hashlib.sha256(user_key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+        return "key:" + key_digest(user_key)[:32]
     return LOCAL_SESSION
 
 

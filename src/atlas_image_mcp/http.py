@@ -27,10 +27,8 @@ Security, from the outside in:
 from __future__ import annotations
 
 import errno
-import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import signal
 import socket
@@ -53,7 +51,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, compat
-from .admission import OWNER, BodyLimits, SessionLimits, json_rpc_answer
+from .admission import OWNER, BodyLimits, SessionLimits, error_body, json_rpc_answer
 from .constants import (
     HEAD_TIMEOUT_SECONDS,
     KEEP_ALIVE_SECONDS,
@@ -64,7 +62,7 @@ from .constants import (
     SHUTDOWN_GRACE_SECONDS,
     USER_KEY_HEADER,
 )
-from .redact import redact
+from .redact import key_digest, redact
 from .runtime import Runtime
 from .server import make_server
 from .settings import Settings, WorkerOptions, export_for_workers
@@ -124,9 +122,8 @@ def transport_security(settings: Settings, host: str) -> TransportSecuritySettin
     )
 
 
-def _key_owner(key: str) -> AuthenticatedUser:
-    """The principal a per-user key stands for (a digest, never the key), so the SDK binds sessions to it."""
-    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+def _key_owner(digest: str) -> AuthenticatedUser:
+    """The principal a per-user key stands for (its digest, not the key): the SDK binds sessions to it."""
     return AuthenticatedUser(
         AccessToken(token=f"sha256:{digest}", client_id=f"atlas-key-{digest[:32]}", scopes=[])
     )
@@ -164,7 +161,8 @@ class AccessGuard:
         if self.user_keys:
             key = headers.get(USER_KEY_HEADER, "").strip()
             if key and _plausible_key(key):
-                scope = dict(scope, user=_key_owner(key), **{OWNER: _digest(key)})
+                digest = key_digest(key)
+                scope = dict(scope, user=_key_owner(digest), **{OWNER: digest})
             elif key or not authorized:
                 # no state of any kind for a request that brings neither a server token nor a key
                 await self._refuse(scope, send, _no_user_key)
@@ -197,8 +195,7 @@ def _plausible_key(key: str) -> bool:
     )
 
 
-def _digest(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+_CHALLENGE = [(b"www-authenticate", b'Bearer realm="atlas-image-mcp"')]
 
 
 async def _no_user_key(send: Send) -> None:
@@ -208,28 +205,13 @@ async def _no_user_key(send: Send) -> None:
         _UNAUTHORIZED,
         "Unauthorized: this server needs your own Atlas Cloud API key in the X-Atlas-Api-Key header of "
         f"every request ({MIN_USER_KEY_CHARS} to {MAX_USER_KEY_CHARS} characters).",
-        [(b"www-authenticate", b'Bearer realm="atlas-image-mcp"')],
+        _CHALLENGE,
     )
-
-
-def _error_body(code: int, message: str) -> bytes:
-    return json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}).encode()
 
 
 async def _unauthorized(send: Send) -> None:
-    body = _error_body(_UNAUTHORIZED, "Unauthorized: send Authorization: Bearer <ATLAS_MCP_AUTH_TOKEN>")
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b'Bearer realm="atlas-image-mcp"'),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    message = "Unauthorized: send Authorization: Bearer <ATLAS_MCP_AUTH_TOKEN>"
+    await json_rpc_answer(send, 401, _UNAUTHORIZED, message, _CHALLENGE)
 
 
 class JsonRpcErrors:
@@ -273,7 +255,7 @@ class JsonRpcErrors:
                     if status >= 500
                     else _INVALID_REQUEST
                 )
-                body = _error_body(code, redact(text[:500]))
+                body = error_body(code, redact(text[:500]))
                 headers = [
                     (k, v)
                     for k, v in held.get("headers", [])

@@ -26,7 +26,6 @@ written while no limit is set) the ledger lives in memory for this process only.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sqlite3
@@ -44,6 +43,7 @@ import anyio.to_thread
 
 from .constants import IMAGE_WINDOW_SECONDS, LEDGER_BUSY_SECONDS, LEDGER_KEEP_DAYS, USAGE_LARGEST
 from .errors import BudgetError, LedgerError, SpendLimitError
+from .redact import key_digest
 
 __all__ = [
     "DayModel",
@@ -88,7 +88,7 @@ _AMOUNT = "COALESCE(charged, reserved, 0)"
 
 def bucket_of(api_key: str | None) -> str:
     """The ledger's name for an API key: a hash, never the key."""
-    return hashlib.sha256((api_key or "").encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return key_digest(api_key or "")[:16]
 
 
 def micros(amount: Decimal) -> int:

@@ -10,6 +10,7 @@ caught by the ``Bearer``/``apikey-`` patterns below). So a client cannot make an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -21,6 +22,7 @@ from .constants import MAX_REMEMBERED_KEYS, MAX_USER_KEY_CHARS, MIN_USER_KEY_CHA
 __all__ = [
     "REDACTED",
     "forget_secret",
+    "key_digest",
     "preview",
     "redact",
     "redact_log",
@@ -98,6 +100,11 @@ def register_secret(value: str | None, *, permanent: bool = False) -> None:
 def forget_secret(value: str | None) -> None:
     if value:
         _registry.remove(value)
+
+
+def key_digest(key: str) -> str:
+    """What stands for an API key wherever one must be told apart from another: its SHA-256, in hex."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def redact(text: Any) -> str:

@@ -16,7 +16,7 @@ from . import __version__
 from .constants import TASK_KEEP_SECONDS
 from .notify import install_logging_handler
 from .prompts import register_prompts
-from .redact import redact, redact_tree
+from .redact import key_digest, redact, redact_tree
 from .resources import label_pictures, register_resources
 from .runtime import Runtime
 from .taskids import TaskIds, task_id_secret
@@ -48,7 +48,7 @@ def caller_of(ctx: ServerRequestContext[Any, Any]) -> str:
     """Who a request comes from, for binding tasks to it: a digest of the Atlas key it uses."""
     runtime: Runtime = ctx.lifespan_context
     key = runtime.current_key(getattr(ctx.request, "headers", None)) or ""
-    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+    return key_digest(key)
 
 
 async def redact_answers(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
