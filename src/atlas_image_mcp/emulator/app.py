@@ -51,7 +51,14 @@ from .payloads import (
 )
 from .recording import gate
 from .store import EmulatedPrediction
-from .validation import OUTPUT_FORMATS, Submission, SubmissionError, validate_submission
+from .validation import (
+    DEFAULT_SIDE,
+    OUTPUT_FORMATS,
+    Submission,
+    SubmissionError,
+    clamp_side,
+    validate_submission,
+)
 
 if TYPE_CHECKING:
     from .core import Emulator
@@ -64,8 +71,6 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 _OUTPUT_NAME_RE = re.compile(r"^(\d+)\.([a-z]+)$")
 _HISTORY_MAX_PAGE_SIZE = 50
-_DEFAULT_SIDE = 1024
-_MAX_SIDE = 2048
 _MAX_SOURCE_DEPTH = 4
 _EDIT_CACHE = 64  # an edit of an edit of ...: drawn from the emulator's own outputs
 
@@ -189,23 +194,33 @@ class Api:
         """The size asked for; an edit without one keeps its (first) input picture's size."""
         if submission.width is not None and submission.height is not None:
             return submission.width, submission.height
-        data = await self._source_bytes(submission.images[0]) if submission.images else None
-        size = picture_size(data) if data is not None else None
+        size: tuple[int, int] | None = None
+        if submission.images:
+            output = self._source_output(submission.images[0])
+            if output is not None:  # drawn at its prediction's size: no need to draw it here
+                size = output[0].width, output[0].height
+            elif (data := await self._source_bytes(submission.images[0])) is not None:
+                size = picture_size(data)
         if size is None:
-            return _DEFAULT_SIDE, _DEFAULT_SIDE
-        return min(max(size[0], 64), _MAX_SIDE), min(max(size[1], 64), _MAX_SIDE)
+            return DEFAULT_SIDE, DEFAULT_SIDE
+        return clamp_side(size[0]), clamp_side(size[1])
+
+    def _source_output(self, url: str) -> tuple[EmulatedPrediction, int] | None:
+        """The prediction and output index an input URL names, when it is one of the emulator's outputs."""
+        parts = urlsplit(url).path.strip("/").split("/")
+        if len(parts) == 3 and parts[0] == "outputs":
+            source = self.emulator.predictions.get(parts[1])
+            index = _output_index(source, parts[2])
+            if source is not None and index is not None:
+                return source, index
+        return None
 
     async def _source_bytes(self, url: str, depth: int = 0) -> bytes | None:
         """An input picture, when it is one of the emulator's outputs or uploads (it fetches nothing else)."""
+        output = self._source_output(url)
+        if output is not None:
+            return await self._render(output[0], output[1], depth + 1) if depth < _MAX_SOURCE_DEPTH else None
         parts = urlsplit(url).path.strip("/").split("/")
-        if len(parts) == 3 and parts[0] == "outputs" and depth < _MAX_SOURCE_DEPTH:
-            source = self.emulator.predictions.get(parts[1])
-            index = _output_index(source, parts[2])
-            return (
-                await self._render(source, index, depth + 1)
-                if source is not None and index is not None
-                else None
-            )
         if len(parts) == 3 and parts[0] == "media":
             media = self.emulator.media.get(parts[1])
             return media.content if media is not None else None
@@ -214,7 +229,16 @@ class Api:
     async def _render(self, prediction: EmulatedPrediction, index: int, depth: int = 0) -> bytes:
         """One output picture: drawn from the prompt, or from the inputs for edits and variations."""
         if not prediction.sources:
-            return await _render(prediction, index)
+            return await anyio.to_thread.run_sync(
+                render_picture,
+                prediction.display_prompt,
+                prediction.seed,
+                prediction.width,
+                prediction.height,
+                prediction.model,
+                index,
+                prediction.output_format,
+            )
         cached = self._edits.get((prediction.id, index))
         if cached is not None:
             return cached
@@ -385,19 +409,6 @@ class Api:
                 "request_id": uuid.uuid4().hex,
             }
         )
-
-
-async def _render(prediction: EmulatedPrediction, index: int) -> bytes:
-    return await anyio.to_thread.run_sync(
-        render_picture,
-        prediction.display_prompt,
-        prediction.seed,
-        prediction.width,
-        prediction.height,
-        prediction.model,
-        index,
-        prediction.output_format,
-    )
 
 
 def _output_urls(prediction: EmulatedPrediction, base: str) -> list[str]:

@@ -106,7 +106,6 @@ class CatalogueModel:
     size_range: tuple[int, int] | None = None  # allowed side length for strict models
     tags: tuple[str, ...] = field(default=())
     kind: str = "text-to-image"  # from the shared table: how the emulator draws its outputs
-    aspect_ratios: tuple[str, ...] = ()
 
     @property
     def uuid(self) -> str:
@@ -193,7 +192,6 @@ def _from_row(row: ModelSpec, priority: int) -> CatalogueModel:
         size_range=(int(row.side.minimum), int(row.side.maximum)) if row.side is not None else None,
         tags=("flux", row.kind),
         kind=row.kind,
-        aspect_ratios=ASPECT_RATIOS if row.sizing == "aspect_ratio" else (),
     )
 
 
@@ -238,7 +236,6 @@ MODELS: tuple[CatalogueModel, ...] = (
         input_properties=_ASPECT_ONLY_INPUT,
         strict=True,
         tags=("imagen",),
-        aspect_ratios=("1:1", "16:9", "9:16"),
     ),
     CatalogueModel(
         id="alibaba/wan-2.6/text-to-video",
@@ -338,7 +335,7 @@ def schema_document(spec: CatalogueModel, base: str) -> dict[str, Any]:
                     "requestBody": {
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Input"}}}
                     },
-                    "responses": {"200": {"description": "EmulatedPrediction created"}},
+                    "responses": {"200": {"description": "Prediction created"}},
                 }
             },
             "/api/v1/model/prediction/{id}": {

@@ -156,9 +156,9 @@ class Emulator:
             "seed": self.seed,
         }
 
-    def balance(self, now: float | None = None) -> Decimal:
-        """The credit left: the starting balance less the charge of every prediction completed by ``now``."""
-        moment = self.clock() if now is None else now
+    def balance(self) -> Decimal:
+        """The credit left: the starting balance less the charge of every prediction completed by now."""
+        moment = self.clock()
         spent = sum(
             (Decimal(p.charge) for p in self.store.newest_first() if p.status_at(moment) == "completed"),
             Decimal(0),
@@ -196,7 +196,7 @@ class Emulator:
         self, spec: CatalogueModel, submission: Submission, size: tuple[int, int]
     ) -> EmulatedPrediction:
         """Record a submitted prediction; ``size`` is its output size (an edit's follows its input)."""
-        prediction = self.store.create(
+        return self.store.create(
             model=spec.id,
             prompt=submission.prompt,
             params=submission.params,
@@ -205,16 +205,12 @@ class Emulator:
             num_images=submission.num_images,
             base64_output=submission.base64_output,
             catalogue_price=price_for(spec, submission.num_images),
-            timing=Timing(*self._timing_tuple(), durations=self.durations),
+            timing=Timing(self.latency, self.queue_delay, self.fail_http_status, durations=self.durations),
+            kind=spec.kind,
+            sources=submission.images,
+            mask=submission.mask,
+            output_format=submission.output_format,
         )
-        prediction.kind = spec.kind
-        prediction.sources = submission.images
-        prediction.mask = submission.mask
-        prediction.output_format = submission.output_format
-        return prediction
-
-    def _timing_tuple(self) -> tuple[float, float, int]:
-        return self.latency, self.queue_delay, self.fail_http_status
 
 
 def _durations(value: Durations | str | None) -> Durations | None:

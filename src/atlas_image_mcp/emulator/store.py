@@ -101,16 +101,13 @@ class Durations:
     @classmethod
     def parse(cls, text: str) -> Durations:
         kind, _, rest = text.strip().lower().partition(":")
-        try:
-            if not rest:
-                return cls("constant", (float(kind),))
-            return cls(kind, tuple(float(part) for part in rest.split(",")))
-        except ValueError as exc:
-            if "durations" in str(exc):
-                raise
+        try:  # only the numbers are parsed here: the checks of __post_init__ speak for themselves
+            args = tuple(float(part) for part in rest.split(",")) if rest else (float(kind),)
+        except ValueError:
             raise ValueError(
                 f"durations: {text!r} is not one of {', '.join(DURATION_KINDS.values())}"
             ) from None
+        return cls(kind if rest else "constant", args)
 
     def draw(self, rng: random.Random) -> float:
         """One prediction's latency in seconds."""
@@ -217,11 +214,11 @@ class EmulatedPrediction:
     started_at: float  # leaves "created"
     done_at: float  # reaches its terminal state
     visible_at: float  # polls answer 404 before this
-    kind: str = "text-to-image"  # how outputs are drawn: the model's kind in the shared table
+    kind: str  # how outputs are drawn: the model's kind in the shared table
+    sources: tuple[str, ...]  # input pictures (URLs) of an edit or a variation
+    mask: str | None
+    output_format: str  # how its outputs are encoded ("jpeg" or "png")
     charge: str = "0"  # what the account pays once it completes (reported as ``price`` or not)
-    sources: tuple[str, ...] = ()  # input pictures (URLs) of an edit or a variation
-    mask: str | None = None
-    output_format: str = "jpeg"  # how its outputs are encoded ("jpeg" or "png")
 
     @property
     def display_prompt(self) -> str:
@@ -309,6 +306,10 @@ class PredictionStore:
         base64_output: bool,
         catalogue_price: str,
         timing: Timing,
+        kind: str,
+        sources: tuple[str, ...],
+        mask: str | None,
+        output_format: str,
     ) -> EmulatedPrediction:
         """Record a new prediction, consuming the next queued script (then prompt directives)."""
         script = apply_directives(self._next_script(), prompt)
@@ -340,6 +341,10 @@ class PredictionStore:
             started_at=now + min(timing.queue_delay, latency),
             done_at=now + latency,
             visible_at=now + script.not_found_for,
+            kind=kind,
+            sources=sources,
+            mask=mask,
+            output_format=output_format,
         )
         with self._lock:
             self.predictions[prediction.id] = prediction

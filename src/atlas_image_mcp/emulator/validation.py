@@ -16,14 +16,22 @@ from typing import Any
 
 from .catalogue import CatalogueModel
 
-__all__ = ["OUTPUT_FORMATS", "Submission", "SubmissionError", "validate_submission"]
+__all__ = [
+    "DEFAULT_SIDE",
+    "OUTPUT_FORMATS",
+    "Submission",
+    "SubmissionError",
+    "clamp_side",
+    "validate_submission",
+]
 
 #: The encodings the emulator draws in: ``output_format`` value -> (file extension, media type).
 OUTPUT_FORMATS = {"jpeg": ("jpeg", "image/jpeg"), "png": ("png", "image/png")}
 
 _SIZE_RE = re.compile(r"^(\d+)\*(\d+)$")
 _LENIENT_SIZE_RE = re.compile(r"^\s*(\d+)\s*[*xX×]\s*(\d+)\s*$")
-_DEFAULT_SIDE = 1024
+#: The side of a picture drawn when nothing says its size.
+DEFAULT_SIDE = 1024
 _LENIENT_SIDE_RANGE = (64, 2048)
 _LENIENT_MAX_IMAGES = 4
 _RATIO_SIDE = 1024  # an aspect-ratio model draws about a megapixel
@@ -156,10 +164,15 @@ def _read_size(body: dict[str, Any], spec: CatalogueModel) -> tuple[int | None, 
         return (None, None) if size is None else _strict_size(size, spec)
     match = _LENIENT_SIZE_RE.match(size) if isinstance(size, str) else None
     if match is None:
-        return _DEFAULT_SIDE, _DEFAULT_SIDE
-    low, high = _LENIENT_SIDE_RANGE
-    width, height = (min(max(int(side), low), high) for side in match.groups())
+        return DEFAULT_SIDE, DEFAULT_SIDE
+    width, height = (clamp_side(int(side)) for side in match.groups())
     return width, height
+
+
+def clamp_side(side: int) -> int:
+    """A side length the emulator draws for a model it does not check strictly."""
+    low, high = _LENIENT_SIDE_RANGE
+    return min(max(side, low), high)
 
 
 def _ratio_size(ratio: str) -> tuple[int, int]:
