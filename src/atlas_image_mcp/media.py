@@ -2,8 +2,7 @@
 
 * :func:`upload_source` checks what ``upload_media`` is asked to send (a local file or bytes)
   before anything goes on the network, and returns a reopenable stream.
-* :func:`decode_base64_input` reads what a client sends as base64 or a ``data:`` URI.
-* :func:`decode_data_uri` reads an output Atlas returned as a ``data:`` URI.
+* :func:`decode_data` reads what a client sends as base64 or a ``data:...;base64,`` URI.
 * :func:`resolve_local_path` turns a client's path into a checked absolute path, inside an
   allowed root when one is set.
 """
@@ -104,26 +103,22 @@ class DataError(ValueError):
     """Inline data that cannot be decoded (the message ends a sentence about what was given)."""
 
 
-def decode_data(text: str, *, max_bytes: int | None = None, require_base64: bool = True) -> DecodedData:
-    """Bytes from a ``data:`` URI or bare base64, with the media type the URI declared.
+def decode_data(text: str, *, max_bytes: int | None = None) -> DecodedData:
+    """Bytes from a ``data:...;base64,`` URI or bare base64, with the media type the URI declared.
 
-    ``require_base64``: a ``data:`` URI without ``;base64`` is refused (clients send pictures
-    that way); outputs from Atlas may also be plain (percent-free) text URIs. Raises
-    :class:`DataError`, also when the decoded size would exceed ``max_bytes``.
+    A ``data:`` URI without ``;base64`` is refused (clients send pictures that way; outputs Atlas
+    returns inline are read by :mod:`atlas_image_mcp.fetch`). Raises :class:`DataError`, also when
+    the decoded size would exceed ``max_bytes``.
     """
     text = text.strip()
     content_type = None
-    encoded = True
     if text.startswith("data:"):
         header, sep, text = text.partition(",")
-        encoded = ";base64" in header
-        if not sep or (require_base64 and not encoded):
+        if not sep or ";base64" not in header:
             raise DataError("is not a data URI like data:image/png;base64,....")
         content_type = header[5:].split(";")[0] or None
     if max_bytes is not None and len(text) * 3 // 4 > max_bytes:
         raise DataError(f"is larger than {max_bytes // (1024 * 1024)} MB")
-    if not encoded:
-        return DecodedData(content=text.encode(), content_type=content_type)
     try:
         content = base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
