@@ -349,8 +349,7 @@ class Fetcher:
             raise DownloadError("The output is not an http(s) URL or a data: URI.", url="")
         path = await anyio.to_thread.run_sync(_new_file, folder)
         try:
-            content_type = await self._download_retrying(url, path, max_bytes, budget, accept)
-            size = (await anyio.Path(path).stat()).st_size
+            content_type, size = await self._download_retrying(url, path, max_bytes, budget, accept)
         except BaseException:
             await anyio.to_thread.run_sync(_remove, path)
             raise
@@ -358,7 +357,8 @@ class Fetcher:
 
     async def _download_retrying(
         self, url: str, path: Path, max_bytes: int, budget: Budget, accept: str
-    ) -> str:
+    ) -> tuple[str, int]:
+        """The content type and the size of what was saved (each attempt rewrites the file)."""
         attempt = 0
         while True:
             try:
@@ -370,7 +370,9 @@ class Fetcher:
                 attempt += 1
                 await self._sleep(delay)
 
-    async def _download_once(self, url: str, path: Path, max_bytes: int, budget: Budget, accept: str) -> str:
+    async def _download_once(
+        self, url: str, path: Path, max_bytes: int, budget: Budget, accept: str
+    ) -> tuple[str, int]:
         seconds = min(self._timeout, budget.deadline - self._clock())
         if seconds <= 0:
             raise DownloadError(_OUT_OF_TIME, url=url)
@@ -422,7 +424,9 @@ class Fetcher:
         """The API client's connection for the API host, the guarded one for every other."""
         return self._api_http if url.host.lower() == self._api_host else self._guarded
 
-    async def _follow(self, url: str, path: Path, max_bytes: int, budget: Budget, accept: str) -> str:
+    async def _follow(
+        self, url: str, path: Path, max_bytes: int, budget: Budget, accept: str
+    ) -> tuple[str, int]:
         current = httpx.URL(url)
         for _hop in range(MAX_REDIRECTS + 1):
             client = self._client_for(current)
@@ -445,13 +449,14 @@ class Fetcher:
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_bytes:
                     raise _too_big(url, max_bytes)
-                await self._save_body(response, path, max_bytes, budget, url)
-                return str(response.headers.get("content-type", "")).split(";")[0].strip()
+                size = await self._save_body(response, path, max_bytes, budget, url)
+                return str(response.headers.get("content-type", "")).split(";")[0].strip(), size
         raise DownloadError(f"The picture's URL was redirected more than {MAX_REDIRECTS} times.", url=url)
 
     async def _save_body(
         self, response: httpx.Response, path: Path, max_bytes: int, budget: Budget, url: str
-    ) -> None:
+    ) -> int:
+        """Write the body to ``path``; the number of bytes written."""
         total = 0
         async with await anyio.open_file(path, "wb") as sink:
             async for chunk in response.aiter_bytes():
@@ -461,6 +466,7 @@ class Fetcher:
                 if not budget.take(len(chunk)):
                     raise DownloadError(_CALL_CAP, url=url)
                 await sink.write(chunk)
+        return total
 
     async def _decode_inline(self, uri: str, folder: Path, max_bytes: int, budget: Budget) -> Download:
         header, sep, payload = uri.partition(",")
@@ -475,7 +481,7 @@ class Fetcher:
             raise DownloadError(_CALL_CAP, url="data:")
         path = await anyio.to_thread.run_sync(_new_file, folder)
         try:
-            await anyio.to_thread.run_sync(_write_inline, path, payload, encoded)
+            written = await anyio.to_thread.run_sync(_write_inline, path, payload, encoded)
         except BaseException as exc:
             await anyio.to_thread.run_sync(_remove, path)
             if isinstance(exc, (binascii.Error, ValueError)):
@@ -483,7 +489,7 @@ class Fetcher:
                     "The output is a data: URI that is not valid base64.", url="data:"
                 ) from None
             raise
-        return Download(url="data:", path=path, size=path.stat().st_size, content_type=content_type)
+        return Download(url="data:", path=path, size=written, content_type=content_type)
 
 
 _OUT_OF_TIME = "The picture was not downloaded: the time for this call ran out."
@@ -517,21 +523,23 @@ async def remove_download(path: Path) -> None:
     await anyio.to_thread.run_sync(_remove, path)
 
 
-def _write_inline(path: Path, payload: str, encoded: bool) -> None:
-    """Decode ``payload`` into ``path`` a megabyte at a time (no second copy of a big picture)."""
+def _write_inline(path: Path, payload: str, encoded: bool) -> int:
+    """Decode ``payload`` into ``path`` a megabyte at a time (no second copy of a big picture); the
+    number of bytes written."""
     with path.open("wb") as sink:
         if not encoded:
-            sink.write(urllib.parse.unquote_to_bytes(payload))
-            return
+            return sink.write(urllib.parse.unquote_to_bytes(payload))
+        written = 0
         carry = ""
         step = 1024 * 1024
         for start in range(0, len(payload), step):
             piece = carry + "".join(payload[start : start + step].split())
             usable = len(piece) - len(piece) % 4
-            sink.write(base64.b64decode(piece[:usable], validate=True))
+            written += sink.write(base64.b64decode(piece[:usable], validate=True))
             carry = piece[usable:]
         if carry:
-            sink.write(base64.b64decode(carry + "=" * (-len(carry) % 4), validate=True))
+            written += sink.write(base64.b64decode(carry + "=" * (-len(carry) % 4), validate=True))
+        return written
 
 
 def _too_big(url: str, max_bytes: int) -> DownloadError:
