@@ -53,9 +53,7 @@ class RetryPolicy:
             return self.backoff(attempt + 1, err.retry_after)
         if isinstance(err, APIStatusError):
             return self.backoff(attempt + 1) if err.status_code >= 500 else None
-        if isinstance(err, DownloadError):
-            return self.backoff(attempt + 1) if err.retryable else None
-        if isinstance(err, InvalidResponseError):
+        if isinstance(err, (DownloadError, InvalidResponseError)):
             return self.backoff(attempt + 1) if err.retryable else None
         if isinstance(err, APIConnectionError):
             return self.backoff(attempt + 1)
