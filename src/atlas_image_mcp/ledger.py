@@ -31,7 +31,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
@@ -340,8 +341,7 @@ class Ledger:
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         """Create the table (or check it), and drop rows older than the retention period."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _writing(conn):
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > _SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(
@@ -353,20 +353,11 @@ class Ledger:
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             cutoff = self._clock() - LEDGER_KEEP_DAYS * 86400
             conn.execute("DELETE FROM calls WHERE started < ?", (cutoff,))
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
 
     def _write(self, sql: str, params: tuple[object, ...]) -> None:
         conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _writing(conn):
             conn.execute(sql, params)
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
 
     def _check(self, bucket: str, images: int, amount: Decimal | None, model: str) -> None:
         conn = self._connection()
@@ -387,8 +378,7 @@ class Ledger:
     ) -> Reservation:
         conn = self._connection()
         now = self._clock()
-        conn.execute("BEGIN IMMEDIATE")  # the write lock: no other writer until COMMIT
-        try:
+        with _writing(conn):  # the write lock: no other writer until COMMIT
             self._within_limits(conn, bucket, images, amount, model, now)
             cursor = conn.execute(
                 "INSERT INTO calls (bucket, started, day, tool, model, images, estimate, reserved) "
@@ -400,10 +390,6 @@ class Ledger:
                 ),
             )  # fmt: skip
             row = cursor.lastrowid
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
         assert row is not None
         return Reservation(row=row, bucket=bucket)
 
@@ -419,9 +405,7 @@ class Ledger:
         limit = self.limits.images_per_hour
         if limit is not None:
             since = now - IMAGE_WINDOW_SECONDS
-            (used,) = conn.execute(
-                "SELECT COALESCE(SUM(images), 0) FROM calls WHERE bucket = ? AND started > ?", (bucket, since)
-            ).fetchone()
+            used = _images_since(conn, bucket, since)
             if used + images > limit:
                 rows = conn.execute(
                     "SELECT started, images FROM calls WHERE bucket = ? AND started > ? ORDER BY started",
@@ -431,10 +415,7 @@ class Ledger:
                                       used=used)  # fmt: skip
         budget = self.limits.usd_per_day
         if budget is not None:
-            (spent,) = conn.execute(
-                f"SELECT COALESCE(SUM({_AMOUNT}), 0) FROM calls WHERE bucket = ? AND day = ?",
-                (bucket, _day(now)),
-            ).fetchone()
+            spent = _spent_on(conn, bucket, _day(now))
             resets_in = _next_midnight(now) - now
             if amount is None:
                 raise BudgetError(budget, dollars(spent), None, resets_in, model=model)
@@ -477,24 +458,44 @@ class Ledger:
                 (bucket, since, USAGE_LARGEST),
             )
         ]
-        (today,) = conn.execute(
-            f"SELECT COALESCE(SUM({_AMOUNT}), 0) FROM calls WHERE bucket = ? AND day = ?", (bucket, _day(now))
-        ).fetchone()
-        (hour,) = conn.execute(
-            "SELECT COALESCE(SUM(images), 0) FROM calls WHERE bucket = ? AND started > ?",
-            (bucket, now - IMAGE_WINDOW_SECONDS),
-        ).fetchone()
         return Usage(
             since=since,
             rows=rows,
             largest=largest,
-            spent_today=dollars(today),
-            images_last_hour=int(hour),
+            spent_today=dollars(_spent_on(conn, bucket, _day(now))),
+            images_last_hour=_images_since(conn, bucket, now - IMAGE_WINDOW_SECONDS),
             resets_in=_next_midnight(now) - now,
             resets_at=_next_midnight(now),
             persistent=self.persistent,
             note=self._note,
         )
+
+
+@contextmanager
+def _writing(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction: BEGIN IMMEDIATE (the write lock), COMMIT, or ROLLBACK on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+def _images_since(conn: sqlite3.Connection, bucket: str, since: float) -> int:
+    (count,) = conn.execute(
+        "SELECT COALESCE(SUM(images), 0) FROM calls WHERE bucket = ? AND started > ?", (bucket, since)
+    ).fetchone()
+    return int(count)
+
+
+def _spent_on(conn: sqlite3.Connection, bucket: str, day: str) -> int:
+    """Micro-dollars spent (charged, else reserved) on ``day``."""
+    (spent,) = conn.execute(
+        f"SELECT COALESCE(SUM({_AMOUNT}), 0) FROM calls WHERE bucket = ? AND day = ?", (bucket, day)
+    ).fetchone()
+    return int(spent)
 
 
 def _retry_after(rows: list[tuple[float, int]], must_leave: int, now: float) -> float:
