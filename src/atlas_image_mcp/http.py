@@ -33,7 +33,7 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from typing import Any
@@ -400,28 +400,22 @@ class _CountInFlight:
             self.counter.count -= 1
 
 
-GRACE_SECONDS = SHUTDOWN_GRACE_SECONDS  # SIGTERM: how long calls in flight may take to finish
-
-
-def _finish_calls_before_draining(
-    server: uvicorn.Server,
-    in_flight: InFlight,
-    runtime: Runtime | None = None,
-    grace: float = GRACE_SECONDS,
-    answer: float = SHUTDOWN_ANSWER_SECONDS,
-) -> None:
-    """On SIGTERM/SIGINT: stop accepting connections, let the calls in flight finish (up to
-    ``grace`` seconds), then have the calls still waiting for a picture answer "processing" with
-    their prediction id (up to ``answer`` seconds more), and only then end the event streams.
+def _finisher(in_flight: InFlight, runtime: Runtime) -> Callable[[uvicorn.Server], Awaitable[None]]:
+    """What runs on SIGTERM/SIGINT before the event streams end: stop accepting connections, let the
+    calls in flight finish (up to SHUTDOWN_GRACE_SECONDS), then have the calls still waiting for a
+    picture answer "processing" with their prediction id (up to SHUTDOWN_ANSWER_SECONDS more).
 
     By default sse-starlette ends every SSE stream the moment uvicorn starts shutting down, which
     would cut the answer of a tool call that is about to complete. Here that drain is held back
     until no ``POST /mcp`` is in flight; uvicorn's own ``timeout_graceful_shutdown`` then only
     covers what is left (idle streams; a call that is still busy after both periods is cancelled).
     """
-
-    compat.finish_before_shutdown(
-        server, partial(_finish_calls, in_flight=in_flight, runtime=runtime, grace=grace, answer=answer)
+    return partial(
+        _finish_calls,
+        in_flight=in_flight,
+        runtime=runtime,
+        grace=SHUTDOWN_GRACE_SECONDS,
+        answer=SHUTDOWN_ANSWER_SECONDS,
     )
 
 
@@ -495,14 +489,14 @@ def serve_http(
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=2,  # for what is left after GRACE_SECONDS (_finish_calls_before_draining)
+        timeout_graceful_shutdown=2,  # for what is left after SHUTDOWN_GRACE_SECONDS (_finisher)
         server_header=False,
         log_config=None,
         **{**uvicorn_limits(settings), **uvicorn_options},
     )
     server = uvicorn.Server(config)
     _quiet_access_log()
-    _finish_calls_before_draining(server, app.state.in_flight, runtime)
+    compat.finish_before_shutdown(server, _finisher(app.state.in_flight, runtime))
     compat.hold_sse_drain()
     try:
         with _clean_exit_on_signals(server), listener:
@@ -569,7 +563,7 @@ def serve_workers(
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=2,  # for what is left after GRACE_SECONDS (_finish_calls)
+        timeout_graceful_shutdown=2,  # for what is left after SHUTDOWN_GRACE_SECONDS (_finisher)
         server_header=False,
         log_config=None,
         **limits,
@@ -588,15 +582,7 @@ def worker_app(settings: Settings, options: WorkerOptions) -> Starlette:
     app = create_http_app(runtime, host=options.host, stateless=True, legacy_sse=False)
     _quiet_access_log()
     compat.hold_sse_drain()
-    compat.finish_before_every_shutdown(
-        partial(
-            _finish_calls,
-            in_flight=app.state.in_flight,
-            runtime=runtime,
-            grace=GRACE_SECONDS,
-            answer=SHUTDOWN_ANSWER_SECONDS,
-        )
-    )
+    compat.finish_before_every_shutdown(_finisher(app.state.in_flight, runtime))
     return app
 
 
