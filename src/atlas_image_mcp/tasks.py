@@ -279,11 +279,6 @@ class TaskRun:
         self._extension = extension
         self._task = task
 
-    @property
-    def task_id(self) -> str | None:
-        """The task's id once it is a task (a handoff tool has none before :meth:`handoff`)."""
-        return self._task.task_id
-
     def handoff(
         self,
         state: Mapping[str, Any] | None = None,
