@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from . import constants as C
-from .validation import field_problem
+from .validation import field_problem, format_number
 
 __all__ = [
     "ENV_VARS",
@@ -73,11 +73,8 @@ def setting(
 
 
 def _shown(value: Any) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+    """A default as the environment spells it: booleans as 1/0, numbers as :func:`format_number` does."""
+    return ("1" if value else "0") if isinstance(value, bool) else format_number(value)
 
 
 def _items(value: Any) -> Any:
