@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 logging.getLogger().setLevel(logging.WARNING)
 
             arguments = {"prompt": args.prompt, **tool_arguments(args, GenerationParams, CallOptions)}
-            offline = bool(getattr(args, "offline", False)) or settings.offline
+            offline = _offline(settings, args)
             return anyio.run(
                 partial(run_generate, settings, arguments, output_dir=args.output_dir, offline=offline)
             )
@@ -239,8 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(settings: Settings, args: Any) -> int:
     transport = _transport(args)
-    offline = bool(getattr(args, "offline", False)) or settings.offline
-    workers = int(getattr(args, "workers", None) or 1)
+    offline = _offline(settings, args)
+    host = getattr(args, "host", None) or DEFAULT_HTTP_HOST  # no subcommand: stdio, no HTTP options
+    port = getattr(args, "port", None)
+    port = DEFAULT_HTTP_PORT if port is None else port
+    workers = getattr(args, "workers", None) or 1
     if workers > 1:
         refusal = _workers_refusal(transport, bool(getattr(args, "stateless", False)))
         if refusal:
@@ -252,8 +255,8 @@ def _serve(settings: Settings, args: Any) -> int:
             settings,
             factory=f"{__name__}:worker_app",
             workers=workers,
-            host=args.host or DEFAULT_HTTP_HOST,
-            port=DEFAULT_HTTP_PORT if args.port is None else args.port,
+            host=host,
+            port=port,
             offline=offline,
             allow_unauthenticated=args.allow_unauthenticated,
         )
@@ -262,13 +265,18 @@ def _serve(settings: Settings, args: Any) -> int:
 
         return serve_http(
             settings,
-            host=args.host or DEFAULT_HTTP_HOST,
-            port=DEFAULT_HTTP_PORT if args.port is None else args.port,
+            host=host,
+            port=port,
             offline=offline,
             stateless=args.stateless,
             allow_unauthenticated=args.allow_unauthenticated,
         )
     return anyio.run(_serve_stdio, settings, offline)
+
+
+def _offline(settings: Settings, args: Any) -> bool:
+    """--offline, or ATLAS_MCP_OFFLINE."""
+    return bool(getattr(args, "offline", False)) or settings.offline
 
 
 #: ``serve`` options that only mean something over HTTP (dest -> flag).
