@@ -31,6 +31,7 @@ import tempfile
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -406,17 +407,12 @@ class Fetcher:
             return False
         with anyio.move_on_after(self._timeout):
             try:
-                async with self._limiter:
-                    current = httpx.URL(url)
-                    for _hop in range(MAX_REDIRECTS + 1):
-                        headers = {"Accept": "image/*", "Range": "bytes=0-0"}
-                        async with self._client_for(current).stream(
-                            "GET", current, headers=headers, follow_redirects=False
-                        ) as response:
-                            if not response.is_redirect:
-                                return response.status_code < 300
-                            current = current.join(response.headers["location"])
-            except (httpx.HTTPError, AddressRefused):
+                async with (
+                    self._limiter,
+                    self._final_response(url, {"Accept": "image/*", "Range": "bytes=0-0"}) as response,
+                ):
+                    return response.status_code < 300
+            except (httpx.HTTPError, AddressRefused, DownloadError):
                 return False
         return False
 
@@ -424,34 +420,39 @@ class Fetcher:
         """The API client's connection for the API host, the guarded one for every other."""
         return self._api_http if url.host.lower() == self._api_host else self._guarded
 
+    @asynccontextmanager
+    async def _final_response(self, url: str, headers: dict[str, str]) -> AsyncIterator[httpx.Response]:
+        """The first answer to a GET of ``url`` that is not a redirect. Redirects are followed by hand,
+        at most MAX_REDIRECTS, only to http(s), each hop through :meth:`_client_for` (so its checks)."""
+        current = httpx.URL(url)
+        for _hop in range(MAX_REDIRECTS + 1):
+            async with self._client_for(current).stream(
+                "GET", current, headers=headers, follow_redirects=False
+            ) as response:
+                if not response.is_redirect:
+                    yield response
+                    return
+                current = current.join(response.headers["location"])
+                if current.scheme not in ("http", "https"):
+                    raise DownloadError("The picture's URL redirects to one that is not http(s).", url=url)
+        raise DownloadError(f"The picture's URL was redirected more than {MAX_REDIRECTS} times.", url=url)
+
     async def _follow(
         self, url: str, path: Path, max_bytes: int, budget: Budget, accept: str
     ) -> tuple[str, int]:
-        current = httpx.URL(url)
-        for _hop in range(MAX_REDIRECTS + 1):
-            client = self._client_for(current)
-            headers = {"Accept": accept}
-            async with client.stream("GET", current, headers=headers, follow_redirects=False) as response:
-                if response.is_redirect:
-                    current = current.join(response.headers["location"])
-                    if current.scheme not in ("http", "https"):
-                        raise DownloadError(
-                            "The picture's URL redirects to one that is not http(s).", url=url
-                        )
-                    continue
-                if response.status_code >= 300:
-                    raise DownloadError(
-                        f"The picture could not be downloaded (HTTP {response.status_code}); its URL may "
-                        "have expired. Call get_prediction to read the current URLs.",
-                        url=url,
-                        retryable=response.status_code >= 500 or response.status_code == 429,
-                    )
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > max_bytes:
-                    raise _too_big(url, max_bytes)
-                size = await self._save_body(response, path, max_bytes, budget, url)
-                return str(response.headers.get("content-type", "")).split(";")[0].strip(), size
-        raise DownloadError(f"The picture's URL was redirected more than {MAX_REDIRECTS} times.", url=url)
+        async with self._final_response(url, {"Accept": accept}) as response:
+            if response.status_code >= 300:
+                raise DownloadError(
+                    f"The picture could not be downloaded (HTTP {response.status_code}); its URL may "
+                    "have expired. Call get_prediction to read the current URLs.",
+                    url=url,
+                    retryable=response.status_code >= 500 or response.status_code == 429,
+                )
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise _too_big(url, max_bytes)
+            size = await self._save_body(response, path, max_bytes, budget, url)
+            return str(response.headers.get("content-type", "")).split(";")[0].strip(), size
 
     async def _save_body(
         self, response: httpx.Response, path: Path, max_bytes: int, budget: Budget, url: str
