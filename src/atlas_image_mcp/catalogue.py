@@ -345,9 +345,8 @@ def spec_from_schema(
             "aspect_ratio",
             "image",
             "images",
+            "mask_image",
         ):
-            continue
-        if wire == "mask_image":
             continue
         param = _param_from_property(str(wire), prop)
         if param is not None:
@@ -549,4 +548,4 @@ class Catalogue:
                 if spec is not None:
                     self._live[model_id] = (spec, self.clock())
                     return spec
-        return self.get(model_id) or (self._guess(model_id) if info is not None else None)
+        return self.get(model_id) or self._guess(model_id)
