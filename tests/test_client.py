@@ -304,6 +304,7 @@ async def test_a_timed_out_submit_warns_that_it_may_still_have_reached_atlas(fai
 
     assert info.value.sent is True
     assert "may still have reached Atlas" in info.value.message
+    assert "  " not in info.value.message  # its sentences are joined by one space
 
 
 @pytest.mark.parametrize(("operation", "success", "path"), POST_OPERATIONS)

@@ -604,8 +604,8 @@ class AtlasClient:
         sent = not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
         # A billable request that may have been sent gets MAY_HAVE_STARTED appended by _request.
         return APITimeoutError(
-            f"{what} timed out ({why}) talking to {self.base_url}. "
-            + ("" if sent and method != "GET" else "Check the network, then try again."),
+            f"{what} timed out ({why}) talking to {self.base_url}."
+            + ("" if sent and method != "GET" else " Check the network, then try again."),
             method=method, url=url, sent=sent,
         )  # fmt: skip
 
