@@ -29,6 +29,7 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .constants import BODY_TIMEOUT_SECONDS, LARGE_BODIES_AT_ONCE, LARGE_BODY_TOOLS
+from .settings import env_name
 
 __all__ = ["BodyLimits", "SessionLimits", "error_body", "json_rpc_answer"]
 
@@ -127,7 +128,7 @@ class BodyLimits:
         await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send, limit: int) -> None:
-        what = "ATLAS_MCP_MAX_MESSAGE_KB" if limit == self.small else "ATLAS_MCP_MAX_UPLOAD_MB"
+        what = env_name("max_message_kb") if limit == self.small else env_name("max_upload_mb")
         await json_rpc_answer(
             send, 413, -32600, f"Request body too large: at most {limit // 1024} KB ({what})."
         )
@@ -232,7 +233,7 @@ class SessionLimits:
                 send,
                 503,
                 -32603,
-                "Too many open sessions on this server (ATLAS_MCP_MAX_SESSIONS); try again later.",
+                f"Too many open sessions on this server ({env_name('max_sessions')}); try again later.",
                 [(b"retry-after", b"30")],
             )
             return False
@@ -241,7 +242,7 @@ class SessionLimits:
                 send,
                 429,
                 -32600,
-                f"This key already has {mine} open sessions or streams (ATLAS_MCP_MAX_SESSIONS_PER_KEY): "
+                f"This key already has {mine} open sessions or streams ({env_name('max_sessions_per_key')}): "
                 "close one (DELETE /mcp with its Mcp-Session-Id) or let an idle one expire.",
                 [(b"retry-after", b"30")],
             )

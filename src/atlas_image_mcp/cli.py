@@ -22,7 +22,7 @@ from . import __version__
 from .constants import DEFAULT_EMULATOR_LATENCY, DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT
 from .params import CallOptions, GenerationParams
 from .redact import redact_log as redact
-from .settings import ENV_VARS, Settings, SettingsError, default_output_dir
+from .settings import ENV_VARS, Settings, SettingsError, default_output_dir, env_name
 
 __all__ = ["main"]
 
@@ -104,10 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve MCP over stdio (default) or HTTP",
         description="Serve MCP. --transport http runs one server with streamable HTTP at /mcp, legacy SSE at "
         "/sse (messages to /messages/) and GET /healthz (no key needed). A --host other than a loopback "
-        "address needs ATLAS_MCP_AUTH_TOKEN or ATLAS_MCP_USER_KEYS=1 (or --allow-unauthenticated); "
+        f"address needs {env_name('auth_token')} or {env_name('user_keys')}=1 (or --allow-unauthenticated); "
         "otherwise the command exits with status 2 before listening. Over HTTP, pictures are saved only "
-        "when ATLAS_MCP_OUTPUT_DIR is set and upload_media(file_path=...) reads only inside "
-        "ATLAS_MCP_UPLOAD_ROOT.",
+        f"when {env_name('output_dir')} is set and upload_media(file_path=...) reads only inside "
+        f"{env_name('upload_root')}.",
         epilog=_env_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--allow-unauthenticated",
         action="store_true",
-        help="allow a non-loopback --host with neither ATLAS_MCP_AUTH_TOKEN nor ATLAS_MCP_USER_KEYS",
+        help=f"allow a non-loopback --host with neither {env_name('auth_token')} nor {env_name('user_keys')}",
     )
     serve.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="use the emulator")
 
@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--output-dir",
         type=Path,
-        help=f"where to save (default: ATLAS_MCP_OUTPUT_DIR if set, else {default_output_dir()})",
+        help=f"where to save (default: {env_name('output_dir')} if set, else {default_output_dir()})",
     )
     gen.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="use the emulator")
 
@@ -308,7 +308,7 @@ async def _serve_stdio(settings: Settings, offline: bool) -> int:
     runtime = Runtime.create(settings, offline=offline)
     logger.info("atlas-image-mcp %s on stdio%s", __version__, " (offline emulator)" if offline else "")
     if not offline and not settings.api_key:
-        logger.warning("ATLASCLOUD_API_KEY is not set: tools will explain how to set it")
+        logger.warning("%s is not set: tools will explain how to set it", env_name("api_key"))
     try:
         await make_server(runtime).run_stdio_async()
     finally:

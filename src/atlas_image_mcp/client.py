@@ -55,7 +55,7 @@ from .params import GenerationRequest
 from .polling import PollSchedule, duration_of
 from .redact import forget_secret, redact, register_secret
 from .retry import RetryPolicy, retry_after_seconds
-from .settings import Settings, normalize_base_url
+from .settings import Settings, env_name, normalize_base_url
 from .wire import PreparedRequest, prepare_request
 
 __all__ = ["AtlasClient", "ClientOptions"]
@@ -628,7 +628,7 @@ class AtlasClient:
             raise APIStatusError(
                 f"{what} was answered with a redirect (HTTP {response.status_code}, to {target[:100]}) "
                 "instead of an answer. API calls never follow redirects, so nothing was sent again. "
-                "Check ATLASCLOUD_BASE_URL: it must be the API origin itself.",
+                f"Check {env_name('base_url')}: it must be the API origin itself.",
                 status_code=response.status_code, method=method, url=url,
             )  # fmt: skip
         code = envelope_code(body)
@@ -687,7 +687,7 @@ def _answer_too_big(what: str, limit: int, opening: bytes) -> InvalidResponseErr
     named = f" for prediction {pid}" if pid else ""
     return InvalidResponseError(
         f"{what} got an answer from Atlas{named} larger than {limit / C.MB:.0f} MB (room for one inline "
-        "picture of ATLAS_MCP_MAX_DOWNLOAD_MB), so it was not read. "
+        f"picture of {env_name('max_download_mb')}), so it was not read. "
         + (f"The job exists and may be billed: open prediction {pid} in the Atlas console." if pid else ""),
         retryable=False,
         prediction_id=pid,

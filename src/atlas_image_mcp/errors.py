@@ -36,6 +36,7 @@ from typing import Any
 from .constants import BILLING_URL, KEYS_URL, Place
 from .models import message_of
 from .redact import preview, redact, redacted_body
+from .settings import env_name
 
 __all__ = [
     "APIConnectionError",
@@ -96,16 +97,16 @@ class MissingAPIKeyError(AtlasError):
 
 
 _NO_KEY = {
-    "stdio": "No Atlas Cloud API key is set. Add ATLASCLOUD_API_KEY to the env of this server's entry in "
+    "stdio": f"No Atlas Cloud API key is set. Add {env_name('api_key')} to the env of this server's entry in "
     f"the MCP client's configuration (create a key at {KEYS_URL}), then restart the client. To try the "
-    'server without a key, set "ATLAS_MCP_OFFLINE": "1" there instead.',
-    "cli": "No Atlas Cloud API key is set. Set ATLASCLOUD_API_KEY in this shell (create a key at "
+    f'server without a key, set "{env_name("offline")}": "1" there instead.',
+    "cli": f"No Atlas Cloud API key is set. Set {env_name('api_key')} in this shell (create a key at "
     f"{KEYS_URL}) and run the command again, or add --offline to try it without a key.",
-    "http": "This hosted server has no Atlas Cloud API key. Its operator must set ATLASCLOUD_API_KEY "
-    "where the server runs, or run it with ATLAS_MCP_USER_KEYS=1 so that each client sends its own key "
+    "http": f"This hosted server has no Atlas Cloud API key. Its operator must set {env_name('api_key')} "
+    f"where the server runs, or run it with {env_name('user_keys')}=1 so that each client sends its own key "
     "in the X-Atlas-Api-Key header.",
-    "": f"No Atlas Cloud API key is set. Set the ATLASCLOUD_API_KEY environment variable (create a key at "
-    f"{KEYS_URL}). To try the server without a key, run it with --offline or ATLAS_MCP_OFFLINE=1.",
+    "": f"No Atlas Cloud API key is set. Set the {env_name('api_key')} environment variable (create a key at "
+    f"{KEYS_URL}). To try the server without a key, run it with --offline or {env_name('offline')}=1.",
 }
 
 
@@ -139,7 +140,7 @@ class SpendLimitError(AtlasError):
         self.used = used
         rule = (
             f"Spend guard: this server may start at most {limit} images per hour with one API key "
-            "(ATLAS_MCP_MAX_IMAGES_PER_HOUR)"
+            f"({env_name('max_images_per_hour')})"
         )
         if requested > limit:
             super().__init__(
@@ -189,7 +190,7 @@ class BudgetError(AtlasError):
         self.left = max(Decimal(0), budget - spent)
         rule = (
             f"Daily budget: this server may spend at most {usd(budget)} a day with one API key "
-            "(ATLAS_MCP_BUDGET_USD_PER_DAY)"
+            f"({env_name('budget_usd_per_day')})"
         )
         when = f"it resets at 00:00 UTC, in {wait_words(resets_in)}"
         if amount is None:
@@ -358,7 +359,7 @@ def status_error(
     if status_code in (401, 403):
         return AuthenticationError(
             f"{what} was refused: the Atlas Cloud API key is invalid, expired or not allowed to do this "
-            f"(HTTP {status_code}).{said} Check ATLASCLOUD_API_KEY where the server runs (on a hosted "
+            f"(HTTP {status_code}).{said} Check {env_name('api_key')} where the server runs (on a hosted "
             f"server with per-user keys: the X-Atlas-Api-Key header you send); keys are at {KEYS_URL}.",
             **kw,
         )

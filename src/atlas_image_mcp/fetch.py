@@ -43,6 +43,7 @@ import httpx
 from .constants import MAX_REDIRECTS, MAX_URL_CHARS, MB
 from .errors import APIConnectionError, APITimeoutError, AtlasError, DownloadError
 from .retry import RetryPolicy
+from .settings import env_name
 from .storage import partial_files, save_error
 
 __all__ = [
@@ -391,12 +392,12 @@ class Fetcher:
                 raise DownloadError(
                     f"The picture was not downloaded: its host {exc.host[:100]} is {exc.reason}, which "
                     "this server does not fetch from. If it is your own picture server, add the host to "
-                    "ATLAS_MCP_DOWNLOAD_HOSTS.",
+                    f"{env_name('download_hosts')}.",
                     url=url,
                 ) from exc
         assert scope.cancelled_caught
         raise APITimeoutError(
-            f"Downloading the picture did not finish within {seconds:.0f} s (ATLAS_MCP_TIMEOUT, or the "
+            f"Downloading the picture did not finish within {seconds:.0f} s ({env_name('timeout')}, or the "
             "time left for this call)."
         )
 
@@ -495,8 +496,8 @@ class Fetcher:
 
 _OUT_OF_TIME = "The picture was not downloaded: the time for this call ran out."
 _CALL_CAP = (
-    "The picture was not downloaded: this call's download limit (ATLAS_MCP_MAX_CALL_DOWNLOAD_MB) is used up. "
-    "Open its URL directly instead."
+    "The picture was not downloaded: this call's download limit "
+    f"({env_name('max_call_download_mb')}) is used up. Open its URL directly instead."
 )
 
 
@@ -545,8 +546,8 @@ def _write_inline(path: Path, payload: str, encoded: bool) -> int:
 
 def _too_big(url: str, max_bytes: int) -> DownloadError:
     return DownloadError(
-        f"The picture is larger than the {max_bytes / MB:g} MB download limit (ATLAS_MCP_MAX_DOWNLOAD_MB); "
-        "open its URL directly instead.",
+        f"The picture is larger than the {max_bytes / MB:g} MB download limit "
+        f"({env_name('max_download_mb')}); open its URL directly instead.",
         url=url,
     )
 

@@ -65,7 +65,7 @@ from .constants import (
 from .redact import key_digest, redact
 from .runtime import Runtime
 from .server import make_server
-from .settings import Settings, WorkerOptions, export_for_workers
+from .settings import Settings, WorkerOptions, env_name, export_for_workers
 
 __all__ = [
     "AccessGuard",
@@ -112,9 +112,10 @@ def transport_security(settings: Settings, host: str) -> TransportSecuritySettin
     origins = _LOOPBACK_ORIGINS + list(settings.allowed_origins)
     if not is_loopback(host) and not settings.allowed_hosts:
         logger.warning(
-            "serving on %s without ATLAS_MCP_ALLOWED_HOSTS: Host/Origin checks are off; set it to the public "
+            "serving on %s without %s: Host/Origin checks are off; set it to the public "
             "name(s) of this server to turn DNS-rebinding protection on",
             host,
+            env_name("allowed_hosts"),
         )
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
     return TransportSecuritySettings(
@@ -210,7 +211,7 @@ async def _no_user_key(send: Send) -> None:
 
 
 async def _unauthorized(send: Send) -> None:
-    message = "Unauthorized: send Authorization: Bearer <ATLAS_MCP_AUTH_TOKEN>"
+    message = f"Unauthorized: send Authorization: Bearer <{env_name('auth_token')}>"
     await json_rpc_answer(send, 401, _UNAUTHORIZED, message, _CHALLENGE)
 
 
@@ -449,8 +450,8 @@ def check_exposure(settings: Settings, host: str, allow_unauthenticated: bool) -
         return None
     return (
         f"refusing to serve on {host} with no authentication: anyone who can reach it could spend the Atlas "
-        "key's credit. Set ATLAS_MCP_AUTH_TOKEN (clients then send Authorization: Bearer <token>), or "
-        "ATLAS_MCP_USER_KEYS=1 (each client brings its own key), or pass --allow-unauthenticated."
+        f"key's credit. Set {env_name('auth_token')} (clients then send Authorization: Bearer <token>), or "
+        f"{env_name('user_keys')}=1 (each client brings its own key), or pass --allow-unauthenticated."
     )
 
 
@@ -514,7 +515,7 @@ def _refused(settings: Settings, host: str, offline: bool, allow_unauthenticated
         return True
     if settings.user_keys and settings.api_key and not offline:
         logger.warning(
-            "ATLAS_MCP_USER_KEYS=1: ATLASCLOUD_API_KEY is ignored, every request brings its own key"
+            f"{env_name('user_keys')}=1: {env_name('api_key')} is ignored, every request brings its own key"
         )
     return False
 

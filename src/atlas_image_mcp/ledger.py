@@ -45,6 +45,7 @@ import anyio.to_thread
 from .constants import IMAGE_WINDOW_SECONDS, LEDGER_BUSY_SECONDS, LEDGER_KEEP_DAYS, USAGE_LARGEST
 from .errors import BudgetError, LedgerError, SpendLimitError
 from .redact import key_digest
+from .settings import env_name
 
 __all__ = [
     "DayModel",
@@ -292,7 +293,7 @@ class Ledger:
                     if busy
                     else f"The spend ledger ({self._where()}) could not be read or written ({exc}), so "
                     "nothing was sent. Check that its folder is on a local disk with free space, or set "
-                    "ATLAS_MCP_STATE_DIR to another folder."
+                    f"{env_name('state_dir')} to another folder."
                 ) from exc
 
     def _where(self) -> str:
@@ -308,8 +309,8 @@ class Ledger:
             if self.limits.any:
                 raise LedgerError(
                     f"The spend ledger at {self.path} cannot be opened ({exc}), so the budgets set for this "
-                    "server cannot be enforced and nothing was sent. Set ATLAS_MCP_STATE_DIR to a writable "
-                    "folder on a local disk (or unset the budgets)."
+                    f"server cannot be enforced and nothing was sent. Set {env_name('state_dir')} to a "
+                    "writable folder on a local disk (or unset the budgets)."
                 ) from exc
             self._note = f"the ledger file {self.path} could not be opened ({exc})"
             logger.warning("%s: usage is kept in memory until this server stops", self._note)

@@ -20,6 +20,7 @@ from pathlib import Path, PureWindowsPath
 from typing import IO
 
 from .errors import LocalFileError
+from .settings import env_name
 
 __all__ = [
     "DataError",
@@ -64,7 +65,7 @@ def safe_filename(name: str) -> str:
 def _size_message(size: int, max_bytes: int) -> str:
     return (
         f"The file is {size / 1024 / 1024:.1f} MB, over the {max_bytes / 1024 / 1024:.0f} MB upload limit "
-        "(ATLAS_MCP_MAX_UPLOAD_MB). Use a smaller file."
+        f"({env_name('max_upload_mb')}). Use a smaller file."
     )
 
 
@@ -153,6 +154,6 @@ def resolve_local_path(file_path: str, *, root: Path | None) -> Path:
         ) from None
     if root is not None and not resolved.is_relative_to(root):
         raise LocalFileError(
-            f"{file_path[:200]!r} is outside the folder this server may read (ATLAS_MCP_UPLOAD_ROOT)."
+            f"{file_path[:200]!r} is outside the folder this server may read ({env_name('upload_root')})."
         )
     return resolved

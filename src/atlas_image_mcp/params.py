@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from . import constants as C
 from .catalogue import FRIENDLY_NAMES, MAX_REFERENCES, SIDE_ENVELOPE
 from .errors import InvalidParameterError
+from .settings import env_name
 from .validation import bounds_of, field_problem, format_number
 
 __all__ = [
@@ -274,8 +275,8 @@ class CallOptions(Arguments):
     wait: Annotated[
         bool,
         Field(
-            description="Wait for the picture (up to ATLAS_MCP_WAIT_SECONDS, default 45 s); else, or when it "
-            "takes longer, return the prediction_id for get_prediction."
+            description=f"Wait for the picture (up to {env_name('wait_seconds')}, default 45 s); else, or "
+            "when it takes longer, return the prediction_id for get_prediction."
         ),
     ] = True
     return_image: ReturnImage = None
@@ -378,7 +379,8 @@ class GetPredictionArguments(Arguments):
             ge=0,
             le=C.MAX_WAIT_SECONDS,
             allow_inf_nan=False,
-            description="Wait up to this long for it to finish (capped by ATLAS_MCP_WAIT_SECONDS); 0 = look.",
+            description="Wait up to this long for it to finish "
+            f"(capped by {env_name('wait_seconds')}); 0 = look.",
         ),
     ] = 0
     return_image: ReturnImage = None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .constants import PICTURE_FORMATS, THUMBNAIL_SIZE
+from .settings import env_name
 
 __all__ = ["Picture", "PictureError", "examine", "sniff"]
 
@@ -58,7 +59,7 @@ def _open(source: Path | IO[bytes], max_pixels: int) -> Any:
     return img
 
 
-_LIMIT = ", over the limit (ATLAS_MCP_MAX_MEGAPIXELS); it was not decoded"
+_LIMIT = f", over the limit ({env_name('max_megapixels')}); it was not decoded"
 
 
 def sniff(source: Path | bytes, max_pixels: int) -> str | None:

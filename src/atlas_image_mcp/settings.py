@@ -37,6 +37,9 @@ from .validation import field_problem, format_number
 
 __all__ = [
     "ENV_VARS",
+    "env_name",
+    "setting_hint",
+    "upper_bound",
     "SettingVar",
     "Settings",
     "SettingsError",
@@ -446,6 +449,30 @@ def _declared() -> dict[str, SettingVar]:
 #: Every variable, by name, in declaration order.
 ENV_VARS: dict[str, SettingVar] = _declared()
 _ENV_OF = {var.field: var.env for var in ENV_VARS.values()}
+
+
+def env_name(field: str) -> str:
+    """The environment variable of the setting ``field`` (``"wait_seconds"`` -> ``ATLAS_MCP_WAIT_SECONDS``).
+
+    Every message that names a setting gets the name here, so a rename is one edit.
+    """
+    return _ENV_OF[field]
+
+
+def upper_bound(field: str) -> float | None:
+    """The largest value the setting ``field`` accepts, as declared (None when it has no upper bound)."""
+    for item in Settings.model_fields[field].metadata:
+        for bound in ("le", "lt"):
+            value = getattr(item, bound, None)
+            if value is not None:
+                return float(value)
+    return None
+
+
+def setting_hint(field: str) -> str:
+    """``ATLAS_MCP_WAIT_SECONDS (up to 600)``: the variable, and its upper bound when it has one."""
+    high = upper_bound(field)
+    return env_name(field) + (f" (up to {format_number(high)})" if high is not None else "")
 
 
 def _describe(err: ValidationError, given: Mapping[str, Any]) -> str:

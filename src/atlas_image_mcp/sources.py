@@ -27,6 +27,7 @@ from .errors import AtlasError, InvalidParameterError, LocalFileError
 from .history import PictureHistory
 from .media import DataError, decode_data, filename_for, resolve_local_path
 from .render import inspect_image
+from .settings import env_name
 from .storage import find_saved
 
 __all__ = ["PENDING_UPLOAD", "SourceContext", "resolve_picture"]
@@ -134,7 +135,9 @@ async def _upload_path(text: str, parameter: str, ctx: SourceContext) -> str:
         if not path.is_file():
             raise LocalFileError(f"{path_text[:200]!r} is not a regular file.")
         if path.stat().st_size > ctx.max_upload_bytes:
-            raise LocalFileError(f"{path_text[:200]!r} is over the upload limit (ATLAS_MCP_MAX_UPLOAD_MB).")
+            raise LocalFileError(
+                f"{path_text[:200]!r} is over the upload limit ({env_name('max_upload_mb')})."
+            )
         return path.name, path.read_bytes()
 
     try:
@@ -149,7 +152,7 @@ async def _upload_picture(data: bytes, name: str, parameter: str, ctx: SourceCon
         raise InvalidParameterError(
             parameter,
             f"the picture is {len(data) / 1024 / 1024:.1f} MB, over the upload limit "
-            "(ATLAS_MCP_MAX_UPLOAD_MB).",
+            f"({env_name('max_upload_mb')}).",
         )
     picture = await anyio.to_thread.run_sync(inspect_image, data)
     if picture.width is None:

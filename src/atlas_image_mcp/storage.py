@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 
 from .errors import SaveError
+from .settings import env_name
 
 __all__ = [
     "PartialFiles",
@@ -146,7 +147,7 @@ def save_error(folder: Path, exc: OSError) -> SaveError:
     """The error for a picture that could not be written into ``folder``, with what to do about it."""
     return SaveError(
         f"Could not save the picture to {str(folder)!r}: {exc.strerror or exc}. Set "
-        "ATLAS_MCP_OUTPUT_DIR to a writable folder, or pass save=false."
+        f"{env_name('output_dir')} to a writable folder, or pass save=false."
     )
 
 

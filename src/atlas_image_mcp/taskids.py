@@ -32,7 +32,7 @@ from typing import Any
 
 from .constants import MAX_TASK_ID_CHARS
 from .redact import register_secret
-from .settings import Settings
+from .settings import Settings, env_name
 
 __all__ = ["TaskIds", "task_id_secret"]
 
@@ -100,7 +100,7 @@ def task_id_secret(settings: Settings, *, remote: bool) -> bytes:
     if not remote:
         return _LOCAL_SECRET
     logger.info(
-        "ATLAS_MCP_TASK_SECRET is not set: task ids are signed with a key made at start-up, so a task "
+        f"{env_name('task_secret')} is not set: task ids are signed with a key made at start-up, so a task "
         "cannot be read after a restart or on another replica (set it, the same on every replica, "
         "to allow that)"
     )

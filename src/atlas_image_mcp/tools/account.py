@@ -13,6 +13,7 @@ from ..constants import BILLING_URL
 from ..errors import AtlasError, usd, wait_words
 from ..models import Balance, Money
 from ..params import GetUsageArguments, tool_signature
+from ..settings import env_name
 from .results import ToolContext, fail, price_text, runtime_of
 
 __all__ = ["BalanceResult", "UsageResult", "get_balance", "get_usage"]
@@ -112,11 +113,11 @@ class UsageResult(BaseModel):
     by_day_and_model: list[UsageRow]
     largest_calls: list[UsageCall]
     spent_today_usd: str
-    budget_usd_per_day: str | None = Field(description="ATLAS_MCP_BUDGET_USD_PER_DAY; null: none.")
+    budget_usd_per_day: str | None = Field(description=f"{env_name('budget_usd_per_day')}; null: none.")
     left_today_usd: str | None
     resets_at: str = Field(description="When the daily budget starts again (next 00:00 UTC).")
     images_last_hour: int
-    max_images_per_hour: int | None = Field(description="ATLAS_MCP_MAX_IMAGES_PER_HOUR; null: none.")
+    max_images_per_hour: int | None = Field(description=f"{env_name('max_images_per_hour')}; null: none.")
 
 
 def _iso(moment: float) -> str:

@@ -26,6 +26,7 @@ from ..notify import notify
 from ..params import CallOptions, GenerationRequest
 from ..render import GenerationResult
 from ..runtime import Runtime
+from ..settings import env_name
 from ..sources import SourceContext, resolve_picture
 from ..wire import PreparedRequest, prepare_request
 from .cost import Confirmation, Plan, cost_words, not_sent
@@ -285,6 +286,7 @@ def _may_save(runtime: Runtime) -> bool:
     """Over HTTP, files are written only when the operator set ATLAS_MCP_OUTPUT_DIR."""
     if not runtime.may_write_files:
         raise ToolError(
-            "Saving pictures is off on this hosted server (ATLAS_MCP_OUTPUT_DIR is not set); pass save=false."
+            f"Saving pictures is off on this hosted server ({env_name('output_dir')} is not set); "
+            "pass save=false."
         )
     return True

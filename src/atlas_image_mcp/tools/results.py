@@ -53,6 +53,7 @@ from ..render import (
     without_local_paths,
 )
 from ..runtime import Runtime
+from ..settings import setting_hint
 from ..storage import extension_for, find_saved, output_path, place_atomic
 
 __all__ = [
@@ -376,7 +377,7 @@ def _not_ready(runtime: Runtime, prediction_id: str) -> str:
         return (
             f"The picture is not ready yet: Atlas is still making prediction {prediction_id}. Do not run the "
             "command again (that would be billed again); the picture will be in the history of your Atlas "
-            "Cloud console. To wait longer next time, set ATLAS_MCP_WAIT_SECONDS (up to 600)."
+            f"Cloud console. To wait longer next time, set {setting_hint('wait_seconds')}."
         )
     return (
         f'The picture is not ready yet. Call get_prediction with prediction_id "{prediction_id}" and '

@@ -14,6 +14,7 @@ from ..notify import notify
 from ..params import UploadMediaArguments, tool_signature
 from ..pictures import sniff
 from ..runtime import Runtime
+from ..settings import env_name
 from .results import ToolContext, fail, runtime_of
 
 __all__ = ["UploadResult", "upload_media"]
@@ -58,7 +59,7 @@ def _only_pictures(runtime: Runtime, source: Any, shown: str) -> None:
     raise LocalFileError(
         f"{shown} is not a picture (JPEG, PNG, WebP or GIF, judged by its content), so it was not "
         "uploaded. upload_media sends pictures to use as generation inputs; the server's operator can "
-        "allow any file with ATLAS_MCP_UPLOAD_ANY_FILE=1."
+        f"allow any file with {env_name('upload_any_file')}=1."
     )
 
 
