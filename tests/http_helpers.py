@@ -30,6 +30,9 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 START_TIMEOUT = 15.0
+#: The console script of the installed package, beside the interpreter running the tests: what a
+#: newcomer runs tests with need not be on PATH (a venv that is not activated).
+ENTRY_POINT = Path(sys.executable).with_name("atlas-image-mcp")
 STOP_TIMEOUT = 10.0
 TRANSPORTS = ("stdio", "streamable-http", "sse")
 #: What a raw streamable-HTTP client sends: the headers of every POST, and its first message.

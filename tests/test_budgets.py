@@ -31,8 +31,8 @@ from atlas_image_mcp.runtime import Runtime, limits_of
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
-from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY, FakeClock, text_of
-from .http_helpers import child_env, free_port, mcp_client, serve_app, serve_process
+from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY, FakeClock, atlas_client, text_of
+from .http_helpers import ENTRY_POINT, child_env, free_port, mcp_client, serve_app, serve_process
 from .loadgen import serve_in_thread
 
 pytestmark = pytest.mark.timeout(90)
@@ -44,7 +44,7 @@ USER_A, USER_B = "apikey-user-alice-000111", "apikey-user-bob-000222"
 
 
 def api_for(emulator: Emulator, key: str | None = TEST_KEY, **kw: Any) -> AtlasClient:
-    return AtlasClient(
+    return atlas_client(
         api_key=key,
         base_url=EMULATOR_URL,
         transport=httpx.ASGITransport(app=emulator.app),
@@ -199,7 +199,7 @@ async def test_a_connection_that_never_opened_gives_its_budget_back(settings: Se
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    api = AtlasClient(
+    api = atlas_client(
         api_key=TEST_KEY, base_url=EMULATOR_URL, transport=httpx.MockTransport(refuse), max_retries=0
     )
     runtime = Runtime.create(settings.replace(max_images_per_hour=1, save=False), client=api)
@@ -436,7 +436,7 @@ async def test_two_server_processes_never_overspend_a_budget_between_them(tmp_pa
     with serve_app(emulator.app) as atlas:
         env["ATLASCLOUD_BASE_URL"] = atlas
         ports = [free_port(), free_port()]
-        argv = ["atlas-image-mcp", "serve", "--transport", "http", "--port"]
+        argv = [str(ENTRY_POINT), "serve", "--transport", "http", "--port"]
         with (
             serve_process([*argv, str(ports[0])], env, ports[0]),
             serve_process([*argv, str(ports[1])], env, ports[1]),

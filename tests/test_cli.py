@@ -16,13 +16,12 @@ import pytest
 from atlas_image_mcp.cli import build_parser, main
 from atlas_image_mcp.settings import ENV_VARS, default_output_dir
 
-from .http_helpers import child_env, free_port, serve_process
+from .http_helpers import ENTRY_POINT, child_env, free_port, serve_process
 
 pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
-ENTRY_POINT = Path(sys.executable).with_name("atlas-image-mcp")
 TOKEN = "tok-docker-cmd-0123456789"
 
 
