@@ -11,7 +11,7 @@ import httpx
 import pytest
 from mcp import Client
 
-from atlas_image_mcp.client import AtlasClient
+from atlas_image_mcp.client import AtlasClient, ClientHooks, ClientOptions
 from atlas_image_mcp.emulator import Emulator
 from atlas_image_mcp.polling import PollSchedule
 from atlas_image_mcp.runtime import Runtime
@@ -34,6 +34,23 @@ TOOL_NAMES = frozenset(
     }
 )
 EMULATOR_URL = "http://atlas.emulator"
+_OPTION_FIELDS = frozenset(ClientOptions.__dataclass_fields__)
+_HOOK_FIELDS = frozenset(ClientHooks.__dataclass_fields__)
+
+
+def atlas_client(
+    *, api_key: str | None = None, transport: httpx.AsyncBaseTransport | None = None, **knobs: Any
+) -> AtlasClient:
+    """An :class:`AtlasClient` from flat keywords: its options (``base_url``, ``timeout``...) and hooks
+    (``sleep``, ``clock``, ``poll_schedule``...), plus ``limits``, as tests like to write them."""
+    unknown = set(knobs) - _OPTION_FIELDS - _HOOK_FIELDS - {"limits"}
+    assert not unknown, f"not a client option or hook: {sorted(unknown)}"
+    options = ClientOptions(**{k: v for k, v in knobs.items() if k in _OPTION_FIELDS})
+    hooks = ClientHooks(**{k: v for k, v in knobs.items() if k in _HOOK_FIELDS})
+    extra = {"limits": knobs["limits"]} if "limits" in knobs else {}
+    return AtlasClient(options, api_key=api_key, transport=transport, hooks=hooks, **extra)
+
+
 FAST_POLLS = PollSchedule(step=0.02, fast_until=1.0, ratio=0.1, max_interval=0.1)
 
 
@@ -83,7 +100,7 @@ def emulator() -> Emulator:
 
 
 def make_api(emulator: Emulator, *, api_key: str | None = TEST_KEY, **kw: Any) -> AtlasClient:
-    return AtlasClient(
+    return atlas_client(
         api_key=api_key,
         base_url=EMULATOR_URL,
         transport=httpx.ASGITransport(app=emulator.app),

@@ -12,7 +12,7 @@ Building blocks (no pytest in here, so ``bench/run.py`` can import it as ``tests
 Example (what ``tests/test_load.py`` does with 50 calls, and the benchmark with 200 and 500)::
 
     with start_emulator_process(latency=1.0) as emulator_url:
-        client = AtlasClient(base_url=emulator_url, api_key=KEY)
+        client = AtlasClient(ClientOptions(base_url=emulator_url), api_key=KEY)
         runtime = Runtime.create(settings, remote=True, client=client)
         with serve_in_thread(create_http_app(runtime)) as base:
             stats = run_load_sync(f"{base}/mcp", calls=200, sessions=20, arguments=LOAD_ARGUMENTS)

@@ -17,7 +17,7 @@ from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
-from .conftest import EMULATOR_URL, TEST_KEY, text_of
+from .conftest import EMULATOR_URL, TEST_KEY, atlas_client, text_of
 
 PICTURE = {"prompt": "a fox", "width": 512, "height": 512, "return_image": "none", "save": False}
 DEV = "black-forest-labs/flux-dev"
@@ -56,7 +56,7 @@ def _hostile(body: Any, status: int = 200) -> AtlasClient:
             status, content=json.dumps(body).encode(), headers={"content-type": "application/json"}
         )
 
-    return AtlasClient(
+    return atlas_client(
         api_key=TEST_KEY, base_url=EMULATOR_URL, transport=httpx.MockTransport(answer), max_retries=0
     )
 

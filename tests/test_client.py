@@ -32,6 +32,9 @@ from atlas_image_mcp.errors import (
 )
 from atlas_image_mcp.models import Prediction
 from atlas_image_mcp.params import GenerationRequest
+from atlas_image_mcp.wire import prepare_request
+
+from .conftest import atlas_client
 
 KEY = "apikey-SECRET123456"
 BASE = "https://api.test"
@@ -75,7 +78,7 @@ def make_client(
     if sleep is None:
         sleep, _ = recording_sleep()
     extra = {"clock": clock} if clock is not None else {}
-    return AtlasClient(
+    return atlas_client(
         api_key=api_key,
         base_url=BASE,
         transport=httpx.MockTransport(handler),
@@ -124,7 +127,7 @@ CLOUDFLARE_502 = (
 
 
 async def submit(client: AtlasClient, **fields):
-    return await client.submit_image(GenerationRequest(prompt="a red fox in snow", **fields))
+    return await client.submit_image(prepare_request(GenerationRequest(prompt="a red fox in snow", **fields)))
 
 
 async def upload(client: AtlasClient):
@@ -915,8 +918,8 @@ async def test_retry_logs_never_contain_the_api_key(caplog):
 
 
 def test_client_repr_shows_whether_a_key_is_set_but_never_the_key():
-    with_key = AtlasClient(api_key=KEY, base_url=BASE + "/api/v1/", transport=httpx.MockTransport(submit_ok))
-    without = AtlasClient(api_key=None, base_url=BASE, transport=httpx.MockTransport(submit_ok))
+    with_key = atlas_client(api_key=KEY, base_url=BASE + "/api/v1/", transport=httpx.MockTransport(submit_ok))
+    without = atlas_client(api_key=None, base_url=BASE, transport=httpx.MockTransport(submit_ok))
 
     assert repr(with_key) == f"AtlasClient(base_url='{BASE}', api_key=set)"
     assert repr(without) == f"AtlasClient(base_url='{BASE}', api_key=missing)"

@@ -29,7 +29,7 @@ from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
-from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY, Sleeps, text_of
+from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY, Sleeps, atlas_client, text_of
 from .loadgen import serve_in_thread
 
 GENERATE = "/api/v1/model/generateImage"
@@ -41,7 +41,7 @@ QUICK = {"prompt": "a fox in the snow", "width": 512, "height": 512, "return_ima
 
 
 def in_process_api(emulator: Emulator, sleeps: Sleeps, **kw: Any) -> AtlasClient:
-    return AtlasClient(
+    return atlas_client(
         api_key=TEST_KEY,
         base_url=EMULATOR_URL,
         transport=httpx.ASGITransport(app=emulator.app),
@@ -254,7 +254,7 @@ def served_emulator(emulator: Emulator):
 
 
 def socket_api(url: str, sleeps: Sleeps) -> AtlasClient:
-    return AtlasClient(
+    return atlas_client(
         api_key=TEST_KEY,
         base_url=url,
         timeout=0.5,

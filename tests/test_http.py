@@ -19,13 +19,12 @@ import httpx
 import pytest
 import uvicorn
 
-from atlas_image_mcp.client import AtlasClient
 from atlas_image_mcp.emulator import Emulator
 from atlas_image_mcp.http import create_http_app, serve_http, transport_security
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.settings import Settings
 
-from .conftest import EMULATOR_URL, FAST_POLLS, text_of
+from .conftest import EMULATOR_URL, FAST_POLLS, atlas_client, text_of
 from .http_helpers import INITIALIZE, MCP_HEADERS, mcp_client, serve_app
 from .pictures import png_b64
 
@@ -50,7 +49,7 @@ def offline_app(stateless: bool = False, **changes: Any) -> Any:
 
 def emulator_app(emulator: Emulator, client_key: str | None = None, **changes: Any) -> Any:
     """The HTTP app in front of ``emulator`` (in process); the shared client has ``client_key``."""
-    api = AtlasClient(
+    api = atlas_client(
         transport=httpx.ASGITransport(app=emulator.app),
         base_url=EMULATOR_URL,
         api_key=client_key,
@@ -468,8 +467,10 @@ async def test_stateless_replicas_share_nothing_but_atlas_and_any_of_them_answer
     emulator = Emulator(latency=0.3)
 
     def replica() -> Any:
-        api = AtlasClient(transport=httpx.ASGITransport(app=emulator.app), base_url=EMULATOR_URL, api_key="k",
-                          poll_schedule=FAST_POLLS)  # fmt: skip
+        api = atlas_client(
+            transport=httpx.ASGITransport(app=emulator.app), base_url=EMULATOR_URL, api_key="k",
+            poll_schedule=FAST_POLLS,
+        )  # fmt: skip
         return create_http_app(
             Runtime.create(Settings(wait_seconds=20), client=api, remote=True), stateless=True
         )

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from atlas_image_mcp.client import AtlasClient
+from atlas_image_mcp.client import AtlasClient, ClientOptions
 from atlas_image_mcp.constants import MAX_CONNECTIONS
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.runtime import Runtime
@@ -51,7 +51,7 @@ def test_fifty_concurrent_calls_over_http_all_complete_without_leaking(tmp_path)
         fds_idle = fd_census(upstream)
         settings = Settings(api_key=KEY, base_url=emulator_url, save=False, wait_seconds=30)
         runtime = Runtime.create(
-            settings, remote=True, client=AtlasClient(base_url=emulator_url, api_key=KEY)
+            settings, remote=True, client=AtlasClient(ClientOptions(base_url=emulator_url), api_key=KEY)
         )
         with serve_in_thread(create_http_app(runtime), graceful=5.0) as base:
             url = f"{base}/mcp"

@@ -26,6 +26,8 @@ from atlas_image_mcp.client import AtlasClient
 from atlas_image_mcp.models import Prediction
 from atlas_image_mcp.polling import PollPlan, PollSchedule
 
+from .conftest import atlas_client
+
 PID = "8ba2926c6bd642049f4d17dd68ea6785"
 SCHNELL = "black-forest-labs/flux-schnell"
 DEV = "black-forest-labs/flux-dev"
@@ -240,7 +242,7 @@ class FakeAtlas:
         return httpx.Response(200, json={"code": 200, "message": "", "data": data})
 
     def client(self, schedule: PollSchedule | None = None) -> AtlasClient:
-        return AtlasClient(
+        return atlas_client(
             api_key="k",
             base_url="https://api.test",
             transport=httpx.MockTransport(self.handler),
@@ -338,7 +340,7 @@ async def test_requests_in_flight_never_exceed_the_connection_limit() -> None:
         return httpx.Response(200, json={"code": 200, "data": {"id": PID, "status": "processing"}})
 
     limits = httpx.Limits(max_connections=3, max_keepalive_connections=3)
-    async with AtlasClient(
+    async with atlas_client(
         api_key="k", base_url="https://api.test", transport=httpx.MockTransport(handler), limits=limits
     ) as client:
         async with anyio.create_task_group() as tg:

@@ -31,14 +31,13 @@ from hypothesis import strategies as st
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from atlas_image_mcp.client import AtlasClient
 from atlas_image_mcp.emulator import Emulator
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
-from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY
+from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY, atlas_client
 from .http_helpers import MCP_HEADERS
 from .loadgen import serve_in_thread
 from .pictures import png
@@ -230,7 +229,7 @@ def _serve(tmp_path: Path, **changes: Any) -> Iterator[Served]:
     )
     remote = changes.pop("remote", False)
     with start_blocking_portal() as portal:
-        api = AtlasClient(
+        api = atlas_client(
             api_key=TEST_KEY,
             base_url=EMULATOR_URL,
             transport=httpx.ASGITransport(app=emulator.app),
@@ -484,7 +483,7 @@ def _initialize(http: httpx.Client, base: str) -> str:
 @pytest.fixture
 def endpoint(tmp_path: Path) -> Iterator[Endpoint]:
     emulator = Emulator(api_keys=[TEST_KEY], latency=0.0)
-    api = AtlasClient(
+    api = atlas_client(
         api_key=TEST_KEY,
         base_url=EMULATOR_URL,
         transport=httpx.ASGITransport(app=emulator.app),

@@ -27,7 +27,6 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
-from atlas_image_mcp.client import AtlasClient
 from atlas_image_mcp.emulator import Emulator, Fault, PredictionScript
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.redact import redact
@@ -35,7 +34,7 @@ from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
-from .conftest import EMULATOR_URL, FAST_POLLS
+from .conftest import EMULATOR_URL, FAST_POLLS, atlas_client
 from .loadgen import serve_in_thread
 from .pictures import png_b64
 from .test_faults import POLL_FAULTS, POST_FAULTS
@@ -116,7 +115,7 @@ async def fast_sleep(seconds: float) -> None:
 @asynccontextmanager
 async def stdio_like(emulator: Emulator, settings: Settings, sinks: Sinks) -> AsyncIterator[Client]:
     """An in-process session (what stdio serves), with debug log notifications on."""
-    api = AtlasClient(
+    api = atlas_client(
         api_key=KEY, base_url=EMULATOR_URL, transport=httpx.ASGITransport(app=emulator.app),
         poll_schedule=FAST_POLLS, sleep=fast_sleep,
     )  # fmt: skip
@@ -283,7 +282,7 @@ class Recorder:
 def hosted(settings: Settings) -> Any:
     """A hosted server (ATLAS_MCP_USER_KEYS=1) in front of an emulator that knows both users' keys."""
     emulator = Emulator(api_keys=USER_KEYS, latency=0.05)
-    api = AtlasClient(
+    api = atlas_client(
         api_key=None, base_url=EMULATOR_URL, transport=httpx.ASGITransport(app=emulator.app),
         poll_schedule=FAST_POLLS, sleep=fast_sleep,
     )  # fmt: skip

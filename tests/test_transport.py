@@ -25,8 +25,9 @@ from atlas_image_mcp.params import GenerationRequest
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.settings import Settings, proxy_environment
 from atlas_image_mcp.transport import AiohttpTransport
+from atlas_image_mcp.wire import prepare_request
 
-from .conftest import FAST_POLLS, TEST_KEY
+from .conftest import FAST_POLLS, TEST_KEY, atlas_client
 from .http_helpers import mcp_client, serve_app
 from .loadgen import LOAD_ARGUMENTS, serve_in_thread
 
@@ -46,7 +47,7 @@ def aiohttp_transport() -> AiohttpTransport:
 
 def client(url: str, **kw: object) -> AtlasClient:
     options: dict = {"timeout": 2.0, "connect_timeout": 2.0, "poll_schedule": FAST_POLLS, **kw}
-    return AtlasClient(api_key=TEST_KEY, base_url=url, transport=aiohttp_transport(), **options)
+    return atlas_client(api_key=TEST_KEY, base_url=url, transport=aiohttp_transport(), **options)
 
 
 def closed_port() -> int:
@@ -58,7 +59,9 @@ def closed_port() -> int:
 async def test_a_whole_generation_over_the_network(emulator: Emulator, served: str, tmp_path: Path) -> None:
     with anyio.fail_after(BOUND):
         async with client(served) as api:
-            first = await api.submit_image(GenerationRequest(prompt="a fox", width=256, height=256))
+            first = await api.submit_image(
+                prepare_request(GenerationRequest(prompt="a fox", width=256, height=256))
+            )
             done = await api.wait(first.id, 10, first=first)
             picture = await api.download(done.outputs[0], folder=tmp_path, max_bytes=10_000_000)
             content = picture.path.read_bytes()
@@ -76,7 +79,7 @@ async def test_nothing_listening_is_an_error_that_says_nothing_was_sent() -> Non
     with anyio.fail_after(BOUND):
         async with client(f"http://127.0.0.1:{closed_port()}", max_retries=0) as api:
             with pytest.raises(APIConnectionError) as info:
-                await api.submit_image(GenerationRequest(prompt="a fox"))
+                await api.submit_image(prepare_request(GenerationRequest(prompt="a fox")))
     assert info.value.sent is False
     assert MAY_HAVE_STARTED not in info.value.message and "could not reach" in info.value.message
 
@@ -88,7 +91,7 @@ async def test_a_connection_dropped_after_the_post_says_it_may_have_started_and_
     with anyio.fail_after(BOUND):
         async with client(served) as api:
             with pytest.raises(APIConnectionError) as info:
-                await api.submit_image(GenerationRequest(prompt="a fox"))
+                await api.submit_image(prepare_request(GenerationRequest(prompt="a fox")))
     assert info.value.sent is True and MAY_HAVE_STARTED in info.value.message
     assert emulator.count("POST", GENERATE) == 1
 
@@ -100,7 +103,7 @@ async def test_an_answer_that_never_comes_is_a_read_timeout_and_the_post_is_not_
     with anyio.fail_after(BOUND):
         async with client(served, timeout=0.3) as api:
             with pytest.raises(APITimeoutError) as info:
-                await api.submit_image(GenerationRequest(prompt="a fox"))
+                await api.submit_image(prepare_request(GenerationRequest(prompt="a fox")))
     assert info.value.sent is True and MAY_HAVE_STARTED in info.value.message
     assert emulator.count("POST", GENERATE) == 1
 

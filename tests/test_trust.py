@@ -23,7 +23,7 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
-from atlas_image_mcp.client import AtlasClient
+from atlas_image_mcp.client import AtlasClient, ClientHooks, ClientOptions
 from atlas_image_mcp.constants import CALL_MARGIN_SECONDS
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
@@ -102,7 +102,7 @@ async def connect(
         extra["resolver"] = resolver
     if sleep is not None:
         extra["sleep"] = sleep
-    api = AtlasClient.from_settings(configured, api_key=KEY, **extra)
+    api = AtlasClient(ClientOptions.from_settings(configured), api_key=KEY, hooks=ClientHooks(**extra))
     runtime = Runtime.create(configured, client=api)
 
     async def on_log(params: Any) -> None:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from atlas_image_mcp import compat
-from atlas_image_mcp.client import AtlasClient
+from atlas_image_mcp.client import AtlasClient, ClientHooks, ClientOptions
 from atlas_image_mcp.http import create_http_app, uvicorn_limits
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.settings import Settings
@@ -57,7 +57,7 @@ def atlas(hostile: Hostile) -> Iterator[str]:
 def hosted(atlas: str, **changes: Any) -> Any:
     """The HTTP app (per-user keys unless told otherwise) in front of the hostile Atlas."""
     settings = Settings(**{"base_url": atlas, "wait_seconds": 5, "user_keys": True, **changes})
-    api = AtlasClient.from_settings(settings, api_key=None, poll_schedule=FAST_POLLS)
+    api = AtlasClient(ClientOptions.from_settings(settings), hooks=ClientHooks(poll_schedule=FAST_POLLS))
     return create_http_app(Runtime.create(settings, client=api, remote=True))
 
 

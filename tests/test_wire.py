@@ -15,7 +15,8 @@ DEV = "black-forest-labs/flux-dev"
 
 def prepare(**fields):
     fields.setdefault("prompt", "a red fox in snow")
-    return prepare_request(GenerationRequest(**fields))
+    prepared = prepare_request(GenerationRequest(**fields))
+    return prepared.with_pictures([slot.ref for slot in prepared.pictures])  # the references as the URLs
 
 
 def test_the_default_request_is_a_one_megapixel_schnell_body():

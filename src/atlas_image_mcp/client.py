@@ -39,7 +39,7 @@ from .errors import (
     NotFoundError,
     status_error,
 )
-from .fetch import Budget, Download, Fetcher, Resolver, remove_download, system_resolver
+from .fetch import Budget, Download, Fetcher, GuardedTransport, Resolver, remove_download, system_resolver
 from .media import upload_source
 from .models import (
     Balance,
@@ -51,14 +51,13 @@ from .models import (
     parse_balance,
     parse_prediction,
 )
-from .params import GenerationRequest
 from .polling import PollSchedule, duration_of
+from .prepared import PreparedRequest
 from .redact import forget_secret, redact, register_secret
 from .retry import RetryPolicy, retry_after_seconds
 from .settings import Settings, env_name, normalize_base_url
-from .wire import PreparedRequest, prepare_request
 
-__all__ = ["AtlasClient", "ClientOptions"]
+__all__ = ["ApiRequest", "AtlasClient", "ClientHooks", "ClientOptions"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,14 +86,58 @@ class ClientOptions:
     max_download_mb: float = C.DEFAULT_MAX_DOWNLOAD_MB
     download_hosts: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_url", normalize_base_url(self.base_url))
+        object.__setattr__(self, "download_hosts", tuple(self.download_hosts))
+
     @classmethod
     def from_settings(cls, settings: Settings) -> ClientOptions:
+        """The options ``settings`` declare (the runtime builds them once and passes them whole)."""
         return cls(**{f: getattr(settings, f) for f in cls.__dataclass_fields__})
 
     @property
     def max_answer_bytes(self) -> int:
         """Largest API answer read: room for one inline (base64) picture of the download cap, plus 1 MB."""
         return int(self.max_download_mb * C.MB * 4 / 3) + C.MB
+
+
+@dataclass(frozen=True)
+class ClientHooks:
+    """What tests replace in a client: sleeping, the clock, randomness, name resolution."""
+
+    sleep: Sleep = anyio.sleep
+    clock: Callable[[], float] = time.monotonic
+    rng: Callable[[], float] = random.random
+    #: resolves the hosts of output pictures for the download guard
+    resolver: Resolver = system_resolver
+    #: the polling schedule (what it learned per model); a new one per client when not given
+    poll_schedule: PollSchedule | None = None
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One Atlas API call, as :meth:`AtlasClient._request` sends it."""
+
+    method: str
+    path: str
+    #: How messages name it ("The generation request").
+    what: str = "The request"
+    json: Any = None
+    #: The multipart files, made anew for each attempt (the streams are rewound).
+    files: Callable[[], dict[str, Any]] | None = None
+    auth: bool = True
+    #: Seconds for one attempt (default: the client's timeout).
+    timeout: float | None = None
+    #: An error status whose body carries a terminal prediction is a final answer, not an error.
+    terminal_ok: bool = False
+    #: The prediction asked about, for bodies whose ``data`` has no id.
+    prediction_id: str | None = None
+    #: The API the path is under: the media API ``/api/v1``, or the billing API.
+    prefix: str = C.API_PREFIX
+
+    @property
+    def billable(self) -> bool:
+        return self.method != "GET"
 
 
 @dataclass
@@ -120,86 +163,30 @@ class AtlasClient:
     """Async client for the Atlas Cloud media API.
 
     Use it as an async context manager (or call :meth:`aclose`). ``transport`` can be injected:
-    tests pass an ``httpx.MockTransport`` or an ``httpx.ASGITransport`` around the emulator.
-    ``sleep``, ``clock`` and ``rng`` are injectable so retry and polling tests take no time.
+    tests pass an ``httpx.MockTransport`` or an ``httpx.ASGITransport`` around the emulator;
+    ``hooks`` replace sleeping, the clock and randomness so that retry and polling tests take no
+    time. The key is registered for redaction only when a request is sent with it.
     """
 
     def __init__(
         self,
+        options: ClientOptions | None = None,
         *,
         api_key: str | None = None,
-        base_url: str = C.DEFAULT_BASE_URL,
-        timeout: float = C.DEFAULT_TIMEOUT,
-        connect_timeout: float = C.DEFAULT_CONNECT_TIMEOUT,
-        upload_timeout: float = C.DEFAULT_UPLOAD_TIMEOUT,
-        max_retries: int = C.DEFAULT_MAX_RETRIES,
-        max_download_mb: float = C.DEFAULT_MAX_DOWNLOAD_MB,
-        download_hosts: tuple[str, ...] = (),
         transport: httpx.AsyncBaseTransport | None = None,
-        resolver: Resolver = system_resolver,
-        sleep: Sleep = anyio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        rng: Callable[[], float] = random.random,
-        poll_schedule: PollSchedule | None = None,
+        hooks: ClientHooks | None = None,
         limits: httpx.Limits = DEFAULT_LIMITS,
-        shared: _Shared | None = None,
     ) -> None:
-        """``shared``: the state of another client, for a view with another key (see :meth:`with_api_key`).
-
-        ``resolver`` resolves the hosts of output pictures for the download guard (tests inject one).
-        The key is registered for redaction only when a request is sent with it.
-        """
         self._api_key = api_key or None
-        if shared is None:
-            options = ClientOptions(
-                base_url=normalize_base_url(base_url),
-                timeout=timeout,
-                connect_timeout=connect_timeout,
-                upload_timeout=upload_timeout,
-                max_retries=max_retries,
-                max_download_mb=max_download_mb,
-                download_hosts=tuple(download_hosts),
-            )
-            http = httpx.AsyncClient(
-                transport=transport,
-                timeout=httpx.Timeout(timeout, connect=connect_timeout),
-                limits=limits,
-                headers={"User-Agent": f"atlas-image-mcp/{__version__}", "Accept": "application/json"},
-                # a redirect is never followed: a POST must not be sent twice, nor anywhere else
-                follow_redirects=False,
-                trust_env=True,
-            )
-            retry = RetryPolicy(max_retries=max_retries, rng=rng)
-            in_flight = anyio.Semaphore(limits.max_connections or C.MAX_CONNECTIONS)
-            shared = _Shared(
-                http=http,
-                owns_http=True,
-                options=options,
-                retry=retry,
-                fetcher=Fetcher(
-                    http,
-                    api_host=httpx.URL(options.base_url).host,
-                    retry=retry,
-                    sleep=sleep,
-                    limiter=in_flight,
-                    timeout=timeout,
-                    connect_timeout=connect_timeout,
-                    allowed_hosts=options.download_hosts,
-                    resolver=resolver,
-                    clock=clock,
-                ),
-                poll_schedule=poll_schedule or PollSchedule(),
-                sleep=sleep,
-                clock=clock,
-                in_flight=in_flight,
-            )
-        self._shared = shared
+        self._shared = _shared_state(options or ClientOptions(), transport, hooks or ClientHooks(), limits)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, api_key: str | None, **kw: Any) -> AtlasClient:
-        """A client configured by ``settings`` (``kw``: transport, sleep, clock, ...)."""
-        options = ClientOptions.from_settings(settings)
-        return cls(api_key=api_key, **{**options.__dict__, **kw})
+    def _view(cls, shared: _Shared, api_key: str | None) -> AtlasClient:
+        """A client that shares ``shared`` (the pool, the pacing, the caches) with another key."""
+        view = cls.__new__(cls)
+        view._api_key = api_key or None
+        view._shared = shared
+        return view
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "missing"
@@ -224,7 +211,7 @@ class AtlasClient:
 
     def with_api_key(self, api_key: str | None) -> AtlasClient:
         """A view of this client that authenticates with another key but shares the connection pool."""
-        return AtlasClient(api_key=api_key, shared=self._shared)
+        return AtlasClient._view(self._shared, api_key)
 
     async def __aenter__(self) -> AtlasClient:
         return self
@@ -239,19 +226,13 @@ class AtlasClient:
 
     # --- public API ------------------------------------------------------------------------
 
-    async def submit_image(
-        self, request: GenerationRequest | PreparedRequest, *, deadline: float | None = None
-    ) -> Prediction:
-        """``POST /model/generateImage`` with a flat body. Never retried once it may have been sent.
+    async def submit_image(self, prepared: PreparedRequest, *, deadline: float | None = None) -> Prediction:
+        """``POST /model/generateImage`` with the prepared body. Never retried once it may have been sent.
 
         ``deadline`` (on the client's clock): the request is given up at that moment at the latest.
         """
-        prepared = request if isinstance(request, PreparedRequest) else prepare_request(request)
         body = await self._request(
-            "POST",
-            "/model/generateImage",
-            json=prepared.body,
-            what="The generation request",
+            ApiRequest("POST", "/model/generateImage", "The generation request", json=prepared.wire_body()),
             deadline=deadline,
         )
         prediction = parse_prediction(body)
@@ -267,11 +248,13 @@ class AtlasClient:
         """``GET /model/prediction/{id}``. A failed prediction is returned, not raised."""
         pid = self._check_prediction_id(prediction_id)
         body = await self._request(
-            "GET",
-            f"/model/prediction/{pid}",
-            what=f"Looking up prediction {pid}",
-            terminal_ok=True,
-            prediction_id=pid,
+            ApiRequest(
+                "GET",
+                f"/model/prediction/{pid}",
+                f"Looking up prediction {pid}",
+                terminal_ok=True,
+                prediction_id=pid,
+            ),
             deadline=deadline,
         )
         prediction = parse_prediction(body, fallback_id=pid)
@@ -359,11 +342,13 @@ class AtlasClient:
                 return {"file": (name, stream, source_.content_type)}
 
             body = await self._request(
-                "POST",
-                "/model/uploadMedia",
-                files=files,
-                request_timeout=self.options.upload_timeout,
-                what=f"Uploading {name}",
+                ApiRequest(
+                    "POST",
+                    "/model/uploadMedia",
+                    f"Uploading {name}",
+                    files=files,
+                    timeout=self.options.upload_timeout,
+                )
             )
         data = envelope_data(body)
         info: dict[str, Any] = data if isinstance(data, dict) else {}
@@ -388,7 +373,9 @@ class AtlasClient:
             fresh = shared.models is not None and shared.clock() - shared.models_at < C.MODELS_TTL
             if fresh and not refresh:
                 return list(shared.models or [])
-            body = await self._request("GET", "/models", auth=False, what="Reading the model catalogue")
+            body = await self._request(
+                ApiRequest("GET", "/models", "Reading the model catalogue", auth=False)
+            )
             entries = envelope_data(body)
             if not isinstance(entries, list):
                 raise InvalidResponseError("The Atlas model catalogue did not contain a list of models.")
@@ -429,7 +416,7 @@ class AtlasClient:
     async def get_balance(self) -> Balance:
         """``GET /public/v1/balance``: the account's credit (a billing API answer, not enveloped)."""
         body = await self._request(
-            "GET", "/balance", prefix=C.BILLING_PREFIX, what="Reading the account balance"
+            ApiRequest("GET", "/balance", "Reading the account balance", prefix=C.BILLING_PREFIX)
         )
         balance = parse_balance(body)
         if balance is None:
@@ -446,7 +433,9 @@ class AtlasClient:
         """
         pid = self._check_prediction_id(prediction_id)
         body = await self._request(
-            "GET", f"/model/history?sessionID={pid}&no=1&size=1", what=f"Looking up the request of {pid}"
+            ApiRequest(
+                "GET", f"/model/history?sessionID={pid}&no=1&size=1", f"Looking up the request of {pid}"
+            )
         )
         data = envelope_data(body)
         items = data.get("items") if isinstance(data, dict) else None
@@ -497,68 +486,46 @@ class AtlasClient:
         register_secret(self._api_key)  # about to be sent: kept out of every message from now on
         return {"Authorization": f"Bearer {self._api_key}"}
 
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        files: Callable[[], dict[str, Any]] | None = None,
-        auth: bool = True,
-        request_timeout: float | None = None,
-        terminal_ok: bool = False,
-        prediction_id: str | None = None,
-        deadline: float | None = None,
-        what: str = "The request",
-        prefix: str = C.API_PREFIX,
-    ) -> Any:
+    async def _request(self, request: ApiRequest, *, deadline: float | None = None) -> Any:
         """Send one API call with the retry policy above; return the decoded JSON body.
 
-        ``prefix``: the API the path is under (the media API ``/api/v1``, or the billing API).
-        ``terminal_ok``: an error status whose body carries a terminal prediction (``prediction_id``
-        is the id asked for, for bodies whose ``data`` has none) is a final answer, not an error.
         ``deadline`` (on the client's clock): no attempt runs, and no retry waits, past it.
         """
-        url = f"{self.base_url}{prefix}{path}"
-        headers = self._auth_headers() if auth else {}
-        billable = method != "GET"
+        url = f"{self.base_url}{request.prefix}{request.path}"
+        headers = self._auth_headers() if request.auth else {}
         attempt = 0
         while True:
-            seconds = request_timeout or self.options.timeout
+            seconds = request.timeout or self.options.timeout
             if deadline is not None:
                 seconds = min(seconds, deadline - self._shared.clock())
             try:
-                return await self._send_once(
-                    method, url, headers=headers, json=json, files=files, seconds=seconds,
-                    terminal_ok=terminal_ok, prediction_id=prediction_id, what=what,
-                )  # fmt: skip
+                return await self._send_once(request, url, headers, seconds)
             except (APIConnectionError, APIStatusError, InvalidResponseError) as err:
                 if isinstance(err, AuthenticationError) and err.status_code == 401:
                     forget_secret(self._api_key)  # a key Atlas does not know is nobody's secret
-                delay = self._shared.retry.delay(err, attempt, billable=billable)
+                delay = self._shared.retry.delay(err, attempt, billable=request.billable)
                 if delay is None or (deadline is not None and self._shared.clock() + delay >= deadline):
-                    if billable and path.startswith("/model/generate") and _may_have_started(err):
+                    if (
+                        request.billable
+                        and request.path.startswith("/model/generate")
+                        and _may_have_started(err)
+                    ):
                         err.extend_message(MAY_HAVE_STARTED)
                     raise
                 attempt += 1
-                logger.info("retrying %s %s in %.2fs after: %s", method, path, delay, err.message[:200])
+                logger.info(
+                    "retrying %s %s in %.2fs after: %s",
+                    request.method,
+                    request.path,
+                    delay,
+                    err.message[:200],
+                )
                 await self._shared.sleep(delay)
 
-    async def _send_once(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: dict[str, str],
-        json: Any,
-        files: Callable[[], dict[str, Any]] | None,
-        seconds: float,
-        terminal_ok: bool,
-        what: str,
-        prediction_id: str | None = None,
-    ) -> Any:
+    async def _send_once(self, request: ApiRequest, url: str, headers: dict[str, str], seconds: float) -> Any:
         """One attempt, bounded as a whole by ``seconds`` (connecting, sending and the whole answer)."""
         options = self.options
+        method, what = request.method, request.what
         time_limits = httpx.Timeout(
             max(seconds, 0.001), connect=min(options.connect_timeout, max(seconds, 0.001))
         )
@@ -567,11 +534,11 @@ class AtlasClient:
         with anyio.move_on_after(max(seconds, 0.0)) as scope:
             try:
                 async with self._shared.in_flight:
-                    request = self._shared.http.build_request(
-                        method, url, headers=headers, json=json, files=files() if files else None,
-                        timeout=time_limits,
+                    outgoing = self._shared.http.build_request(
+                        method, url, headers=headers, json=request.json,
+                        files=request.files() if request.files else None, timeout=time_limits,
                     )  # fmt: skip
-                    response = await self._shared.http.send(request, stream=True)
+                    response = await self._shared.http.send(outgoing, stream=True)
                     try:
                         content = await _read_capped(response, options.max_answer_bytes, what)
                     finally:
@@ -594,9 +561,7 @@ class AtlasClient:
                 ) from exc  # fmt: skip
         if scope.cancelled_caught or response is None:
             raise self._timeout_error(method, url, what, f"no whole answer within {seconds:.1f} s", None)
-        return self._decode(
-            response, content, what=what, terminal_ok=terminal_ok, prediction_id=prediction_id
-        )
+        return self._decode(response, content, request)
 
     def _timeout_error(
         self, method: str, url: str, what: str, why: str, exc: BaseException | None
@@ -609,16 +574,9 @@ class AtlasClient:
             method=method, url=url, sent=sent,
         )  # fmt: skip
 
-    def _decode(
-        self,
-        response: httpx.Response,
-        content: bytearray,
-        *,
-        what: str,
-        terminal_ok: bool,
-        prediction_id: str | None = None,
-    ) -> Any:
+    def _decode(self, response: httpx.Response, content: bytearray, request: ApiRequest) -> Any:
         method, url = response.request.method, str(response.request.url)
+        what = request.what
         try:
             body: Any = json.loads(content) if content else None
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -633,10 +591,10 @@ class AtlasClient:
             )  # fmt: skip
         code = envelope_code(body)
         failed = response.status_code >= 400 or (code is not None and code not in (0, 200))
-        if terminal_ok and failed and body is not None:
+        if request.terminal_ok and failed and body is not None:
             # Only an error answer needs this look (a success body is returned as is anyway):
             # a failed prediction answered as HTTP 500 is a final answer, not a fault to retry.
-            prediction = parse_prediction(body, fallback_id=prediction_id)
+            prediction = parse_prediction(body, fallback_id=request.prediction_id)
             if prediction is not None and prediction.is_terminal:
                 return body
         if response.status_code >= 400:
@@ -695,6 +653,49 @@ def _answer_too_big(what: str, limit: int, opening: bytes) -> InvalidResponseErr
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _shared_state(
+    options: ClientOptions,
+    transport: httpx.AsyncBaseTransport | None,
+    hooks: ClientHooks,
+    limits: httpx.Limits,
+) -> _Shared:
+    """A new client's pool, pacing and caches (its per-key views share them)."""
+    timeout = httpx.Timeout(options.timeout, connect=options.connect_timeout)
+    http = httpx.AsyncClient(
+        transport=transport,
+        timeout=timeout,
+        limits=limits,
+        headers={"User-Agent": f"atlas-image-mcp/{__version__}", "Accept": "application/json"},
+        # a redirect is never followed: a POST must not be sent twice, nor anywhere else
+        follow_redirects=False,
+        trust_env=True,
+    )
+    retry = RetryPolicy(max_retries=options.max_retries, rng=hooks.rng)
+    in_flight = anyio.Semaphore(limits.max_connections or C.MAX_CONNECTIONS)
+    fetcher = Fetcher(
+        http,
+        api_host=httpx.URL(options.base_url).host,
+        guard=GuardedTransport(resolver=hooks.resolver, allowed_hosts=options.download_hosts),
+        timeout=timeout,
+        retry=retry,
+        limiter=in_flight,
+        sleep=hooks.sleep,
+        clock=hooks.clock,
+    )
+    return _Shared(
+        http=http,
+        owns_http=True,
+        options=options,
+        retry=retry,
+        fetcher=fetcher,
+        poll_schedule=hooks.poll_schedule or PollSchedule(),
+        sleep=hooks.sleep,
+        clock=hooks.clock,
+        in_flight=in_flight,
+    )
+
 
 MAY_HAVE_STARTED = (
     "The request may still have reached Atlas and started a job, which would be billed: look for it "

@@ -15,14 +15,19 @@ from importlib.metadata import version
 from typing import Any, cast
 
 from mcp.server.context import ServerMiddleware
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, ElicitationResult, MCPServer, Resolve
+from mcp.server.mcpserver.resolve import build_resolver_plans, resolve_arguments
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp.server.session import ServerSession
+from mcp_types import InputRequiredResult
 from pydantic import BaseModel
 
 __all__ = [
     "TESTED",
+    "ArgumentsBase",
     "add_middleware",
     "add_request_handler",
+    "ask",
     "connection_state",
     "quiet_session",
     "drain_sse_now",
@@ -53,6 +58,30 @@ def untested_versions() -> dict[str, str]:
 
 
 # --- MCP SDK -------------------------------------------------------------------------------------
+
+#: The SDK's base for a tool's argument model (``FuncMetadata.arg_model`` must be one). The tool
+#: adapter (:mod:`atlas_image_mcp.tools.adapter`) hands the SDK our own argument models instead of a
+#: model the SDK derives from a function signature, so they derive from it; the SDK reads only
+#: their fields (to pre-parse arguments sent as JSON text) and never validates through it.
+ArgumentsBase = ArgModelBase
+
+
+async def ask(
+    context: Context[Any, Any], question: Callable[[], Awaitable[Any]]
+) -> ElicitationResult[Any] | InputRequiredResult:
+    """Run ``question`` (a resolver: it returns an answer, or ``Elicit(...)`` to ask the person).
+
+    The SDK's resolver engine is what carries one question across both protocol eras: an
+    ``elicitation/create`` request during the call on a handshake-era session, ``input_required``
+    with a sealed ``requestState`` on 2026-07-28 (an ``InputRequiredResult`` is returned; the
+    client calls again with the answer, and ``question`` runs again to find it). ``MCPServer`` runs
+    that engine only for resolvers declared in a tool function's signature; the tool adapter calls
+    it explicitly, once, after the call's own checks. Upstream: a public entry point for resolving
+    from inside a tool body would let this go.
+    """
+    wanted = {"answer": (Resolve(question), True)}
+    outcome = await resolve_arguments(wanted, build_resolver_plans(wanted, set()), {}, context)
+    return outcome if isinstance(outcome, InputRequiredResult) else outcome["answer"]
 
 
 def add_request_handler(

@@ -308,25 +308,24 @@ class Fetcher:
         api_http: httpx.AsyncClient,
         *,
         api_host: str,
+        guard: GuardedTransport,
+        timeout: httpx.Timeout,
         retry: RetryPolicy,
-        sleep: Sleep,
         limiter: anyio.Semaphore,
-        timeout: float,
-        connect_timeout: float,
-        allowed_hosts: Iterable[str] = (),
-        resolver: Resolver = system_resolver,
+        sleep: Sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``api_http`` fetches outputs on ``api_host``; ``guard`` (address checks) every other one."""
         self._api_http = api_http
         self._api_host = api_host.lower()
         self._retry = retry
         self._sleep = sleep
         self._limiter = limiter
-        self._timeout = timeout
+        self._timeout = float(timeout.read or 0.0)
         self._clock = clock
         self._guarded = httpx.AsyncClient(
-            transport=GuardedTransport(resolver=resolver, allowed_hosts=allowed_hosts),
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            transport=guard,
+            timeout=timeout,
             follow_redirects=False,
             trust_env=False,  # an environment proxy would connect on our behalf, unchecked
         )

@@ -2,8 +2,8 @@
 
 The argument models below are the single source for
 
-* the tools' input schemas (:func:`tool_signature` gives a tool function the model's fields as its
-  signature, which is what the SDK builds the schema from),
+* the tools' input schemas (each tool function takes its model as its one argument, and
+  :mod:`atlas_image_mcp.tools.adapter` publishes the model's schema),
 * the request models (:class:`GenerationRequest` is the generation part of ``generate_image``'s
   arguments; its fields become the wire body through :mod:`atlas_image_mcp.wire`),
 * the command line (``atlas-image-mcp generate`` derives its flags from the same fields).
@@ -14,14 +14,14 @@ with one plain sentence per problem, in the same words as the server's own check
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Collection
-from typing import Annotated, Any, Literal, TypeVar
+from collections.abc import Collection
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import constants as C
 from .catalogue import FRIENDLY_NAMES, MAX_REFERENCES, SIDE_ENVELOPE
+from .compat import ArgumentsBase
 from .errors import InvalidParameterError
 from .settings import env_name
 from .validation import bounds_of, field_problem, format_number
@@ -36,18 +36,15 @@ __all__ = [
     "GenerationRequest",
     "VariationParams",
     "VariationsArguments",
-    "arguments_model",
+    "NoArguments",
+    "PictureRef",
     "plain_error",
-    "tool_signature",
 ]
 
 MAX_DATA_CHARS = 70 * 1024 * 1024  # base64 of the 50 MB default upload limit, with room
-_ARGUMENTS_ATTR = "__tool_arguments__"
-
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-class Arguments(BaseModel):
+class Arguments(ArgumentsBase):
     """Base of argument models: unknown names refused, bad values reported in plain words."""
 
     model_config = ConfigDict(extra="forbid")
@@ -187,10 +184,9 @@ NumImages = Annotated[
 Seed = Annotated[
     int | None, Field(ge=-1, le=C.SEED_MAX, description="Seed to reproduce a picture; -1 = random.")
 ]
-Picture = Annotated[str, Field(min_length=1, max_length=MAX_DATA_CHARS)]
-OptionalPicture = Annotated[Picture | None, Field(description=f"A picture: {PICTURE_FORMS}.")]
+PictureRef = Annotated[str, Field(min_length=1, max_length=MAX_DATA_CHARS)]
 Mask = Annotated[
-    Picture | None,
+    PictureRef | None,
     Field(
         description="Inpainting mask, same size as the picture: white = repaint, black = keep. Same forms."
     ),
@@ -226,7 +222,7 @@ class GenerationParams(Arguments):
         Field(ge=0, le=100, allow_inf_nan=False, description="Prompt adherence (dev, Kontext, Fill models)."),
     ] = None
     image: Annotated[
-        Picture | None,
+        PictureRef | None,
         Field(description="Image-to-image starting picture (schnell, dev). Same forms as edit_image."),
     ] = None
     mask_image: Mask = None
@@ -256,7 +252,7 @@ class GenerationRequest(GenerationParams):
     """
 
     prompt: Annotated[str, Field(max_length=C.MAX_PROMPT_CHARS)] = ""
-    images: list[Picture] | None = None
+    images: list[PictureRef] | None = None
     enable_sync_mode: bool | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 
@@ -318,9 +314,9 @@ class EditParams(Arguments):
         _PromptText,
         Field(description="The change, in plain words ('make the sky stormy', 'put the logo on the mug')."),
     ]
-    image: Annotated[Picture | None, Field(description=f"The picture to change: {PICTURE_FORMS}.")] = None
+    image: Annotated[PictureRef | None, Field(description=f"The picture to change: {PICTURE_FORMS}.")] = None
     images: Annotated[
-        list[Picture] | None,
+        list[PictureRef] | None,
         Field(
             min_length=1,
             max_length=MAX_REFERENCES,
@@ -430,39 +426,5 @@ class ShowGalleryArguments(Arguments):
     ] = C.GALLERY_PICTURES
 
 
-# --- tool signatures ----------------------------------------------------------------------------
-
-
-def tool_signature(model: type[Arguments]) -> Callable[[_F], _F]:
-    """Give a tool function ``fn(ctx, **arguments)`` the fields of ``model`` as its signature.
-
-    The SDK builds a tool's input schema from its function's signature; this makes that
-    signature the model's, so the schema, the validation and the request model are one
-    declaration. The function receives the validated fields as keyword arguments.
-    """
-
-    def decorate(fn: _F) -> _F:
-        signature = inspect.signature(fn, eval_str=True)
-        context = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-        fields = [
-            inspect.Parameter(
-                name,
-                inspect.Parameter.KEYWORD_ONLY,
-                annotation=Annotated[info.annotation, info],
-                default=inspect.Parameter.empty
-                if info.is_required()
-                else info.get_default(call_default_factory=True),
-            )
-            for name, info in model.model_fields.items()
-        ]
-        fn.__signature__ = signature.replace(parameters=[*context, *fields])  # type: ignore[attr-defined]
-        setattr(fn, _ARGUMENTS_ATTR, model)
-        return fn
-
-    return decorate
-
-
-def arguments_model(fn: Callable[..., Any]) -> type[Arguments] | None:
-    """The argument model :func:`tool_signature` gave ``fn``, if any."""
-    model = getattr(fn, _ARGUMENTS_ATTR, None)
-    return model if isinstance(model, type) and issubclass(model, Arguments) else None
+class NoArguments(Arguments):
+    """What a tool that takes no arguments takes."""

@@ -18,7 +18,7 @@ from typing import IO, Any
 from .constants import PICTURE_FORMATS, THUMBNAIL_SIZE
 from .settings import env_name
 
-__all__ = ["Picture", "PictureError", "examine", "sniff"]
+__all__ = ["CheckedPicture", "PictureError", "examine", "sniff"]
 
 
 class PictureError(ValueError):
@@ -26,7 +26,7 @@ class PictureError(ValueError):
 
 
 @dataclass(frozen=True)
-class Picture:
+class CheckedPicture:
     """A checked picture on disk, plus its preview when one was made."""
 
     path: Path
@@ -73,7 +73,7 @@ def sniff(source: Path | bytes, max_pixels: int) -> str | None:
         return None
 
 
-def examine(path: Path, *, max_pixels: int, decode: bool, preview: bool) -> Picture:
+def examine(path: Path, *, max_pixels: int, decode: bool, preview: bool) -> CheckedPicture:
     """Check the picture at ``path``: header, pixel cap, then (``decode``) a full decode.
 
     ``preview``: also make a thumbnail of at most :data:`THUMBNAIL_SIZE` px (implies a decode).
@@ -86,7 +86,7 @@ def examine(path: Path, *, max_pixels: int, decode: bool, preview: bool) -> Pict
         mime = Image.MIME.get(img.format or "") or "application/octet-stream"
         width, height = img.width, img.height
         if not (decode or preview):
-            return Picture(path=path, mime_type=mime, width=width, height=height, size=size)
+            return CheckedPicture(path=path, mime_type=mime, width=width, height=height, size=size)
         try:
             if preview:
                 img.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))  # fast JPEG downscale while decoding
@@ -95,9 +95,9 @@ def examine(path: Path, *, max_pixels: int, decode: bool, preview: bool) -> Pict
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, MemoryError) as exc:
             raise PictureError(f"does not decode as a whole picture ({_reason(exc)})") from exc
     if shown is None:
-        return Picture(path=path, mime_type=mime, width=width, height=height, size=size)
+        return CheckedPicture(path=path, mime_type=mime, width=width, height=height, size=size)
     data, preview_mime, preview_size = shown
-    return Picture(
+    return CheckedPicture(
         path=path,
         mime_type=mime,
         width=width,

@@ -16,10 +16,11 @@ import io
 import json
 import threading
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from mcp_types import ImageContent, ResourceLink, TextContent
+from mcp_types import CallToolResult, ImageContent, ResourceLink, TextContent
 from pydantic import BaseModel, Field
 
 from .constants import IMAGE_URI, MAX_BASE64_CHARS, MAX_URL_CHARS, THUMBNAIL_SIZE, ImageMode
@@ -29,13 +30,15 @@ __all__ = [
     "THUMBNAIL_SIZE",
     "GenerationResult",
     "OutputImage",
-    "Picture",
+    "ShownPicture",
     "inline_images",
     "inspect_image",
+    "price_text",
     "resource_links",
     "result_text",
     "shown_url",
     "thumbnail",
+    "tool_result",
     "without_local_paths",
 ]
 
@@ -87,7 +90,7 @@ class GenerationResult(BaseModel):
 
 
 @dataclass(frozen=True)
-class Picture:
+class ShownPicture:
     """An output to show: its bytes (empty when it stays on disk), what Pillow says about it, and
     its thumbnail when one was made already."""
 
@@ -95,7 +98,7 @@ class Picture:
     mime_type: str
     width: int | None
     height: int | None
-    preview: Picture | None = None
+    preview: ShownPicture | None = None
 
 
 def shown_url(url: str, prediction_id: str | None, index: int) -> str:
@@ -106,21 +109,21 @@ def shown_url(url: str, prediction_id: str | None, index: int) -> str:
     return IMAGE_URI.format(prediction_id=prediction_id or "unknown", index=index)
 
 
-def inspect_image(data: bytes, fallback_mime: str = "") -> Picture:
+def inspect_image(data: bytes, fallback_mime: str = "") -> ShownPicture:
     """Read the size and format of ``data`` (header only); tolerate non-images."""
     from PIL import Image, UnidentifiedImageError  # deferred: Pillow is ~10 ms of the stdio start-up
 
     try:
         with Image.open(io.BytesIO(data)) as img:
             mime = Image.MIME.get(img.format or "", fallback_mime) or fallback_mime or "image/png"
-            return Picture(data=data, mime_type=mime, width=img.width, height=img.height)
+            return ShownPicture(data=data, mime_type=mime, width=img.width, height=img.height)
     except (UnidentifiedImageError, OSError, ValueError):
-        return Picture(
+        return ShownPicture(
             data=data, mime_type=fallback_mime or "application/octet-stream", width=None, height=None
         )
 
 
-def thumbnail(picture: Picture, max_side: int = THUMBNAIL_SIZE) -> Picture:
+def thumbnail(picture: ShownPicture, max_side: int = THUMBNAIL_SIZE) -> ShownPicture:
     """A copy at most ``max_side`` px on its long side (JPEG, or PNG when there is transparency)."""
     from PIL import Image  # deferred: Pillow is ~10 ms of the stdio start-up
 
@@ -135,7 +138,7 @@ def thumbnail(picture: Picture, max_side: int = THUMBNAIL_SIZE) -> Picture:
         else:
             img.convert("RGB").save(out, format="JPEG", quality=85, optimize=True)
             mime = "image/jpeg"
-        return Picture(data=out.getvalue(), mime_type=mime, width=img.width, height=img.height)
+        return ShownPicture(data=out.getvalue(), mime_type=mime, width=img.width, height=img.height)
 
 
 _warming: list[threading.Thread] = []
@@ -165,7 +168,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def inline_images(pictures: list[Picture], mode: ImageMode) -> tuple[list[ImageContent], list[str]]:
+def inline_images(pictures: list[ShownPicture], mode: ImageMode) -> tuple[list[ImageContent], list[str]]:
     """Image blocks for ``pictures`` within the base64 budget, and notes on what was downscaled or left out.
 
     The budget counts base64 characters (what actually travels), not decoded bytes.
@@ -257,3 +260,18 @@ def result_text(result: GenerationResult, notes: list[str] | None = None) -> Tex
     if result.next_step:
         lines.append(result.next_step)
     return TextContent(type="text", text="\n".join(lines))
+
+
+def tool_result(
+    result: GenerationResult, blocks: list[Any], notes: list[str], *, is_error: bool = False
+) -> CallToolResult:
+    """The three layers as one tool result: text, the picture blocks and resource links, and ``result``."""
+    content: list[Any] = [result_text(result, notes), *blocks, *resource_links(result)]
+    return CallToolResult(
+        content=content, structured_content=result.model_dump(mode="json"), is_error=is_error
+    )
+
+
+def price_text(amount: Decimal | None) -> str | None:
+    """An amount of USD as results carry it (``"0.036"``), or None."""
+    return format(amount.normalize(), "f") if amount is not None else None

@@ -8,11 +8,12 @@ import json
 import re
 from typing import Any
 
-from mcp.server.apps import client_supports_apps
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 
+from .call import Call, ToolContext
+from .collect import picture_bytes
 from .constants import IMAGE_URI, IMAGE_URI_PATTERN, MAX_NUM_IMAGES, PREDICTION_URI
 from .errors import AtlasError, NotFoundError
 from .models import Prediction
@@ -20,7 +21,6 @@ from .pictures import PictureError, sniff
 from .render import shown_url
 from .runtime import Runtime
 from .storage import find_saved
-from .tools.results import ToolContext, picture_bytes
 
 _INDEX = re.compile(r"[0-9]{1,3}")  # ASCII digits only: "²" or "١" are not an index
 _PICTURE_URI = re.compile(IMAGE_URI_PATTERN)
@@ -78,11 +78,11 @@ def register_resources(server: MCPServer[Runtime]) -> None:
         mime_type="application/json",
     )
     async def prediction_resource(prediction_id: str, ctx: ToolContext) -> str:
-        runtime = ctx.request_context.lifespan_context
-        prediction = await _lookup(runtime, prediction_id, ctx)
-        folder = runtime.output_dir
+        call = Call.of(ctx)
+        prediction = await _lookup(call, prediction_id)
+        folder = call.outputs.folder
         # An MCP Apps client gets file names only, as in tool results (its frames may read this).
-        name_only = client_supports_apps(ctx)
+        name_only = call.shows_apps
         outputs = [
             {
                 "url": shown_url(url, prediction.id, n),
@@ -112,23 +112,23 @@ def register_resources(server: MCPServer[Runtime]) -> None:
         mime_type="image/jpeg",
     )
     async def image_resource(prediction_id: str, index: str, ctx: ToolContext) -> bytes:
-        runtime = ctx.request_context.lifespan_context
         if not _INDEX.fullmatch(index):
             raise ResourceNotFoundError(f"Prediction {prediction_id} has no image {index[:20]!r}.")
-        prediction = await _lookup(runtime, prediction_id, ctx)  # proves the caller's key may see it
+        call = Call.of(ctx)
+        prediction = await _lookup(call, prediction_id)  # proves the caller's key may see it
         if not 1 <= int(index) <= min(len(prediction.outputs), MAX_NUM_IMAGES):
             raise ResourceNotFoundError(f"Prediction {prediction_id} has no image {index}.")
         try:
-            return await picture_bytes(runtime, runtime.api(ctx.headers), prediction, int(index))
+            return await picture_bytes(call, prediction, int(index))
         except AtlasError as err:
             raise ResourceError(err.message) from err
         except PictureError as err:
             raise ResourceError(f"Image {index} of prediction {prediction.id} {err}.") from err
 
 
-async def _lookup(runtime: Runtime, prediction_id: str, ctx: ToolContext) -> Prediction:
+async def _lookup(call: Call, prediction_id: str) -> Prediction:
     try:
-        return await runtime.api(ctx.headers).get_prediction(prediction_id)
+        return await call.api.get_prediction(prediction_id)
     except NotFoundError as err:
         raise ResourceNotFoundError(f"No prediction {prediction_id!r} at Atlas.") from err
     except AtlasError as err:

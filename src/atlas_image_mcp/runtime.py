@@ -15,7 +15,7 @@ import anyio
 import httpx
 
 from .catalogue import Catalogue
-from .client import AtlasClient
+from .client import AtlasClient, ClientOptions
 from .constants import (
     DECODES_AT_ONCE,
     DEFAULT_EMULATOR_LATENCY,
@@ -28,7 +28,8 @@ from .constants import (
     Place,
 )
 from .errors import MissingAPIKeyError
-from .history import PictureHistory
+from .history import PictureHistory, session_key
+from .identity import Caller
 from .ledger import Ledger, Limits
 from .redact import register_secret
 from .settings import Settings, proxy_environment
@@ -106,10 +107,10 @@ class Runtime:
                 )
             else:
                 transport = None
-            client = AtlasClient.from_settings(
-                settings,
+            client = AtlasClient(
+                ClientOptions.from_settings(settings),
                 # Per-user-key mode: the shared client carries no key at all, so the server's own
-                # key cannot be used by accident; every call goes through ``api(headers)``.
+                # key cannot be used by accident; every call goes through ``client_for(caller)``.
                 api_key=None if settings.user_keys and remote else settings.api_key,
                 transport=transport,
             )
@@ -130,15 +131,19 @@ class Runtime:
 
     # --- per-request views ---------------------------------------------------------------
 
-    def api(self, headers: Mapping[str, str] | None = None) -> AtlasClient:
-        """The client for the current request: the caller's own key in per-user-key mode.
+    def caller(self, headers: Mapping[str, str] | None = None) -> Caller:
+        """Who the request with these HTTP headers (``ctx.headers``; None over stdio) comes from."""
+        key = self.current_key(headers)
+        return Caller(key=key, history=session_key(headers, key if self.per_user_keys else None))
 
-        ``headers`` are the HTTP headers of the MCP message being served (``ctx.headers``); in
-        per-user-key mode the Atlas key comes from its ``X-Atlas-Api-Key`` and the server's own
-        key is never used.
+    def client_for(self, caller: Caller) -> AtlasClient:
+        """The client for ``caller``'s calls: its own key in per-user-key mode, else the server's.
+
+        In per-user-key mode the Atlas key comes from the request's ``X-Atlas-Api-Key`` and the
+        server's own key is never used.
         """
         if self.per_user_keys:
-            key = self.current_key(headers)
+            key = caller.key
             if not key:
                 raise MissingAPIKeyError(
                     "This hosted server needs your own Atlas Cloud API key: send it in the "

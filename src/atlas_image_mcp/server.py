@@ -16,7 +16,7 @@ from . import __version__
 from .constants import TASK_KEEP_SECONDS
 from .notify import install_logging_handler
 from .prompts import register_prompts
-from .redact import key_digest, redact, redact_tree
+from .redact import redact, redact_tree
 from .resources import label_pictures, register_resources
 from .runtime import Runtime
 from .taskids import TaskIds, task_id_secret
@@ -45,10 +45,9 @@ Creates and edits pictures with the FLUX models on Atlas Cloud.
 
 
 def caller_of(ctx: ServerRequestContext[Any, Any]) -> str:
-    """Who a request comes from, for binding tasks to it: a digest of the Atlas key it uses."""
+    """Who a request comes from, for binding tasks and sealed confirmations to it."""
     runtime: Runtime = ctx.lifespan_context
-    key = runtime.current_key(getattr(ctx.request, "headers", None)) or ""
-    return key_digest(key)
+    return runtime.caller(getattr(ctx.request, "headers", None)).id
 
 
 async def redact_answers(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from .catalogue import ASPECT_RATIOS, SIZE_PARAMS, WIRE_NAMES, ModelSpec, Range, builtin_spec
 from .constants import DEFAULT_MODEL, MAX_MODEL_ID_CHARS, MAX_PROMPT_CHARS
 from .errors import InvalidParameterError
 from .params import GenerationRequest
+from .prepared import PictureSlot, PreparedRequest
 
-__all__ = ["PreparedRequest", "aspect_ratio_size", "prepare_request"]
+__all__ = ["aspect_ratio_size", "prepare_request"]
 
 MEGAPIXEL = 1024 * 1024
 _ASPECT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[:/x]\s*(\d+(?:\.\d+)?)\s*$")
@@ -38,32 +38,6 @@ _NOT_PARAMETERS = {
     "images",
     "mask_image",
 }
-
-
-@dataclass(frozen=True)
-class PreparedRequest:
-    """The exact body to POST, the size it asks for (when known), what was left out, and why."""
-
-    body: dict[str, Any]
-    width: int | None
-    height: int | None
-    ignored: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
-    spec: ModelSpec | None = None
-
-    @property
-    def model(self) -> str:
-        return str(self.body["model"])
-
-    @property
-    def num_images(self) -> int:
-        value = self.body.get("num_images", 1)
-        return value if isinstance(value, int) and not isinstance(value, bool) else 1
-
-    @property
-    def prompt(self) -> str | None:
-        value = self.body.get("prompt")
-        return value if isinstance(value, str) else None
 
 
 def _parse_ratio(ratio: str) -> tuple[float, float]:
@@ -138,6 +112,8 @@ class _Body:
         self.notes: list[str] = []
         self.width: int | None = None
         self.height: int | None = None
+        #: the pictures the body carries, as references until the call resolves them
+        self.pictures: list[PictureSlot] = []
 
 
 def _size(req: GenerationRequest, spec: ModelSpec | None, out: _Body) -> None:
@@ -183,44 +159,63 @@ def _parse_size(size: str | None) -> tuple[int | None, int | None]:
 
 
 def _references(req: GenerationRequest, spec: ModelSpec | None, out: _Body) -> None:
-    """``image`` / ``images`` / ``mask_image`` for the models that take them."""
-    given = [*([req.image] if req.image else []), *(req.images or [])]
+    """``image`` / ``images`` / ``mask_image`` for the models that take them.
+
+    Each picture the body will carry is noted as a :class:`PictureSlot`, in the order a call
+    resolves them: ``image``, ``mask_image``, then ``images``. A picture the model does not take is
+    reported as ignored, and never resolved (nor uploaded).
+    """
+    given = [("image", req.image)] if req.image else []
+    given += [("images", ref) for ref in req.images or []]
+    placed: list[PictureSlot] = []
     if spec is None:
-        if req.image:
-            out.fields["image"] = _check_ref("image", req.image)
-        if req.images:
-            out.fields["images"] = [_check_ref("images", i) for i in req.images]
+        placed = [PictureSlot("image", "image", None, req.image)] if req.image else []
+        placed += [PictureSlot("images", "images", i, ref) for i, ref in enumerate(req.images or [])]
     elif spec.references == 1:
         if len(given) > 1:
             raise InvalidParameterError(
                 "images", f"{spec.id} edits one picture; give one image, or choose a multi-reference model."
             )
-        if given:
-            out.fields["image"] = _check_ref("image", given[0])
+        placed = [PictureSlot(name, "image", None, ref) for name, ref in given]
     elif spec.references > 1:
         if len(given) > spec.references:
             raise InvalidParameterError(
                 "images",
                 f"{spec.id} takes at most {spec.references} reference pictures ({len(given)} given).",
             )
-        if given:
-            out.fields["images"] = [_check_ref("images", i) for i in given]
+        placed = [PictureSlot(name, "images", i, ref) for i, (name, ref) in enumerate(given)]
     elif given:
         out.ignored.append("image" if req.image else "images")
     if spec is not None and spec.references_required and not given:
         what = "pictures to combine (images)" if spec.references > 1 else "the picture to change (image)"
         raise InvalidParameterError("image", f"{spec.id} needs {what}.")
+    for slot in placed:
+        if slot.index is None:
+            out.fields[slot.field] = slot.ref
+        else:
+            out.fields.setdefault(slot.field, []).append(slot.ref)
+    mask = _mask(req, spec, bool(given), out)
+    if mask is not None:
+        out.fields["mask_image"] = mask
+        placed.append(PictureSlot("mask_image", "mask_image", None, mask))
+    order = {"image": 0, "mask_image": 1, "images": 2}
+    out.pictures = sorted(placed, key=lambda slot: order[slot.parameter])
+
+
+def _mask(req: GenerationRequest, spec: ModelSpec | None, given: bool, out: _Body) -> str | None:
+    """The mask to send, or None (left out, and reported, when the model takes none)."""
     if req.mask_image:
         if spec is not None and not spec.mask:
             out.ignored.append("mask_image")
-        elif not given:
+            return None
+        if not given:
             raise InvalidParameterError("mask_image", "needs an image to paint into; pass image as well.")
-        else:
-            out.fields["mask_image"] = _check_ref("mask_image", req.mask_image)
-    elif spec is not None and spec.kind == "inpaint":
+        return req.mask_image
+    if spec is not None and spec.kind == "inpaint":
         raise InvalidParameterError(
             "mask_image", f"{spec.id} repaints the white area of a mask: pass mask_image."
         )
+    return None
 
 
 def prepare_request(req: GenerationRequest, spec: ModelSpec | None = None) -> PreparedRequest:
@@ -270,16 +265,5 @@ def prepare_request(req: GenerationRequest, spec: ModelSpec | None = None) -> Pr
         height=out.height,
         ignored=tuple(out.ignored),
         notes=tuple(out.notes),
-        spec=spec,
-    )
-
-
-def _check_ref(name: str, value: str) -> str:
-    ref = value.strip()
-    if ref.startswith(("http://", "https://", "data:image/")):
-        return ref
-    raise InvalidParameterError(
-        name,
-        "must be an http(s) URL or a data:image/... URI. To use a local file, call upload_media first "
-        "and pass its download_url here.",
+        pictures=tuple(out.pictures),
     )

@@ -1,20 +1,20 @@
 """The MCP tools: one module per tool family, and one table that says how each is offered.
 
-Each tool's parameters are declared once in :mod:`atlas_image_mcp.params`; each tool calls the
-Atlas client and hands the outcome to :mod:`atlas_image_mcp.render` (through
-:mod:`.results`). Failures are raised as ``ToolError`` with a message the assistant can act on,
-so the client sees ``isError: true``.
+A tool is a plain function of the :class:`~atlas_image_mcp.call.Call` and its argument model
+(declared once in :mod:`atlas_image_mcp.params`); it raises an
+:class:`~atlas_image_mcp.errors.AtlasError` with a message the assistant can act on, so the client
+sees ``isError: true``.
 
-:func:`build_tools` makes every tool of :data:`_TOOLS` a :class:`~.plain.PlainTool` (bad or
-unknown arguments get plain sentences, schemas trimmed for ``tools/list``) for
-``MCPServer(tools=...)``. The picture tools carry the viewer app's ``_meta.ui.resourceUri`` (MCP
-Apps), stamped here as ``Apps.tool`` would, since a tool the ``Apps`` extension adds is built by
-the SDK and so could not be a PlainTool; the viewer extension still serves the app's resource.
+:func:`build_tools` makes every tool of :data:`_TOOLS` an SDK ``Tool`` through the one adapter
+(:mod:`.adapter`: bad or unknown arguments get plain sentences, schemas trimmed for
+``tools/list``) for ``MCPServer(tools=...)``. The picture tools carry the viewer app's
+``_meta.ui.resourceUri`` (MCP Apps), stamped here as ``Apps.tool`` would, since a tool the ``Apps``
+extension adds is built by the SDK from a signature; the viewer extension still serves the app's
+resource.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +24,12 @@ from mcp_types import ToolAnnotations
 from ..constants import VIEWER_URI
 from ..tasks import TasksExtension
 from .account import get_balance, get_usage
-from .catalogue import list_models
+from .adapter import ToolFunction, adapt
 from .edit import edit_image, generate_variations
 from .gallery import show_gallery
 from .generate import generate_image
 from .handoff import IMAGE_JOB
-from .plain import plain_tool
+from .model_list import list_models
 from .predictions import get_prediction
 from .upload import upload_media
 
@@ -54,7 +54,7 @@ class _Offer:
 
 # None is destructive. get_prediction is not read-only: it saves the pictures it collects (same
 # names, so idempotent). show_gallery only reads this session's record.
-_TOOLS: dict[Callable[..., Any], _Offer] = {
+_TOOLS: dict[ToolFunction, _Offer] = {
     generate_image: _Offer("Generate image (FLUX)", False, False, task=True, viewer=True),
     edit_image: _Offer("Edit image (FLUX Kontext, Fill)", False, False, task=True, viewer=True),
     generate_variations: _Offer("Generate variations", False, False, task=True, viewer=True),
@@ -90,5 +90,5 @@ def build_tools(tasks: TasksExtension | None = None) -> list[Tool]:
     for fn, offer in _TOOLS.items():
         if offer.task and tasks is not None:
             tasks.add_tool(fn.__name__, IMAGE_JOB)
-        tools.append(plain_tool(fn, title=offer.title, annotations=_annotations(offer), meta=_meta(offer)))
+        tools.append(adapt(fn, title=offer.title, annotations=_annotations(offer), meta=_meta(offer)))
     return tools

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated
 
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
+from ..call import Call
 from ..constants import BILLING_URL
-from ..errors import AtlasError, usd, wait_words
+from ..errors import usd, wait_words
 from ..models import Balance, Money
-from ..params import GetUsageArguments, tool_signature
+from ..params import GetUsageArguments
+from ..render import price_text
 from ..settings import env_name
-from .results import ToolContext, fail, price_text, runtime_of
 
 __all__ = ["BalanceResult", "UsageResult", "get_balance", "get_usage"]
 
@@ -63,13 +64,9 @@ def _result(balance: Balance) -> BalanceResult:
     )
 
 
-async def get_balance(ctx: ToolContext) -> Annotated[CallToolResult, BalanceResult]:
+async def get_balance(call: Call) -> Annotated[CallToolResult, BalanceResult]:
     """The Atlas Cloud account's credit: available, cash, bonus and frozen amounts."""
-    runtime = runtime_of(ctx)
-    try:
-        balance = await runtime.api(ctx.headers).get_balance()
-    except AtlasError as err:
-        raise fail(err) from err
+    balance = await call.api.get_balance()
     parts = [
         f"{name} {_money_words(value)}"
         for name, value in (("cash", balance.cash), ("bonus", balance.bonus), ("frozen", balance.frozen))
@@ -126,16 +123,11 @@ def _iso(moment: float) -> str:
     )
 
 
-@tool_signature(GetUsageArguments)
-async def get_usage(ctx: ToolContext, **arguments: Any) -> Annotated[CallToolResult, UsageResult]:
+async def get_usage(call: Call, args: GetUsageArguments) -> Annotated[CallToolResult, UsageResult]:
     """What this server spent with your key, by day and model, its largest calls, and budget left."""
-    runtime = runtime_of(ctx)
-    try:
-        args = GetUsageArguments(**arguments)
-        runtime.api(ctx.headers)  # whose usage: the caller's key (none: say how to set one)
-        usage = await runtime.ledger.usage(runtime.current_key(ctx.headers), args.days)
-    except AtlasError as err:
-        raise fail(err) from err
+    runtime = call.runtime
+    _ = call.api  # whose usage: the caller's key (none: say how to set one)
+    usage = await runtime.ledger.usage(call.caller.key, args.days)
     limits = runtime.ledger.limits
     total = sum((row.usd for row in usage.rows), Decimal(0))
     images = sum(row.images for row in usage.rows)

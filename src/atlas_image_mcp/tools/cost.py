@@ -1,34 +1,24 @@
 """What a picture call will cost, and the person's go-ahead before an expensive one is sent.
 
-Every picture tool (generate_image, edit_image, generate_variations) has two parameters the
-assistant never sees, filled by the SDK's resolvers before the tool body runs. That is one code
-path for both protocol eras: on a handshake-era session (2025-06-18, 2025-11-25) the question is an
-``elicitation/create`` request sent during the call; on 2026-07-28 the call answers
-``input_required`` with the question, and the client calls again with the answer (the SDK carries
-it, sealed, in ``requestState``).
+:func:`confirm` decides, for a planned job (:mod:`.plan`), whether it may be sent. Nothing is asked
+for a dry run, with no threshold, or for an estimate at or below ``ATLAS_MCP_CONFIRM_ABOVE_USD``.
+Above it, and for an unknown price while a threshold is set (it could be anything), the person is
+asked. A client that cannot ask (no elicitation, or no channel for it) is answered, without sending
+anything, with the cost and how to confirm: the call again with ``max_cost_usd`` at least the
+estimate. Budget refusals and a ``max_cost_usd`` below the estimate are raised before anyone is asked.
 
-* ``plan`` (:func:`plan_resolver`): the job the call asks for (built by the tool's own planner), its
-  model row, how many pictures and the estimate: the model's price x pictures (or its flat price per
-  run), None when no price is known.
-* ``confirmation`` (:func:`confirm_resolver`): whether it may be sent. Nothing is asked for a dry run,
-  with no threshold, or for an estimate at or below ``ATLAS_MCP_CONFIRM_ABOVE_USD``. Above it, and for
-  an unknown price while a threshold is set (it could be anything), the person is asked. A client
-  that cannot ask (no elicitation, or no channel for it) is answered, without sending anything, with
-  the cost and how to confirm: the call again with ``max_cost_usd`` at least the estimate. Budget
-  refusals, a missing key and a ``max_cost_usd`` below the estimate are raised here, before anyone is
-  asked.
-
-With MCP tasks the resolvers run before the tool body, so the question is asked (and answered)
-before Atlas is called and before the call becomes a task.
+One code path for both protocol eras (:func:`atlas_image_mcp.compat.ask`): on a handshake-era
+session (2025-06-18, 2025-11-25) the question is an ``elicitation/create`` request sent during the
+call; on 2026-07-28 the call answers ``input_required`` with the question, and the client calls
+again with the answer (the SDK carries it, sealed, in ``requestState``). With MCP tasks the question
+is asked (and answered) before Atlas is called and before the call becomes a task.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Any, Literal
 
 from mcp.server.mcpserver import (
     AcceptedElicitation,
@@ -36,36 +26,18 @@ from mcp.server.mcpserver import (
     DeclinedElicitation,
     Elicit,
     ElicitationResult,
-    Resolve,
 )
-from mcp_types import CallToolResult
+from mcp_types import CallToolResult, InputRequiredResult
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field
 
-from ..catalogue import ModelSpec
-from ..errors import AtlasError, InvalidParameterError, usd
-from ..params import Arguments
-from ..render import GenerationResult
-from ..wire import prepare_request
-from .results import ToolContext, fail, price_text, runtime_of, tool_result
+from .. import compat
+from ..call import Call
+from ..errors import InvalidParameterError, usd
+from ..render import GenerationResult, price_text, tool_result
+from .plan import Plan
 
-if TYPE_CHECKING:
-    from .jobs import Job
-
-__all__ = [
-    "Confirmation",
-    "CostConfirmation",
-    "Plan",
-    "Verdict",
-    "can_ask",
-    "confirm_resolver",
-    "cost_words",
-    "not_sent",
-    "plan_resolver",
-]
-
-#: Where an input picture goes while a call is only being priced (the price does not depend on it).
-_PLACEHOLDER = "https://pricing.placeholder/picture.png"
+__all__ = ["Confirmation", "CostConfirmation", "Verdict", "can_ask", "confirm", "cost_words", "not_sent"]
 
 
 class CostConfirmation(BaseModel):
@@ -77,119 +49,59 @@ class CostConfirmation(BaseModel):
 
 
 @dataclass(frozen=True)
-class Plan:
-    """What a picture call will send, and what it is expected to cost."""
-
-    job: Job
-    spec: ModelSpec | None
-    model: str
-    images: int
-    estimate: Decimal | None
-
-    @property
-    def cap(self) -> Decimal | None:
-        """The caller's max_cost_usd, exactly as given."""
-        value = self.job.options.max_cost_usd
-        return Decimal(str(value)) if value is not None else None
-
-
-@dataclass(frozen=True)
 class Verdict:
-    """The confirmation resolver's own answer when it asked nobody."""
+    """The confirmation's own answer when it asked nobody."""
 
     send: bool
     why: Literal["dry_run", "no_threshold", "within_threshold", "max_cost", "cannot_ask"]
 
 
-#: What the tool body receives: a :class:`Verdict` or the person's :class:`CostConfirmation` when
-#: accepted (``data``), or the person's decline or cancel.
-Confirmation = ElicitationResult[CostConfirmation]
-#: A tool's own planner: its arguments -> the job and (when it already looked it up) the model row.
-Planner = Callable[[ToolContext, dict[str, Any]], Awaitable[tuple["Job", ModelSpec | None]]]
+#: The go-ahead: this server's own :class:`Verdict` when it asked nobody; else the person's answer
+#: (:class:`CostConfirmation` as the accepted ``data``; the cannot-ask verdict arrives that way too),
+#: or their decline or cancel.
+Confirmation = Verdict | ElicitationResult[Any]
 
 
-# --- the two resolvers ------------------------------------------------------------------------------
+async def confirm(call: Call, plan: Plan) -> Confirmation | InputRequiredResult:
+    """Whether ``plan`` may be sent, asking the person where needed (see the module docstring).
 
+    On 2026-07-28 a question comes back as the ``InputRequiredResult`` the call answers with.
+    """
+    if plan.job.options.dry_run:
+        return Verdict(True, "dry_run")
+    runtime = call.runtime
+    cap = plan.cap
+    if cap is not None and plan.estimate is not None and plan.estimate > cap:
+        raise InvalidParameterError(
+            "max_cost_usd",
+            f"this call is estimated at {usd(plan.estimate)} ({cost_words(plan)}), above the "
+            f"{usd(cap)} it may cost, so nothing was sent. Ask for fewer pictures or a cheaper "
+            "model, or ask the person whether they accept the higher cost.",
+        )
+    amount = plan.estimate if plan.estimate is not None else cap
+    await runtime.ledger.check(call.caller.key, plan.images, amount, plan.model)
+    threshold = runtime.confirm_above
+    if threshold is None:
+        return Verdict(True, "no_threshold")
+    if plan.estimate is not None and plan.estimate <= threshold:
+        return Verdict(True, "within_threshold")
 
-def plan_resolver(arguments: type[Arguments], planner: Planner) -> Callable[..., Awaitable[Plan]]:
-    """The ``plan`` resolver of a tool taking ``arguments``: it receives them all, by name."""
-
-    async def plan(ctx: ToolContext, **given: Any) -> Plan:
-        from .jobs import model_spec  # jobs imports this module: read at call time
-
-        try:
-            if not given.get("dry_run"):
-                runtime_of(ctx).api(ctx.headers)  # no key: say so before anything is read
-            job, spec = await planner(ctx, given)
-            spec = spec or await model_spec(ctx, job.request.model)
-            pictures: dict[str, Any] = {
-                name: _PLACEHOLDER for name in ("image", "mask_image") if getattr(job.request, name)
-            }
-            if job.request.images:
-                pictures["images"] = [_PLACEHOLDER] * len(job.request.images)
-            prepared = prepare_request(job.request.model_copy(update=pictures), spec)
-        except AtlasError as err:
-            raise fail(err) from err
-        estimate = spec.estimate(prepared.num_images) if spec is not None else None
-        return Plan(job, spec, prepared.model, prepared.num_images, estimate)
-
-    ctx = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=ToolContext)
-    fields = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in arguments.model_fields]
-    plan.__signature__ = inspect.Signature([ctx, *fields], return_annotation=Plan)  # type: ignore[attr-defined]
-    plan.__annotations__ = {"ctx": ToolContext, "return": Plan}
-    return plan
-
-
-def confirm_resolver(
-    planner: Callable[..., Awaitable[Plan]],
-) -> Callable[..., Awaitable[Verdict | Elicit[Any]]]:
-    """The ``confirmation`` resolver of the tool whose ``plan`` resolver is ``planner``."""
-
-    async def confirm_cost(ctx: ToolContext, plan: Plan) -> Verdict | Elicit[CostConfirmation]:
-        options = plan.job.options
-        if options.dry_run:
-            return Verdict(True, "dry_run")
-        runtime = runtime_of(ctx)
-        try:
-            cap = plan.cap
-            if cap is not None and plan.estimate is not None and plan.estimate > cap:
-                raise InvalidParameterError(
-                    "max_cost_usd",
-                    f"this call is estimated at {usd(plan.estimate)} ({cost_words(plan)}), above the "
-                    f"{usd(cap)} it may cost, so nothing was sent. Ask for fewer pictures or a cheaper "
-                    "model, or ask the person whether they accept the higher cost.",
-                )
-            amount = plan.estimate if plan.estimate is not None else cap
-            await runtime.ledger.check(runtime.current_key(ctx.headers), plan.images, amount, plan.model)
-        except AtlasError as err:
-            raise fail(err) from err
-        threshold = runtime.confirm_above
-        if threshold is None:
-            return Verdict(True, "no_threshold")
-        if plan.estimate is not None and plan.estimate <= threshold:
-            return Verdict(True, "within_threshold")
-        if can_ask(ctx):
+    async def confirm_cost() -> Verdict | Elicit[CostConfirmation]:
+        if can_ask(call):
             return Elicit(_question(plan, threshold), CostConfirmation)
-        if (
-            cap is not None
-        ):  # at least the estimate (checked above), or the person's bound on an unknown price
-            return Verdict(True, "max_cost")
-        return Verdict(False, "cannot_ask")
+        # at least the estimate (checked above), or the person's bound on an unknown price
+        return Verdict(True, "max_cost") if cap is not None else Verdict(False, "cannot_ask")
 
-    confirm_cost.__annotations__ = {
-        "ctx": ToolContext,
-        "plan": Annotated[Plan, Resolve(planner)],
-        "return": Verdict | Elicit[CostConfirmation],
-    }
-    return confirm_cost
+    return await compat.ask(call.ctx, confirm_cost)
 
 
-def can_ask(ctx: ToolContext) -> bool:
+def can_ask(call: Call) -> bool:
     """Whether the person can be asked in this call: the client does form elicitation, and can be reached.
 
     On 2026-07-28 the question rides the call's answer (``input_required``); before that it is a
     request to the client during the call, which stateless HTTP and JSON-only answers cannot carry.
     """
+    ctx = call.ctx
     capabilities = ctx.client_capabilities
     elicitation = capabilities.elicitation if capabilities is not None else None
     if elicitation is None or (elicitation.form is None and elicitation.url is not None):
@@ -232,9 +144,9 @@ def _question(plan: Plan, threshold: Decimal) -> str:
 # --- the answer when nothing is sent -----------------------------------------------------------------
 
 
-def not_sent(ctx: ToolContext, plan: Plan, confirmation: Confirmation) -> CallToolResult | None:
+def not_sent(call: Call, plan: Plan, confirmation: Confirmation) -> CallToolResult | None:
     """The call's answer when it may not be sent (declined, or not confirmed); None: send it."""
-    outcome: object = confirmation.data if isinstance(confirmation, AcceptedElicitation) else None
+    outcome: object = confirmation.data if isinstance(confirmation, AcceptedElicitation) else confirmation
     if isinstance(outcome, Verdict) and outcome.send:
         return None
     if isinstance(outcome, CostConfirmation) and outcome.confirm:
@@ -246,7 +158,7 @@ def not_sent(ctx: ToolContext, plan: Plan, confirmation: Confirmation) -> CallTo
         else f"an unknown amount ({cost_words(plan)})"
     )
     if isinstance(outcome, Verdict):  # cannot_ask
-        threshold = runtime_of(ctx).confirm_above
+        threshold = call.runtime.confirm_above
         above = f"above {usd(threshold)} " if threshold is not None else ""
         confirm = (
             f"max_cost_usd={price_text(plan.estimate)} (or more)"
@@ -254,7 +166,7 @@ def not_sent(ctx: ToolContext, plan: Plan, confirmation: Confirmation) -> CallTo
             else "max_cost_usd set to the most the person will pay for it"
         )
         status = "confirmation_required"
-        if runtime_of(ctx).place == "cli":  # the generate command: the person is at the terminal
+        if call.runtime.place == "cli":  # the generate command: the person is at the terminal
             flag = (
                 f"--max-cost-usd {price_text(plan.estimate)}"
                 if plan.estimate is not None

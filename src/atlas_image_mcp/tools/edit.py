@@ -4,30 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Resolve
-from mcp_types import CallToolResult
-
+from ..call import Call
 from ..catalogue import (
     DEFAULT_EDIT_MODELS,
     DEFAULT_INPAINT_MODELS,
     DEFAULT_MULTI_EDIT_MODELS,
     DEFAULT_VARIATION_MODELS,
     FRIENDLY_NAMES,
-    ModelSpec,
 )
 from ..constants import IMAGE_URI
 from ..errors import AtlasError, InvalidParameterError
-from ..params import (
-    EditImageArguments,
-    EditParams,
-    GenerationRequest,
-    VariationsArguments,
-    tool_signature,
-)
+from ..params import EditImageArguments, EditParams, GenerationRequest, VariationsArguments
 from ..render import GenerationResult
-from .cost import Confirmation, Plan, confirm_resolver, plan_resolver
-from .jobs import Job, model_spec, run_generation, session_of
-from .results import ToolContext, runtime_of
+from .jobs import JobAnswer, run_job
+from .plan import Job, model_spec
 
 __all__ = ["edit_image", "generate_variations"]
 
@@ -38,9 +28,19 @@ _REPLAYED = frozenset(
 )
 
 
-async def _plan_edit(ctx: ToolContext, arguments: dict[str, Any]) -> tuple[Job, ModelSpec | None]:
-    runtime = runtime_of(ctx)
-    args = EditImageArguments(**arguments)
+async def edit_image(call: Call, args: EditImageArguments) -> Annotated[JobAnswer, GenerationResult]:
+    """Edit a picture from an instruction, repaint a masked area, or combine pictures, in one call."""
+    return await run_job(call, args, _edit)
+
+
+async def generate_variations(
+    call: Call, args: VariationsArguments
+) -> Annotated[JobAnswer, GenerationResult]:
+    """Make 1-4 variations of an earlier picture: its request again with new seeds, in one call."""
+    return await run_job(call, args, _variations)
+
+
+async def _edit(call: Call, args: EditImageArguments) -> Job:
     if not args.image and not args.images:
         raise InvalidParameterError("image", "give the picture to change (image), or several in images.")
     references = (1 if args.image else 0) + len(args.images or [])
@@ -54,79 +54,48 @@ async def _plan_edit(ctx: ToolContext, arguments: dict[str, Any]) -> tuple[Job, 
             if references > 1
             else DEFAULT_EDIT_MODELS
         )
-        model = runtime.catalogue.first_available(defaults)
+        model = call.runtime.catalogue.first_available(defaults)
         notes.append(f"Model: {model} (the default for this kind of edit; pass model to choose another).")
-    spec = await model_spec(ctx, model)
+    spec = await model_spec(call, model)
     if spec is not None and spec.references == 0:
         raise InvalidParameterError(
             "model", f"{model} makes pictures from text only; choose an edit model (see list_models)."
         )
     fields = args.model_dump(include=set(EditParams.model_fields) - {"model"}, exclude_defaults=True)
     request = GenerationRequest(model=model, **fields)
-    return Job("edit_image", request, args, tuple(notes)), spec
+    return Job("edit_image", request, args, tuple(notes), spec)
 
 
-async def _plan_variations(ctx: ToolContext, arguments: dict[str, Any]) -> tuple[Job, ModelSpec | None]:
-    runtime = runtime_of(ctx)
-    args = VariationsArguments(**arguments)
-    body, why = await _earlier_request(ctx, args.prediction_id)
-    request, note = await _replay(ctx, body, args.count) if body is not None else (None, why)
+async def _variations(call: Call, args: VariationsArguments) -> Job:
+    body, why = await _earlier_request(call, args.prediction_id)
+    request, note = await _replay(call, body, args.count) if body is not None else (None, why)
     if request is None:
-        model = runtime.catalogue.first_available(DEFAULT_VARIATION_MODELS)
+        model = call.runtime.catalogue.first_available(DEFAULT_VARIATION_MODELS)
         image = IMAGE_URI.format(prediction_id=args.prediction_id, index=1)
         request = GenerationRequest(model=model, image=image, num_images=args.count)
         note = f"The request of {args.prediction_id} cannot be repeated ({note}), so {model} varied it."
-    spec = await model_spec(ctx, request.model)
-    return Job("generate_variations", request, args, (note,)), spec
+    spec = await model_spec(call, request.model)
+    return Job("generate_variations", request, args, (note,), spec)
 
 
-_PLAN_EDIT = plan_resolver(EditImageArguments, _plan_edit)
-_CONFIRM_EDIT = confirm_resolver(_PLAN_EDIT)
-_PLAN_VARIATIONS = plan_resolver(VariationsArguments, _plan_variations)
-_CONFIRM_VARIATIONS = confirm_resolver(_PLAN_VARIATIONS)
-
-
-@tool_signature(EditImageArguments)
-async def edit_image(
-    ctx: ToolContext,
-    plan: Annotated[Plan, Resolve(_PLAN_EDIT)],
-    confirmation: Annotated[Confirmation, Resolve(_CONFIRM_EDIT)],
-    **arguments: Any,
-) -> Annotated[CallToolResult, GenerationResult]:
-    """Edit a picture from an instruction, repaint a masked area, or combine pictures, in one call."""
-    return await run_generation(ctx, plan, confirmation)
-
-
-@tool_signature(VariationsArguments)
-async def generate_variations(
-    ctx: ToolContext,
-    plan: Annotated[Plan, Resolve(_PLAN_VARIATIONS)],
-    confirmation: Annotated[Confirmation, Resolve(_CONFIRM_VARIATIONS)],
-    **arguments: Any,
-) -> Annotated[CallToolResult, GenerationResult]:
-    """Make 1-4 variations of an earlier picture: its request again with new seeds, in one call."""
-    return await run_generation(ctx, plan, confirmation)
-
-
-async def _earlier_request(ctx: ToolContext, prediction_id: str) -> tuple[dict[str, Any] | None, str]:
-    """The body an earlier job was sent with (this session's history, else Atlas'), or None and why."""
-    runtime = runtime_of(ctx)
-    entry = runtime.history.find(session_of(ctx), prediction_id)
+async def _earlier_request(call: Call, prediction_id: str) -> tuple[dict[str, Any] | None, str]:
+    """The body an earlier job was sent with (this caller's history, else Atlas'), or None and why."""
+    entry = call.runtime.history.find(call.caller.history, prediction_id)
     if entry is not None and entry.request_body is not None:
         return dict(entry.request_body), ""
     try:
-        body = await runtime.api(ctx.headers).request_body_of(prediction_id)
+        body = await call.api.request_body_of(prediction_id)
     except AtlasError as err:
         return None, f"Atlas' history could not be read: {err.message}"
     return body, "" if body is not None else "Atlas' history does not have it"
 
 
-async def _replay(ctx: ToolContext, body: dict[str, Any], count: int) -> tuple[GenerationRequest | None, str]:
+async def _replay(call: Call, body: dict[str, Any], count: int) -> tuple[GenerationRequest | None, str]:
     """The earlier request with new seeds and ``count`` pictures, or None (and why) when it cannot be."""
     model = body.get("model")
     if not isinstance(model, str):
         return None, "its request names no model"
-    spec = await model_spec(ctx, model)
+    spec = await model_spec(call, model)
     if spec is not None and count > 1 and not spec.multiple_outputs:
         return None, f"{model} makes one picture per run"
     fields: dict[str, Any] = {"model": model, "num_images": count, "seed": -1}
@@ -143,10 +112,9 @@ async def _replay(ctx: ToolContext, body: dict[str, Any], count: int) -> tuple[G
             fields["aspect_ratio"] = value
         elif wire not in ("model", "seed", "num_images"):
             extra[wire] = value
-    runtime = runtime_of(ctx)
     references = [fields.get("image"), fields.get("mask_image"), *(fields.get("images") or [])]
     for ref in references:
-        if isinstance(ref, str) and ref.startswith("http") and not await runtime.client.reachable(ref):
+        if isinstance(ref, str) and ref.startswith("http") and not await call.runtime.client.reachable(ref):
             return None, "its input pictures have expired at Atlas"
     try:
         request = GenerationRequest(**fields, extra=extra)

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-from mcp.server.apps import client_supports_apps
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
+from ..call import Call
 from ..constants import IMAGE_URI
-from ..errors import AtlasError
 from ..history import HistoryEntry
-from ..params import ShowGalleryArguments, tool_signature
-from .jobs import session_of
-from .results import ToolContext, fail, runtime_of
+from ..params import ShowGalleryArguments
 
 __all__ = ["GalleryPicture", "GalleryResult", "gallery", "show_gallery"]
 
@@ -81,16 +78,11 @@ def gallery_text(result: GalleryResult) -> str:
     return "\n".join(lines)
 
 
-@tool_signature(ShowGalleryArguments)
-async def show_gallery(ctx: ToolContext, **arguments: Any) -> Annotated[CallToolResult, GalleryResult]:
+async def show_gallery(call: Call, args: ShowGalleryArguments) -> Annotated[CallToolResult, GalleryResult]:
     """Show the pictures made in this conversation, newest first (in the picture viewer where the client
     has one; otherwise as a list with their URLs)."""
-    try:
-        args = ShowGalleryArguments(**arguments)
-    except AtlasError as err:
-        raise fail(err) from err
-    entries = runtime_of(ctx).history.entries(session_of(ctx))
-    result = gallery(entries, args.limit, file_names=client_supports_apps(ctx))
+    entries = call.runtime.history.entries(call.caller.history)
+    result = gallery(entries, args.limit, file_names=call.shows_apps)
     return CallToolResult(
         content=[TextContent(type="text", text=gallery_text(result))],
         structured_content=result.model_dump(mode="json"),

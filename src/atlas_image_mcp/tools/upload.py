@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated
 
 import anyio
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
-from ..errors import AtlasError, InvalidParameterError, LocalFileError
+from ..call import Call
+from ..errors import InvalidParameterError, LocalFileError
 from ..media import DataError, decode_data, filename_for, resolve_local_path
-from ..notify import notify
-from ..params import UploadMediaArguments, tool_signature
+from ..params import UploadMediaArguments
 from ..pictures import sniff
 from ..runtime import Runtime
 from ..settings import env_name
-from .results import ToolContext, fail, runtime_of
 
 __all__ = ["UploadResult", "upload_media"]
 
@@ -37,7 +37,7 @@ class UploadResult(BaseModel):
     note: str
 
 
-def _local_path(runtime: Runtime, file_path: str) -> Any:
+def _local_path(runtime: Runtime, file_path: str) -> Path:
     """A path is read only inside ATLAS_MCP_UPLOAD_ROOT when it is set (over HTTP, not at all
     without it), and only when its content is a picture (unless ATLAS_MCP_UPLOAD_ANY_FILE=1)."""
     if runtime.remote and runtime.settings.upload_root is None:
@@ -51,7 +51,7 @@ def _local_path(runtime: Runtime, file_path: str) -> Any:
     return path
 
 
-def _only_pictures(runtime: Runtime, source: Any, shown: str) -> None:
+def _only_pictures(runtime: Runtime, source: Path | bytes, shown: str) -> None:
     """Refuse anything whose content is not a picture (by its bytes, never its name)."""
     settings = runtime.settings
     if settings.upload_any_file or sniff(source, settings.max_pixels) is not None:
@@ -63,29 +63,24 @@ def _only_pictures(runtime: Runtime, source: Any, shown: str) -> None:
     )
 
 
-@tool_signature(UploadMediaArguments)
-async def upload_media(ctx: ToolContext, **arguments: Any) -> Annotated[CallToolResult, UploadResult]:
+async def upload_media(call: Call, args: UploadMediaArguments) -> Annotated[CallToolResult, UploadResult]:
     """Upload a local file (or base64 data) to Atlas and get a temporary URL to use as a generation input."""
-    runtime = runtime_of(ctx)
-    try:
-        args = UploadMediaArguments(**arguments)
-        if (args.file_path is None) == (args.data is None):
-            raise InvalidParameterError("file_path/data", "give exactly one of file_path or data.")
-        api = runtime.api(ctx.headers)
-        limit = runtime.settings.max_upload_bytes
-        if args.data is not None:
-            try:
-                decoded = decode_data(args.data)
-            except DataError as err:
-                raise InvalidParameterError("data", f"{err}.") from None
-            name = args.filename or filename_for(decoded.content_type)
-            await anyio.to_thread.run_sync(_only_pictures, runtime, decoded.content, "The data")
-            upload = await api.upload_media(decoded.content, name, max_bytes=limit)
-        else:
-            path = await anyio.to_thread.run_sync(_local_path, runtime, args.file_path or "")
-            upload = await api.upload_media(path, args.filename, max_bytes=limit)
-    except AtlasError as err:
-        raise fail(err) from err
+    runtime = call.runtime
+    if (args.file_path is None) == (args.data is None):
+        raise InvalidParameterError("file_path/data", "give exactly one of file_path or data.")
+    api = call.api
+    limit = runtime.settings.max_upload_bytes
+    if args.data is not None:
+        try:
+            decoded = decode_data(args.data)
+        except DataError as err:
+            raise InvalidParameterError("data", f"{err}.") from None
+        name = args.filename or filename_for(decoded.content_type)
+        await anyio.to_thread.run_sync(_only_pictures, runtime, decoded.content, "The data")
+        upload = await api.upload_media(decoded.content, name, max_bytes=limit)
+    else:
+        path = await anyio.to_thread.run_sync(_local_path, runtime, args.file_path or "")
+        upload = await api.upload_media(path, args.filename, max_bytes=limit)
     result = UploadResult(
         download_url=upload.download_url,
         filename=upload.filename,
@@ -97,7 +92,7 @@ async def upload_media(ctx: ToolContext, **arguments: Any) -> Annotated[CallTool
         f"Uploaded {upload.filename} ({upload.size} bytes, {upload.content_type}).\n"
         f"download_url: {upload.download_url}\n{_NOTE}"
     )
-    await notify(ctx, "info", f"uploaded {upload.filename} ({upload.size} bytes)")
+    await call.notify("info", f"uploaded {upload.filename} ({upload.size} bytes)")
     return CallToolResult(
         content=[TextContent(type="text", text=text)], structured_content=result.model_dump()
     )

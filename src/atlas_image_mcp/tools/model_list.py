@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
+from ..call import Call
 from ..catalogue import ModelKind, ModelSpec
-from ..errors import AtlasError
-from ..params import ListModelsArguments, tool_signature
-from .results import ToolContext, fail, runtime_of
+from ..params import ListModelsArguments
 
 __all__ = ["ModelList", "list_models"]
 
@@ -44,23 +43,18 @@ class ModelList(BaseModel):
     query: str | None = None
 
 
-@tool_signature(ListModelsArguments)
-async def list_models(ctx: ToolContext, **arguments: Any) -> Annotated[CallToolResult, ModelList]:
+async def list_models(call: Call, args: ListModelsArguments) -> Annotated[CallToolResult, ModelList]:
     """List the image models: kind (generate, edit, inpaint, ...), inputs and price, FLUX first."""
-    runtime = runtime_of(ctx)
+    runtime = call.runtime
     catalogue = runtime.catalogue
-    try:
-        args = ListModelsArguments(**arguments)
-        await catalogue.refresh_listing(runtime.client)
-    except AtlasError as err:
-        raise fail(err) from err
+    await catalogue.refresh_listing(runtime.client)
     words = (args.query or "").lower().split()
     picked = [
         spec
         for spec in catalogue.rows()
         if all(w in f"{spec.id} {spec.name} {spec.kind} {spec.description}".lower() for w in words)
     ]
-    await _read_schemas(ctx, [s.id for s in picked if not s.from_schema and s.sizing == "none"])
+    await _read_schemas(call, [s.id for s in picked if not s.from_schema and s.sizing == "none"])
     picked = [catalogue.get(s.id) or s for s in picked]
     picked.sort(key=lambda s: (not s.id.startswith("black-forest-labs/flux"), _KIND_ORDER[s.kind], s.id))
     entries = [_entry(spec) for spec in picked]
@@ -76,9 +70,9 @@ async def list_models(ctx: ToolContext, **arguments: Any) -> Annotated[CallToolR
     )
 
 
-async def _read_schemas(ctx: ToolContext, model_ids: list[str]) -> None:
+async def _read_schemas(call: Call, model_ids: list[str]) -> None:
     """Read the schemas of models not known yet (a few at a time, a bounded number per call)."""
-    runtime = runtime_of(ctx)
+    runtime = call.runtime
     limiter = anyio.Semaphore(4)
 
     async def one(model_id: str) -> None:

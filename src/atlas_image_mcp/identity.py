@@ -1,0 +1,30 @@
+"""Who a call comes from: the caller as this server verified it, and the Atlas key it spends.
+
+A :class:`Caller` is worked out once per request (:meth:`atlas_image_mcp.runtime.Runtime.caller`)
+and carried by the call; everything that belongs to someone (the picture history, the ledger's
+bucket, tasks, confirmations sealed for a later round) is keyed by it, never by a raw key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from .redact import key_digest
+
+__all__ = ["Caller"]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """One caller: the Atlas key its calls use (never shown) and whose pictures it sees."""
+
+    #: The Atlas key this caller's calls are sent with; None when there is none to use.
+    key: str | None
+    #: Whose picture history the caller reads and adds to (``last``, the gallery); never a key.
+    history: str
+
+    @cached_property
+    def id(self) -> str:
+        """A stable name for the caller that tasks and sealed confirmations are bound to (a digest)."""
+        return key_digest(self.key or "")
