@@ -6,7 +6,7 @@ package): ``greet`` (never a task), ``slow_compute`` (optional), ``failing_job``
 error), ``protocol_error_job`` (a JSON-RPC error), ``confirm_delete`` and ``multi_input`` (input
 requests inside a task), ``test_tool_with_task`` (required; one synchronous input round, then a
 task). They live here, in the tests, not in the product; everything else is
-:class:`atlas_image_mcp.tasks.TasksExtension` exactly as the product uses it.
+:class:`atlas_image_mcp.tasks_legacy.TasksWithLegacyForm` exactly as the product uses it.
 
     python -m tests.tasks_fixture 8765     # serve it on 127.0.0.1:8765 to run the suite by hand
 """
@@ -26,7 +26,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, ElicitRequest, ElicitRequestFormParams, InputRequiredResult
 
 from atlas_image_mcp.taskids import TaskIds
-from atlas_image_mcp.tasks import TasksExtension, TaskTool, current_task
+from atlas_image_mcp.tasks import TaskTool, current_task
+from atlas_image_mcp.tasks_legacy import TasksWithLegacyForm
 
 __all__ = ["fixture_app", "fixture_server"]
 
@@ -40,7 +41,7 @@ def _ask(message: str, field: str, kind: str = "string") -> ElicitRequest:
 
 
 def fixture_server() -> MCPServer[Any]:
-    tasks = TasksExtension(
+    tasks = TasksWithLegacyForm(
         TaskIds(secrets.token_bytes(32)), ttl_seconds=TTL_SECONDS, poll_interval_ms=POLL_INTERVAL_MS
     )
 

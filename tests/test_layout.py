@@ -64,3 +64,86 @@ def test_the_literal_check_sees_f_strings_and_skips_docstrings(tmp_path: Path) -
     finally:
         SRC = saved
     assert [line.split(":")[1] for line in found] == ["2", "5"]
+
+
+# --- layers -------------------------------------------------------------------------------------
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """The package's modules ``path`` imports (type-only imports included)."""
+    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("atlas_image_mcp")}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
+            elif node.module and node.module.startswith("atlas_image_mcp"):
+                target = node.module
+            else:
+                continue
+            found.add(target)
+            found |= {f"{target}.{alias.name}" for alias in node.names}  # `from . import compat`
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {_module_name(path): path for path in SRC.rglob("*.py")}
+    return {name: _imports(path) & set(modules) - {name} for name, path in modules.items()}
+
+
+def test_no_module_imports_itself_back_through_others() -> None:
+    graph = _graph()
+    cycles: list[list[str]] = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        for nxt in sorted(graph[node]):
+            if nxt in trail:
+                cycles.append(trail[trail.index(nxt) :] + [nxt])
+            elif nxt not in done:
+                visit(nxt, [*trail, nxt])
+        done.add(node)
+
+    done: set[str] = set()
+    for start in sorted(graph):
+        if start not in done:
+            visit(start, [start])
+    assert cycles == []
+
+
+def test_only_the_server_assembly_imports_the_tools() -> None:
+    tools = "atlas_image_mcp.tools"
+    importers = {
+        name
+        for name, imported in _graph().items()
+        if not name.startswith(tools) and any(m == tools or m.startswith(f"{tools}.") for m in imported)
+    }
+    assert importers == {"atlas_image_mcp.server"}
+
+
+def test_the_atlas_client_knows_no_tool_parameters_nor_the_wire_mapping() -> None:
+    imported = _graph()["atlas_image_mcp.client"]
+    assert not imported & {"atlas_image_mcp.params", "atlas_image_mcp.wire", "atlas_image_mcp.tools"}
+
+
+def test_no_function_outside_the_emulator_takes_more_than_eight_named_parameters() -> None:
+    crowded = []
+    for path in SRC.rglob("*.py"):
+        if "emulator" in path.relative_to(SRC).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                names = [
+                    p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs) if p.arg not in ("self", "cls")
+                ]
+                if len(names) > 8:
+                    crowded.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({len(names)})")
+    assert crowded == []

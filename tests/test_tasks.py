@@ -32,7 +32,8 @@ from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 from atlas_image_mcp.taskids import TaskIds
-from atlas_image_mcp.tasks import TasksExtension, TaskTool, current_task
+from atlas_image_mcp.tasks import TaskTool, current_task
+from atlas_image_mcp.tasks_legacy import TasksWithLegacyForm
 from atlas_image_mcp.tools.handoff import poll_interval_ms
 
 from .conftest import TEST_KEY, FakeClock, make_api, text_of
@@ -524,7 +525,7 @@ async def test_a_tool_error_fails_a_2025_task_and_older_versions_see_no_tasks(
 def small_server(
     clock: FakeClock, release: anyio.Event, *, max_tasks: int = 100, max_result_bytes: int = 10**6
 ) -> MCPServer[Any]:
-    tasks = TasksExtension(
+    tasks = TasksWithLegacyForm(
         TaskIds(b"small-server-secret"),
         ttl_seconds=60,
         poll_interval_ms=10,

@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve_emulator(host=args.host, port=args.port, latency=args.latency, api_keys=args.api_key)
             return 0
         if command == "generate":
-            from .generate import run_generate
+            from .cli_generate import run_generate
 
             if settings.log_level != "DEBUG":  # the terminal shows progress and the result instead
                 logging.getLogger().setLevel(logging.WARNING)

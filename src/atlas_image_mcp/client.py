@@ -1,7 +1,7 @@
 """The async Atlas Cloud client.
 
 One ``httpx.AsyncClient`` (pooled connections, proxies from the environment; a hosted server puts
-:mod:`atlas_image_mcp.transport` underneath) behind one method,
+:mod:`atlas_image_mcp.aiohttp_transport` underneath) behind one method,
 :meth:`AtlasClient._request`, which is the only place that sends API calls, wraps transport
 errors, applies the :class:`~atlas_image_mcp.retry.RetryPolicy`, unwraps the envelope and maps
 statuses to :mod:`atlas_image_mcp.errors`. Polling is timed by

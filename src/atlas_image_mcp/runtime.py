@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio
 import httpx
 
+from .aiohttp_transport import AiohttpTransport
 from .catalogue import Catalogue
 from .client import AtlasClient, ClientOptions
 from .constants import (
@@ -33,7 +34,6 @@ from .identity import Caller
 from .ledger import Ledger, Limits
 from .redact import register_secret
 from .settings import Settings, proxy_environment
-from .transport import AiohttpTransport
 
 __all__ = ["Runtime"]
 
@@ -88,7 +88,7 @@ class Runtime:
         """Build the runtime; ``offline`` puts the emulator behind the client, in process, no port.
 
         A ``remote`` (HTTP) server talks to Atlas through aiohttp's pool and parser
-        (:mod:`atlas_image_mcp.transport`): under load httpx's own transport cost more CPU per
+        (:mod:`atlas_image_mcp.aiohttp_transport`): under load httpx's own transport cost more CPU per
         request than the MCP call around it. Over stdio there is one user, and httpx's transport
         costs nothing on the first call (aiohttp's import would).
         """

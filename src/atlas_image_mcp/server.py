@@ -20,7 +20,7 @@ from .redact import redact, redact_tree
 from .resources import label_pictures, register_resources
 from .runtime import Runtime
 from .taskids import TaskIds, task_id_secret
-from .tasks import TasksExtension
+from .tasks_legacy import TasksWithLegacyForm
 from .tools import build_tools
 from .viewer import make_viewer
 
@@ -92,7 +92,7 @@ def request_state_security(runtime: Runtime) -> RequestStateSecurity:
 def make_server(runtime: Runtime) -> MCPServer[Runtime]:
     """Build the MCP server around ``runtime``. No I/O happens here but reading the viewer page once."""
     settings = runtime.settings
-    tasks = TasksExtension(
+    tasks = TasksWithLegacyForm(
         TaskIds(task_id_secret(settings, remote=runtime.remote)),
         ttl_seconds=settings.task_wait_seconds + TASK_KEEP_SECONDS,
         owner=caller_of,

@@ -1,6 +1,7 @@
 """MCP tasks: a tool call that answers at once with a task, and a result collected later.
 
-Two wire forms of one runtime:
+The runtime and its wire form, the tasks extension (the older 2025-11-25 form is served by
+:mod:`atlas_image_mcp.tasks_legacy`, on the same runtime):
 
 * **The tasks extension** ``io.modelcontextprotocol/tasks`` (SEP-2663, protocol 2026-07-28), built on
   the SDK's :class:`~mcp.server.extension.Extension`: advertised under
@@ -12,14 +13,6 @@ Two wire forms of one runtime:
   ``tasks/result`` and ``tasks/list`` do not exist there (-32601); a client that did not declare
   the extension gets -32021 with ``data.requiredCapabilities``; an ``Mcp-Name`` header that is not
   the ``taskId`` gets -32020; an unknown task -32602.
-* **The 2025-11-25 experimental form** (what VS Code speaks): ``capabilities.tasks``, per-tool
-  ``execution.taskSupport``, ``params.task`` on ``tools/call`` answered with ``{"task": {...}}``,
-  ``tasks/get`` (flat), ``tasks/result`` (blocks until the task ends), ``tasks/list``,
-  ``tasks/cancel`` (-32602 for a task that already ended); a tool error makes the task ``failed``.
-  The Extension API cannot return that shape (the SDK sieves every 2025 result through the
-  ``CallToolResult`` schema), so this form is served by a server middleware; see
-  :func:`atlas_image_mcp.compat.add_middleware` for why that is fenced.
-
 How a tool runs as a task is declared per tool (:class:`TaskTool`). A tool's body always runs in a
 task group the server owns (entered from the server lifespan with :meth:`TasksExtension.running`),
 not in the request that started it, with progress and log notifications muted: the last progress
@@ -54,14 +47,11 @@ from mcp_types import (
     HEADER_MISMATCH,
     INTERNAL_ERROR,
     INVALID_PARAMS,
-    METHOD_NOT_FOUND,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
     CallToolRequestParams,
     CallToolResult,
-    ErrorData,
     InputRequiredResult,
     InputResponse,
-    PaginatedRequestParams,
     RequestParams,
     TextContent,
 )
@@ -83,7 +73,6 @@ from .redact import redact
 from .taskids import TaskIds
 
 __all__ = [
-    "LEGACY_VERSION",
     "TASKS_EXTENSION",
     "TaskRun",
     "TaskTool",
@@ -94,16 +83,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
-#: The protocol revision of the experimental tasks form (removed from the core spec in 2026-07-28).
-LEGACY_VERSION = "2025-11-25"
-RELATED_TASK = "io.modelcontextprotocol/related-task"
-IMMEDIATE_RESPONSE = "io.modelcontextprotocol/model-immediate-response"
 
 Status = Literal["working", "input_required", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 _MODERN = frozenset(MODERN_PROTOCOL_VERSIONS)
-_LEGACY = frozenset({LEGACY_VERSION})
-_LIST_PAGE = 50
 _INPUT_RESPONSE: TypeAdapter[Any] = TypeAdapter(InputResponse)
 
 Owner = Callable[[ServerRequestContext[Any, Any]], str]
@@ -229,18 +212,15 @@ class _Task:
             self.wake.set()
         return True
 
-    def fields(self, *, modern: bool) -> dict[str, Any]:
-        """The ``Task`` object: 2026-07-28 names (``ttlMs``), or 2025-11-25 ones (``ttl``)."""
-        status = self.status
-        if not modern and status == "completed" and self.is_error:
-            status = "failed"  # 2025-11-25: a tool result with isError fails the task
+    def fields(self) -> dict[str, Any]:
+        """The ``Task`` object, in 2026-07-28 names."""
         out: dict[str, Any] = {
             "taskId": self.task_id,
-            "status": status,
+            "status": self.status,
             "createdAt": _iso(self.created),
             "lastUpdatedAt": _iso(self.updated),
-            ("ttlMs" if modern else "ttl"): int(self.ttl * 1000),
-            ("pollIntervalMs" if modern else "pollInterval"): self.poll_ms,
+            "ttlMs": int(self.ttl * 1000),
+            "pollIntervalMs": self.poll_ms,
         }
         if self.message:
             out["statusMessage"] = self.message
@@ -248,7 +228,7 @@ class _Task:
 
     def detailed(self) -> dict[str, Any]:
         """The 2026-07-28 ``DetailedTask``: the task plus its input requests, result or error."""
-        out = self.fields(modern=True)
+        out = self.fields()
         if self.status == "input_required":
             out["inputRequests"] = dict(self.pending)
         elif self.status == "completed":
@@ -323,11 +303,10 @@ def _not_found(task_id: str) -> MCPError:
 
 
 class TasksExtension(Extension):
-    """The tasks runtime: both wire forms, over one store of tasks kept in memory.
+    """The tasks runtime and the tasks extension, over one store of tasks kept in memory.
 
     ``ids`` signs the ids of handed-off tasks; ``owner`` names the caller of a request (a task is
-    visible to its owner only); ``list_tasks`` offers the 2025-11-25 ``tasks/list``, which that
-    revision advises only when the owner tells requestors apart. ``ttl_seconds`` is every task's
+    visible to its owner only). ``ttl_seconds`` is every task's
     lifetime (``ttlMs``), after which it is forgotten. Never earlier, with two exceptions that keep
     memory bounded: past ``max_tasks`` tasks the oldest finished ones go (those that can be rebuilt
     from their id first), and past ``max_result_bytes`` of held results the oldest delivered ones
@@ -342,7 +321,6 @@ class TasksExtension(Extension):
         *,
         ttl_seconds: float,
         owner: Owner | None = None,
-        list_tasks: bool = True,
         poll_interval_ms: int = TASK_POLL_DEFAULT_MS,
         max_tasks: int = MAX_TASKS,
         max_result_bytes: int = MAX_TASK_RESULTS_MB * MB,
@@ -351,7 +329,6 @@ class TasksExtension(Extension):
         self._ids = ids
         self._ttl = float(ttl_seconds)
         self._owner: Owner = owner or (lambda ctx: "")
-        self._list_tasks = list_tasks
         self._poll_ms = poll_interval_ms
         self._max = max(1, max_tasks)
         self._max_result_bytes = max_result_bytes
@@ -368,9 +345,8 @@ class TasksExtension(Extension):
         self._tools[name] = spec or TaskTool()
 
     def bind(self, server: MCPServer[Any]) -> None:
-        """Serve the 2025-11-25 form on ``server`` (and re-run tools there for input rounds)."""
+        """Run tools on ``server`` again for the input rounds of a task."""
         self._server = server
-        compat.add_middleware(server, self._legacy)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -390,13 +366,10 @@ class TasksExtension(Extension):
     # --- the Extension surface -------------------------------------------------------------
 
     def methods(self) -> list[MethodBinding]:
-        both = _MODERN | _LEGACY
         return [
-            MethodBinding("tasks/get", TaskIdParams, self._get, protocol_versions=both),
+            MethodBinding("tasks/get", TaskIdParams, self._get, protocol_versions=_MODERN),
             MethodBinding("tasks/update", UpdateTaskParams, self._update, protocol_versions=_MODERN),
-            MethodBinding("tasks/cancel", TaskIdParams, self._cancel, protocol_versions=both),
-            MethodBinding("tasks/result", TaskIdParams, self._result, protocol_versions=_LEGACY),
-            MethodBinding("tasks/list", PaginatedRequestParams, self._list, protocol_versions=_LEGACY),
+            MethodBinding("tasks/cancel", TaskIdParams, self._cancel, protocol_versions=_MODERN),
         ]
 
     async def intercept_tool_call(
@@ -404,7 +377,7 @@ class TasksExtension(Extension):
     ) -> HandlerResult:
         spec = self._tools.get(params.name)
         if spec is None or ctx.protocol_version not in _MODERN:
-            return await call_next(ctx)  # 2025-11-25 tasks are the middleware's; params.task is ignored here
+            return await call_next(ctx)  # params.task (2025-11-25) is not this form's: ignored here
         if not _declared(ctx):
             if spec.required:
                 raise _missing_capability()
@@ -418,14 +391,12 @@ class TasksExtension(Extension):
             await self._until_handed_off(task)
         if task.task_id is None:
             return task.inline()
-        return {"resultType": "task", **task.fields(modern=True)}
+        return {"resultType": "task", **task.fields()}
 
     # --- tasks/* ---------------------------------------------------------------------------
 
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
         task = self._find(ctx, params.task_id)
-        if ctx.protocol_version not in _MODERN:
-            return task.fields(modern=False)
         answer = {"resultType": "complete", **task.detailed()}
         self._delivered(task)
         return answer
@@ -449,57 +420,16 @@ class TasksExtension(Extension):
 
     async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
         task = self._find(ctx, params.task_id)
-        modern = ctx.protocol_version in _MODERN
-        if task.terminal:
-            if modern:
-                return {"resultType": "complete"}  # SEP-2663: cancelling an ended task is acknowledged
-            raise MCPError(
-                code=INVALID_PARAMS,
-                message=f"Task {params.task_id!r} already ended ({task.status}); it cannot be cancelled",
-            )
+        if not task.terminal:  # SEP-2663: cancelling an ended task is acknowledged
+            self._stop(task)
+        return {"resultType": "complete"}
+
+    def _stop(self, task: _Task) -> None:
+        """Cancel ``task`` (still running), with its tool's words for what that means."""
         spec = self._tools.get(task.tool)
         note = spec.cancelled(task.state) if spec and spec.cancelled and task.state is not None else None
         task.move("cancelled", note or "Cancelled at the client's request.")
         task.scope.cancel()
-        return {"resultType": "complete"} if modern else task.fields(modern=False)
-
-    async def _result(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
-        """2025-11-25: block until the task ends, then answer what the call would have answered."""
-        task = self._find(ctx, params.task_id)
-        with anyio.move_on_after(max(0.0, task.created + task.ttl - self._clock())):
-            await task.done.wait()
-        if task.status == "completed" and task.result is not None:
-            meta = dict(task.result.get("_meta") or {})
-            meta[RELATED_TASK] = {"taskId": task.task_id}
-            answer = {**task.result, "_meta": meta}
-            self._delivered(task)
-            return answer
-        if task.status == "failed" and task.error is not None:
-            raise MCPError.from_error_data(ErrorData.model_validate(task.error))
-        raise MCPError(
-            code=INVALID_PARAMS, message=f"Task {params.task_id!r} was {task.status}; it has no result"
-        )
-
-    async def _list(
-        self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams
-    ) -> dict[str, Any]:
-        if not self._list_tasks:
-            raise MCPError(
-                code=METHOD_NOT_FOUND,
-                message="tasks/list is not offered: this server cannot tell callers apart",
-            )
-        owner = self._owner(ctx)
-        self._sweep()
-        mine = [task for task in self._tasks.values() if task.owner == owner]
-        cursor = params.cursor or "0"
-        if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > len(mine):
-            raise MCPError(code=INVALID_PARAMS, message="Invalid cursor for tasks/list")
-        start = int(cursor)
-        page = mine[start : start + _LIST_PAGE]
-        out: dict[str, Any] = {"tasks": [task.fields(modern=False) for task in page]}
-        if start + _LIST_PAGE < len(mine):
-            out["nextCursor"] = str(start + _LIST_PAGE)
-        return out
 
     # --- finding tasks ---------------------------------------------------------------------
 
@@ -762,74 +692,3 @@ class TasksExtension(Extension):
                 del self._tasks[task.task_id]
                 return True
         return False
-
-    # --- the 2025-11-25 form -----------------------------------------------------------------
-
-    async def _legacy(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        """Server middleware: the 2025-11-25 tasks form (capability, taskSupport, params.task)."""
-        if ctx.method == "initialize":
-            return _advertise_legacy(await call_next(ctx), list_tasks=self._list_tasks)
-        if ctx.protocol_version != LEGACY_VERSION:
-            return await call_next(ctx)
-        if ctx.method == "tools/list":
-            return self._mark_tools(await call_next(ctx))
-        if ctx.method == "tools/call":
-            return await self._legacy_call(ctx, call_next)
-        return await call_next(ctx)
-
-    def _mark_tools(self, result: HandlerResult) -> HandlerResult:
-        if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
-            return result
-        tools = []
-        for tool in result["tools"]:
-            name = tool.get("name") if isinstance(tool, dict) else None
-            spec = self._tools.get(name) if isinstance(name, str) else None
-            if spec is not None:
-                tool = {**tool, "execution": {"taskSupport": "required" if spec.required else "optional"}}
-            tools.append(tool)
-        return {**result, "tools": tools}
-
-    async def _legacy_call(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        params = ctx.params or {}
-        name, wanted = params.get("name"), params.get("task")
-        spec = self._tools.get(name) if isinstance(name, str) else None
-        if wanted is None:
-            if spec is not None and spec.required:
-                raise MCPError(
-                    code=METHOD_NOT_FOUND, message=f"Tool {name!r} must be called as a task (params.task)"
-                )
-            return await call_next(ctx)
-        if spec is None or not isinstance(name, str):
-            raise MCPError(
-                code=METHOD_NOT_FOUND,
-                message=f"Tool {name!r} does not run as a task; call it without params.task",
-            )
-        if not isinstance(wanted, Mapping):
-            raise MCPError(code=INVALID_PARAMS, message="params.task must be an object")
-        task = self._start(ctx, name, params.get("arguments"), spec, call_next)
-        if task is None:
-            raise MCPError(
-                code=INTERNAL_ERROR,
-                message="This server cannot start another task right now; try again later",
-            )
-        if spec.handoff:
-            await self._until_handed_off(task)
-        if task.task_id is None:
-            if isinstance(task.outcome, MCPError) or task.outcome is None:
-                return task.inline()  # a protocol error before the job started: answered as such
-            self._hand_off(task, None)  # finished at once (e.g. dry_run): a task that has already ended
-            self._settle(task, task.outcome)
-        return {
-            "task": task.fields(modern=False),
-            "_meta": {IMMEDIATE_RESPONSE: f"Started as task {task.task_id}; its result will follow."},
-        }
-
-
-def _advertise_legacy(result: HandlerResult, *, list_tasks: bool) -> HandlerResult:
-    """Add ``capabilities.tasks`` to an ``initialize`` result that settled on 2025-11-25."""
-    if not isinstance(result, dict) or result.get("protocolVersion") != LEGACY_VERSION:
-        return result
-    capabilities = dict(result.get("capabilities") or {})
-    tasks: dict[str, Any] = {"list": {}} if list_tasks else {}
-    capabilities["tasks"] = {**tasks, "cancel": {}, "requests": {"tools": {"call": {}}}}
-    return {**result, "capabilities": capabilities}

@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from atlas_image_mcp.aiohttp_transport import AiohttpTransport
 from atlas_image_mcp.client import MAY_HAVE_STARTED, AtlasClient
 from atlas_image_mcp.emulator import Emulator, Fault
 from atlas_image_mcp.errors import APIConnectionError, APITimeoutError
@@ -24,7 +25,6 @@ from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.params import GenerationRequest
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.settings import Settings, proxy_environment
-from atlas_image_mcp.transport import AiohttpTransport
 from atlas_image_mcp.wire import prepare_request
 
 from .conftest import FAST_POLLS, TEST_KEY, atlas_client
