@@ -142,7 +142,7 @@ async def test_the_hosted_entries_reach_a_server_that_wants_their_headers(name: 
 
 def test_the_readme_shows_every_example_exactly_and_no_other_config() -> None:
     readme = README.read_text(encoding="utf-8")
-    start, end = readme.index("\n## Use it from an MCP client\n"), readme.index("\n## Hosting\n")
+    start, end = readme.index("\n## Connect your client\n"), readme.index("\n## Tools\n")
     blocks = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", readme[start:end], re.S)]
     configs = list(examples().values())
     assert all(block in configs for block in blocks), "a README config differs from mcp-config.example.json"
@@ -158,7 +158,7 @@ def test_the_readme_shows_every_example_exactly_and_no_other_config() -> None:
 
 
 def test_the_readme_says_how_to_install_the_command_today_and_keeps_the_registry_form() -> None:
-    section = README.read_text(encoding="utf-8").split("\n## Use it from an MCP client\n", 1)[1]
+    section = README.read_text(encoding="utf-8").split("\n## Connect your client\n", 1)[1]
     for words in (
         "uv tool install /absolute/path/to/atlas-image-mcp",
         "pipx install /absolute/path/to/atlas-image-mcp",

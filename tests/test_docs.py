@@ -1,4 +1,5 @@
-"""The README stays true to the code: its configuration table is the settings' own declarations."""
+"""The docs stay true to the code: the configuration table is the settings' own declarations, and
+every page the README links to exists."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from pathlib import Path
 
 from atlas_image_mcp.settings import ENV_VARS
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+CONFIGURATION = ROOT / "docs" / "configuration.md"
 _ROW = re.compile(r"^\|\s*`(ATLAS[A-Z_]*)`\s*\|\s*([^|]*?)\s*\|")
 
 
 def _configuration_rows() -> dict[str, str]:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    text = CONFIGURATION.read_text(encoding="utf-8")
+    section = text.split("# Configuration", 1)[1].split("\n# ", 1)[0]
     rows = {}
     for line in section.splitlines():
         match = _ROW.match(line)
@@ -22,10 +25,24 @@ def _configuration_rows() -> dict[str, str]:
     return rows
 
 
-def test_the_readme_lists_every_setting_once_with_its_declared_default() -> None:
+def test_the_configuration_page_lists_every_setting_once_with_its_declared_default() -> None:
     rows = _configuration_rows()
-    assert list(rows) == list(ENV_VARS), "the README's table and settings.py list different variables"
+    assert list(rows) == list(ENV_VARS), "docs/configuration.md and settings.py list different variables"
     for name, var in ENV_VARS.items():
         assert rows[name] == var.shown_default, (
-            f"{name}: README says {rows[name]!r}, code {var.shown_default!r}"
+            f"{name}: docs/configuration.md says {rows[name]!r}, code {var.shown_default!r}"
         )
+
+
+_LINK = re.compile(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")
+
+
+def test_every_relative_link_of_the_readme_and_docs_points_at_a_file_that_exists() -> None:
+    broken = []
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        for target, _ in _LINK.findall(page.read_text(encoding="utf-8")):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert broken == []
