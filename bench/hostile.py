@@ -1,4 +1,4 @@
-"""Peak memory of a real server process when Atlas turns hostile (issue 10).
+"""Peak memory of a real server process when Atlas turns hostile.
 
     python bench/hostile.py [--case NAME ...] [--json]
 

@@ -5,11 +5,9 @@
 
 Every server and the emulator run in their own processes; this script is only the client. The
 report is a table of sections (:data:`SECTIONS`), each a function that measures one thing and
-returns a :class:`Section`: its Markdown and its rows for the summary table, each row with the
-issue whose target it checks. A section that lives in its own module (``bench/toolsize.py``,
-``bench/hostile.py``) exposes ``run() -> dict`` and is shown through :func:`external`: its dict
-may carry ``"rows"`` (a list of ``{"measure", "result", "target", "met", "issue"}``) and
-``"markdown"`` (text for the section); anything else is shown as a table of its keys and values.
+returns a :class:`Section`: its Markdown and its rows for the summary table, each row a measure
+with its target when it has one. Two sections measure through their own modules
+(``bench/toolsize.py``, ``bench/hostile.py``), which also run as scripts.
 
 ``--quick`` runs a few-second version of every section (short durations, few calls, no npx,
 no profile): it shows the benchmark still works, asserts nothing about timings, and writes to a
@@ -26,7 +24,6 @@ import contextlib
 import datetime
 import glob
 import importlib.util
-import inspect
 import json
 import math
 import os
@@ -66,7 +63,7 @@ GENERATE_PATH = "/api/v1/model/generateImage"
 POLL_GLOB = "/api/v1/model/prediction/*"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_COMMAND = [sys.executable, "-m", "atlas_image_mcp"]
-FIXED_STEP = 0.3  # the plain fixed schedule polls are compared with (issue 12)
+FIXED_STEP = 0.3  # the plain fixed schedule polls are compared with
 
 
 def log(message: str) -> None:
@@ -448,9 +445,8 @@ def stdio_server(emulator_url: str, output_dir: str, **env: str) -> RawStdio:
 
 @dataclass
 class Row:
-    """One line of the summary: what was measured against which issue's target."""
+    """One line of the summary: what was measured, against which target."""
 
-    issue: str
     measure: str
     result: str
     target: str = "(reported)"
@@ -458,7 +454,7 @@ class Row:
 
     def cells(self) -> list[str]:
         verdict = "" if self.met is None else ("**met**" if self.met else "**missed**")
-        return [self.issue, self.measure, self.result, self.target, verdict]
+        return [self.measure, self.result, self.target, verdict]
 
 
 @dataclass
@@ -482,10 +478,6 @@ class Context:
     args: argparse.Namespace
     tmp: str
     shared: dict[str, Any] = field(default_factory=dict)  # what one section leaves for another
-
-
-def verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("**met**" if ok else "**missed**")
 
 
 def fmt_pair(a: float, b: float, unit: Callable[[float], str] = lambda s: f"{s * 1000:.0f} ms") -> str:
@@ -928,7 +920,6 @@ def cold_start_section(ctx: Context) -> Section:
         s.add(f"Ratio ours / npx: **{ours / theirs:.2f}** ({ms(ours)} vs {ms(theirs)}).")
         s.rows.append(
             Row(
-                "6, 12",
                 "Cold start to `tools/list` (median)",
                 f"{ms(ours)} vs npx {ms(theirs)} (ratio {ours / theirs:.2f})",
                 "no slower than `npx -y atlascloud-mcp`",
@@ -936,7 +927,7 @@ def cold_start_section(ctx: Context) -> Section:
             )
         )
     else:
-        s.rows.append(Row("6, 12", "Cold start to `tools/list` (median)", ms(ours), "no slower than npx"))
+        s.rows.append(Row("Cold start to `tools/list` (median)", ms(ours), "no slower than npx"))
     if local_name:
         local = median(times[local_name])
         s.add(
@@ -945,7 +936,6 @@ def cold_start_section(ctx: Context) -> Section:
         )
         s.rows.append(
             Row(
-                "12",
                 "Cold start vs the official server installed locally (`node dist/index.js`)",
                 f"ratio {ours / local:.2f} ({ms(ours)} vs {ms(local)})",
             )
@@ -972,7 +962,7 @@ DISTRIBUTIONS = [
     ("two-mode: 80% ~2 s, 20% ~20 s", "two-mode:2,20,0.8"),
 ]
 QUICK_DISTRIBUTIONS = [("constant 0.4 s", "constant:0.4"), ("uniform 0.3-1.2 s", "uniform:0.3,1.2")]
-FAST_JOB = 10.0  # the issue's line between absolute and relative detection targets
+FAST_JOB = 10.0  # the line between absolute and relative detection targets
 
 
 @dataclass
@@ -1108,8 +1098,7 @@ def polling_section(ctx: Context) -> Section:
         "includes the submit, the detection, the download, the thumbnail and the save; *submit* = call",
         "sent to the generation POST's arrival, *after detection* = that poll to the answer). One process",
         "starts at a time, so that a start-up does not land on the calls measured in the other runs.",
-        "Targets (issue",
-        "12) apply to jobs up to 10 s; longer jobs are held to 10% of their duration. *Fixed 300 ms*",
+        "Targets apply to jobs up to 10 s; longer jobs are held to 10% of their duration. *Fixed 300 ms*",
         "= the polls a plain fixed 300 ms schedule makes for the same job: ceil(duration / 0.3).",
     )
     s.add("")
@@ -1149,7 +1138,6 @@ def polling_section(ctx: Context) -> Section:
         f, w = stats["fresh"], stats["warm"]
         s.rows.append(
             Row(
-                "12",
                 f"Detection p95, jobs <= 10 s, {name} (fresh / warm)",
                 fmt_pair(f["det_p95"], w["det_p95"]),
                 "<= 300 ms",
@@ -1158,7 +1146,6 @@ def polling_section(ctx: Context) -> Section:
         )
         s.rows.append(
             Row(
-                "12",
                 f"Added latency median, jobs <= 10 s, {name} (fresh / warm)",
                 fmt_pair(f["added_med"], w["added_med"]),
                 "<= 200 ms",
@@ -1169,7 +1156,6 @@ def polling_section(ctx: Context) -> Section:
             worst = max(x for x in (f["long_rel_p95"], w["long_rel_p95"]) if x == x)  # noqa: PLR0124
             s.rows.append(
                 Row(
-                    "12",
                     f"Detection p95, jobs > 10 s, {name}",
                     f"{100 * worst:.1f}% of the duration",
                     "<= 10% of the duration",
@@ -1182,7 +1168,6 @@ def polling_section(ctx: Context) -> Section:
         )
         s.rows.append(
             Row(
-                "12",
                 f"Polls per job, {name}: ours vs fixed 300 ms (median, mean; fresh / warm)",
                 f"{f['polls_med']:g} vs {f['fixed_med']:g}, {f['polls_mean']:.1f} vs {f['fixed_mean']:.1f} / "
                 f"{w['polls_med']:g} vs {w['fixed_med']:g}, {w['polls_mean']:.1f} vs {w['fixed_mean']:.1f}",
@@ -1196,7 +1181,6 @@ def polling_section(ctx: Context) -> Section:
     w1 = ctx.shared["polling"][first]["warm"]
     s.rows.append(
         Row(
-            "6",
             f"Added latency, {first}, warm (median / p95)",
             fmt_pair(w1["added_med"], w1["added_p95"]),
             "median <= 50 ms at L = 1 s",
@@ -1207,11 +1191,10 @@ def polling_section(ctx: Context) -> Section:
     c30, w30 = ctx.shared["polls30"]
     s.rows.append(
         Row(
-            "6",
             "Upstream polls for a 30 s prediction (first / once learned), from the schedule",
             f"{c30} / {w30} (fixed 300 ms: 100)",
-            "at most 12: superseded by issue 12 (a job that departs from history is still seen within "
-            "0.3 s up to 10 s, so the first 10 s take 33 polls)",
+            "at most 12: superseded by the detection target (a job that departs from history is still "
+            "seen within 0.3 s up to 10 s, so the first 10 s take 33 polls)",
         )
     )
     return s
@@ -1246,7 +1229,7 @@ def schedule_notes(ctx: Context) -> list[str]:
     ]
 
 
-# --- one edit's added latency (issue 13) -----------------------------------------------------------
+# --- one edit's added latency ----------------------------------------------------------------------
 
 
 def edit_section(ctx: Context) -> Section:
@@ -1265,7 +1248,7 @@ def edit_section(ctx: Context) -> Section:
             jobs = [j for j in analyse_jobs(emu, done) if not j.fresh]
     except (RuntimeError, KeyError, IndexError) as exc:
         s.add(f"Not measured: {str(exc)[:300]}")
-        s.rows.append(Row("13", "One edit's added latency", "not measured"))
+        s.rows.append(Row("One edit's added latency", "not measured"))
         return s
     added = [j.added for j in jobs]
     s.add(
@@ -1286,9 +1269,7 @@ def edit_section(ctx: Context) -> Section:
             ]
         ],
     )
-    s.rows.append(
-        Row("13", "One edit's added latency (median / p95)", fmt_pair(median(added), pct(added, 95)))
-    )
+    s.rows.append(Row("One edit's added latency (median / p95)", fmt_pair(median(added), pct(added, 95))))
     return s
 
 
@@ -1317,7 +1298,6 @@ def turns_section(ctx: Context) -> Section:
     s.table(["server", "tool calls", "picture visible after"], rows)
     s.rows.append(
         Row(
-            "6",
             f"Tool calls per picture, L = {t5['latency']:g} s",
             f"1 (official: {t5['official'][10.0]['calls']} at T = 10-30 s, "
             f"{t5['official'][3.0]['calls']} at T = 3 s)",
@@ -1490,7 +1470,7 @@ def load_section(ctx: Context) -> Section:
         "" if ctx.quick else "The 500-call level runs three times; the median run is shown with every run.",
     )
     s.add("")
-    s.add("**Raw-HTTP client** (the issue's measurement):")
+    s.add("**Raw-HTTP client** (what the targets are measured with):")
     s.add("")
     s.table(LOAD_HEADER, [load_row(r) for r in out["lean"]])
     s.add("**MCP SDK client** (`tests/loadgen.py`):")
@@ -1522,21 +1502,18 @@ def load_section(ctx: Context) -> Section:
     per_call = top["cpu_server"] / top["calls"]
     s.rows += [
         Row(
-            "6, 12",
             f"{top['calls']} concurrent calls, L = {latency:g} s, raw-HTTP client: wall",
             f"{secs(top['wall'])} ({top['completed']}/{top['calls']} completed)",
             "<= 3 s",
             (top["wall"] <= 3.0 and top["completed"] == top["calls"]) if big else None,
         ),
         Row(
-            "12",
             f"Server CPU per call, {top['calls']} concurrent",
             ms(per_call),
             "<= 4 ms",
             per_call <= 0.004 if big else None,
         ),
         Row(
-            "6, 12",
             f"Peak server memory, {top['calls']} concurrent",
             mb(top["rss_peak"]),
             "< 250 MB",
@@ -1545,13 +1522,12 @@ def load_section(ctx: Context) -> Section:
     ]
     sdk_top = max(out["sdk"], key=lambda r: r["calls"])
     s.rows.append(
-        Row("6", f"{sdk_top['calls']} concurrent calls with the MCP SDK client: wall", secs(sdk_top["wall"]))
+        Row(f"{sdk_top['calls']} concurrent calls with the MCP SDK client: wall", secs(sdk_top["wall"]))
     )
     if out["thumb"]:
         t = out["thumb"][0]
         s.rows.append(
             Row(
-                "6",
                 f"{t['calls']} concurrent with thumbnails: wall, peak memory",
                 f"{secs(t['wall'])}, {mb(t['rss_peak'])}",
             )
@@ -1559,7 +1535,7 @@ def load_section(ctx: Context) -> Section:
     return s
 
 
-# Measured while this version was built (issue 12), on this machine while other test suites ran on
+# Measured while this version was built, on this machine while other test suites ran on
 # its two cores: CPU seconds of the server process per call at 500 concurrent calls, each variant
 # run three times interleaved with its baseline, normalised by a pure-Python yardstick (1 million
 # additions: ~20 ms on a quiet machine) taken around each run. The run above is the end result.
@@ -1609,7 +1585,7 @@ TRIED = [
 
 def tried_table() -> list[str]:
     lines = [
-        "What was tried for CPU per call (issue 12), measured while it was built; numbers are server CPU",
+        "What was tried for CPU per call, measured while it was built; numbers are server CPU",
         "per call (or per request) normalised to a quiet machine unless marked raw. See the commits for",
         "each change:",
         "",
@@ -1636,7 +1612,6 @@ def memory_section(ctx: Context) -> Section:
     s.table(["state", "RSS"], rows)
     s.rows.append(
         Row(
-            "6",
             "Memory idle and under 200 calls",
             f"{mb(load['rss_idle_start'])} idle, {mb(level['rss_peak'])} at {level['calls']} calls",
         )
@@ -1644,7 +1619,7 @@ def memory_section(ctx: Context) -> Section:
     return s
 
 
-# --- worker processes (issue 12) --------------------------------------------------------------------
+# --- worker processes ------------------------------------------------------------------------------
 
 
 def workers_section(ctx: Context) -> Section:
@@ -1676,7 +1651,6 @@ def workers_section(ctx: Context) -> Section:
         one, two = ctx.shared["workers"][(1, calls)], ctx.shared["workers"][(2, calls)]
         s.rows.append(
             Row(
-                "12",
                 f"{calls} concurrent calls, 1 vs 2 workers: wall; CPU per call",
                 f"{secs(one['wall'])} vs {secs(two['wall'])}; {ms(one['cpu_server'] / calls)} vs "
                 f"{ms(two['cpu_server'] / calls)}",
@@ -1688,47 +1662,6 @@ def workers_section(ctx: Context) -> Section:
 # --- sections that live in their own modules --------------------------------------------------------
 
 
-def external(module: str, title: str, issue: str) -> Callable[[Context], Section]:
-    """A section measured by ``bench/<module>.py``'s ``run() -> dict`` (see the module doc)."""
-
-    def section(ctx: Context) -> Section:
-        s = Section(title)
-        path = ROOT / "bench" / f"{module}.py"
-        if not path.exists():
-            s.add(f"Not measured here: `bench/{module}.py` (issue {issue}) is not in this tree yet.")
-            s.rows.append(Row(issue, title, "not measured"))
-            return s
-        spec = importlib.util.spec_from_file_location(f"bench_{module}", path)
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        run = mod.run
-        result = run(quick=ctx.quick) if "quick" in inspect.signature(run).parameters else run()
-        if isinstance(result.get("markdown"), str):
-            s.lines += result["markdown"].rstrip().splitlines() + [""]
-        rows = result.get("rows")
-        if isinstance(rows, list):
-            for r in rows:
-                s.rows.append(
-                    Row(
-                        str(r.get("issue", issue)),
-                        str(r["measure"]),
-                        str(r["result"]),
-                        str(r.get("target", "(reported)")),
-                        r.get("met"),
-                    )
-                )
-        if "markdown" not in result and not isinstance(rows, list):
-            s.table(
-                ["measure", "value"],
-                [[k, json.dumps(v) if not isinstance(v, str) else v] for k, v in result.items()],
-            )
-            s.rows.append(Row(issue, title, "see its section"))
-        return s
-
-    return section
-
-
 def _load_module(name: str) -> Any:
     spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
     assert spec is not None and spec.loader is not None
@@ -1738,7 +1671,7 @@ def _load_module(name: str) -> Any:
 
 
 def toolsize_section(ctx: Context) -> Section:
-    """bench/toolsize.py (issue 11): the size of the ``tools/list`` answer, ours and the official one's."""
+    """bench/toolsize.py: the size of the ``tools/list`` answer, ours and the official one's."""
     s = Section("Tool list size (`tools/list`, characters of compact JSON)")
     result = _load_module("toolsize").run(with_npx=not (ctx.quick or ctx.args.no_npx))
     ours, theirs, same = result["ours"], result.get("official"), result.get("equivalent")
@@ -1764,7 +1697,6 @@ def toolsize_section(ctx: Context) -> Section:
         s.add(f"- {note}")
     s.rows.append(
         Row(
-            "11",
             "`tools/list` size",
             f"{ours['total']:,} characters, {ours['tools']} tools"
             + (f" (official: {theirs['total']:,}, {theirs['tools']} tools)" if theirs else ""),
@@ -1773,7 +1705,6 @@ def toolsize_section(ctx: Context) -> Section:
     if same:
         s.rows.append(
             Row(
-                "11",
                 "`tools/list` size of the tools doing the same jobs, ours vs official",
                 f"{same['ours']:,} vs {same['official']:,}",
             )
@@ -1782,7 +1713,7 @@ def toolsize_section(ctx: Context) -> Section:
 
 
 def hostile_section(ctx: Context) -> Section:
-    """bench/hostile.py (issue 10): peak memory of the server against a hostile upstream."""
+    """bench/hostile.py: peak memory of the server against a hostile upstream."""
     s = Section("Hostile upstream: peak memory")
     module = _load_module("hostile")
     result = module.run(list(module.CASES)[:1] if ctx.quick else None)
@@ -1798,7 +1729,6 @@ def hostile_section(ctx: Context) -> Section:
     )
     s.rows.append(
         Row(
-            "10",
             f"Hostile upstream: worst peak memory ({worst['case']})",
             f"{worst['peak_mb']} MB",
             f"< {worst['target_mb']:g} MB",
@@ -1823,11 +1753,6 @@ SECTIONS: list[tuple[str, Callable[[Context], Section]]] = [
 
 
 # --- the report -------------------------------------------------------------------------------------
-
-
-def _issue_key(row: Row) -> tuple[int, str]:
-    first = row.issue.replace(",", " ").split()[0]
-    return (int(first) if first.isdigit() else 999, row.issue)
 
 
 def render_report(ctx: Context, machine_info: dict[str, str], sections: list[Section]) -> str:
@@ -1857,15 +1782,18 @@ def render_report(ctx: Context, machine_info: dict[str, str], sections: list[Sec
             f"inflated by up to about {yardstick / 0.2:.1f} times; compare runs by the yardstick.",
             "",
         ]
-    rows = sorted((r for s in sections for r in s.rows), key=_issue_key)
     lines += [
         "## Summary",
         "",
-        "Every target of every issue this benchmark measures (issues 14-16 set none).",
+        "Every measure of the sections below, with its target where it has one.",
         "",
     ]
-    lines += ["| issue | measure | result | target | |", "|---|---|---|---|---|"]
-    lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
+    lines += ["| section | measure | result | target | |", "|---|---|---|---|---|"]
+    lines += [
+        "| " + " | ".join([str(n), *r.cells()]) + " |"
+        for n, section in enumerate(sections, start=1)
+        for r in section.rows
+    ]
     lines.append("")
     for n, section in enumerate(sections, start=1):
         lines += [f"## {n}. {section.title}", "", *section.lines, ""]
