@@ -50,11 +50,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # tests.loadgen
+    sys.path.insert(0, str(ROOT))  # tests.loadgen, tests.emulation
 
 import anyio  # noqa: E402
 import httpx  # noqa: E402
 
+from tests.emulation import EMULATOR_COMMAND  # noqa: E402
 from tests.loadgen import LOAD_ARGUMENTS, run_load  # noqa: E402
 
 KEY = "bench-key-0123456789"
@@ -370,7 +371,7 @@ class Emulator:
 @contextlib.contextmanager
 def emulator_process(latency: float = 1.0, durations: str | None = None) -> Iterator[Emulator]:
     port = free_port()
-    cmd = [sys.executable, "-m", "atlas_image_mcp.emulator", "--port", str(port), "--latency", str(latency)]
+    cmd = [*EMULATOR_COMMAND, "--port", str(port), "--latency", str(latency)]
     if durations:
         cmd += ["--durations", durations, "--seed", str(DURATION_SEED)]
     cmd += ["--log-level", "warning"]

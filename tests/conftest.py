@@ -12,11 +12,12 @@ import pytest
 from mcp import Client
 
 from atlas_image_mcp.client import AtlasClient
-from atlas_image_mcp.emulator import Emulator
 from atlas_image_mcp.polling import PollSchedule
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
+
+from .emulation import Emulator
 
 TEST_KEY = "apikey-TESTSECRET-0123456789abcdef"
 #: Every tool the server lists (one place to update when a tool is added).

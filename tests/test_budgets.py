@@ -24,7 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from atlas_image_mcp.client import AtlasClient
 from atlas_image_mcp.constants import IMAGE_WINDOW_SECONDS, LEDGER_FILE
-from atlas_image_mcp.emulator import Emulator, Fault, PredictionScript
+from atlas_image_mcp.emulator import PredictionScript
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.ledger import Ledger, Limits
 from atlas_image_mcp.runtime import Runtime, limits_of
@@ -32,6 +32,7 @@ from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
 from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY, FakeClock, text_of
+from .emulation import Emulator, Fault
 from .http_helpers import child_env, free_port, mcp_client, serve_app, serve_process
 from .loadgen import serve_in_thread
 

@@ -21,13 +21,14 @@ from mcp.client.extension import ClaimContext
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 
-from atlas_image_mcp.emulator import Emulator, Fault, PredictionScript
+from atlas_image_mcp.emulator import PredictionScript
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
 from .conftest import TEST_KEY, make_api, text_of
+from .emulation import Emulator, Fault
 from .http_helpers import RawSession, mcp_transport, serve_app
 from .test_tasks import CreatedTask, TasksClient, hosted_runtime
 

@@ -15,10 +15,10 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from atlas_image_mcp.catalogue import BUILT_IN, DEFAULT_EDIT_MODELS, spec_from_schema
-from atlas_image_mcp.emulator import Emulator, Fault
 from atlas_image_mcp.emulator.catalogue import MODELS, CatalogueModel, schema_document
 
 from .conftest import EMULATOR_URL, text_of
+from .emulation import Emulator, Fault
 
 GENERATE = "/api/v1/model/generateImage"
 UPLOAD = "/api/v1/model/uploadMedia"

@@ -24,12 +24,13 @@ import pytest
 from mcp import Client
 
 from atlas_image_mcp.client import AtlasClient
-from atlas_image_mcp.emulator import Emulator, Fault, PredictionScript
+from atlas_image_mcp.emulator import PredictionScript
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
 from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY, Sleeps, text_of
+from .emulation import Emulator, Fault
 from .loadgen import serve_in_thread
 
 GENERATE = "/api/v1/model/generateImage"

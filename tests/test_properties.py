@@ -32,13 +32,13 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from atlas_image_mcp.client import AtlasClient
-from atlas_image_mcp.emulator import Emulator
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
 from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY
+from .emulation import Emulator
 from .http_helpers import MCP_HEADERS
 from .loadgen import serve_in_thread
 from .pictures import png

@@ -28,7 +28,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from atlas_image_mcp.client import AtlasClient
-from atlas_image_mcp.emulator import Emulator, Fault, PredictionScript
+from atlas_image_mcp.emulator import PredictionScript
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.redact import redact
 from atlas_image_mcp.runtime import Runtime
@@ -36,6 +36,7 @@ from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
 from .conftest import EMULATOR_URL, FAST_POLLS
+from .emulation import Emulator, Fault
 from .loadgen import serve_in_thread
 from .pictures import png_b64
 from .test_faults import POLL_FAULTS, POST_FAULTS

@@ -15,10 +15,11 @@ import pytest
 from mcp.shared.exceptions import MCPDeprecationWarning
 from PIL import Image
 
-from atlas_image_mcp.emulator import Emulator, PredictionScript
+from atlas_image_mcp.emulator import PredictionScript
 from atlas_image_mcp.render import MAX_BASE64_CHARS
 
 from .conftest import TOOL_NAMES, FakeClock, make_api, text_of
+from .emulation import Emulator
 
 GENERATE = "/api/v1/model/generateImage"
 POLL = "/api/v1/model/prediction/*"

@@ -18,7 +18,6 @@ import anyio
 import pytest
 
 from atlas_image_mcp.client import MAY_HAVE_STARTED, AtlasClient
-from atlas_image_mcp.emulator import Emulator, Fault
 from atlas_image_mcp.errors import APIConnectionError, APITimeoutError
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.params import GenerationRequest
@@ -27,6 +26,7 @@ from atlas_image_mcp.settings import Settings, proxy_environment
 from atlas_image_mcp.transport import AiohttpTransport
 
 from .conftest import FAST_POLLS, TEST_KEY
+from .emulation import Emulator, Fault
 from .http_helpers import mcp_client, serve_app
 from .loadgen import LOAD_ARGUMENTS, serve_in_thread
 
