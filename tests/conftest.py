@@ -105,7 +105,10 @@ def settings(output_dir: Path) -> Settings:
 
 @pytest.fixture
 def connect(emulator: Emulator, settings: Settings) -> Callable[..., Any]:
-    """``async with connect(**settings_changes) as client``: an MCP client on a server on the emulator."""
+    """``async with connect(**settings_changes) as client``: an MCP client on a server on the emulator.
+
+    ``sleep``: the Atlas client's sleep (a :class:`Sleeps` where retries must not wait for real).
+    """
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
@@ -114,9 +117,10 @@ def connect(emulator: Emulator, settings: Settings) -> Callable[..., Any]:
         api_key: str | None = TEST_KEY,
         remote: bool = False,
         client_options: dict[str, Any] | None = None,
+        sleep: Sleeps | None = None,
         **changes: Any,
     ) -> AsyncIterator[Client]:
-        api = make_api(emulator, api_key=api_key)
+        api = make_api(emulator, api_key=api_key, **({} if sleep is None else {"sleep": sleep}))
         runtime = Runtime.create(settings.replace(api_key=api_key, **changes), client=api, remote=remote)
         try:
             async with Client(make_server(runtime), **(client_options or {})) as client:

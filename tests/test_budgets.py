@@ -31,7 +31,7 @@ from atlas_image_mcp.runtime import Runtime, limits_of
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
-from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY, FakeClock, text_of
+from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY, FakeClock, Sleeps, text_of
 from .emulation import Emulator, Fault
 from .http_helpers import child_env, free_port, mcp_client, serve_app, serve_process
 from .loadgen import serve_in_thread
@@ -60,14 +60,19 @@ async def guarded(
     settings: Settings,
     limit: int | None = None,
     clock: FakeClock | None = None,
+    sleep: Sleeps | None = None,
     **changes: Any,
 ) -> AsyncIterator[tuple[Client, Runtime]]:
-    """A server with these limits on the emulator; ``clock`` drives the ledger's hours and days."""
+    """A server with these limits on the emulator; ``clock`` drives the ledger's hours and days.
+
+    ``sleep``: the Atlas client's sleep (a :class:`Sleeps` where retries must not wait for real).
+    """
     chosen = settings.replace(max_images_per_hour=limit, save=False, **changes)
     ledger = None
     if clock is not None:
         ledger = Ledger(chosen.resolved_state_dir / LEDGER_FILE, limits_of(chosen), clock=clock)
-    runtime = Runtime.create(chosen, client=api_for(emulator), ledger=ledger)
+    api = api_for(emulator, **({} if sleep is None else {"sleep": sleep}))
+    runtime = Runtime.create(chosen, client=api, ledger=ledger)
     try:
         async with Client(make_server(runtime)) as client:
             yield client, runtime
@@ -369,7 +374,8 @@ async def test_an_unknown_price_needs_a_bound_under_a_daily_budget(settings: Set
     emulator = Emulator(api_keys=[TEST_KEY], latency=0.05)
     emulator.inject(Fault.status(503), method="GET", path="/api/v1/models", times=100)  # built-in table
     unpriced = "black-forest-labs/flux-2-dev/text-to-image"  # no published price
-    async with guarded(emulator, settings, budget_usd_per_day=Decimal("0.05")) as (client, _):
+    # the catalogue read is retried: Sleeps() spares the real back-off
+    async with guarded(emulator, settings, budget_usd_per_day=Decimal("0.05"), sleep=Sleeps()) as (client, _):
         refused = await generate(client, model=unpriced)
         bounded = await generate(client, model=unpriced, max_cost_usd=0.04)
         seen = await usage(client)

@@ -27,7 +27,7 @@ from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
-from .conftest import TEST_KEY, make_api, text_of
+from .conftest import TEST_KEY, Sleeps, make_api, text_of
 from .emulation import Emulator, Fault
 from .http_helpers import RawSession, mcp_transport, serve_app
 from .test_tasks import CreatedTask, TasksClient, hosted_runtime
@@ -272,7 +272,8 @@ async def test_an_unknown_price_is_said_in_words_and_needs_confirmation(
 ) -> None:
     person = Person("accept")
     runtime = Runtime.create(
-        settings.replace(confirm_above_usd=Decimal("5"), save=False), client=make_api(unpriced_emulator)
+        settings.replace(confirm_above_usd=Decimal("5"), save=False),
+        client=make_api(unpriced_emulator, sleep=Sleeps()),  # its catalogue read is retried: no real back-off
     )
     try:
         async with Client(make_server(runtime)) as cannot_ask:
