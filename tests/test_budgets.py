@@ -427,6 +427,7 @@ async def test_hosted_per_user_keys_have_separate_budgets(settings: Settings) ->
 # --- several processes on one ledger --------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 async def test_two_server_processes_never_overspend_a_budget_between_them(tmp_path: Path) -> None:
     """Two ``serve --transport http`` processes share one state folder and are called at once."""
     emulator = Emulator(api_keys=[TEST_KEY], latency=0.05)
