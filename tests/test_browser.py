@@ -40,7 +40,7 @@ WAIT_MS = 20_000
 #: Tools the view may call. edit_image and generate_variations are the Edit and Variations actions.
 VIEW_TOOLS = {"get_prediction", "show_gallery", "edit_image", "generate_variations"}
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(scope="module")

@@ -265,6 +265,7 @@ def socket_api(url: str, sleeps: Sleeps) -> AtlasClient:
     )
 
 
+@pytest.mark.slow  # a real 0.5 s read timeout
 async def test_a_read_timeout_on_the_post_is_a_clear_error_and_is_never_resent(
     emulator: Emulator, settings: Settings, served_emulator: str
 ) -> None:
@@ -290,6 +291,7 @@ async def test_a_read_timeout_on_the_post_is_a_clear_error_and_is_never_resent(
         await assert_next_call_is_normal(client, emulator, posts_before=1)
 
 
+@pytest.mark.slow  # a real 0.5 s read timeout
 async def test_a_read_timeout_on_a_poll_is_retried_and_the_call_completes(
     emulator: Emulator, settings: Settings, served_emulator: str
 ) -> None:
@@ -323,6 +325,7 @@ async def test_a_real_connection_reset_on_a_poll_is_retried(
 # --- what the prediction itself reports ---------------------------------------------------------
 
 
+@pytest.mark.slow  # a real second
 async def test_a_prediction_that_is_not_found_for_a_second_after_submit_completes(
     emulator: Emulator, settings: Settings
 ) -> None:

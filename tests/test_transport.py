@@ -93,6 +93,7 @@ async def test_a_connection_dropped_after_the_post_says_it_may_have_started_and_
     assert emulator.count("POST", GENERATE) == 1
 
 
+@pytest.mark.slow  # a real 0.3 s read timeout
 async def test_an_answer_that_never_comes_is_a_read_timeout_and_the_post_is_not_resent(
     emulator: Emulator, served: str
 ) -> None:

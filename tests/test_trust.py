@@ -352,6 +352,7 @@ async def test_an_answer_larger_than_the_cap_is_not_read_and_the_id_is_kept(
 # --- 6. time limits that bound time ---------------------------------------------------------------
 
 
+@pytest.mark.slow  # a real 0.5 s timeout and 1 s wait
 async def test_a_poll_answer_dripped_byte_by_byte_is_cut_off_and_the_id_kept(
     hostile: Hostile, atlas: str, settings: Settings
 ) -> None:
@@ -366,6 +367,7 @@ async def test_a_poll_answer_dripped_byte_by_byte_is_cut_off_and_the_id_kept(
     assert PID in text_of(result) and "get_prediction" in text_of(result)
 
 
+@pytest.mark.slow  # a real 0.5 s timeout
 async def test_a_download_dripped_byte_by_byte_is_cut_off_with_a_note(
     hostile: Hostile, atlas: str, settings: Settings
 ) -> None:
@@ -377,6 +379,7 @@ async def test_a_download_dripped_byte_by_byte_is_cut_off_with_a_note(
     assert "did not finish within" in out["error"], out
 
 
+@pytest.mark.slow  # the call's real deadline: its wait plus CALL_MARGIN_SECONDS (10 s)
 async def test_generate_returns_within_its_wait_plus_the_margin_whatever_the_post_does(
     hostile: Hostile, atlas: str, settings: Settings
 ) -> None:
