@@ -30,7 +30,7 @@ from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
 from .conftest import FAST_POLLS, Sleeps, text_of
-from .hostile import PID, Answer, Drip, Endless, Hostile, Redirect, json_answer
+from .hostile import PID, Answer, Drip, Endless, Hostile, Redirect, Stage, json_answer
 from .loadgen import serve_in_thread
 from .pictures import bomb_png, jpeg, png, truncated_jpeg
 
@@ -44,26 +44,44 @@ QUICK = {"prompt": "a fox", "width": 512, "height": 512, "return_image": "thumbn
 # --- the stage ------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def atlas_stage() -> Iterator[tuple[Stage, str]]:
+    """One server for the module on 127.0.0.1; each test puts its own Hostile on it."""
+    stage = Stage()
+    with serve_in_thread(stage, graceful=0.5) as base:
+        yield stage, base
+
+
+@pytest.fixture(scope="module")
+def internal_stage() -> Iterator[tuple[Stage, str]]:
+    """One server for the module on 127.0.0.2; each test puts its own internal service on it."""
+    stage = Stage()
+    with serve_in_thread(stage, host="127.0.0.2", graceful=0.5) as base:
+        yield stage, base
+
+
 @pytest.fixture
 def hostile() -> Hostile:
     return Hostile()
 
 
 @pytest.fixture
-def atlas(hostile: Hostile) -> Iterator[str]:
+def atlas(hostile: Hostile, atlas_stage: tuple[Stage, str]) -> str:
     """The hostile Atlas, on 127.0.0.1: the server's ATLASCLOUD_BASE_URL."""
-    with serve_in_thread(hostile.app, graceful=0.5) as base:
-        yield base
+    stage, base = atlas_stage
+    stage.actor = hostile
+    return base
 
 
 @pytest.fixture
-def internal() -> Iterator[tuple[Hostile, str]]:
+def internal(internal_stage: tuple[Stage, str]) -> tuple[Hostile, str]:
     """An internal service on 127.0.0.2 holding a secret (a real picture, and a metadata answer)."""
     service = Hostile()
     service.route("/secret.png", Answer(200, png(64, 64, text=CANARY), "image/png"))
     service.route("/latest/meta-data/iam", json_answer({"token": CANARY}))
-    with serve_in_thread(service.app, host="127.0.0.2", graceful=0.5) as base:
-        yield service, base
+    stage, base = internal_stage
+    stage.actor = service
+    return service, base
 
 
 class FakeDNS:
