@@ -3,8 +3,8 @@
 It is the backend of offline mode (``--offline``, ``ATLAS_MCP_OFFLINE=1``), a demo backend on a
 port (``atlas-image-mcp emulator``, ``python -m atlas_image_mcp.emulator``) and the tests' stand-in
 for Atlas. It is deliberately independent from the rest of ``atlas_image_mcp`` so that the client
-is tested against the API's behaviour as documented in ``shared/reference/atlas-api.md``, not
-against a mirror of itself.
+is tested against the API's behaviour as written in docs/atlas-api.md, not against a mirror of
+itself.
 
     emu = Emulator(latency=1.0, clock=fake_clock)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=emu.app), base_url="http://atlas.emulator")

@@ -1,4 +1,4 @@
-"""The emulator's HTTP routes, answering like the Atlas Cloud API (``shared/reference/atlas-api.md``).
+"""The emulator's HTTP routes, answering like the Atlas Cloud API (docs/atlas-api.md).
 
 Routes (all JSON unless noted; ``auth`` = ``Authorization: Bearer <key>`` required):
 

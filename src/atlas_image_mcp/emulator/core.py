@@ -26,7 +26,7 @@ Middleware = Callable[[ASGIApp], ASGIApp]
 
 
 class Emulator:
-    """A local stand-in for the Atlas Cloud API (``shared/reference/atlas-api.md``).
+    """A local stand-in for the Atlas Cloud API (as docs/atlas-api.md describes it).
 
     ``api_keys``: ``None`` accepts any non-empty Bearer token, otherwise only these.
     ``latency``: seconds from submit until a prediction is terminal; ``queue_delay`` (<= latency):
