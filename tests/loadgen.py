@@ -47,7 +47,7 @@ __all__ = [
     "start_emulator_process",
 ]
 
-#: The issue's load call: a small picture, nothing inline, nothing saved.
+#: The load call: a small picture, nothing inline, nothing saved.
 LOAD_ARGUMENTS: dict[str, Any] = {
     "prompt": "a lighthouse at dusk",
     "width": 512,

@@ -1,4 +1,4 @@
-"""Budgets that survive restarts, and the cost of every call (issues 5 and 15).
+"""Budgets that survive restarts, and the cost of every call.
 
 ``ATLAS_MCP_MAX_IMAGES_PER_HOUR`` (images one key starts in a rolling hour) and
 ``ATLAS_MCP_BUDGET_USD_PER_DAY`` (what one key spends per UTC day) are kept in the SQLite ledger in the

@@ -1,4 +1,4 @@
-"""The price of every call, and the person's go-ahead above a threshold (issue 15).
+"""The price of every call, and the person's go-ahead above a threshold.
 
 Through real MCP clients against the emulator: the SDK's in-memory client in both protocol eras
 (``legacy`` negotiates 2025-11-25 and elicits with ``elicitation/create`` during the call;

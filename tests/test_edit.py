@@ -1,4 +1,4 @@
-"""Editing, combining and varying pictures across the FLUX family (issue 13), through the MCP client.
+"""Editing, combining and varying pictures across the FLUX family, through the MCP client.
 
 Each flow is one tool call against the emulator, and each checks the exact body the emulator
 received: the model table decides what is sent, and nothing else is.

@@ -1,4 +1,4 @@
-"""Upstream faults, one test each, through a real MCP client (issue 5).
+"""Upstream faults, one test each, through a real MCP client.
 
 Every case must end in a completed result or a clear tool error within the wait bound, the
 emulator's request log must show exactly one generation POST per generate_image call (a fault on

@@ -1,4 +1,4 @@
-"""Bad input, property-based (issue 5): arbitrary JSON at every tool and at the HTTP endpoint.
+"""Bad input, property-based: arbitrary JSON at every tool and at the HTTP endpoint.
 
 Whatever the arguments - wrong types, huge strings, NaN and infinities, negative and enormous
 sizes, unicode and control characters, path tricks in ``file_path`` - each call ends in a tool

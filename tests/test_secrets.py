@@ -1,4 +1,4 @@
-"""No key ever leaks (issue 5): every scenario runs with a recognisable key and every output is scanned.
+"""No key ever leaks: every scenario runs with a recognisable key and every output is scanned.
 
 Sinks scanned: tool results (every content block and structuredContent, serialised whole), MCP
 log notifications (legacy ``logging/setLevel`` debug), every log record of every logger at DEBUG

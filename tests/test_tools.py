@@ -1,6 +1,6 @@
 """The tools through a real MCP client (in memory) against the emulator.
 
-Acceptance for issue 3: one generate_image call goes from a sentence to a visible picture and a
+Acceptance: one generate_image call goes from a sentence to a visible picture and a
 saved file; slow jobs hand back an id; every failure is a tool error an assistant can act on.
 """
 

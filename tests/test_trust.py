@@ -1,4 +1,4 @@
-"""Trust nothing from outside (issue 10): a hostile upstream, anonymous clients, clocks that never run out.
+"""Trust nothing from outside: a hostile upstream, anonymous clients, clocks that never run out.
 
 Every test talks to the server through the SDK's MCP client. Atlas is played by
 :class:`tests.hostile.Hostile`, a malicious stand-in on 127.0.0.1, and the "internal services" an

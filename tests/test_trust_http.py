@@ -1,4 +1,4 @@
-"""Trust nothing from outside, hosted (issue 10): anonymous clients, session floods, keys, bodies, heads.
+"""Trust nothing from outside, hosted: anonymous clients, session floods, keys, bodies, heads.
 
 Each server is the real HTTP app under uvicorn on 127.0.0.1 (in a thread), in front of the hostile
 Atlas of :mod:`tests.hostile`. Requests are made with the SDK's MCP client where a client would be
