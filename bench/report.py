@@ -53,7 +53,7 @@ def _preamble(quick: bool, m: dict[str, str]) -> list[str]:
         f"{m['cores']} cores, {m['ram']} RAM**, {m['os']}; Python {m['python']}, mcp {m['mcp']}, httpx "
         f"{m['httpx']}, aiohttp {m['aiohttp']}, uvicorn {m['uvicorn']}, uvloop {m['uvloop']}, Pillow "
         f"{m['pillow']}; Node {m['node']} (for the npx run). Upstream is the bundled Atlas emulator "
-        "(`python -m atlas_image_mcp.emulator`) on loopback, in its own process; every server runs in its "
+        "(`python tests/emulation`, the package's emulator with the tests' request log) on loopback, in its own process; every server runs in its "
         "own process; this script is only the client. Load average (1, 5, 15 min) at the start: "
         f"{m.get('load_start', '?')}, at the end: {m.get('load_end', '?')}; a pure-Python loop of 10 "
         f"million additions took {m.get('calibration_start', '?')} at the start and "

@@ -18,6 +18,7 @@ import httpx
 
 from bench.procs import clean_env, stop
 from bench.stdio import RawStdio
+from tests.emulation import EMULATOR_COMMAND
 from tests.loadgen import free_port
 
 KEY = "bench-key-0123456789"
@@ -48,10 +49,10 @@ class Emulator:
 
 @contextlib.contextmanager
 def emulator_process(latency: float = 1.0, durations: str | None = None) -> Iterator[Emulator]:
-    """``python -m atlas_image_mcp.emulator``: every job takes ``latency`` s, or a draw from
-    ``durations`` (seeded with :data:`DURATION_SEED`)."""
+    """The emulator with the tests' request log and admin routes (``tests/emulation``): every job takes
+    ``latency`` s, or a draw from ``durations`` (seeded with :data:`DURATION_SEED`)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "atlas_image_mcp.emulator", "--port", str(port), "--latency", str(latency)]
+    cmd = [*EMULATOR_COMMAND, "--port", str(port), "--latency", str(latency)]
     if durations:
         cmd += ["--durations", durations, "--seed", str(DURATION_SEED)]
     cmd += ["--log-level", "warning"]

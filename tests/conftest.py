@@ -12,11 +12,12 @@ import pytest
 from mcp import Client
 
 from atlas_image_mcp.client import AtlasClient, ClientHooks, ClientOptions
-from atlas_image_mcp.emulator import Emulator
 from atlas_image_mcp.polling import PollSchedule
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
+
+from .emulation import Emulator
 
 TEST_KEY = "apikey-TESTSECRET-0123456789abcdef"
 #: Every tool the server lists (one place to update when a tool is added).
@@ -121,7 +122,10 @@ def settings(output_dir: Path) -> Settings:
 
 @pytest.fixture
 def connect(emulator: Emulator, settings: Settings) -> Callable[..., Any]:
-    """``async with connect(**settings_changes) as client``: an MCP client on a server on the emulator."""
+    """``async with connect(**settings_changes) as client``: an MCP client on a server on the emulator.
+
+    ``sleep``: the Atlas client's sleep (a :class:`Sleeps` where retries must not wait for real).
+    """
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
@@ -130,9 +134,10 @@ def connect(emulator: Emulator, settings: Settings) -> Callable[..., Any]:
         api_key: str | None = TEST_KEY,
         remote: bool = False,
         client_options: dict[str, Any] | None = None,
+        sleep: Sleeps | None = None,
         **changes: Any,
     ) -> AsyncIterator[Client]:
-        api = make_api(emulator, api_key=api_key)
+        api = make_api(emulator, api_key=api_key, **({} if sleep is None else {"sleep": sleep}))
         runtime = Runtime.create(settings.replace(api_key=api_key, **changes), client=api, remote=remote)
         try:
             async with Client(make_server(runtime), **(client_options or {})) as client:

@@ -25,7 +25,6 @@ import os
 import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -48,7 +47,7 @@ __all__ = [
     "start_emulator_process",
 ]
 
-#: The issue's load call: a small picture, nothing inline, nothing saved.
+#: The load call: a small picture, nothing inline, nothing saved.
 LOAD_ARGUMENTS: dict[str, Any] = {
     "prompt": "a lighthouse at dusk",
     "width": 512,
@@ -72,7 +71,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 def start_emulator_process(
     latency: float = 1.0, *, extra_args: tuple[str, ...] = (), startup_timeout: float = 20.0
 ) -> Iterator[str]:
-    """Run ``python -m atlas_image_mcp.emulator`` in its own process and yield its base URL.
+    """Run the tests' emulator (:data:`tests.emulation.EMULATOR_COMMAND`) in its own process; yield its URL.
 
     The emulator accepts ``--port 0`` but then reports the bound port only in uvicorn's INFO log,
     which would also turn on a log line per request; so a free port is picked here, the emulator
@@ -81,11 +80,13 @@ def start_emulator_process(
     """
     import httpx
 
+    from .emulation import EMULATOR_COMMAND
+
     last_error = "not started"
     for _attempt in range(3):  # another process may take the port between the check and the bind
         port = free_port()
         cmd = [
-            sys.executable, "-m", "atlas_image_mcp.emulator", "--port", str(port), "--latency", str(latency),
+            *EMULATOR_COMMAND, "--port", str(port), "--latency", str(latency),
             "--log-level", "warning", *extra_args,
         ]  # fmt: skip
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

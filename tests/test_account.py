@@ -12,12 +12,13 @@ import pytest
 from mcp import Client
 
 from atlas_image_mcp.client import AtlasClient
-from atlas_image_mcp.emulator import Emulator, PredictionScript
+from atlas_image_mcp.emulator import PredictionScript
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
 from .conftest import EMULATOR_URL, TEST_KEY, atlas_client, text_of
+from .emulation import Emulator
 
 PICTURE = {"prompt": "a fox", "width": 512, "height": 512, "return_image": "none", "save": False}
 DEV = "black-forest-labs/flux-dev"

@@ -19,7 +19,6 @@ import pytest
 
 from atlas_image_mcp.aiohttp_transport import AiohttpTransport
 from atlas_image_mcp.client import MAY_HAVE_STARTED, AtlasClient
-from atlas_image_mcp.emulator import Emulator, Fault
 from atlas_image_mcp.errors import APIConnectionError, APITimeoutError
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.params import GenerationRequest
@@ -28,6 +27,7 @@ from atlas_image_mcp.settings import Settings, proxy_environment
 from atlas_image_mcp.wire import prepare_request
 
 from .conftest import FAST_POLLS, TEST_KEY, atlas_client
+from .emulation import Emulator, Fault
 from .http_helpers import mcp_client, serve_app
 from .loadgen import LOAD_ARGUMENTS, serve_in_thread
 
@@ -96,6 +96,7 @@ async def test_a_connection_dropped_after_the_post_says_it_may_have_started_and_
     assert emulator.count("POST", GENERATE) == 1
 
 
+@pytest.mark.slow  # a real 0.3 s read timeout
 async def test_an_answer_that_never_comes_is_a_read_timeout_and_the_post_is_not_resent(
     emulator: Emulator, served: str
 ) -> None:

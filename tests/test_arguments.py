@@ -20,7 +20,7 @@ from .conftest import text_of
 
 GENERATE = "/api/v1/model/generateImage"
 PYDANTIC_WORDS = ("pydantic", "validation error", "type=", "input_value", "Input should", "For further")
-#: Characters of ``tools/list`` (compact JSON) per tool, on average: the budget of issue 11.
+#: Characters of ``tools/list`` (compact JSON) per tool, on average: the budget the listing must keep.
 TOOL_LIST_BUDGET = 2500
 
 

@@ -26,13 +26,13 @@ import pytest
 from PIL import Image, ImageChops
 
 from atlas_image_mcp.constants import VIEWER_POLL_WAIT_SECONDS
-from atlas_image_mcp.emulator import Emulator
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
 from .browser_host import HostSite, serve_host
 from .conftest import TEST_KEY, FakeClock, make_api
+from .emulation import Emulator
 
 CHROMIUM = ("/usr/lib/chromium/chromium", "/usr/lib/chromium-browser/chromium-browser")
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -40,7 +40,7 @@ WAIT_MS = 20_000
 #: Tools the view may call. edit_image and generate_variations are the Edit and Variations actions.
 VIEW_TOOLS = {"get_prediction", "show_gallery", "edit_image", "generate_variations"}
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Budgets that survive restarts, and the cost of every call (issues 5 and 15).
+"""Budgets that survive restarts, and the cost of every call.
 
 ``ATLAS_MCP_MAX_IMAGES_PER_HOUR`` (images one key starts in a rolling hour) and
 ``ATLAS_MCP_BUDGET_USD_PER_DAY`` (what one key spends per UTC day) are kept in the SQLite ledger in the
@@ -24,14 +24,15 @@ from mcp.client.streamable_http import streamable_http_client
 
 from atlas_image_mcp.client import AtlasClient
 from atlas_image_mcp.constants import IMAGE_WINDOW_SECONDS, LEDGER_FILE
-from atlas_image_mcp.emulator import Emulator, Fault, PredictionScript
+from atlas_image_mcp.emulator import PredictionScript
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.ledger import Ledger, Limits
 from atlas_image_mcp.runtime import Runtime, limits_of
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
-from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY, FakeClock, atlas_client, text_of
+from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY, FakeClock, Sleeps, atlas_client, text_of
+from .emulation import Emulator, Fault
 from .http_helpers import ENTRY_POINT, child_env, free_port, mcp_client, serve_app, serve_process
 from .loadgen import serve_in_thread
 
@@ -59,14 +60,19 @@ async def guarded(
     settings: Settings,
     limit: int | None = None,
     clock: FakeClock | None = None,
+    sleep: Sleeps | None = None,
     **changes: Any,
 ) -> AsyncIterator[tuple[Client, Runtime]]:
-    """A server with these limits on the emulator; ``clock`` drives the ledger's hours and days."""
+    """A server with these limits on the emulator; ``clock`` drives the ledger's hours and days.
+
+    ``sleep``: the Atlas client's sleep (a :class:`Sleeps` where retries must not wait for real).
+    """
     chosen = settings.replace(max_images_per_hour=limit, save=False, **changes)
     ledger = None
     if clock is not None:
         ledger = Ledger(chosen.resolved_state_dir / LEDGER_FILE, limits_of(chosen), clock=clock)
-    runtime = Runtime.create(chosen, client=api_for(emulator), ledger=ledger)
+    api = api_for(emulator, **({} if sleep is None else {"sleep": sleep}))
+    runtime = Runtime.create(chosen, client=api, ledger=ledger)
     try:
         async with Client(make_server(runtime)) as client:
             yield client, runtime
@@ -368,7 +374,8 @@ async def test_an_unknown_price_needs_a_bound_under_a_daily_budget(settings: Set
     emulator = Emulator(api_keys=[TEST_KEY], latency=0.05)
     emulator.inject(Fault.status(503), method="GET", path="/api/v1/models", times=100)  # built-in table
     unpriced = "black-forest-labs/flux-2-dev/text-to-image"  # no published price
-    async with guarded(emulator, settings, budget_usd_per_day=Decimal("0.05")) as (client, _):
+    # the catalogue read is retried: Sleeps() spares the real back-off
+    async with guarded(emulator, settings, budget_usd_per_day=Decimal("0.05"), sleep=Sleeps()) as (client, _):
         refused = await generate(client, model=unpriced)
         bounded = await generate(client, model=unpriced, max_cost_usd=0.04)
         seen = await usage(client)
@@ -420,6 +427,7 @@ async def test_hosted_per_user_keys_have_separate_budgets(settings: Settings) ->
 # --- several processes on one ledger --------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 async def test_two_server_processes_never_overspend_a_budget_between_them(tmp_path: Path) -> None:
     """Two ``serve --transport http`` processes share one state folder and are called at once."""
     emulator = Emulator(api_keys=[TEST_KEY], latency=0.05)

@@ -56,6 +56,7 @@ def test_help_names_the_commands_and_the_http_options_and_endpoints(
             assert flag in serve, flag
 
 
+@pytest.mark.subprocess
 def test_the_installed_command_prints_the_same_help() -> None:
     proc = subprocess.run([str(ENTRY_POINT), "--help"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0 and proc.stderr == ""

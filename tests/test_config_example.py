@@ -130,7 +130,9 @@ async def test_the_hosted_entries_reach_a_server_that_wants_their_headers(name: 
     assert headers["Authorization"].startswith("Bearer ")
     headers["Authorization"] = f"Bearer {TOKEN}"
     headers["X-Atlas-Api-Key"] = USER_KEY
-    runtime = Runtime.create(Settings(auth_token=TOKEN, user_keys=True), offline=True, remote=True)
+    runtime = Runtime.create(
+        Settings(auth_token=TOKEN, user_keys=True), offline=True, remote=True, emulator_latency=0.05
+    )
     with serve_app(create_http_app(runtime)) as base:
         transport = {"http": "streamable-http", "sse": "sse"}[entry["type"]]
         async with mcp_client(base, transport, headers) as client:

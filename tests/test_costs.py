@@ -1,4 +1,4 @@
-"""The price of every call, and the person's go-ahead above a threshold (issue 15).
+"""The price of every call, and the person's go-ahead above a threshold.
 
 Through real MCP clients against the emulator: the SDK's in-memory client in both protocol eras
 (``legacy`` negotiates 2025-11-25 and elicits with ``elicitation/create`` during the call;
@@ -21,13 +21,14 @@ from mcp.client.extension import ClaimContext
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult
 
-from atlas_image_mcp.emulator import Emulator, Fault, PredictionScript
+from atlas_image_mcp.emulator import PredictionScript
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
-from .conftest import TEST_KEY, make_api, text_of
+from .conftest import TEST_KEY, Sleeps, make_api, text_of
+from .emulation import Emulator, Fault
 from .http_helpers import RawSession, mcp_transport, serve_app
 from .test_tasks import CreatedTask, TasksClient, hosted_runtime
 
@@ -271,7 +272,8 @@ async def test_an_unknown_price_is_said_in_words_and_needs_confirmation(
 ) -> None:
     person = Person("accept")
     runtime = Runtime.create(
-        settings.replace(confirm_above_usd=Decimal("5"), save=False), client=make_api(unpriced_emulator)
+        settings.replace(confirm_above_usd=Decimal("5"), save=False),
+        client=make_api(unpriced_emulator, sleep=Sleeps()),  # its catalogue read is retried: no real back-off
     )
     try:
         async with Client(make_server(runtime)) as cannot_ask:

@@ -1,4 +1,4 @@
-"""Editing, combining and varying pictures across the FLUX family (issue 13), through the MCP client.
+"""Editing, combining and varying pictures across the FLUX family, through the MCP client.
 
 Each flow is one tool call against the emulator, and each checks the exact body the emulator
 received: the model table decides what is sent, and nothing else is.
@@ -15,10 +15,10 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from atlas_image_mcp.catalogue import BUILT_IN, DEFAULT_EDIT_MODELS, spec_from_schema
-from atlas_image_mcp.emulator import Emulator, Fault
 from atlas_image_mcp.emulator.catalogue import MODELS, CatalogueModel, schema_document
 
-from .conftest import EMULATOR_URL, text_of
+from .conftest import EMULATOR_URL, Sleeps, text_of
+from .emulation import Emulator, Fault
 
 GENERATE = "/api/v1/model/generateImage"
 UPLOAD = "/api/v1/model/uploadMedia"
@@ -204,7 +204,7 @@ async def test_variations_of_a_job_not_ours_use_redux_on_its_picture(connect, em
         first = await generate(client)
     # a new server process (a new session, no history), and Atlas' history unreadable
     emulator.inject(Fault.status(500), method="GET", path="/api/v1/model/history", times=10)
-    async with connect() as client:
+    async with connect(sleep=Sleeps()) as client:  # the history read is retried: no real back-off
         result = await client.call_tool(
             "generate_variations", {"prediction_id": first["prediction_id"], "count": 2}
         )
@@ -328,7 +328,7 @@ async def test_the_live_schema_wins_over_the_built_in_row(settings, tmp_path) ->
 
 async def test_the_built_in_table_serves_when_the_catalogue_cannot_be_read(connect, emulator) -> None:
     emulator.inject(Fault.status(503), method="GET", path="/api/v1/models", times=50)
-    async with connect() as client:
+    async with connect(sleep=Sleeps()) as client:  # the catalogue read is retried: no real back-off
         data = await generate(client, model="black-forest-labs/flux-dev", steps=12)
     assert posts(emulator)[0]["num_inference_steps"] == 12 and data["status"] == "completed"
 

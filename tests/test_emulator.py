@@ -22,11 +22,13 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from atlas_image_mcp.emulator import EmulatedConnectionReset, Emulator, Fault, PredictionScript
+import atlas_image_mcp.emulator as package_emulator
+from atlas_image_mcp.emulator import PredictionScript
 from atlas_image_mcp.emulator.__main__ import build_parser
 from atlas_image_mcp.emulator.drawing import render_picture
 
 from .conftest import FakeClock
+from .emulation import EmulatedConnectionReset, Emulator, Fault
 
 BASE = "http://atlas.emulator"
 KEY = "apikey-test"
@@ -805,6 +807,16 @@ async def test_admin_faults_config_script_and_reset(
     assert (await client.post("/_emulator/reset")).json() == {"ok": True}
     assert emu.predictions == {} and emu.count() == 0
     assert (await poll(client, prediction_id)).status_code == 404
+
+
+async def test_the_shipped_emulator_has_no_admin_routes() -> None:
+    """Admin routes, the request log and faults are the tests' (tests/emulation), not the users'."""
+    shipped = package_emulator.Emulator()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shipped.app), base_url=BASE) as http:
+        assert (await http.get("/api/v1/models")).status_code == 200
+        for method, path in [("GET", "/_emulator/requests"), ("POST", "/_emulator/reset")]:
+            answer = await http.request(method, path)
+            assert answer.status_code == 404 and answer.json()["msg"] == "not found"
 
 
 # -- construction, CLI, independence --------------------------------------------------------------

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from atlas_image_mcp.emulator import Emulator
 from atlas_image_mcp.emulator.__main__ import build_parser
 from atlas_image_mcp.emulator.store import Durations
 
 from .conftest import FakeClock
+from .emulation import Emulator
 
 BASE = "http://atlas.emulator"
 AUTH = {"Authorization": "Bearer k"}

@@ -1,4 +1,4 @@
-"""Upstream faults, one test each, through a real MCP client (issue 5).
+"""Upstream faults, one test each, through a real MCP client.
 
 Every case must end in a completed result or a clear tool error within the wait bound, the
 emulator's request log must show exactly one generation POST per generate_image call (a fault on
@@ -24,12 +24,13 @@ import pytest
 from mcp import Client
 
 from atlas_image_mcp.client import AtlasClient
-from atlas_image_mcp.emulator import Emulator, Fault, PredictionScript
+from atlas_image_mcp.emulator import PredictionScript
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
 from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY, Sleeps, atlas_client, text_of
+from .emulation import Emulator, Fault
 from .loadgen import serve_in_thread
 
 GENERATE = "/api/v1/model/generateImage"
@@ -264,6 +265,7 @@ def socket_api(url: str, sleeps: Sleeps) -> AtlasClient:
     )
 
 
+@pytest.mark.slow  # a real 0.5 s read timeout
 async def test_a_read_timeout_on_the_post_is_a_clear_error_and_is_never_resent(
     emulator: Emulator, settings: Settings, served_emulator: str
 ) -> None:
@@ -289,6 +291,7 @@ async def test_a_read_timeout_on_the_post_is_a_clear_error_and_is_never_resent(
         await assert_next_call_is_normal(client, emulator, posts_before=1)
 
 
+@pytest.mark.slow  # a real 0.5 s read timeout
 async def test_a_read_timeout_on_a_poll_is_retried_and_the_call_completes(
     emulator: Emulator, settings: Settings, served_emulator: str
 ) -> None:
@@ -322,6 +325,7 @@ async def test_a_real_connection_reset_on_a_poll_is_retried(
 # --- what the prediction itself reports ---------------------------------------------------------
 
 
+@pytest.mark.slow  # a real second
 async def test_a_prediction_that_is_not_found_for_a_second_after_submit_completes(
     emulator: Emulator, settings: Settings
 ) -> None:

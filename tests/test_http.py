@@ -19,12 +19,12 @@ import httpx
 import pytest
 import uvicorn
 
-from atlas_image_mcp.emulator import Emulator
 from atlas_image_mcp.http import create_http_app, serve_http, transport_security
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.settings import Settings
 
 from .conftest import EMULATOR_URL, FAST_POLLS, atlas_client, text_of
+from .emulation import Emulator
 from .http_helpers import INITIALIZE, MCP_HEADERS, mcp_client, serve_app
 from .pictures import png_b64
 

@@ -1,4 +1,4 @@
-"""Load (issue 5, the regular-suite size): 50 generate_image calls in flight at once over streamable HTTP.
+"""Load (the regular-suite size): 50 generate_image calls in flight at once over streamable HTTP.
 
 The emulator runs in its own process at 1 s per prediction; the MCP server runs in this process
 under a real uvicorn, so its memory and file descriptors are this process's. The benchmark

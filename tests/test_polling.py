@@ -55,7 +55,7 @@ def detect(
 
 
 def bound(duration: float) -> float:
-    """The issue's detection promise for one job: 0.3 s up to 10 s, 10% of the duration beyond."""
+    """How late the end of one job may be seen: 0.3 s up to 10 s, 10% of the duration beyond."""
     return 0.3 if duration <= 10 else 0.1 * duration
 
 

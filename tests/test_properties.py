@@ -1,4 +1,4 @@
-"""Bad input, property-based (issue 5): arbitrary JSON at every tool and at the HTTP endpoint.
+"""Bad input, property-based: arbitrary JSON at every tool and at the HTTP endpoint.
 
 Whatever the arguments - wrong types, huge strings, NaN and infinities, negative and enormous
 sizes, unicode and control characters, path tricks in ``file_path`` - each call ends in a tool
@@ -31,13 +31,13 @@ from hypothesis import strategies as st
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from atlas_image_mcp.emulator import Emulator
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
 from .conftest import EMULATOR_URL, FAST_POLLS, TEST_KEY, atlas_client
+from .emulation import Emulator
 from .http_helpers import MCP_HEADERS
 from .loadgen import serve_in_thread
 from .pictures import png

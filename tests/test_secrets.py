@@ -1,4 +1,4 @@
-"""No key ever leaks (issue 5): every scenario runs with a recognisable key and every output is scanned.
+"""No key ever leaks: every scenario runs with a recognisable key and every output is scanned.
 
 Sinks scanned: tool results (every content block and structuredContent, serialised whole), MCP
 log notifications (legacy ``logging/setLevel`` debug), every log record of every logger at DEBUG
@@ -27,7 +27,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
-from atlas_image_mcp.emulator import Emulator, Fault, PredictionScript
+from atlas_image_mcp.emulator import PredictionScript
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.redact import redact
 from atlas_image_mcp.runtime import Runtime
@@ -35,6 +35,7 @@ from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
 from .conftest import EMULATOR_URL, FAST_POLLS, atlas_client
+from .emulation import Emulator, Fault
 from .loadgen import serve_in_thread
 from .pictures import png_b64
 from .test_faults import POLL_FAULTS, POST_FAULTS

@@ -1,4 +1,4 @@
-"""Shutdown (issue 5): SIGTERM on the HTTP server, and atomic saves.
+"""Shutdown: SIGTERM on the HTTP server, and atomic saves.
 
 A real ``atlas-image-mcp serve --transport http --offline`` process gets SIGTERM while a
 generate_image call is in flight. It must stop taking new connections, let the call finish (or

@@ -25,7 +25,6 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, Request, RequestParams, Result, TextContent
 from pydantic import ConfigDict, TypeAdapter
 
-from atlas_image_mcp.emulator import Emulator, Fault
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.polling import PollSchedule
 from atlas_image_mcp.runtime import Runtime
@@ -37,6 +36,7 @@ from atlas_image_mcp.tasks_legacy import TasksWithLegacyForm
 from atlas_image_mcp.tools.handoff import poll_interval_ms
 
 from .conftest import TEST_KEY, FakeClock, make_api, text_of
+from .emulation import Emulator, Fault
 from .http_helpers import RawSession, mcp_transport, rpc_body, serve_app
 
 pytestmark = pytest.mark.timeout(60)

@@ -1,6 +1,6 @@
 """The tools through a real MCP client (in memory) against the emulator.
 
-Acceptance for issue 3: one generate_image call goes from a sentence to a visible picture and a
+Acceptance: one generate_image call goes from a sentence to a visible picture and a
 saved file; slow jobs hand back an id; every failure is a tool error an assistant can act on.
 """
 
@@ -15,10 +15,11 @@ import pytest
 from mcp.shared.exceptions import MCPDeprecationWarning
 from PIL import Image
 
-from atlas_image_mcp.emulator import Emulator, PredictionScript
+from atlas_image_mcp.emulator import PredictionScript
 from atlas_image_mcp.render import MAX_BASE64_CHARS
 
 from .conftest import TOOL_NAMES, FakeClock, make_api, text_of
+from .emulation import Emulator
 
 GENERATE = "/api/v1/model/generateImage"
 POLL = "/api/v1/model/prediction/*"

@@ -1,4 +1,4 @@
-"""Trust nothing from outside (issue 10): a hostile upstream, anonymous clients, clocks that never run out.
+"""Trust nothing from outside: a hostile upstream, anonymous clients, clocks that never run out.
 
 Every test talks to the server through the SDK's MCP client. Atlas is played by
 :class:`tests.hostile.Hostile`, a malicious stand-in on 127.0.0.1, and the "internal services" an
@@ -30,7 +30,7 @@ from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
 from .conftest import FAST_POLLS, Sleeps, text_of
-from .hostile import PID, Answer, Drip, Endless, Hostile, Redirect, json_answer
+from .hostile import PID, Answer, Drip, Endless, Hostile, Redirect, Stage, json_answer
 from .loadgen import serve_in_thread
 from .pictures import bomb_png, jpeg, png, truncated_jpeg
 
@@ -44,26 +44,44 @@ QUICK = {"prompt": "a fox", "width": 512, "height": 512, "return_image": "thumbn
 # --- the stage ------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def atlas_stage() -> Iterator[tuple[Stage, str]]:
+    """One server for the module on 127.0.0.1; each test puts its own Hostile on it."""
+    stage = Stage()
+    with serve_in_thread(stage, graceful=0.5) as base:
+        yield stage, base
+
+
+@pytest.fixture(scope="module")
+def internal_stage() -> Iterator[tuple[Stage, str]]:
+    """One server for the module on 127.0.0.2; each test puts its own internal service on it."""
+    stage = Stage()
+    with serve_in_thread(stage, host="127.0.0.2", graceful=0.5) as base:
+        yield stage, base
+
+
 @pytest.fixture
 def hostile() -> Hostile:
     return Hostile()
 
 
 @pytest.fixture
-def atlas(hostile: Hostile) -> Iterator[str]:
+def atlas(hostile: Hostile, atlas_stage: tuple[Stage, str]) -> str:
     """The hostile Atlas, on 127.0.0.1: the server's ATLASCLOUD_BASE_URL."""
-    with serve_in_thread(hostile.app, graceful=0.5) as base:
-        yield base
+    stage, base = atlas_stage
+    stage.actor = hostile
+    return base
 
 
 @pytest.fixture
-def internal() -> Iterator[tuple[Hostile, str]]:
+def internal(internal_stage: tuple[Stage, str]) -> tuple[Hostile, str]:
     """An internal service on 127.0.0.2 holding a secret (a real picture, and a metadata answer)."""
     service = Hostile()
     service.route("/secret.png", Answer(200, png(64, 64, text=CANARY), "image/png"))
     service.route("/latest/meta-data/iam", json_answer({"token": CANARY}))
-    with serve_in_thread(service.app, host="127.0.0.2", graceful=0.5) as base:
-        yield service, base
+    stage, base = internal_stage
+    stage.actor = service
+    return service, base
 
 
 class FakeDNS:
@@ -352,6 +370,7 @@ async def test_an_answer_larger_than_the_cap_is_not_read_and_the_id_is_kept(
 # --- 6. time limits that bound time ---------------------------------------------------------------
 
 
+@pytest.mark.slow  # a real 0.5 s timeout and 1 s wait
 async def test_a_poll_answer_dripped_byte_by_byte_is_cut_off_and_the_id_kept(
     hostile: Hostile, atlas: str, settings: Settings
 ) -> None:
@@ -366,6 +385,7 @@ async def test_a_poll_answer_dripped_byte_by_byte_is_cut_off_and_the_id_kept(
     assert PID in text_of(result) and "get_prediction" in text_of(result)
 
 
+@pytest.mark.slow  # a real 0.5 s timeout
 async def test_a_download_dripped_byte_by_byte_is_cut_off_with_a_note(
     hostile: Hostile, atlas: str, settings: Settings
 ) -> None:
@@ -377,6 +397,7 @@ async def test_a_download_dripped_byte_by_byte_is_cut_off_with_a_note(
     assert "did not finish within" in out["error"], out
 
 
+@pytest.mark.slow  # the call's real deadline: its wait plus CALL_MARGIN_SECONDS (10 s)
 async def test_generate_returns_within_its_wait_plus_the_margin_whatever_the_post_does(
     hostile: Hostile, atlas: str, settings: Settings
 ) -> None:

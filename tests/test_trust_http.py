@@ -1,4 +1,4 @@
-"""Trust nothing from outside, hosted (issue 10): anonymous clients, session floods, keys, bodies, heads.
+"""Trust nothing from outside, hosted: anonymous clients, session floods, keys, bodies, heads.
 
 Each server is the real HTTP app under uvicorn on 127.0.0.1 (in a thread), in front of the hostile
 Atlas of :mod:`tests.hostile`. Requests are made with the SDK's MCP client where a client would be
@@ -126,6 +126,7 @@ def test_sessions_and_sse_streams_are_capped_per_key_and_freed_when_closed(
         assert initialize(http, base, KEY_A).status_code == 200
 
 
+@pytest.mark.slow  # the server's real idle clock
 async def test_an_idle_session_expires_and_frees_its_place(atlas: str) -> None:
     with serve_app(hosted(atlas, max_sessions_per_key=1, session_idle_seconds=0.3)) as base:
         async with httpx.AsyncClient(timeout=10) as http:
@@ -255,6 +256,7 @@ def test_head_on_the_mcp_endpoints_is_a_clean_405(
 # --- 2. slow request heads (slowloris) -------------------------------------------------------------
 
 
+@pytest.mark.slow  # the server's real 0.5 s head timeout
 def test_a_request_head_that_trickles_in_is_cut_off(atlas: str) -> None:
     options = {**uvicorn_limits(Settings()), "http": compat.head_timeout_protocol(0.5)}
     with serve_in_thread(hosted(atlas), graceful=0.5, **options) as base:

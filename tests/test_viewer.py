@@ -15,7 +15,7 @@ from mcp.client.extension import advertise
 from mcp_types import CallToolResult, ImageContent, TextContent
 
 from atlas_image_mcp.constants import VIEWER_URI
-from atlas_image_mcp.emulator import Emulator, PredictionScript
+from atlas_image_mcp.emulator import PredictionScript
 from atlas_image_mcp.history import HistoryEntry, PictureHistory
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.runtime import Runtime
@@ -23,6 +23,7 @@ from atlas_image_mcp.server import make_server
 from atlas_image_mcp.viewer import keep_local_paths_out
 
 from .conftest import TEST_KEY, FakeClock, make_api, text_of
+from .emulation import Emulator
 from .http_helpers import mcp_client, serve_app
 
 APPS = advertise("io.modelcontextprotocol/ui", {"mimeTypes": ["text/html;profile=mcp-app"]})

@@ -54,6 +54,7 @@ def serve(*args: str, **popen: object) -> subprocess.Popen[bytes]:
     )
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("args", "said"),
     [

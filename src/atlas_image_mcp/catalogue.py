@@ -6,10 +6,11 @@ choices and default), how it is sized (``size: "W*H"`` within a side range, an `
 choice, or not at all), how many reference pictures it takes, whether it takes a mask, whether it
 takes a prompt, and its price per image.
 
-:data:`BUILT_IN` holds the rows we know from public sources (``shared/reference/flux-family.md``);
-the live catalogue (``GET /api/v1/models`` and each entry's ``schema`` document) is the authority:
-:func:`spec_from_schema` turns a schema into a row, and :class:`Catalogue` prefers it whenever it
-could be read, falling back to the built-in row. The tools' validation and wire mapping
+:data:`BUILT_IN` holds the rows we know from Atlas' published model pages and clients, not checked
+against the live service (docs/atlas-api.md, the model catalogue); the live catalogue (``GET
+/api/v1/models`` and each entry's ``schema`` document) is the authority: :func:`spec_from_schema`
+turns a schema into a row, and :class:`Catalogue` prefers it whenever it could be read, falling
+back to the built-in row. The tools' validation and wire mapping
 (:mod:`atlas_image_mcp.wire`), ``list_models`` and the emulator all read these rows: adding a
 model is adding a row.
 """

@@ -95,7 +95,7 @@ IMAGE_WINDOW_SECONDS = 3600.0
 USAGE_DAYS = 7
 USAGE_MAX_DAYS = LEDGER_KEEP_DAYS
 USAGE_LARGEST = 5
-#: The public billing API (not enveloped, atlas-api.md 4.7).
+#: The public billing API (its answers are not enveloped: docs/atlas-api.md).
 BILLING_PREFIX = "/public/v1"
 
 # --- pictures ------------------------------------------------------------------------------------

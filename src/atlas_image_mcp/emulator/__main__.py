@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from .core import Emulator
 from .server import serve
 from .store import DURATION_KINDS
 
@@ -48,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, make_emulator: Callable[..., Emulator] = Emulator) -> int:
+    """Parse ``argv`` and serve until interrupted; ``make_emulator`` builds the emulator from the options."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
@@ -56,10 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        serve(
-            args.host,
-            args.port,
-            log_level=args.log_level,
+        emulator = make_emulator(
             api_keys=args.api_keys,
             latency=args.latency,
             durations=args.durations,
@@ -67,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             queue_delay=args.queue_delay,
             fail_http_status=args.fail_http_status,
         )
+        serve(args.host, args.port, log_level=args.log_level, emulator=emulator)
     except ValueError as exc:
         logging.getLogger(__name__).error("%s", exc)
         return 2

@@ -1,4 +1,4 @@
-"""The emulator's HTTP routes, answering like the Atlas Cloud API (``shared/reference/atlas-api.md``).
+"""The emulator's HTTP routes, answering like the Atlas Cloud API (docs/atlas-api.md).
 
 Routes (all JSON unless noted; ``auth`` = ``Authorization: Bearer <key>`` required):
 
@@ -10,7 +10,8 @@ Routes (all JSON unless noted; ``auth`` = ``Authorization: Bearer <key>`` requir
 - ``GET  /outputs/{id}/{n}.jpeg`` (``.png`` when ``output_format`` asked for it),
   ``/media/{id}/{filename}`` (files, no auth)
 - ``GET  /model/schema/{slug}.json``, ``/model/readme/{slug}.md``, ``/model/avatar/{slug}.png`` (no auth)
-- ``/_emulator/*`` admin endpoints (see :mod:`.admin`)
+
+The emulator's ``middleware`` (if any) stands in front of all of them.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .admin import admin_routes
 from .catalogue import (
     catalogue_entry,
     readme_text,
@@ -49,7 +50,6 @@ from .payloads import (
     prediction_response,
     submit_data,
 )
-from .recording import gate
 from .store import EmulatedPrediction
 from .validation import (
     DEFAULT_SIDE,
@@ -76,15 +76,22 @@ _EDIT_CACHE = 64  # an edit of an edit of ...: drawn from the emulator's own out
 
 
 class EmulatorApp(Starlette):
-    """The Starlette app behind :attr:`Emulator.app`, fronted by the recording / fault gate."""
+    """The Starlette app behind :attr:`Emulator.app`, behind the emulator's middleware if it has one."""
 
-    def __init__(self, emulator: Emulator, routes: list[BaseRoute]) -> None:
+    def __init__(
+        self,
+        emulator: Emulator,
+        routes: list[BaseRoute],
+        middleware: Callable[[ASGIApp], ASGIApp] | None = None,
+    ) -> None:
         super().__init__(routes=routes, exception_handlers={HTTPException: _http_error})
         self.router.redirect_slashes = False
         self.emulator = emulator
+        routed: ASGIApp = super().__call__
+        self._front = routed if middleware is None else middleware(routed)
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await gate(self.emulator, scope, receive, send, super().__call__)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._front(scope, receive, send)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -93,8 +100,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, message, headers=exc.headers)
 
 
-def build_app(emulator: Emulator) -> EmulatorApp:
-    return EmulatorApp(emulator, [*Api(emulator).routes(), *admin_routes(emulator)])
+def build_app(emulator: Emulator, middleware: Callable[[ASGIApp], ASGIApp] | None = None) -> EmulatorApp:
+    return EmulatorApp(emulator, Api(emulator).routes(), middleware)
 
 
 def _base_url(request: Request) -> str:

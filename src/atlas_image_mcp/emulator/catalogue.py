@@ -2,7 +2,7 @@
 
 Every model of the shared model table (:data:`atlas_image_mcp.catalogue.BUILT_IN`: FLUX schnell,
 dev, 1.1 pro, Kontext, FLUX.2, Fill, Redux...) is served with the Input schema its row implies
-(``shared/reference/flux-family.md``, atlas-api.md 4.1) and validated strictly: an unknown
+(docs/atlas-api.md, the catalogue and submitting a job) and validated strictly: an unknown
 property, a wrong type, a value out of range, a missing required picture or mask is a 400, as the
 real service answers. A few other entries exist to test clients on other shapes: a pass-through
 image model, a model sized only by ``aspect_ratio`` with no ``num_images`` (as Imagen and Nano
@@ -289,7 +289,7 @@ def price_for(spec: CatalogueModel, num_images: int) -> str:
 
 
 def catalogue_entry(spec: CatalogueModel, base: str) -> dict[str, Any]:
-    """One ``/api/v1/models`` entry (atlas-api.md 4.5)."""
+    """One ``/api/v1/models`` entry (its fields: docs/atlas-api.md)."""
     entry: dict[str, Any] = {
         "uuid": spec.uuid,
         "model": spec.id,

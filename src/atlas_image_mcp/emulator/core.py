@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import Any
 
-import anyio
+from starlette.types import ASGIApp
 
 from .app import EmulatorApp, build_app
 from .catalogue import MODELS, CatalogueModel, price_for, slug
-from .faults import Fault, FaultQueue
 from .media import MediaStore
-from .recording import RecordedRequest, count_matching
 from .store import Durations, EmulatedPrediction, EmulatorClock, PredictionScript, PredictionStore, Timing
 from .validation import Submission
 
-__all__ = ["Emulator"]
+__all__ = ["Emulator", "Middleware"]
 
 logger = logging.getLogger(__name__)
 
 _BEARER = "bearer "
 
+#: Wraps the emulator's ASGI app: called once with it, returns the app that answers every request.
+Middleware = Callable[[ASGIApp], ASGIApp]
+
 
 class Emulator:
-    """A local stand-in for the Atlas Cloud API (``shared/reference/atlas-api.md``).
+    """A local stand-in for the Atlas Cloud API (as docs/atlas-api.md describes it).
 
     ``api_keys``: ``None`` accepts any non-empty Bearer token, otherwise only these.
     ``latency``: seconds from submit until a prediction is terminal; ``queue_delay`` (<= latency):
@@ -35,12 +34,17 @@ class Emulator:
     text, such as ``"uniform:1,8"``): draw each prediction's latency from that distribution instead,
     with a generator seeded by ``seed`` (and seeded again on :meth:`reset`). ``fail_http_status``:
     HTTP status of a failed prediction's poll answer (500 like the real API, or 200). ``clock``: time
-    source that drives every prediction's progress (tests pass a fake clock and advance it);
-    ``sleep`` is what a ``Fault.delay`` waits with. ``models``: the catalogue it serves (default
+    source that drives every prediction's progress (tests pass a fake clock and advance it).
+    ``models``: the catalogue it serves (default
     :data:`MODELS`: every row of the shared model table plus a few other shapes); a test passes its
     own to play a live catalogue that differs from the built-in table. ``balance``: the
     account's credit in USD before any job; every completed prediction takes its catalogue price
     off it (``GET /public/v1/balance``).
+
+    ``middleware``, the one extension point: it receives the emulator's own ASGI app and returns
+    the one that answers every request, seeing each raw ASGI message first (it may answer by
+    itself, change the request, or pass it on). The tests hang their request log, fault injection
+    and admin routes on it (``tests/emulation``); no user-facing mode uses it.
     """
 
     def __init__(
@@ -50,16 +54,13 @@ class Emulator:
         queue_delay: float = 0.0,
         fail_http_status: int = 500,
         clock: Callable[[], float] = time.monotonic,
-        max_logged_requests: int = 100_000,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         models: Iterable[CatalogueModel] | None = None,
         durations: Durations | str | None = None,
         seed: int = 0,
         balance: str = "10",
+        middleware: Middleware | None = None,
     ) -> None:
         _check_timing(latency, queue_delay, fail_http_status)
-        if max_logged_requests < 1:
-            raise ValueError("max_logged_requests must be >= 1")
         self.api_keys: frozenset[str] | None = None if api_keys is None else frozenset(api_keys)
         self.latency = float(latency)
         self.queue_delay = float(queue_delay)
@@ -67,53 +68,33 @@ class Emulator:
         self.durations = _durations(durations)
         self.seed = int(seed)
         self.clock = clock
-        self.sleep = sleep
         self.models: tuple[CatalogueModel, ...] = tuple(MODELS if models is None else models)
         self._models_by_id = {m.id: m for m in self.models}
         self._models_by_slug = {slug(m.id): m for m in self.models}
-        self.max_logged_requests = max_logged_requests
         self.starting_balance = Decimal(balance)
         self.timeline = EmulatorClock(clock)
-        self.requests: list[RecordedRequest] = []
         self.store = PredictionStore(clock, self.seed)
         self.media = MediaStore()
-        self._faults = FaultQueue()
-        self._log_lock = threading.Lock()
-        self.app: EmulatorApp = build_app(self)
+        self.app: EmulatorApp = build_app(self, middleware)
 
-    # -- public test-double interface -----------------------------------------------------------
+    # -- steering, in process ------------------------------------------------------------------
 
     @property
     def predictions(self) -> dict[str, EmulatedPrediction]:
         return self.store.predictions
-
-    def count(self, method: str = "*", path: str = "*") -> int:
-        """Recorded requests matching ``method`` and the fnmatch pattern ``path``."""
-        return count_matching(list(self.requests), method, path)
-
-    def reset_log(self) -> None:
-        with self._log_lock:
-            self.requests.clear()
-
-    def inject(self, fault: Fault, *, method: str = "*", path: str = "*", times: int = 1) -> None:
-        """Arm ``fault`` for the next ``times`` requests matching ``method`` / ``path``."""
-        self._faults.add(fault, method=method, path=path, times=times)
-        logger.info("armed fault %s for %s %s x%d", fault.kind, method, path, times)
 
     def script_next(self, script: PredictionScript) -> None:
         """Queue ``script`` for the next submitted prediction (FIFO)."""
         self.store.queue_script(script)
 
     def reset(self) -> None:
-        """Forget requests, predictions, uploads, armed faults and queued scripts (keeps config).
+        """Forget predictions, uploads and queued scripts (keeps config).
 
         Durations drawn from a distribution start their seeded sequence again.
         """
-        self.reset_log()
         self.store.clear()
         self.store.reseed(self.seed)
         self.media.clear()
-        self._faults.clear()
 
     def configure(
         self,
@@ -147,15 +128,6 @@ class Emulator:
             self.seed,
         )
 
-    def config(self) -> dict[str, Any]:
-        return {
-            "latency": self.latency,
-            "queue_delay": self.queue_delay,
-            "fail_http_status": self.fail_http_status,
-            "durations": None if self.durations is None else str(self.durations),
-            "seed": self.seed,
-        }
-
     def balance(self) -> Decimal:
         """The credit left: the starting balance less the charge of every prediction completed by now."""
         moment = self.clock()
@@ -165,9 +137,6 @@ class Emulator:
         )
         return self.starting_balance - spent
 
-    def pending_faults(self) -> list[dict[str, Any]]:
-        return self._faults.pending()
-
     # -- used by the app ------------------------------------------------------------------------
 
     def find_model(self, model_id: object) -> CatalogueModel | None:
@@ -175,16 +144,6 @@ class Emulator:
 
     def find_model_by_slug(self, name: str) -> CatalogueModel | None:
         return self._models_by_slug.get(name)
-
-    def record(self, request: RecordedRequest) -> None:
-        with self._log_lock:
-            self.requests.append(request)
-            excess = len(self.requests) - self.max_logged_requests
-            if excess > 0:
-                del self.requests[:excess]
-
-    def take_fault(self, method: str, path: str) -> Fault | None:
-        return self._faults.take(method, path)
 
     def is_authorized(self, authorization: str | None) -> bool:
         if not authorization or not authorization.lower().startswith(_BEARER):

@@ -1,7 +1,7 @@
 """Uploaded media (``POST /api/v1/model/uploadMedia``), kept in memory and served back by URL.
 
 The original file name and its extension are kept: the real service classifies files by
-extension and models check the URL's extension (atlas-api.md 4.4).
+extension and models check the URL's extension (docs/atlas-api.md, uploads).
 """
 
 from __future__ import annotations

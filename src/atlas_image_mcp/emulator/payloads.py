@@ -1,11 +1,11 @@
 """JSON shapes of the emulator's answers: the Atlas envelope and the prediction ``data`` object.
 
 Success: HTTP 200 ``{"code": 200, "message": "", "data": ...}`` (``code`` is always the number
-200, atlas-api.md 3). Errors: ``{"code": <status>, "msg": ..., "data": null}``. A failed or timed
-out prediction is answered with its ``fail_http_status`` (500 by default, like the real API) and
-``{"code": <that status>, "message": "Generation failed: <reason>", "data": {..., "status":
-"failed"}}``; when that status is 200 the envelope ``code`` is 200 as well, so only
-``data.status`` tells the failure (the shape that ComfyUI, n8n and the skills expect).
+200). Errors: ``{"code": <status>, "msg": ..., "data": null}``. A failed or timed out prediction
+is answered with its ``fail_http_status`` (500 by default, like the real API) and ``{"code": <that
+status>, "message": "Generation failed: <reason>", "data": {..., "status": "failed"}}``; when that
+status is 200 the envelope ``code`` is 200 as well, so only ``data.status`` tells the failure (the
+shape that ComfyUI, n8n and the skills expect). docs/atlas-api.md describes every shape.
 """
 
 from __future__ import annotations

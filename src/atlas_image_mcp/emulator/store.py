@@ -1,9 +1,9 @@
 """Predictions: the scripts that steer them, their records, and their clock-driven lifecycle.
 
 No background task moves a prediction forward. Its state is computed from the injected clock
-each time it is read (atlas-api.md 5, 8.4): ``created`` until ``queue_delay`` has passed,
-``processing`` until ``latency`` has passed, then its terminal state (``completed``, ``failed``
-or ``timeout``, depending on the script). A test advances a fake clock instead of sleeping.
+each time it is read (the lifecycle of docs/atlas-api.md): ``created`` until ``queue_delay`` has
+passed, ``processing`` until ``latency`` has passed, then its terminal state (``completed``,
+``failed`` or ``timeout``, depending on the script). A test advances a fake clock instead of sleeping.
 
 Real jobs do not all take the same time: :class:`Durations` draws each prediction's latency from
 a distribution (uniform, log-normal, a two-mode mix) with a seeded generator, so a run can be

@@ -1,5 +1,5 @@
-"""Admin endpoints for steering an out-of-process emulator. EMULATOR-ONLY: no such routes exist on
-the real Atlas Cloud API, and they need no authentication.
+"""Admin endpoints for steering an out-of-process emulator (the benchmark, tests/test_load.py).
+No such routes exist on the real Atlas Cloud API, and they need no authentication.
 
 - ``GET  /_emulator/requests?method=&path=`` -> ``{"count": n, "requests": [last 200, no auth headers]}``
 - ``POST /_emulator/reset`` -> clears the request log, predictions, uploads, armed faults, scripts
@@ -19,18 +19,20 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
+
+from atlas_image_mcp.emulator import PredictionScript
 
 from .faults import FAULT_KINDS, Fault
 from .recording import ADMIN_PREFIX, matching
-from .store import PredictionScript
 
 if TYPE_CHECKING:
-    from .core import Emulator
+    from .harness import Emulator
 
-__all__ = ["admin_routes"]
+__all__ = ["admin_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +44,18 @@ class AdminError(ValueError):
     """A bad admin request; answered with 400."""
 
 
-def admin_routes(emulator: Emulator) -> list[BaseRoute]:
+def admin_app(emulator: Emulator) -> Starlette:
     admin = _Admin(emulator)
-    return [
-        Route(f"{ADMIN_PREFIX}/requests", admin.requests, methods=["GET"]),
-        Route(f"{ADMIN_PREFIX}/reset", admin.reset, methods=["POST"]),
-        Route(f"{ADMIN_PREFIX}/faults", admin.faults, methods=["GET", "POST"]),
-        Route(f"{ADMIN_PREFIX}/script", admin.script, methods=["POST"]),
-        Route(f"{ADMIN_PREFIX}/config", admin.config, methods=["GET", "POST"]),
-        Route(f"{ADMIN_PREFIX}/predictions", admin.predictions, methods=["GET"]),
-    ]
+    return Starlette(
+        routes=[
+            Route(f"{ADMIN_PREFIX}/requests", admin.requests, methods=["GET"]),
+            Route(f"{ADMIN_PREFIX}/reset", admin.reset, methods=["POST"]),
+            Route(f"{ADMIN_PREFIX}/faults", admin.faults, methods=["GET", "POST"]),
+            Route(f"{ADMIN_PREFIX}/script", admin.script, methods=["POST"]),
+            Route(f"{ADMIN_PREFIX}/config", admin.config, methods=["GET", "POST"]),
+            Route(f"{ADMIN_PREFIX}/predictions", admin.predictions, methods=["GET"]),
+        ]
+    )
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -108,7 +112,17 @@ class _Admin:
                 self.emulator.configure(**await _json_body(request))
             except (AdminError, TypeError, ValueError) as exc:
                 return _bad_request(str(exc))
-        return JSONResponse(self.emulator.config())
+        emulator = self.emulator
+        durations = None if emulator.durations is None else str(emulator.durations)
+        return JSONResponse(
+            {
+                "latency": emulator.latency,
+                "queue_delay": emulator.queue_delay,
+                "fail_http_status": emulator.fail_http_status,
+                "durations": durations,
+                "seed": emulator.seed,
+            }
+        )
 
     async def predictions(self, request: Request) -> Response:
         now = self.emulator.clock()

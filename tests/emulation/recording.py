@@ -1,8 +1,9 @@
 """The request log: every API request as it arrived, recorded before any fault is applied.
 
-:func:`gate` is the raw-ASGI front door of the app: it reads the body, records the request,
-takes the first matching armed fault and either plays it or hands the request (with its body
-replayed) to the Starlette routes. ``/_emulator/*`` admin calls bypass both log and faults.
+:func:`gate` is the raw-ASGI front door of the app (the emulator's middleware): it reads the
+body, records the request, takes the first matching armed fault and either plays it or hands the
+request (with its body replayed) to the emulator's routes. ``/_emulator/*`` admin calls bypass
+both log and faults and go to the admin app.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from urllib.parse import parse_qsl
 from .faults import play_fault
 
 if TYPE_CHECKING:
-    from .core import Emulator
+    from .harness import Emulator
 
 __all__ = ["ADMIN_PREFIX", "RecordedRequest", "count_matching", "gate", "matching"]
 
@@ -123,10 +124,15 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def gate(emulator: Emulator, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
-    """Record the request, then play an armed fault or pass it on to ``app``."""
-    if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
+async def gate(
+    emulator: Emulator, scope: Scope, receive: Receive, send: Send, app: ASGIApp, admin: ASGIApp
+) -> None:
+    """Record the request, then play an armed fault or pass it on to ``app`` (admin calls to ``admin``)."""
+    if scope["type"] != "http":
         await app(scope, receive, send)
+        return
+    if scope["path"].startswith(ADMIN_PREFIX):
+        await admin(scope, receive, send)
         return
     body = await _read_body(receive)
     request = RecordedRequest.from_scope(scope, body, emulator.clock())
