@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from atlas_image_mcp.catalogue import BUILT_IN, DEFAULT_EDIT_MODELS, spec_from_schema
-from atlas_image_mcp.emulator.catalogue import MODELS, CatalogueModel, schema_document
+from atlas_image_mcp.emulator.served_models import MODELS, CatalogueModel, schema_document
 
 from .conftest import EMULATOR_URL, Sleeps, text_of
 from .emulation import Emulator, Fault

@@ -15,7 +15,8 @@ What only the tests need (a request log, fault injection, admin routes) lives in
 plugs into the emulator's ``middleware`` argument.
 """
 
-from .core import Emulator, Middleware
+from .core import Middleware
+from .emulator import Emulator
 from .server import serve
 from .store import EmulatedPrediction, PredictionScript
 

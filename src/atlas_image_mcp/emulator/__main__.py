@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from .core import Emulator
+from .emulator import Emulator
 from .server import serve
 from .store import DURATION_KINDS
 

@@ -24,7 +24,7 @@ import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import anyio
@@ -37,11 +37,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .catalogue import (
-    catalogue_entry,
-    readme_text,
-    schema_document,
-)
+from .core import EmulatorCore
 from .drawing import picture_size, render_avatar_png, render_edit, render_picture
 from .payloads import (
     error_response,
@@ -49,6 +45,11 @@ from .payloads import (
     prediction_data,
     prediction_response,
     submit_data,
+)
+from .served_models import (
+    catalogue_entry,
+    readme_text,
+    schema_document,
 )
 from .store import EmulatedPrediction
 from .validation import (
@@ -59,9 +60,6 @@ from .validation import (
     clamp_side,
     validate_submission,
 )
-
-if TYPE_CHECKING:
-    from .core import Emulator
 
 __all__ = ["EmulatorApp", "build_app"]
 
@@ -80,7 +78,7 @@ class EmulatorApp(Starlette):
 
     def __init__(
         self,
-        emulator: Emulator,
+        emulator: EmulatorCore,
         routes: list[BaseRoute],
         middleware: Callable[[ASGIApp], ASGIApp] | None = None,
     ) -> None:
@@ -100,7 +98,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, message, headers=exc.headers)
 
 
-def build_app(emulator: Emulator, middleware: Callable[[ASGIApp], ASGIApp] | None = None) -> EmulatorApp:
+def build_app(emulator: EmulatorCore, middleware: Callable[[ASGIApp], ASGIApp] | None = None) -> EmulatorApp:
     return EmulatorApp(emulator, Api(emulator).routes(), middleware)
 
 
@@ -135,9 +133,9 @@ async def _json_object(request: Request) -> dict[str, Any]:
 
 
 class Api:
-    """Route handlers; state lives on the :class:`Emulator`."""
+    """Route handlers; state lives on the :class:`~.core.EmulatorCore`."""
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: EmulatorCore) -> None:
         self.emulator = emulator
         self._edits: OrderedDict[tuple[str, int], bytes] = OrderedDict()  # drawn edits, like a CDN cache
 

@@ -9,13 +9,12 @@ from decimal import Decimal
 
 from starlette.types import ASGIApp
 
-from .app import EmulatorApp, build_app
-from .catalogue import MODELS, CatalogueModel, price_for, slug
 from .media import MediaStore
+from .served_models import MODELS, CatalogueModel, price_for, slug
 from .store import Durations, EmulatedPrediction, EmulatorClock, PredictionScript, PredictionStore, Timing
 from .validation import Submission
 
-__all__ = ["Emulator", "Middleware"]
+__all__ = ["EmulatorCore", "Middleware"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +24,9 @@ _BEARER = "bearer "
 Middleware = Callable[[ASGIApp], ASGIApp]
 
 
-class Emulator:
-    """A local stand-in for the Atlas Cloud API (as docs/atlas-api.md describes it).
+class EmulatorCore:
+    """The state and rules of the stand-in for the Atlas Cloud API (as docs/atlas-api.md describes it);
+    :class:`~atlas_image_mcp.emulator.emulator.Emulator` serves them as an ASGI app.
 
     ``api_keys``: ``None`` accepts any non-empty Bearer token, otherwise only these.
     ``latency``: seconds from submit until a prediction is terminal; ``queue_delay`` (<= latency):
@@ -40,11 +40,6 @@ class Emulator:
     own to play a live catalogue that differs from the built-in table. ``balance``: the
     account's credit in USD before any job; every completed prediction takes its catalogue price
     off it (``GET /public/v1/balance``).
-
-    ``middleware``, the one extension point: it receives the emulator's own ASGI app and returns
-    the one that answers every request, seeing each raw ASGI message first (it may answer by
-    itself, change the request, or pass it on). The tests hang their request log, fault injection
-    and admin routes on it (``tests/emulation``); no user-facing mode uses it.
     """
 
     def __init__(
@@ -58,7 +53,6 @@ class Emulator:
         durations: Durations | str | None = None,
         seed: int = 0,
         balance: str = "10",
-        middleware: Middleware | None = None,
     ) -> None:
         _check_timing(latency, queue_delay, fail_http_status)
         self.api_keys: frozenset[str] | None = None if api_keys is None else frozenset(api_keys)
@@ -75,7 +69,6 @@ class Emulator:
         self.timeline = EmulatorClock(clock)
         self.store = PredictionStore(clock, self.seed)
         self.media = MediaStore()
-        self.app: EmulatorApp = build_app(self, middleware)
 
     # -- steering, in process ------------------------------------------------------------------
 

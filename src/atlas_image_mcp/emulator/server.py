@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Any
 
-from .core import Emulator
+from .emulator import Emulator
 
 __all__ = ["serve"]
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalogue import CatalogueModel
+from .served_models import CatalogueModel
 
 __all__ = [
     "DEFAULT_SIDE",

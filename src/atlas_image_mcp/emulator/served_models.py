@@ -1,4 +1,4 @@
-"""The emulator's model catalogue: entries shaped like ``GET /api/v1/models``, with their schemas.
+"""The models the emulator serves: entries shaped like ``GET /api/v1/models``, with their schemas.
 
 Every model of the shared model table (:data:`atlas_image_mcp.catalogue.BUILT_IN`: FLUX schnell,
 dev, 1.1 pro, Kontext, FLUX.2, Fill, Redux...) is served with the Input schema its row implies
