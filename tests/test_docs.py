@@ -46,3 +46,13 @@ def test_every_relative_link_of_the_readme_and_docs_points_at_a_file_that_exists
             if not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(ROOT)} -> {target}")
     assert broken == []
+
+
+def test_the_tests_readme_says_where_every_module_is_tested() -> None:
+    text = (ROOT / "tests" / "README.md").read_text(encoding="utf-8")
+    table = text.split("## Where each module is tested", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`([\w/]+\.py|emulator/)`", table))
+    package = ROOT / "src" / "atlas_image_mcp"
+    modules = {str(p.relative_to(package)) for p in package.rglob("*.py") if "emulator" not in p.parts}
+    missing = sorted(m for m in modules if m not in listed)
+    assert missing == [], f"tests/README.md does not say where these are tested: {missing}"
