@@ -20,6 +20,7 @@ import pytest
 from atlas_image_mcp.aiohttp_transport import AiohttpTransport
 from atlas_image_mcp.client import MAY_HAVE_STARTED, AtlasClient
 from atlas_image_mcp.errors import APIConnectionError, APITimeoutError
+from atlas_image_mcp.fetch import remove_download
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.params import GenerationRequest
 from atlas_image_mcp.runtime import Runtime
@@ -66,6 +67,7 @@ async def test_a_whole_generation_over_the_network(emulator: Emulator, served: s
             picture = await api.download(done.outputs[0], folder=tmp_path, max_bytes=10_000_000)
             content = picture.path.read_bytes()
             upload = await api.upload_media(picture.path)
+            await remove_download(picture.path)  # a download is the caller's to remove
     assert done.status == "completed" and picture.content_type == "image/jpeg"
     assert upload.download_url.startswith(served)
     (post,) = [r for r in emulator.requests if r.method == "POST" and r.path == GENERATE]
