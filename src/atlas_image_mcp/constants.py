@@ -87,6 +87,8 @@ MAX_COST_USD = 1000
 #: The ledger (budgets and usage) inside the state folder; rows are kept this many days.
 LEDGER_FILE = "ledger.sqlite3"
 LEDGER_KEEP_DAYS = 90
+#: What ATLAS_MCP_DATABASE_URL may name: an SQLite file, or a PostgreSQL server (libpq's URL forms).
+STORE_URL_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
 #: How long a ledger write waits for another process holding the ledger, in seconds.
 LEDGER_BUSY_SECONDS = 10.0
 #: The images-per-hour limit counts images started in a rolling window this long, in seconds.
