@@ -31,7 +31,8 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -389,3 +390,41 @@ def wait_listening(port: int, proc: subprocess.Popen[Any], timeout: float = STAR
             if time.monotonic() > deadline:
                 raise RuntimeError(f"nothing listened on port {port} within {timeout:g} s") from None
             time.sleep(0.02)
+
+
+@contextmanager
+def replica_processes(
+    argv: Callable[[int, int], Sequence[str]],
+    count: int,
+    env: Callable[[int], Mapping[str, str]] | None = None,
+) -> Iterator[list[tuple[int, subprocess.Popen[bytes]]]]:
+    """``count`` server processes, the i-th (from 1) started as ``argv(i, port)`` on a free port
+    with the environment ``env(i)`` (default: this one); yields (port, process) once each listens,
+    and stops them all afterwards (bounded)."""
+    started: list[tuple[int, subprocess.Popen[bytes]]] = []
+    try:
+        for i in range(1, count + 1):
+            port = free_port()
+            proc = subprocess.Popen(
+                list(argv(i, port)),
+                cwd=Path(__file__).resolve().parents[1],
+                env=dict(os.environ if env is None else env(i)),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            started.append((port, proc))
+        for port, proc in started:
+            wait_listening(port, proc)
+        yield started
+    finally:
+        for _, proc in started:
+            if proc.poll() is None:
+                proc.terminate()
+        for _, proc in started:
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(STOP_TIMEOUT)
