@@ -172,6 +172,17 @@ async def test_a_bucket_s_own_limits_replace_the_server_s(store_url: str) -> Non
         assert isinstance(await store.spend.reserve(ask("vip", images_per_hour=9)), Hold)
 
 
+async def test_a_hold_whose_caller_gave_up_is_released(store_url: str) -> None:
+    async with opened(store_url) as store:
+        caller = asyncio.ensure_future(store.spend.reserve(ask("b", images_per_hour=1)))
+        await asyncio.sleep(0)  # the ask is queued; the caller now waits for its answer ...
+        caller.cancel()  # ... and gives up before it comes
+        await store.spend.drained()
+        assert caller.cancelled()
+        assert (await store.spend.usage("b", 1)).rows == []  # nothing will be sent: nothing is held
+        assert isinstance(await store.spend.reserve(ask("b", images_per_hour=1)), Hold)
+
+
 # --- several processes at once --------------------------------------------------------------------
 
 
@@ -529,7 +540,24 @@ async def test_a_dead_replica_s_call_that_cannot_be_looked_up_is_settled_at_its_
             assert (await store.sweeper.sweep()).adopted == 0  # nothing is left open
 
 
-# --- the setting ------------------------------------------------------------------------------------
+# --- the setting ---------------------------------------------------------------------------------
+
+
+def test_the_store_imports_no_database_driver_until_postgresql_is_named(tmp_path: Path) -> None:
+    code = (
+        "import asyncio, sys\n"
+        "from atlas_image_mcp.store import StoreOptions, locate, open_store\n"
+        "async def main():\n"
+        f"    where = locate('sqlite:///{tmp_path}/s.db', default_path=None)\n"
+        "    store = await open_store(where, StoreOptions(heartbeat=0))\n"
+        "    await store.close()\n"
+        "asyncio.run(main())\n"
+        "assert not [m for m in sys.modules if m.startswith('psycopg')], 'psycopg was imported'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=CHILD_TIMEOUT
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_the_store_setting_names_sqlite_or_postgresql_and_never_shows_its_password(tmp_path: Path) -> None:

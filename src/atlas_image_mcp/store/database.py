@@ -186,6 +186,7 @@ class Database:
             delay = min(delay * 2, self._retry_max)
             try:
                 await self.engine.probe()
+                await self.engine.recovered()
                 if self._schema == 0:
                     self._schema = await migrate(self.engine, self.now_ms())
             except Unreachable as exc:

@@ -68,6 +68,10 @@ class Engine(Protocol):
         """Raise :class:`Unreachable` unless a fresh connection to the database works."""
         ...
 
+    async def recovered(self) -> None:
+        """The database answers again after an outage: drop what the outage left stale."""
+        ...
+
     async def close(self) -> None: ...
 
 

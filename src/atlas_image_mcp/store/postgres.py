@@ -82,8 +82,17 @@ class PostgresEngine:
         }
 
     async def start(self) -> None:
+        self._pool = await self._open_pool()
+
+    async def recovered(self) -> None:
+        """A new pool: the old one may be waiting out a long back-off before it reconnects."""
+        old, self._pool = self._pool, await self._open_pool()
+        if old is not None:
+            await old.close(timeout=1.0)
+
+    async def _open_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
         o = self.options
-        self._pool = AsyncConnectionPool(
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             self._conninfo,
             min_size=o.min_size,
             max_size=o.max_size,
@@ -97,7 +106,8 @@ class PostgresEngine:
             open=False,
             name="atlas-store",
         )
-        await self._pool.open(wait=False)
+        await pool.open(wait=False)
+        return pool
 
     async def transaction(self, body: Body[T]) -> T:
         return await self._run(body, lock=False)

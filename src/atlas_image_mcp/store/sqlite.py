@@ -100,6 +100,9 @@ class SqliteEngine:
 
         await self._submit(ping, alone=False)
 
+    async def recovered(self) -> None:
+        return None
+
     async def close(self) -> None:
         if self._closed:
             return
