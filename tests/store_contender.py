@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from atlas_image_mcp.store import Ask, Hold, Job, Limits, StoreOptions, locate, open_store
+from atlas_image_mcp.store.database import Database
 from atlas_image_mcp.store.engine import Tx
 from atlas_image_mcp.store.spend import Spend
 
@@ -35,8 +36,8 @@ BARRIER_SECONDS = 20.0
 class UnlockedSpend(Spend):
     """The spend ledger with its lock statement removed, and a barrier after its first read (test only)."""
 
-    def __init__(self, spend: Spend, barrier: Path, processes: int) -> None:
-        super().__init__(spend._db)
+    def __init__(self, db: Database, barrier: Path, processes: int) -> None:
+        super().__init__(db)
         self._barrier, self._processes, self._waited = barrier, processes, False
 
     async def _lock(self, tx: Tx, buckets: Sequence[str], now: int) -> None:
@@ -67,7 +68,7 @@ async def main(argv: list[str]) -> None:
     store = await open_store(locate(url, default_path=None), StoreOptions(heartbeat=0))
     spend = store.spend
     if len(argv) > 2 and argv[2] == "unlocked":
-        spend = UnlockedSpend(store.spend, Path(argv[3]), int(argv[4]))
+        spend = UnlockedSpend(store.db, Path(argv[3]), int(argv[4]))
     say("ready")
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     results = await asyncio.gather(

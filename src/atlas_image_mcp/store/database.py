@@ -83,6 +83,8 @@ class Database:
         self._up_since = 0.0
         self._recovery: asyncio.Task[None] | None = None
         self._closed = False
+        #: Called (on the event loop) each time the store comes back after being down.
+        self.on_up: Callable[[], None] | None = None
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -172,12 +174,15 @@ class Database:
             self._recovery = asyncio.get_running_loop().create_task(self._recover())
 
     def _came_up(self) -> None:
-        if self._down_since is not None:
+        returned = self._down_since is not None
+        if returned:
             logger.warning("store %s reachable again", self.location.shown)
         self._down_since = None
         self._reason = None
         self._up_since = self._clock()
         self._up.set()
+        if returned and self.on_up is not None:
+            self.on_up()
 
     async def _recover(self) -> None:
         delay = self._retry

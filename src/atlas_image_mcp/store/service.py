@@ -53,6 +53,8 @@ class Store:
         self.sweeper: Sweeper | None = None
         self._upkeep: asyncio.Task[None] | None = None
         self._pruned_at = 0.0
+        self._soon: set[asyncio.Task[None]] = set()
+        db.on_up = self._back  # a heartbeat (and the prediction ids kept meanwhile) at once
 
     @property
     def location(self) -> Location:
@@ -91,7 +93,7 @@ class Store:
         # After the store was down, give every replica one heartbeat to renew its row before
         # judging who is dead, or live replicas' calls would be adopted.
         settled_in = self.db.up_since + 2 * self.options.heartbeat
-        if self.sweeper is not None and self.db.status().down_since is None and self._clock_s() >= settled_in:
+        if self.sweeper is not None and self._clock_s() >= settled_in:
             await self.sweeper.sweep()
 
     async def prune(self) -> None:
@@ -102,7 +104,21 @@ class Store:
         await self.sessions.prune()
         await self.replicas.prune(older_than=max(self.options.replica_ttl * 10, 3600.0))
 
+    def _back(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._quietly())
+        self._soon.add(task)
+        task.add_done_callback(self._soon.discard)
+
+    async def _quietly(self) -> None:
+        try:
+            await self.upkeep()
+        except LedgerError as exc:  # down again: the next recovery tries again
+            logger.debug("store upkeep after recovery skipped: %s", type(exc).__name__)
+
     async def close(self) -> None:
+        for task in list(self._soon):
+            task.cancel()
+        await asyncio.gather(*self._soon, return_exceptions=True)
         if self._upkeep is not None:
             self._upkeep.cancel()
             try:
