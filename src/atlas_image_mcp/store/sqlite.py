@@ -167,8 +167,7 @@ class SqliteEngine:
             conn.execute("BEGIN IMMEDIATE")  # the file's write lock: other writers wait
         except sqlite3.Error as exc:
             failure = self._failure(exc)
-            for job in batch:
-                _resolve(job.loop, job.future, failure, ok=False)
+            _deliver(batch, [(False, failure)] * len(batch))
             return
         single = len(batch) == 1
         lost: LedgerError | None = None  # the transaction itself failed: nothing in it holds
@@ -209,8 +208,7 @@ class SqliteEngine:
             except sqlite3.Error as exc:
                 conn.rollback()
                 outcomes = [(False, self._failure(exc))] * len(batch)
-        for job, (ok, value) in zip(batch, outcomes, strict=True):
-            _resolve(job.loop, job.future, value, ok=ok)
+        _deliver(batch, outcomes)
 
     def _connect(self) -> sqlite3.Connection:
         if sqlite3.sqlite_version_info < _OLDEST:
@@ -256,19 +254,31 @@ class SqliteEngine:
 def _resolve(
     loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any] | None, value: Any, *, ok: bool
 ) -> None:
-    """Hand a result to the event loop that waits for it (from the writer thread)."""
-    if future is None:
-        return
+    """Hand one result to the event loop that waits for it (from the writer thread)."""
+    if future is not None:
+        _post(loop, [(future, ok, value)])
 
+
+def _deliver(batch: list[_Job], outcomes: list[tuple[bool, Any]]) -> None:
+    """Hand a batch's results over: one wake-up of each waiting event loop, not one per result."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+    for job, (ok, value) in zip(batch, outcomes, strict=True):
+        by_loop.setdefault(job.loop, []).append((job.future, ok, value))
+    for loop, results in by_loop.items():
+        _post(loop, results)
+
+
+def _post(loop: asyncio.AbstractEventLoop, results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
     def settle() -> None:
-        if future.done():  # the caller gave up (cancelled): nobody reads it
-            return
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
+        for future, ok, value in results:
+            if future.done():  # the caller gave up (cancelled): nobody reads it
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
     try:
         loop.call_soon_threadsafe(settle)
     except RuntimeError:  # the loop is closed: nobody waits any more
-        logger.debug("store result dropped: its event loop is closed")
+        logger.debug("store results dropped: their event loop is closed")
