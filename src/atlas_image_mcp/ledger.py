@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -44,6 +44,7 @@ import anyio.to_thread
 
 from .constants import IMAGE_WINDOW_SECONDS, LEDGER_BUSY_SECONDS, LEDGER_KEEP_DAYS, USAGE_LARGEST
 from .errors import BudgetError, LedgerError, SpendLimitError
+from .models import parse_usd
 from .redact import key_digest
 from .settings import env_name
 
@@ -64,7 +65,6 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _MICROS = Decimal("0.000001")
-_MAX_USD = Decimal(1_000_000)  # no single call costs more: anything above is not a price
 _SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -96,20 +96,6 @@ def bucket_of(api_key: str | None) -> str:
 def micros(amount: Decimal) -> int:
     """Whole micro-dollars, rounded up (an estimate never shrinks)."""
     return int(amount.quantize(_MICROS, rounding=ROUND_CEILING) / _MICROS)
-
-
-def parse_usd(value: object) -> Decimal | None:
-    """An amount of USD from outside (Atlas' ``price``): a finite, non-negative, sane number, or None."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        return None
-    text = str(value).strip()
-    if not text or len(text) > 32:
-        return None
-    try:
-        amount = Decimal(text)
-    except (InvalidOperation, ValueError):
-        return None
-    return amount if amount.is_finite() and 0 <= amount <= _MAX_USD else None
 
 
 def dollars(value: int) -> Decimal:
