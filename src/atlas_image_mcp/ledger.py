@@ -219,8 +219,8 @@ class Ledger:
     ) -> Reservation:
         """Check the limits and record the call, atomically; raise SpendLimitError or BudgetError.
 
-        ``amount`` is what the call is held at against the daily budget (the estimate, or the
-        caller's max_cost_usd when the price is unknown; None: unknown).
+        ``amount`` is what the call is held at against the daily budget (the estimate, or a
+        cautious amount when the price is unknown; None: unknown).
         """
         return await self._run(
             partial(self._reserve, bucket_of(api_key), tool, model, images, estimate, amount)
