@@ -157,12 +157,9 @@ VIEWER_POLL_WAIT_SECONDS = 10
 #: The viewer stops polling a running job after this many calls (then offers "Check again").
 VIEWER_MAX_POLLS = 60
 
-# --- this session's pictures ---------------------------------------------------------------------
+# --- each caller's pictures ----------------------------------------------------------------------
 
-#: The HTTP header that names an MCP session (streamable HTTP), lower case.
-SESSION_ID_HEADER = "mcp-session-id"
-#: The session key of stdio (and of a server with one key of its own and no session header).
-LOCAL_SESSION = "local"
+#: Pictures remembered per caller and connection, and connections remembered in all (history.py).
 HISTORY_MAX_ENTRIES = 100
 HISTORY_MAX_SESSIONS = 1000
 

@@ -24,7 +24,7 @@ import anyio
 from .client import AtlasClient
 from .constants import IMAGE_URI_PATTERN, MAX_PREDICTION_ID_CHARS
 from .errors import AtlasError, InvalidParameterError, LocalFileError
-from .history import PictureHistory
+from .history import HistoryScope, PictureHistory
 from .media import DataError, decode_data, filename_for, resolve_local_path
 from .render import inspect_image
 from .settings import env_name
@@ -46,7 +46,7 @@ class SourceContext:
 
     api: AtlasClient
     history: PictureHistory
-    session: str
+    session: HistoryScope
     output_dir: Path
     remote: bool
     upload_root: Path | None
