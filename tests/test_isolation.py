@@ -23,7 +23,7 @@ from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.settings import Settings
 
 from .conftest import EMULATOR_URL, FAST_POLLS, atlas_client, text_of
-from .emulation import Emulator
+from .emulation import Emulator, Fault
 from .http_helpers import RawSession, mcp_client, mcp_transport, rpc_body, serve_app
 
 pytestmark = pytest.mark.timeout(60)
@@ -220,3 +220,50 @@ def test_one_owner_making_many_sessions_pushes_out_only_its_own() -> None:
     assert history.owns("alice", "a1") and not history.owns("mallory", "a1")
     assert [e.prediction_id for e in history.entries(HistoryScope("mallory", "m49"))] == ["m49"]
     assert history.entries(HistoryScope("mallory", "m0")) == []
+
+
+# --- saved copies: only for the identity that made them --------------------------------------------
+
+
+async def test_a_saved_copy_is_uploaded_again_only_for_the_user_who_made_it(
+    emulator: Emulator, tmp_path: Any
+) -> None:
+    folder = tmp_path / "served"
+    uploads = "/api/v1/model/uploadMedia"
+
+    def expire(pid: str) -> None:
+        """Atlas forgets the prediction and its pictures (as it does after a while)."""
+        emulator.inject(Fault.status(404), method="GET", path=f"/api/v1/model/prediction/{pid}", times=20)
+        emulator.inject(Fault.status(404), method="GET", path=f"/outputs/{pid}/*", times=20)
+
+    def uploaded_with(key: str) -> int:
+        return sum(
+            1
+            for r in emulator.requests
+            if r.method == "POST" and r.path == uploads and r.headers.get("authorization") == f"Bearer {key}"
+        )
+
+    edit = {"prompt": "make it blue", "save": False, "return_image": "none"}
+    with serve_app(hosted_app(emulator, user_keys=True, output_dir=folder)) as base:
+        async with (
+            modern(base, {"x-atlas-api-key": KEY_A}) as alice,
+            modern(base, {"x-atlas-api-key": KEY_B}) as bob,
+        ):
+            made = await call(alice, "generate_image", **QUICK)
+            pid = made.structured_content["prediction_id"]
+            expire(pid)
+            bobs = await call(bob, "edit_image", image=pid, **edit)
+            alices = await call(alice, "edit_image", image=pid, **edit)
+    with serve_app(hosted_app(emulator, user_keys=True, output_dir=folder)) as base:  # a restart
+        async with (
+            modern(base, {"x-atlas-api-key": KEY_A}) as alice,
+            modern(base, {"x-atlas-api-key": KEY_B}) as bob,
+        ):
+            bobs_later = await call(bob, "edit_image", image=pid, **edit)
+            alices_later = await call(alice, "edit_image", image=pid, **edit)
+    assert made.structured_content["outputs"][0]["path"], "the picture was saved"
+    for refused in (bobs, bobs_later):
+        assert refused.is_error and "no longer available" in text_of(refused), text_of(refused)
+    for allowed in (alices, alices_later):
+        assert allowed.is_error is False, text_of(allowed)
+    assert uploaded_with(KEY_B) == 0 and uploaded_with(KEY_A) == 2
