@@ -109,6 +109,7 @@ class Call:
             remote=self.runtime.remote,
             upload_root=settings.upload_root,
             max_upload_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_pixels,
             upload=upload,
         )
 

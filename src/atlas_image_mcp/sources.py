@@ -27,8 +27,8 @@ from .client import AtlasClient
 from .constants import IMAGE_URI_PATTERN, MAX_PREDICTION_ID_CHARS
 from .errors import AtlasError, InvalidParameterError, LocalFileError
 from .history import HistoryScope, PictureHistory
-from .media import DataError, decode_data, filename_for, resolve_local_path
-from .render import inspect_image
+from .media import DataError, decode_data, filename_for, read_local_file
+from .pictures import PictureError, check_input
 from .settings import env_name
 from .storage import find_saved, owned_by
 
@@ -53,6 +53,7 @@ class SourceContext:
     remote: bool
     upload_root: Path | None
     max_upload_bytes: int
+    max_pixels: int
     upload: bool  # False (dry runs): check pictures that would be uploaded, send nothing
 
 
@@ -146,22 +147,13 @@ async def _upload_path(text: str, parameter: str, ctx: SourceContext) -> str:
             "URL or as base64 data, or upload it with upload_media and pass its download_url.",
         )
     path_text = text.removeprefix("file://")
-
-    def read() -> tuple[str, bytes]:
-        path = resolve_local_path(path_text, root=ctx.upload_root)
-        if not path.is_file():
-            raise LocalFileError(f"{path_text[:200]!r} is not a regular file.")
-        if path.stat().st_size > ctx.max_upload_bytes:
-            raise LocalFileError(
-                f"{path_text[:200]!r} is over the upload limit ({env_name('max_upload_mb')})."
-            )
-        return path.name, path.read_bytes()
-
-    try:
-        name, data = await anyio.to_thread.run_sync(read)
+    try:  # read once, off the event loop: what is checked and sent is what was read
+        local = await anyio.to_thread.run_sync(
+            lambda: read_local_file(path_text, root=ctx.upload_root, max_bytes=ctx.max_upload_bytes)
+        )
     except LocalFileError as err:
         raise InvalidParameterError(parameter, err.message) from None
-    return await _upload_picture(data, name, parameter, ctx)
+    return await _upload_picture(local.content, local.name, parameter, ctx)
 
 
 async def _upload_picture(data: bytes, name: str, parameter: str, ctx: SourceContext) -> str:
@@ -171,9 +163,10 @@ async def _upload_picture(data: bytes, name: str, parameter: str, ctx: SourceCon
             f"the picture is {len(data) / 1024 / 1024:.1f} MB, over the upload limit "
             f"({env_name('max_upload_mb')}).",
         )
-    picture = await anyio.to_thread.run_sync(inspect_image, data)
-    if picture.width is None:
-        raise InvalidParameterError(parameter, "is not a picture (PNG, JPEG, WebP, ...) that can be read.")
+    try:  # the one input check, as for upload_media
+        picture = await anyio.to_thread.run_sync(check_input, data, ctx.max_pixels)
+    except PictureError as err:
+        raise InvalidParameterError(parameter, f"{err}.") from None
     if "." not in name:
         name = filename_for(picture.mime_type)
     if not ctx.upload:
