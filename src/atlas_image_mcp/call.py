@@ -110,8 +110,24 @@ class Call:
             upload_root=settings.upload_root,
             max_upload_bytes=settings.max_upload_bytes,
             max_pixels=settings.max_pixels,
+            owns=self.owns_prediction,
             upload=upload,
         )
+
+    async def owns_prediction(self, prediction_id: str) -> bool:
+        """Whether this caller made (or collected) ``prediction_id``, so may use the copies saved here.
+
+        Over stdio, and on a hosted server spending its own key, every caller is one identity. With
+        per-user keys the output folder is shared, so only the identity the prediction belongs to
+        may: its history knows it, or the spend ledger (which survives restarts) has it sent with
+        the caller's key. Never what Atlas says for another key.
+        """
+        runtime = self.runtime
+        if not runtime.per_user_keys:
+            return True
+        if runtime.history.owns(self.caller.history.owner, prediction_id):
+            return True
+        return await runtime.ledger.started(self.caller.key, prediction_id)
 
 
 def fail(err: AtlasError) -> ToolError:

@@ -25,7 +25,7 @@ from .fetch import Budget, remove_download
 from .models import Prediction
 from .pictures import PictureError, examine
 from .render import OutputImage, ShownPicture, inline_images, shown_url
-from .storage import extension_for, find_saved, output_path, place_atomic, record_owner
+from .storage import extension_for, find_saved, output_path, place_atomic
 
 __all__ = ["Collected", "collect", "picture_bytes"]
 
@@ -85,8 +85,6 @@ class _Collector:
             except AtlasError:
                 await remove_download(path)
                 raise
-        if saved is not None and self.call.runtime.remote:
-            await self._record_owner(folder, pid)
         original = b""
         try:
             if self.mode == "full" and checked.size * 4 // 3 <= MAX_BASE64_CHARS:
@@ -106,14 +104,6 @@ class _Collector:
         )
         shown = ShownPicture(original, checked.mime_type, checked.width, checked.height, preview=preview)
         return shown, str(saved.resolve()) if saved is not None else None
-
-    async def _record_owner(self, folder: Path, pid: str) -> None:
-        """Name this caller (Atlas answered it for this prediction) as an owner of the saved copies."""
-        owner = self.call.caller.history.owner
-        try:
-            await anyio.to_thread.run_sync(record_owner, folder, pid, owner)
-        except OSError as exc:
-            logger.warning("could not note who owns the saved copies of %s: %s", pid, exc)
 
 
 async def picture_bytes(call: Call, prediction: Prediction, index: int) -> bytes:

@@ -250,6 +250,10 @@ class Ledger:
         value = 0 if failed else (micros(charged) if charged is not None else None)
         return await self._run(partial(self._settle, bucket_of(api_key), prediction_id, value))
 
+    async def started(self, api_key: str | None, prediction_id: str) -> bool:
+        """Whether this key sent the call that became ``prediction_id`` (within the rows kept)."""
+        return await self._run(partial(self._started, bucket_of(api_key), prediction_id))
+
     async def usage(self, api_key: str | None, days: int) -> Usage:
         """Spend by day and model over the last ``days`` UTC days, and the largest calls."""
         return await self._run(partial(self._usage, bucket_of(api_key), days))
@@ -421,6 +425,12 @@ class Ledger:
         if value is not None and value != charged:
             self._write("UPDATE calls SET charged = ? WHERE id = ?", (value, row))
         return dollars(estimate) if estimate is not None else None
+
+    def _started(self, bucket: str, prediction_id: str) -> bool:
+        found = self._connection().execute(
+            "SELECT 1 FROM calls WHERE bucket = ? AND prediction_id = ? LIMIT 1", (bucket, prediction_id)
+        )
+        return found.fetchone() is not None
 
     def _usage(self, bucket: str, days: int) -> Usage:
         conn = self._connection()

@@ -5,8 +5,8 @@ The picture tools take their input pictures in any of these forms, resolved here
 * ``last``: the latest picture this session produced;
 * a prediction id, or an ``atlas-image://predictions/{id}/images/{n}`` URI from an earlier result:
   its output URL, checked to still answer; when it has expired, the copy saved here is uploaded
-  (on a hosted server only for the identity that made it: its history or the ownership record
-  beside the saved pictures names it);
+  (with per-user keys only for the identity that made it: see :meth:`Call.owns_prediction
+  <atlas_image_mcp.call.Call.owns_prediction>`);
 * an ``http(s)`` URL: passed to Atlas as is (Atlas fetches it, not this server);
 * a ``data:`` URI or bare base64: decoded, checked to be a picture, uploaded (``uploadMedia``);
 * an absolute file path, over stdio only (inside ``ATLAS_MCP_UPLOAD_ROOT`` when it is set): checked
@@ -18,6 +18,7 @@ Results name the URLs used (``sources``), never the data itself.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 
@@ -30,7 +31,7 @@ from .history import HistoryScope, PictureHistory
 from .media import DataError, decode_data, filename_for, read_local_file
 from .pictures import PictureError, check_input
 from .settings import env_name
-from .storage import find_saved, owned_by
+from .storage import find_saved
 
 __all__ = ["PENDING_UPLOAD", "SourceContext", "resolve_picture"]
 
@@ -54,6 +55,8 @@ class SourceContext:
     upload_root: Path | None
     max_upload_bytes: int
     max_pixels: int
+    #: Whether the caller may use the copies saved here of a prediction (the identity that made it).
+    owns: Callable[[str], Awaitable[bool]]
     upload: bool  # False (dry runs): check pictures that would be uploaded, send nothing
 
 
@@ -102,7 +105,7 @@ async def _earlier_output(prediction_id: str, index: int, parameter: str, ctx: S
     url = outputs[index - 1] if 0 < index <= len(outputs) else None
     if url is not None and url.startswith(("http://", "https://")) and await ctx.api.reachable(url):
         return url
-    saved = find_saved(ctx.output_dir, prediction_id, index) if await _owns(ctx, prediction_id) else None
+    saved = find_saved(ctx.output_dir, prediction_id, index) if await ctx.owns(prediction_id) else None
     if saved is not None:
         data = await anyio.Path(saved).read_bytes()
         return await _upload_picture(data, saved.name, parameter, ctx)
@@ -114,21 +117,6 @@ async def _earlier_output(prediction_id: str, index: int, parameter: str, ctx: S
         "saved "
         "here. Generate it again, or pass the picture itself (a URL, base64 data or a file).",
     )
-
-
-async def _owns(ctx: SourceContext, prediction_id: str) -> bool:
-    """Whether the caller may use the copies saved here of ``prediction_id``.
-
-    Over stdio there is one identity. A hosted server shares its output folder between callers, so
-    only the identity that made (or collected) the prediction may: its history knows it, or the
-    ownership record saved beside the pictures names it.
-    """
-    if not ctx.remote:
-        return True
-    owner = ctx.session.owner
-    if ctx.history.owns(owner, prediction_id):
-        return True
-    return await anyio.to_thread.run_sync(owned_by, ctx.output_dir, prediction_id, owner)
 
 
 async def _upload_data(text: str, parameter: str, ctx: SourceContext) -> str:

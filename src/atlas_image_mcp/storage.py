@@ -24,10 +24,8 @@ __all__ = [
     "extension_for",
     "find_saved",
     "output_path",
-    "owned_by",
     "partial_files",
     "place_atomic",
-    "record_owner",
     "save_atomic",
     "write_atomic",
 ]
@@ -70,44 +68,6 @@ def find_saved(folder: Path, prediction_id: str, index: int) -> Path | None:
         return next(iter(sorted(folder.glob(f"{prediction_id}-{index}.*"))), None)
     except OSError:
         return None
-
-
-#: Owners one ownership record names at most (each a digest of an Atlas key).
-_MAX_OWNERS = 16
-
-
-def _owners_path(folder: Path, prediction_id: str) -> Path | None:
-    return folder / f".{prediction_id}.owners" if _SAFE_ID.match(prediction_id) else None
-
-
-def record_owner(folder: Path, prediction_id: str, owner: str) -> None:
-    """Note, next to a saved picture, that ``owner`` (a key digest) may use the copies of this prediction.
-
-    A hosted server with per-user keys shares one output folder between users; a saved copy is
-    uploaded again (when Atlas has forgotten the prediction) only for an owner named here. Blocking:
-    call it from a worker thread.
-    """
-    path = _owners_path(folder, prediction_id)
-    if path is None or not owner or "\n" in owner:
-        return
-    known = _read_owners(path)
-    if owner not in known:
-        write_atomic(path, "".join(f"{o}\n" for o in [*known, owner][-_MAX_OWNERS:]).encode())
-
-
-def owned_by(folder: Path, prediction_id: str, owner: str) -> bool:
-    """Whether the ownership record of this prediction's saved copies names ``owner`` (blocking)."""
-    path = _owners_path(folder, prediction_id)
-    return path is not None and bool(owner) and owner in _read_owners(path)
-
-
-def _read_owners(path: Path) -> list[str]:
-    try:
-        with path.open("rb") as handle:
-            text = handle.read(_MAX_OWNERS * 80).decode("ascii", "replace")
-    except OSError:
-        return []
-    return [line for line in text.splitlines() if line]
 
 
 class PartialFiles:
