@@ -316,7 +316,7 @@ class TasksExtension(Extension):
 
     ``ids`` signs the ids of handed-off tasks; ``owner`` names the caller of a request (a task is
     visible to its owner only). ``ttl_seconds`` is a task's lifetime (``ttlMs``) and the most a
-    client may ask for (2025-11-25 ``params.task.ttl``, at least ``min_ttl_seconds``), after which
+    client may ask for (2025-11-25 ``params.task.ttl``, at least ``TASK_MIN_TTL_SECONDS``), after which
     it is forgotten. Never earlier, with exceptions that keep memory bounded: past
     ``max_tasks_per_owner`` tasks of one owner its own oldest finished ones go, past ``max_tasks``
     in all those of the owner holding the most (either way those that can be rebuilt from their id,
@@ -338,12 +338,11 @@ class TasksExtension(Extension):
         max_tasks: int = MAX_TASKS,
         max_tasks_per_owner: int = MAX_TASKS_PER_OWNER,
         max_result_bytes: int = MAX_TASK_RESULTS_MB * MB,
-        min_ttl_seconds: float = TASK_MIN_TTL_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._ids = ids
         self._ttl = float(ttl_seconds)
-        self._min_ttl = min(float(min_ttl_seconds), self._ttl)
+        self._min_ttl = min(float(TASK_MIN_TTL_SECONDS), self._ttl)
         self._max_per_owner = max(1, max_tasks_per_owner)
         self._owner: Owner = owner or (lambda ctx: "")
         self._poll_ms = poll_interval_ms
