@@ -21,6 +21,7 @@ from mcp.server.mcpserver.resolve import build_resolver_plans, resolve_arguments
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp.server.session import ServerSession
 from mcp_types import InputRequiredResult
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
 __all__ = [
@@ -145,8 +146,6 @@ def lasting_connection_id(session: Any) -> str | None:
     ``has_standalone_channel`` and ``protocol_version`` are public). Goes away when the SDK gives
     handlers a public, server-made identifier of the connection or session.
     """
-    from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-
     connection = getattr(session, "_connection", None)
     state = getattr(connection, "state", None)
     if (
