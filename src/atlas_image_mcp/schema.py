@@ -106,7 +106,8 @@ def _inline_single_use_refs(schema: dict[str, Any]) -> dict[str, Any]:
         return {k: (v if k == "$defs" else replace(v)) for k, v in node.items()}
 
     out: dict[str, Any] = replace(schema)
-    left = {name: d for name, d in defs.items() if name not in inlinable}
+    # a definition kept may itself use one that is inlined
+    left = {name: replace(d) for name, d in defs.items() if name not in inlinable}
     if left:
         out["$defs"] = left
     else:
