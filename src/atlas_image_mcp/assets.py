@@ -15,6 +15,7 @@ cap) and the asset asked for is within the same cap.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,9 +27,12 @@ __all__ = [
     "Asset",
     "AssetSpec",
     "Fit",
+    "IconSpec",
+    "extension_of",
     "format_of_extension",
     "make_asset",
-    "make_icon",
+    "make_assets",
+    "mime_of",
     "parse_color",
     "parse_size",
     "writable_formats",
@@ -57,6 +61,7 @@ _BY_PILLOW = {spec.pillow: name for name, spec in _FORMATS.items()}
 FAVICON_SIZES = (16, 32, 48, 64)
 _DEFAULT_QUALITY = {"jpeg": 90, "webp": 90, "avif": 75}
 _MAX_SIDE = 16384
+_ORIENTATION = 0x0112  # the EXIF tag
 
 
 def writable_formats(*, icons: bool = False) -> tuple[str, ...]:
@@ -136,19 +141,21 @@ class Asset:
 
 
 def _load(source: Path | bytes, max_pixels: int) -> Any:
+    """The picture decoded, turned upright by its EXIF orientation (keeping its format's name)."""
     from PIL import Image, ImageOps
 
     img = open_picture(io.BytesIO(source) if isinstance(source, bytes) else source, max_pixels)
     try:
         img.load()
+        if img.getexif().get(_ORIENTATION, 1) == 1:
+            return img
         turned = ImageOps.exif_transpose(img)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, MemoryError) as exc:
         img.close()
         raise PictureError(
             f"does not decode as a whole picture ({str(exc)[:120] or type(exc).__name__})"
         ) from exc
-    if turned is not img:
-        img.close()
+    img.close()
     return turned
 
 
@@ -184,36 +191,51 @@ def _encoded(img: Any, name: str, quality: int | None, background: tuple[int, in
     return out.getvalue()
 
 
+@dataclass(frozen=True)
+class IconSpec:
+    """A multi-size ICO: each size a centred square crop of the picture."""
+
+    sizes: tuple[int, ...] = FAVICON_SIZES
+
+
 def make_asset(source: Path | bytes, spec: AssetSpec, *, max_pixels: int) -> Asset:
     """The asset ``spec`` asks for, made from the picture at ``source`` (raises :class:`PictureError`)."""
-    raw = source if isinstance(source, bytes) else None
+    return make_assets(source, [spec], max_pixels=max_pixels)[0]
+
+
+def make_assets(
+    source: Path | bytes, wanted: Sequence[AssetSpec | IconSpec], *, max_pixels: int
+) -> list[Asset]:
+    """Each asset of ``wanted``, from one decode of the picture at ``source`` (or :class:`PictureError`)."""
     img = _load(source, max_pixels)
     try:
-        own = _BY_PILLOW.get(img.format or "")
-        name = spec.format or own or "png"
-        if spec.size is not None and spec.size[0] * spec.size[1] > max_pixels:
-            raise PictureError(f"would be {spec.size[0]}x{spec.size[1]} px, over the pixel limit")
-        if (spec.size is None or spec.size == img.size) and name == own and spec.quality is None:
-            data = raw if raw is not None else Path(source).read_bytes()  # type: ignore[arg-type]
-            return Asset(data, _FORMATS[name].mime, img.width, img.height, name)
-        background = spec.background or ((0, 0, 0, 0) if _FORMATS[name].alpha else (255, 255, 255, 255))
-        made = _sized(img, spec, background)
-        data = _encoded(made, name, spec.quality, background)
-        return Asset(data, _FORMATS[name].mime, made.width, made.height, name)
+        return [
+            _icon(img, spec) if isinstance(spec, IconSpec) else _asset(img, spec, source, max_pixels)
+            for spec in wanted
+        ]
     finally:
         img.close()
 
 
-def make_icon(source: Path | bytes, *, max_pixels: int, sizes: tuple[int, ...] = FAVICON_SIZES) -> Asset:
-    """A multi-size ICO (each size a centred square crop of the picture)."""
+def _asset(img: Any, spec: AssetSpec, source: Path | bytes, max_pixels: int) -> Asset:
+    own = _BY_PILLOW.get(img.format or "")
+    name = spec.format or own or "png"
+    if spec.size is not None and spec.size[0] * spec.size[1] > max_pixels:
+        raise PictureError(f"would be {spec.size[0]}x{spec.size[1]} px, over the pixel limit")
+    if (spec.size is None or spec.size == img.size) and name == own and spec.quality is None:
+        data = source if isinstance(source, bytes) else source.read_bytes()
+        return Asset(data, _FORMATS[name].mime, img.width, img.height, name)
+    background = spec.background or ((0, 0, 0, 0) if _FORMATS[name].alpha else (255, 255, 255, 255))
+    made = _sized(img, spec, background)
+    data = _encoded(made, name, spec.quality, background)
+    return Asset(data, _FORMATS[name].mime, made.width, made.height, name)
+
+
+def _icon(img: Any, spec: IconSpec) -> Asset:
     from PIL import Image, ImageOps
 
-    img = _load(source, max_pixels)
-    try:
-        largest = max(sizes)
-        square = ImageOps.fit(img.convert("RGBA"), (largest, largest), method=Image.Resampling.LANCZOS)
-        out = io.BytesIO()
-        square.save(out, format="ICO", sizes=[(s, s) for s in sizes])
-        return Asset(out.getvalue(), _FORMATS["ico"].mime, largest, largest, "ico")
-    finally:
-        img.close()
+    largest = max(spec.sizes)
+    square = ImageOps.fit(img.convert("RGBA"), (largest, largest), method=Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    square.save(out, format="ICO", sizes=[(s, s) for s in spec.sizes])
+    return Asset(out.getvalue(), _FORMATS["ico"].mime, largest, largest, "ico")
