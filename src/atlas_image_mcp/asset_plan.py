@@ -142,6 +142,11 @@ def asset_spec(options: SaveOptions) -> AssetSpec | None:
     fmt: str | None = shape.output_format
     if options.save_as is not None:
         name = options.save_as.strip().replace("\\", "/").rsplit("/", 1)[-1]
+        if not name:
+            raise InvalidParameterError(
+                "save_as",
+                f"{options.save_as[:80]!r} names a folder: end it with a file name such as 'hero.png'.",
+            )
         from_name = format_of_extension(name.rpartition(".")[2]) if "." in name else None
         if from_name is None or from_name not in writable_formats():
             raise InvalidParameterError(

@@ -167,7 +167,10 @@ def is_system_folder(path: PurePath) -> bool:
 def _usable(folder: Path) -> bool:
     """A working directory a project can live in: not a root or system folder, and writable."""
     try:
-        return folder.is_dir() and not is_system_folder(folder) and os.access(folder, os.W_OK)
+        marked = folder.stat().st_mode & 0o222  # a folder marked read-only is not a workspace, even for root
+        return (
+            folder.is_dir() and not is_system_folder(folder) and bool(marked) and os.access(folder, os.W_OK)
+        )
     except OSError:
         return False
 
@@ -271,6 +274,8 @@ def target_is_free(target: SaveTarget) -> None:
     """Raise when ``target`` may not be written: it exists (without ``overwrite``), or its path leaves
     the root through a link, or a folder on the way is a file. Checked before a job is sent; the
     write checks again on what it opens."""
+    if not target.root.path.exists():
+        return  # an output folder not made yet: nothing is in it
     try:
         if _BY_DESCRIPTOR:
             held = _descend(target, create=False)
@@ -305,6 +310,8 @@ def write_confined(target: SaveTarget, data: bytes) -> Path:
     Blocking. Raises :class:`SaveError` with what to do.
     """
     try:
+        if target.root.origin == "output folder":
+            target.root.path.mkdir(parents=True, exist_ok=True)  # made when first written to
         if _BY_DESCRIPTOR:
             _write_by_descriptor(target, data)
         else:
