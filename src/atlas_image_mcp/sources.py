@@ -41,6 +41,7 @@ _RESOURCE = re.compile(IMAGE_URI_PATTERN)
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
 _MIN_BASE64_CHARS = 64
+_FETCHABLE = ("https://", "http://", "data:")
 #: Where a dry run shows a picture that a real call would upload first.
 PENDING_UPLOAD = "https://upload.pending/"
 
@@ -148,8 +149,8 @@ async def _earlier_file(
     saved = find_saved(ctx.output_dir, prediction_id, index)
     if saved is not None:
         return saved
-    outputs = list(entry.outputs) if entry is not None else []
-    if not outputs:
+    outputs = [url for url in entry.outputs if url.startswith(_FETCHABLE)] if entry is not None else []
+    if len(outputs) < index:  # not in this session (or shown by resource URI): ask Atlas
         try:
             outputs = (await ctx.api.get_prediction(prediction_id)).outputs
         except AtlasError:
