@@ -228,3 +228,17 @@ async def test_a_batch_is_one_task_that_survives_a_restart(slow: Emulator, clock
     data = result.structured_content or {}
     assert sorted(job["prediction_id"] for job in data["jobs"]) == sorted(ids)
     assert len(data["outputs"]) == 2 and data["status"] == "completed"
+
+
+async def test_a_batch_not_waited_for_answers_processing_with_each_running_job_to_collect(
+    connect: Callable[..., Any], emulator: Emulator
+) -> None:
+    for _ in range(2):
+        emulator.script_next(PredictionScript(latency=60))
+    async with connect() as client:
+        result = await generate(client, count=2, wait=False)
+    assert result.is_error is False and result.structured_content["status"] == "processing"
+    ids = [job["prediction_id"] for job in result.structured_content["jobs"]]
+    assert all(pid in result.structured_content["next_step"] for pid in ids) and "get_prediction" in text_of(
+        result
+    )

@@ -8,7 +8,8 @@ in parallel (one progress report counting jobs done), collects each one as a sin
 collected, and answers with one :class:`~atlas_image_mcp.render.BatchResult`: ``outputs`` lists
 every picture (so any client shows them as one grid), ``jobs`` says which job made which, with its
 id, seed, price and saved paths; a job that failed, or was never accepted, is named with why, and
-every prediction id stays in the answer. The answer is an error only when no job made a picture.
+every prediction id stays in the answer. The answer is an error only when no job made a picture
+and none is still running.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def _answer(
         notes.append(
             f"{dropped} picture(s) are not shown inline: the result's inline image budget is used up."
         )
-    is_error = not result.outputs
+    is_error = result.status == "failed"  # no picture, and none coming
     return tool_result(result, shown, list(dict.fromkeys(notes)), is_error=is_error)
 
 
