@@ -427,3 +427,29 @@ def test_the_workspace_checks_run_without_following_links_on_this_system() -> No
     """The descriptor-relative calls the confined writes rely on exist where the tests run (POSIX)."""
     if os.name == "posix":
         assert all(f in os.supports_dir_fd for f in (os.open, os.mkdir, os.link, os.unlink, os.readlink))
+
+
+async def test_a_task_keeps_its_save_as_across_a_restart(tmp_path: Path, clock: Any) -> None:
+    """The file to write travels in the task id: another replica that finishes the job writes it."""
+    import anyio
+
+    from .conftest import TEST_KEY
+    from .test_tasks import SLOW, CreatedTask, hosted, modern, until_ended
+
+    slow = Emulator(api_keys=[TEST_KEY], latency=SLOW, clock=clock)
+    secret = "task-secret-0123456789-abcdefghij"
+    folder = tmp_path / "served"
+    picture = {"prompt": "a fox", "save_as": "site/hero.webp", "output_size": "300x200"}
+    with hosted(slow, task_secret=secret, output_dir=folder) as first:
+        async with modern(first) as client:
+            with anyio.fail_after(30):
+                created = await client.session.call_tool("generate_image", picture, allow_claimed=True)
+    assert isinstance(created, CreatedTask) and not (folder / "site" / "hero.webp").exists()
+    clock.advance(SLOW)
+    with hosted(slow, task_secret=secret, output_dir=folder) as second:
+        async with modern(second) as client:
+            with anyio.fail_after(30):
+                done = await until_ended(client.session, created.task_id)
+    assert done["status"] == "completed", done
+    with Image.open(folder / "site" / "hero.webp") as img:
+        assert (img.format, img.size) == ("WEBP", (300, 200))

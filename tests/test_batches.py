@@ -242,3 +242,20 @@ async def test_a_batch_not_waited_for_answers_processing_with_each_running_job_t
     assert all(pid in result.structured_content["next_step"] for pid in ids) and "get_prediction" in text_of(
         result
     )
+
+
+async def test_a_batch_reports_progress_in_jobs_done(connect: Callable[..., Any]) -> None:
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    async with connect() as client:
+        with anyio.fail_after(30):
+            result = await client.call_tool(
+                "generate_image", {"prompt": "a fox", "count": 3}, progress_callback=on_progress
+            )
+    assert result.is_error is False
+    assert seen and all(total == 3 for _, total, _ in seen)
+    assert [done for done, _, _ in seen] == sorted(done for done, _, _ in seen)
+    assert seen[-1][0] == 3 and "3 of 3 jobs done" in (seen[-1][2] or "")
