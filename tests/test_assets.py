@@ -453,3 +453,17 @@ async def test_a_task_keeps_its_save_as_across_a_restart(tmp_path: Path, clock: 
     assert done["status"] == "completed", done
     with Image.open(folder / "site" / "hero.webp") as img:
         assert (img.format, img.size) == ("WEBP", (300, 200))
+
+
+async def test_a_client_root_that_is_the_whole_disk_is_not_a_workspace(
+    connect, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    options = {"mode": "legacy", "list_roots_callback": roots_of(Path("/"), Path("/etc"))}
+    async with connect(client_options=options) as client:
+        inside = await call(client, save_as="hero.png")
+        system = await call(client, save_as="/etc/hero.png")
+    assert inside.is_error is False and (folder / "hero.png").is_file()
+    assert system.is_error is True and "outside the workspace" in text_of(system)

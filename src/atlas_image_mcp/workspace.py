@@ -131,7 +131,8 @@ class SaveTarget:
 
 def client_roots(uris: Iterable[str]) -> list[Root]:
     """The folders among a client's root URIs: ``file://`` URIs of existing folders (at most
-    :data:`MAX_ROOTS`); anything else is skipped."""
+    :data:`MAX_ROOTS`); anything else is skipped, and so is a filesystem root or a system folder
+    (a client that declares ``/`` does not make the whole disk writable)."""
     found: list[Root] = []
     for uri in list(uris)[:MAX_ROOTS]:
         if len(uri) > MAX_PATH_CHARS:
@@ -144,7 +145,7 @@ def client_roots(uris: Iterable[str]) -> list[Root]:
             text = text[1:]  # file:///C:/work -> C:/work
         try:
             path = Path(text)
-            if path.is_absolute() and path.is_dir():
+            if path.is_absolute() and path.is_dir() and not is_system_folder(path.resolve()):
                 found.append(Root(path.resolve(), "client root"))
         except (OSError, ValueError):
             continue
