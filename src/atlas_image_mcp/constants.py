@@ -129,6 +129,11 @@ SEED_MAX = 2**31 - 1
 MAX_PROMPT_CHARS = 10_000
 MAX_MODEL_ID_CHARS = 200
 MAX_NUM_IMAGES = 4
+#: Jobs one generate_image call may run as a batch (prompts x count), and entries one export makes.
+MAX_BATCH = 8
+MAX_EXPORTS = 12
+#: How long a client has to list its roots (workspace folders) when a call writes into them.
+ROOTS_SECONDS = 10.0
 MAX_PATH_CHARS = 4096
 MAX_FILENAME_CHARS = 255
 MAX_PREDICTION_ID_CHARS = 128
