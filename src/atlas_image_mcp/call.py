@@ -190,7 +190,7 @@ class Call:
         runtime = self.runtime
         if not runtime.per_user_keys:
             return True
-        if runtime.history.owns(self.caller.history.owner, prediction_id):
+        if await runtime.history.owns(self.caller.history.owner, prediction_id):
             return True
         return await runtime.ledger.started(self.caller.key, prediction_id)
 

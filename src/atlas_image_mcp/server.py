@@ -107,7 +107,9 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
     @asynccontextmanager
     async def lifespan(_server: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
         # The runtime outlives sessions (HTTP serves many); whoever built it closes it. Task runs
-        # live in the task group entered here, not in the request that started them.
+        # live in the task group entered here, not in the request that started them. The store
+        # opens here (once; SSE enters this per connection).
+        await runtime.start()
         async with tasks.running():
             yield runtime
 

@@ -70,7 +70,7 @@ async def resolve_picture(ref: str, parameter: str, ctx: SourceContext) -> str:
     """The URL Atlas will read for one picture reference (see the module docstring for the forms)."""
     text = ref.strip()
     if text.lower() == "last":
-        entry = ctx.history.last(ctx.session)
+        entry = await ctx.history.last(ctx.session)
         if entry is None:
             raise InvalidParameterError(
                 parameter,
@@ -80,7 +80,9 @@ async def resolve_picture(ref: str, parameter: str, ctx: SourceContext) -> str:
         return await _earlier_output(entry.prediction_id, 1, parameter, ctx)
     if match := _RESOURCE.match(text):
         return await _earlier_output(match.group(1), int(match.group(2)), parameter, ctx)
-    if _HEX_ID.match(text) or (len(text) <= MAX_PREDICTION_ID_CHARS and ctx.history.find(ctx.session, text)):
+    if _HEX_ID.match(text) or (
+        len(text) <= MAX_PREDICTION_ID_CHARS and await ctx.history.find(ctx.session, text)
+    ):
         return await _earlier_output(text, 1, parameter, ctx)
     if text.startswith(("https://", "http://")):
         return text
@@ -102,7 +104,7 @@ async def read_picture(
     caller's own file); nothing is uploaded or submitted. The caller checks it is a picture."""
     text = ref.strip()
     if text.lower() == "last":
-        entry = ctx.history.last(ctx.session)
+        entry = await ctx.history.last(ctx.session)
         if entry is None:
             raise InvalidParameterError(
                 parameter, "'last' means this session's latest picture, and there is none yet."
@@ -110,7 +112,9 @@ async def read_picture(
         return await _earlier_file(entry.prediction_id, 1, parameter, ctx, scratch, budget)
     if match := _RESOURCE.match(text):
         return await _earlier_file(match.group(1), int(match.group(2)), parameter, ctx, scratch, budget)
-    if _HEX_ID.match(text) or (len(text) <= MAX_PREDICTION_ID_CHARS and ctx.history.find(ctx.session, text)):
+    if _HEX_ID.match(text) or (
+        len(text) <= MAX_PREDICTION_ID_CHARS and await ctx.history.find(ctx.session, text)
+    ):
         return await _earlier_file(text, 1, parameter, ctx, scratch, budget)
     if text.startswith(("https://", "http://")):
         return (
@@ -152,7 +156,7 @@ async def _earlier_file(
     prediction_id: str, index: int, parameter: str, ctx: SourceContext, scratch: Path, budget: Budget
 ) -> Path:
     """An earlier output here: its saved copy, else its URL (from this session, else Atlas) fetched."""
-    entry = ctx.history.find(ctx.session, prediction_id)
+    entry = await ctx.history.find(ctx.session, prediction_id)
     kept = entry.paths[index - 1] if entry is not None and 0 < index <= len(entry.paths) else None
     if kept and await anyio.Path(kept).is_file():
         return Path(kept)
@@ -182,7 +186,7 @@ def _looks_like_path(text: str) -> bool:
 
 async def _earlier_output(prediction_id: str, index: int, parameter: str, ctx: SourceContext) -> str:
     """An earlier output's URL while it still answers; else its saved copy, uploaded again."""
-    entry = ctx.history.find(ctx.session, prediction_id)
+    entry = await ctx.history.find(ctx.session, prediction_id)
     outputs = list(entry.outputs) if entry is not None else []
     if not outputs:
         try:

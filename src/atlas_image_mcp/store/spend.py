@@ -244,9 +244,12 @@ class Spend:
             self._unsent.pop(call_id, None)
         return len(self._unsent)
 
-    async def settle(self, bucket: str, prediction_id: str, charged_micros: int | None) -> int | None:
-        """Record what Atlas charged for a prediction of this bucket (0: failed, None: not said);
-        return its estimate. A prediction the ledger does not know changes nothing."""
+    async def settle(
+        self, bucket: str, prediction_id: str, charged_micros: int | None, *, final: bool = True
+    ) -> int | None:
+        """Record what Atlas charged for a finished prediction of this bucket (0: failed, None: not
+        said); return its estimate. A prediction the ledger does not know changes nothing.
+        ``final=False`` (the job still runs): only the estimate is read, nothing changes."""
 
         async def body(tx: Tx) -> int | None:
             found = await tx.rows(
@@ -256,6 +259,8 @@ class Spend:
             if not found:
                 return None
             call_id, estimate = found[0]
+            if not final:
+                return None if estimate is None else int(estimate)
             await tx.execute(
                 "UPDATE spend_calls SET state = 'settled', charged_micros = COALESCE(?, charged_micros), "
                 "updated_ms = ? WHERE id = ?",
@@ -264,6 +269,16 @@ class Spend:
             return None if estimate is None else int(estimate)
 
         return await self._db.run(body)
+
+    async def started(self, bucket: str, prediction_id: str) -> bool:
+        """Whether this bucket sent the call that became ``prediction_id`` (within the rows kept)."""
+        found = await self._db.run(
+            lambda tx: tx.rows(
+                "SELECT 1 FROM spend_calls WHERE bucket = ? AND prediction_id = ? LIMIT 1",
+                (bucket, prediction_id),
+            )
+        )
+        return bool(found)
 
     # --- limits and usage -----------------------------------------------------------------
 
