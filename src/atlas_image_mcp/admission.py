@@ -14,7 +14,11 @@ guard (so only authenticated requests get this far):
   new one past ``ATLAS_MCP_MAX_SESSIONS_PER_KEY`` (429) or ``ATLAS_MCP_MAX_SESSIONS`` (503), and
   forgets one when it is closed (``DELETE``, a 404 for it, the stream ending) or idle for
   ``ATLAS_MCP_SESSION_IDLE_SECONDS`` with nothing in flight (the SDK's own rule, which it also
-  applies to its sessions).
+  applies to its sessions). The total protects this process's memory and stays per process; the
+  count per key goes through an :class:`OwnerSessions`: this process's own count
+  (:class:`CountedHere`), or one shared by every replica (the store's, see
+  :class:`atlas_image_mcp.shared.SessionsInStore`), told of each session admitted, still held
+  (:meth:`OwnerSessions.renew`, at most every third of the idle time) and gone.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .constants import BODY_TIMEOUT_SECONDS, LARGE_BODIES_AT_ONCE, LARGE_BODY_TOOLS
 from .settings import env_name
 
-__all__ = ["BodyLimits", "SessionLimits", "error_body", "json_rpc_answer"]
+__all__ = ["BodyLimits", "CountedHere", "OwnerSessions", "SessionLimits", "error_body", "json_rpc_answer"]
 
 #: scope keys this module and the access guard share
 OWNER = "atlas_image_mcp.owner"
@@ -170,11 +176,43 @@ def _is_large_tool_call(prefix: bytes) -> bool:
 # --- sessions -----------------------------------------------------------------------------------
 
 
+class OwnerSessions(Protocol):
+    """How many sessions each owner (a key) holds open: here, or across replicas."""
+
+    async def admit(self, owner: str, token: str, *, limit: int, here: int) -> int | None:
+        """Admit session ``token`` of ``owner`` (None), or refuse it: the sessions it holds.
+        ``here``: those it holds in this process."""
+        ...
+
+    async def renew(self, tokens: Sequence[str]) -> None:
+        """These admitted sessions are still open here."""
+        ...
+
+    async def leave(self, tokens: Sequence[str]) -> None:
+        """These admitted sessions are gone."""
+        ...
+
+
+class CountedHere:
+    """Each owner's sessions counted in this process alone."""
+
+    async def admit(self, owner: str, token: str, *, limit: int, here: int) -> int | None:
+        return None if here < limit else here
+
+    async def renew(self, tokens: Sequence[str]) -> None:
+        return None
+
+    async def leave(self, tokens: Sequence[str]) -> None:
+        return None
+
+
 @dataclass
 class _Session:
     owner: str | None
     in_flight: int = 0
     last_seen: float = 0.0
+    #: Its name for the owner count (:class:`OwnerSessions`); "" when it has no owner.
+    token: str = ""
 
 
 class SessionLimits:
@@ -189,6 +227,7 @@ class SessionLimits:
         idle_seconds: float,
         stateless: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        owners: OwnerSessions | None = None,
     ) -> None:
         self.app = app
         self.max_sessions = max_sessions
@@ -198,6 +237,8 @@ class SessionLimits:
         self._clock = clock
         self._sessions: dict[str, _Session] = {}
         self._streams = 0
+        self.owners: OwnerSessions = owners or CountedHere()
+        self._renewed = clock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -218,16 +259,32 @@ class SessionLimits:
                 return
         await self.app(scope, receive, send)
 
-    def _open_count(self, owner: str | None) -> tuple[int, int]:
+    async def _open_count(self, owner: str | None) -> tuple[int, int]:
         now = self._clock()
-        for sid, session in list(self._sessions.items()):
-            if session.in_flight == 0 and now - session.last_seen > self.idle_seconds:
-                del self._sessions[sid]
+        idle = [
+            sid
+            for sid, session in self._sessions.items()
+            if session.in_flight == 0 and now - session.last_seen > self.idle_seconds
+        ]
+        await self._forget(idle)
+        await self._renew()
         mine = sum(1 for s in self._sessions.values() if owner is not None and s.owner == owner)
         return len(self._sessions), mine
 
-    async def _admit(self, send: Send, owner: str | None) -> bool:
-        total, mine = self._open_count(owner)
+    async def _renew(self) -> None:
+        """Tell the owner count which sessions are still open here (at most every third of the idle time)."""
+        now = self._clock()
+        if now - self._renewed > self.idle_seconds / 3:
+            self._renewed = now
+            await self.owners.renew([s.token for s in self._sessions.values() if s.token])
+
+    async def _forget(self, sids: Sequence[str]) -> None:
+        gone = [session.token for sid in sids if (session := self._sessions.pop(sid, None)) and session.token]
+        if gone:
+            await self.owners.leave(gone)
+
+    async def _admit(self, send: Send, owner: str | None, token: str) -> bool:
+        total, mine = await self._open_count(owner)
         if total >= self.max_sessions:
             await json_rpc_answer(
                 send,
@@ -237,12 +294,17 @@ class SessionLimits:
                 [(b"retry-after", b"30")],
             )
             return False
-        if owner is not None and mine >= self.per_key:
+        held = (
+            await self.owners.admit(owner, token, limit=self.per_key, here=mine)
+            if owner is not None
+            else None
+        )
+        if held is not None:
             await json_rpc_answer(
                 send,
                 429,
                 -32600,
-                f"This key already has {mine} open sessions or streams ({env_name('max_sessions_per_key')}): "
+                f"This key already has {held} open sessions or streams ({env_name('max_sessions_per_key')}): "
                 "close one (DELETE /mcp with its Mcp-Session-Id) or let an idle one expire.",
                 [(b"retry-after", b"30")],
             )
@@ -250,24 +312,30 @@ class SessionLimits:
         return True
 
     async def _opening(self, scope: Scope, receive: Receive, send: Send, owner: str | None) -> None:
-        if not await self._admit(send, owner):
+        token = uuid.uuid4().hex if owner is not None else ""
+        if not await self._admit(send, owner, token):
             return
         # placeholder: counts while the opening request runs, so a burst cannot overshoot the cap
-        token = f"opening:{id(scope)}"
-        self._sessions[token] = _Session(owner, in_flight=1, last_seen=self._clock())
+        placeholder = f"opening:{id(scope)}"
+        self._sessions[placeholder] = _Session(owner, in_flight=1, last_seen=self._clock())
+        opened = False
 
         async def learn(message: Message) -> None:
+            nonlocal opened
             if message["type"] == "http.response.start":
-                self._sessions.pop(token, None)  # the answer (and the session id, if any) is known now
+                self._sessions.pop(placeholder, None)  # the answer (and the session id, if any) is known now
                 sid = _response_header(message, _SESSION_HEADER)
                 if sid is not None and 200 <= message["status"] < 300:
-                    self._sessions[sid] = _Session(owner, last_seen=self._clock())
+                    self._sessions[sid] = _Session(owner, last_seen=self._clock(), token=token)
+                    opened = True
             await send(message)
 
         try:
             await self.app(scope, receive, learn)
         finally:
-            self._sessions.pop(token, None)
+            self._sessions.pop(placeholder, None)
+            if token and not opened:
+                await self.owners.leave([token])
 
     async def _in_session(self, scope: Scope, receive: Receive, send: Send, sid: str) -> None:
         session = self._sessions.get(sid)
@@ -275,12 +343,14 @@ class SessionLimits:
             session.in_flight += 1
             session.last_seen = self._clock()
         closing = scope["method"] == "DELETE"
+        ended = False
+        await self._renew()
 
         async def watch(message: Message) -> None:
+            nonlocal ended
             if message["type"] == "http.response.start":
                 status = message["status"]
-                if status == 404 or (closing and 200 <= status < 300):
-                    self._sessions.pop(sid, None)
+                ended = status == 404 or (closing and 200 <= status < 300)
             await send(message)
 
         try:
@@ -289,16 +359,19 @@ class SessionLimits:
             if session is not None:
                 session.in_flight -= 1
                 session.last_seen = self._clock()
+            if ended:
+                await self._forget([sid])
 
     async def _sse_stream(self, scope: Scope, receive: Receive, send: Send, owner: str | None) -> None:
-        if not await self._admit(send, owner):
+        token = uuid.uuid4().hex if owner is not None else ""
+        if not await self._admit(send, owner, token):
             return
-        token = f"sse:{id(scope)}"
-        self._sessions[token] = _Session(owner, in_flight=1, last_seen=self._clock())
+        stream = f"sse:{id(scope)}"
+        self._sessions[stream] = _Session(owner, in_flight=1, last_seen=self._clock(), token=token)
         try:
             await self.app(scope, receive, send)
         finally:
-            self._sessions.pop(token, None)
+            await self._forget([stream])
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

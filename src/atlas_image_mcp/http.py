@@ -21,7 +21,11 @@ Security, from the outside in:
   default, plus ``ATLAS_MCP_ALLOWED_HOSTS`` / ``ATLAS_MCP_ALLOWED_ORIGINS`` for a public name.
 * uvicorn (:func:`uvicorn_limits`): a request head must arrive within a few seconds and fit in
   16 KB, idle keep-alive connections close after 5 s, and the access log never shows a query.
-* ``/healthz`` answers 200 with nothing secret, without authentication, for load balancers.
+* ``/healthz`` answers 200 with nothing secret, without authentication, for load balancers
+  (liveness). ``/readyz``, also without authentication, answers for this replica: 200 once it
+  has started and until it starts stopping, else 503; its body reports the store (engine, where
+  without a password, up or down and why) but a store that is down does not fail it, since every
+  replica shares that store (docs/replicas.md).
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ from .redact import key_digest, redact
 from .runtime import Runtime
 from .server import make_server
 from .settings import Settings, WorkerOptions, env_name, export_for_workers
+from .shared import SessionsInStore
 
 __all__ = [
     "AccessGuard",
@@ -81,6 +86,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+#: Paths answered without authentication (probes of load balancers and orchestrators).
+_OPEN_PATHS = frozenset({HEALTH_PATH, READY_PATH})
 _LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
 _LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
 _PARSE_ERROR, _INVALID_REQUEST, _INTERNAL_ERROR, _UNAUTHORIZED = -32700, -32600, -32603, -32001
@@ -139,7 +147,7 @@ class AccessGuard:
         self.user_keys = user_keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or scope["path"] == HEALTH_PATH:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in _OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         if scope["type"] == "http" and scope["method"] == "HEAD":
@@ -227,7 +235,7 @@ class JsonRpcErrors:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == HEALTH_PATH or scope["method"] == "HEAD":
+        if scope["type"] != "http" or scope["path"] in _OPEN_PATHS or scope["method"] == "HEAD":
             await self.app(scope, receive, send)
             return
         held: Message | None = None
@@ -290,6 +298,22 @@ async def _healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "version": __version__, "offline": runtime.offline})
 
 
+async def _readyz(request: Request) -> JSONResponse:
+    """This replica's readiness (see the module docstring), and the store's state in the body."""
+    runtime: Runtime = request.app.state.runtime
+    state = "stopping" if runtime.draining else "ready" if runtime.started else "starting"
+    status = runtime.store.status()
+    store = (
+        status.as_dict()
+        if status is not None
+        else {"up": False, "reason": runtime.store.failure or "not opened yet"}
+    )
+    return JSONResponse(
+        {"status": state, "version": __version__, "store": store},
+        status_code=200 if state == "ready" else 503,
+    )
+
+
 def create_http_app(
     runtime: Runtime, *, host: str = "127.0.0.1", stateless: bool = False, legacy_sse: bool = True
 ) -> Starlette:
@@ -320,7 +344,11 @@ def create_http_app(
         max_request_body_size=body_limit,
         host=host,
     )
-    routes: list[BaseRoute] = [Route(HEALTH_PATH, _healthz, methods=["GET"]), *streamable.routes]
+    routes: list[BaseRoute] = [
+        Route(HEALTH_PATH, _healthz, methods=["GET"]),
+        Route(READY_PATH, _readyz, methods=["GET"]),
+        *streamable.routes,
+    ]
     if legacy_sse:
         routes += sse.routes
 
@@ -328,6 +356,7 @@ def create_http_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with streamable.router.lifespan_context(app):
             try:
+                await runtime.start()  # the store, its heartbeat and sweeper: before any request
                 yield
             finally:
                 await runtime.aclose()
@@ -344,6 +373,10 @@ def create_http_app(
         per_key=settings.max_sessions_per_key,
         idle_seconds=settings.session_idle_seconds,
         stateless=stateless,
+        # per key across replicas when they share a store (PostgreSQL); else this process's count
+        owners=SessionsInStore(runtime.store, ttl=settings.session_idle_seconds)
+        if runtime.store.location.shared
+        else None,
     )
     app.add_middleware(
         BodyLimits,
@@ -430,6 +463,8 @@ async def _finish_calls(
             waited += step
 
     compat.stop_listening(server)  # no new connections from here on
+    if runtime is not None:
+        runtime.draining = True  # /readyz: 503 from now on
     if in_flight.count:
         logger.info("stopping: waiting up to %gs for %d call(s) in flight", grace, in_flight.count)
     await settle(grace)

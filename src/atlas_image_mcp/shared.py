@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .errors import LedgerError, StoreVersionError
 from .settings import env_name
 from .store import Location, Store, StoreOptions, StoreStatus, locate, open_store
 
-__all__ = ["SharedStore"]
+__all__ = ["SessionsInStore", "SharedStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ class SharedStore:
         self._note: str | None = None
         self._on_open: list[Callable[[Store], None]] = []
         self._closing: set[asyncio.Task[None]] = set()
+        #: Why the store could not be opened the last time it was tried (None: it was, or not yet).
+        self.failure: str | None = None
 
     @property
     def note(self) -> str | None:
@@ -91,8 +93,12 @@ class SharedStore:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._store is None:
-                opened = await self._open()
-                self._store = opened
+                try:
+                    opened = await self._open()
+                except LedgerError as err:
+                    self.failure = err.message
+                    raise
+                self._store, self.failure = opened, None
                 for callback in self._on_open:
                     callback(opened)
             return self._store
@@ -135,3 +141,43 @@ class SharedStore:
         task = loop.create_task(self.aclose())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+
+class SessionsInStore:
+    """The sessions each key holds open, counted across every replica that shares the store (an
+    :class:`~atlas_image_mcp.admission.OwnerSessions`).
+
+    A session is admitted in one transaction that counts the key's live sessions on every replica
+    (:mod:`atlas_image_mcp.store.sessions`); it stays counted while its replica renews it (its row
+    lasts ``ttl``, the idle time after which a session closes) and that replica's heartbeat lasts.
+    While the store cannot be reached, each replica counts its own sessions (admission never waits
+    for the store, and the calls that spend nothing keep working).
+    """
+
+    def __init__(self, store: SharedStore, *, ttl: float) -> None:
+        self._store = store
+        self._ttl = ttl
+
+    async def admit(self, owner: str, token: str, *, limit: int, here: int) -> int | None:
+        try:
+            sessions = (await self._store.get()).sessions
+            if await sessions.admit(owner, token, limit=limit, ttl=self._ttl):
+                return None
+            return await sessions.live(owner)
+        except LedgerError as err:
+            logger.info("sessions counted in this replica only (%s)", type(err).__name__)
+            return None if here < limit else here
+
+    async def renew(self, tokens: Sequence[str]) -> None:
+        try:
+            await (await self._store.get()).sessions.renew_held(tokens, ttl=self._ttl)
+        except LedgerError as err:  # they lapse after the idle time: a lower count, never a lock-out
+            logger.info("sessions not renewed in the store (%s)", type(err).__name__)
+
+    async def leave(self, tokens: Sequence[str]) -> None:
+        try:
+            sessions = (await self._store.get()).sessions
+            for token in tokens:
+                await sessions.leave(token)
+        except LedgerError as err:  # they lapse after the idle time
+            logger.info("closed sessions not removed from the store (%s)", type(err).__name__)
