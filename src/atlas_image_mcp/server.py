@@ -19,6 +19,7 @@ from .prompts import register_prompts
 from .redact import redact, redact_tree, secret_in_scope
 from .resources import label_pictures, register_resources
 from .runtime import Runtime
+from .shared import TaskNotesInStore
 from .taskids import TaskIds, task_id_secret
 from .tasks_legacy import TasksWithLegacyForm
 from .tools import build_tools
@@ -102,6 +103,8 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
         # callers are told apart by their Atlas key: over stdio there is one, per-user keys one each;
         # with one shared key a hosted server cannot list "your" tasks
         list_tasks=not runtime.remote or runtime.per_user_keys,
+        # a cancellation, which the task id cannot carry, is shared through the store
+        notes=TaskNotesInStore(runtime.store),
     )
 
     @asynccontextmanager

@@ -17,6 +17,8 @@ is never replaced by another one.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +27,7 @@ from .errors import LedgerError, StoreVersionError
 from .settings import env_name
 from .store import Location, Store, StoreOptions, StoreStatus, locate, open_store
 
-__all__ = ["SessionsInStore", "SharedStore"]
+__all__ = ["SessionsInStore", "SharedStore", "TaskNotesInStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -181,3 +183,33 @@ class SessionsInStore:
                 await sessions.leave(token)
         except LedgerError as err:  # they lapse after the idle time
             logger.info("closed sessions not removed from the store (%s)", type(err).__name__)
+
+
+class TaskNotesInStore:
+    """Task notes (:class:`~atlas_image_mcp.tasks.TaskNotes`) in the store's task state, keyed by a
+    digest of the task id and readable by the task's owner only, until the task's lifetime ends."""
+
+    def __init__(self, store: SharedStore) -> None:
+        self._store = store
+
+    async def cancel(self, task_id: str, owner: str, message: str, until: float) -> None:
+        ttl = until - self._store.clock()
+        if ttl <= 0:
+            return
+        state = json.dumps({"status": "cancelled", "message": message[:2000]})
+        await (await self._store.get()).tasks.put(_task_key(task_id), owner, state, ttl=ttl)
+
+    async def cancelled(self, task_id: str, owner: str) -> str | None:
+        text = await (await self._store.get()).tasks.get(_task_key(task_id), owner)
+        try:
+            state = json.loads(text) if text else None
+        except ValueError:
+            return None
+        if not isinstance(state, dict) or state.get("status") != "cancelled":
+            return None
+        message = state.get("message")
+        return message if isinstance(message, str) else ""
+
+
+def _task_key(task_id: str) -> str:
+    return hashlib.sha256(task_id.encode("utf-8", "surrogateescape")).hexdigest()
