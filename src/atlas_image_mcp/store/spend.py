@@ -205,6 +205,7 @@ class Spend:
         self._marks: Batcher[tuple[str, str], None] = Batcher(self._mark_batch, max_batch=max_batch)
         self._settles: Batcher[_Settle, int | None] = Batcher(self._settle_batch, max_batch=max_batch)
         self._unsent: dict[str, str] = {}  # call id -> prediction id not yet recorded
+        self._unsettled: dict[tuple[str, str], int | None] = {}  # (bucket, prediction id) -> charge
         self._background: set[asyncio.Task[None]] = set()
 
     # --- before the POST ------------------------------------------------------------------
@@ -252,23 +253,40 @@ class Spend:
         return True
 
     async def flush(self) -> int:
-        """Write the prediction ids :meth:`submitted` could not; how many are still unwritten."""
+        """Write the prediction ids :meth:`submitted` could not, then the charges :meth:`settle`
+        could not (a charge finds its call by its prediction id); how many are still unwritten."""
         for call_id, prediction_id in list(self._unsent.items()):
             try:
                 await self._db.run(lambda tx: self._mark_submitted(tx, call_id, prediction_id))  # noqa: B023
             except LedgerError:
                 break
             self._unsent.pop(call_id, None)
-        return len(self._unsent)
+        if not self._unsent:
+            for (bucket, prediction_id), charged in list(self._unsettled.items()):
+                try:
+                    await self._settles.submit(_Settle(bucket, prediction_id, charged, True))
+                except LedgerError:
+                    break
+                self._unsettled.pop((bucket, prediction_id), None)
+        return len(self._unsent) + len(self._unsettled)
 
     async def settle(
         self, bucket: str, prediction_id: str, charged_micros: int | None, *, final: bool = True
     ) -> int | None:
         """Record what Atlas charged for a finished prediction of this bucket (0: failed, None: not
         said); return its estimate. A prediction the ledger does not know changes nothing.
-        ``final=False`` (the job still runs): only the estimate is read, nothing changes."""
-        self._db.require_up()
-        return await self._settles.submit(_Settle(bucket, prediction_id, charged_micros, final))
+        ``final=False`` (the job still runs): only the estimate is read, nothing changes.
+
+        While the store cannot be written, a final charge is kept and written by :meth:`flush` as
+        soon as it can be (meanwhile the call counts at what it holds); the error is raised still.
+        """
+        try:
+            self._db.require_up()
+            return await self._settles.submit(_Settle(bucket, prediction_id, charged_micros, final))
+        except LedgerError:
+            if final:
+                self._unsettled[(bucket, prediction_id)] = charged_micros
+            raise
 
     async def started(self, bucket: str, prediction_id: str) -> bool:
         """Whether this bucket sent the call that became ``prediction_id`` (within the rows kept)."""
