@@ -103,9 +103,8 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
         # callers are told apart by their Atlas key: over stdio there is one, per-user keys one each;
         # with one shared key a hosted server cannot list "your" tasks
         list_tasks=not runtime.remote or runtime.per_user_keys,
-        # a cancellation, which the task id cannot carry, is shared through the store
-        notes=TaskNotesInStore(runtime.store),
     )
+    tasks.notes = TaskNotesInStore(runtime.store)  # a cancellation, which an id cannot carry
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[Runtime]) -> AsyncIterator[Runtime]:

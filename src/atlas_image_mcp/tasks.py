@@ -353,7 +353,6 @@ class TasksExtension(Extension):
         max_tasks_per_owner: int = MAX_TASKS_PER_OWNER,
         max_result_bytes: int = MAX_TASK_RESULTS_MB * MB,
         clock: Callable[[], float] = time.time,
-        notes: TaskNotes | None = None,
     ) -> None:
         self._ids = ids
         self._ttl = float(ttl_seconds)
@@ -368,7 +367,8 @@ class TasksExtension(Extension):
         self._tasks: dict[str, _Task] = {}  # oldest first
         self._groups: list[anyio.abc.TaskGroup] = []
         self._server: MCPServer[Any] | None = None
-        self._notes = notes
+        #: Where what an id cannot carry is shared with the other processes (None: nowhere).
+        self.notes: TaskNotes | None = None
 
     # --- set-up ----------------------------------------------------------------------------
 
@@ -463,11 +463,9 @@ class TasksExtension(Extension):
         note = spec.cancelled(task.state) if spec and spec.cancelled and task.state is not None else None
         task.move("cancelled", note or "Cancelled at the client's request.")
         task.scope.cancel()
-        if self._notes is not None and task.state is not None and task.task_id is not None:
+        if self.notes is not None and task.state is not None and task.task_id is not None:
             try:
-                await self._notes.cancel(
-                    task.task_id, task.owner, task.message or "", task.created + task.ttl
-                )
+                await self.notes.cancel(task.task_id, task.owner, task.message or "", task.created + task.ttl)
             except Exception as exc:  # the other replicas may then follow it on: say so in the log
                 logger.warning(
                     "task %s: its cancellation is known here only (%s)", task.tool, type(exc).__name__
@@ -548,10 +546,10 @@ class TasksExtension(Extension):
         return task
 
     async def _cancelled_elsewhere(self, task_id: str, owner: str) -> str | None:
-        if self._notes is None:
+        if self.notes is None:
             return None
         try:
-            return await self._notes.cancelled(task_id, owner)
+            return await self.notes.cancelled(task_id, owner)
         except Exception as exc:  # not known: followed on (the job itself lives at Atlas)
             logger.info("task notes not read (%s)", type(exc).__name__)
             return None
