@@ -377,6 +377,13 @@ async def test_the_store_stopped_under_load_refuses_paid_calls_cleanly_and_recov
                 await eventually(lambda: all_ready(False), "every replica saying the store is down")
                 sent_while_down = emulator.count("POST", GENERATE)
                 refused_while_down = seen("down:refused")
+                earlier = next(pid for what, pid in outcomes if what == "before:ok")
+                async with client(lb.url) as c:  # what spends nothing works where it can
+                    collected = await c.call_tool(
+                        "get_prediction", {"prediction_id": earlier, "return_image": "none"}
+                    )
+                    models = await c.call_tool("list_models", {})
+                    gallery = await c.call_tool("show_gallery", {})
                 phase["now"] = "back"
                 await anyio.to_thread.run_sync(pg.start)
                 await eventually(lambda: _now(seen("back:ok") >= 6), "paid calls going through again")
@@ -390,6 +397,9 @@ async def test_the_store_stopped_under_load_refuses_paid_calls_cleanly_and_recov
                     return usage if rows and all(row["estimated_calls"] == 0 for row in rows) else None
 
                 usage = await eventually(all_settled, "every call settled once the store is back")
+    assert collected.is_error is False and (collected.structured_content or {})["status"] == "completed"
+    assert models.is_error is False
+    assert gallery.is_error is True and "cannot be reached" in text_of(gallery)  # the history is the store's
     ok = [pid for what, pid in outcomes if what.endswith(":ok")]
     refused = [text for what, text in outcomes if what.endswith(":refused")]
     assert refused_while_down >= 6 and seen("back:ok") >= 6

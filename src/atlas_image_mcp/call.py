@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from . import compat
 from .client import AtlasClient
 from .constants import CALL_MARGIN_SECONDS, ROOTS_SECONDS
-from .errors import AtlasError, InvalidParameterError, MissingAPIKeyError
+from .errors import AtlasError, InvalidParameterError, LedgerError, MissingAPIKeyError
 from .identity import Caller
 from .notify import notify, progress
 from .runtime import Runtime
@@ -190,9 +190,12 @@ class Call:
         runtime = self.runtime
         if not runtime.per_user_keys:
             return True
-        if await runtime.history.owns(self.caller.history.owner, prediction_id):
-            return True
-        return await runtime.ledger.started(self.caller.key, prediction_id)
+        try:
+            if await runtime.history.owns(self.caller.history.owner, prediction_id):
+                return True
+            return await runtime.ledger.started(self.caller.key, prediction_id)
+        except LedgerError:  # the store cannot say (it is down): not shown to be theirs
+            return False
 
 
 def _cwd() -> Path | None:

@@ -81,7 +81,7 @@ async def resolve_picture(ref: str, parameter: str, ctx: SourceContext) -> str:
     if match := _RESOURCE.match(text):
         return await _earlier_output(match.group(1), int(match.group(2)), parameter, ctx)
     if _HEX_ID.match(text) or (
-        len(text) <= MAX_PREDICTION_ID_CHARS and await ctx.history.find(ctx.session, text)
+        len(text) <= MAX_PREDICTION_ID_CHARS and await ctx.history.lookup(ctx.session, text)
     ):
         return await _earlier_output(text, 1, parameter, ctx)
     if text.startswith(("https://", "http://")):
@@ -113,7 +113,7 @@ async def read_picture(
     if match := _RESOURCE.match(text):
         return await _earlier_file(match.group(1), int(match.group(2)), parameter, ctx, scratch, budget)
     if _HEX_ID.match(text) or (
-        len(text) <= MAX_PREDICTION_ID_CHARS and await ctx.history.find(ctx.session, text)
+        len(text) <= MAX_PREDICTION_ID_CHARS and await ctx.history.lookup(ctx.session, text)
     ):
         return await _earlier_file(text, 1, parameter, ctx, scratch, budget)
     if text.startswith(("https://", "http://")):
@@ -156,7 +156,7 @@ async def _earlier_file(
     prediction_id: str, index: int, parameter: str, ctx: SourceContext, scratch: Path, budget: Budget
 ) -> Path:
     """An earlier output here: its saved copy, else its URL (from this session, else Atlas) fetched."""
-    entry = await ctx.history.find(ctx.session, prediction_id)
+    entry = await ctx.history.lookup(ctx.session, prediction_id)
     kept = entry.paths[index - 1] if entry is not None and 0 < index <= len(entry.paths) else None
     if kept and await anyio.Path(kept).is_file():
         return Path(kept)
@@ -186,7 +186,7 @@ def _looks_like_path(text: str) -> bool:
 
 async def _earlier_output(prediction_id: str, index: int, parameter: str, ctx: SourceContext) -> str:
     """An earlier output's URL while it still answers; else its saved copy, uploaded again."""
-    entry = await ctx.history.find(ctx.session, prediction_id)
+    entry = await ctx.history.lookup(ctx.session, prediction_id)
     outputs = list(entry.outputs) if entry is not None else []
     if not outputs:
         try:
