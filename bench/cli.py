@@ -35,6 +35,7 @@ from bench.sections import (
     hostile,
     memory,
     polling,
+    store,
     tool_list,
     turns,
     workers,
@@ -52,6 +53,7 @@ SECTIONS: list[tuple[str, Callable[[Context], Section]]] = [
     ("load", concurrency.section),
     ("memory", memory.section),
     ("workers", workers.section),
+    ("store", store.section),
     ("tool-list", tool_list.section),
     ("hostile", hostile.section),
 ]

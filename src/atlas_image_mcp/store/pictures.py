@@ -119,7 +119,7 @@ class Pictures:
             if fresh:
                 await _evict(tx, most)
 
-        await self._db.run(write)
+        await self._db.run_together(write)
 
     async def entries(self, owner: str, limit: int | None = None, *, scope: str = "") -> list[PictureRecord]:
         """The scope's predictions, newest first."""
