@@ -233,6 +233,7 @@ def _write_scaling(s: Section, p: Plan, scaled: list[Scaled]) -> None:
         "HAProxy, the emulator and this client. CPU seconds per process group over the run.",
     )
     s.add("")
+    failures = [f"{x.replicas} replica(s): {x.first_error[:200]}" for x in scaled if x.first_error]
     s.table(
         [
             "replicas",
@@ -262,6 +263,9 @@ def _write_scaling(s: Section, p: Plan, scaled: list[Scaled]) -> None:
             for x in scaled
         ],
     )
+    if failures:
+        s.add("First failure of each run that had one: " + "; ".join(failures))
+        s.add("")
     total = [x.cpu_replicas + x.cpu_database + x.cpu_balancer + x.cpu_emulator + x.cpu_client for x in scaled]
     busiest = max(zip(total, scaled, strict=True), key=lambda pair: pair[0] / pair[1].wall)
     s.add(
