@@ -9,6 +9,7 @@ land on any particular replica. What is shown:
 * budgets are exact across replicas: 60 concurrent paid calls against a daily budget that allows
   20, and exactly 20 POSTs reach Atlas;
 * one user's ``last`` and gallery continue whichever replica answers (and stay that user's);
+* the sessions a key may hold are counted across replicas (two in-process replicas on one store);
 * a replica killed with SIGKILL mid-job: its task is collected through another replica, and its
   calls are settled by another (one found by its prediction id, one that died before recording
   the id, found in Atlas' history by the fingerprint of its body);
@@ -38,9 +39,13 @@ import pytest
 from mcp import Client
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .conftest import TEST_KEY, text_of
+from atlas_image_mcp.http import create_http_app
+from atlas_image_mcp.runtime import Runtime
+from atlas_image_mcp.settings import Settings
+
+from .conftest import TEST_KEY, make_api, text_of
 from .emulation import Emulator
-from .http_helpers import ENTRY_POINT, child_env, mcp_transport, serve_app
+from .http_helpers import ENTRY_POINT, INITIALIZE, MCP_HEADERS, child_env, mcp_transport, serve_app
 from .servers import Balancer, TempPostgres, haproxy_missing, replica_processes, unavailable
 from .test_tasks import CreatedTask, TasksClient, get_task
 
@@ -240,6 +245,36 @@ async def test_one_users_last_and_gallery_continue_on_whichever_replica_answers(
     assert here is not None and [p["prediction_id"] for p in here["pictures"]] == made
     assert all(g is not None and [p["prediction_id"] for p in g["pictures"]] == made for g in balanced)
     assert theirs is not None and theirs["pictures"] == []  # and it is Alice's alone
+
+
+# --- sessions per key ------------------------------------------------------------------------------
+
+
+def test_the_sessions_a_key_may_hold_are_counted_across_replicas(
+    postgres: TempPostgres, emulator: Emulator
+) -> None:
+    """Two replicas (in this process) sharing one PostgreSQL: a key at its session limit on one is at
+    it on the other; another key is not; a session closed on one frees a place on both."""
+    url = postgres.new_database()
+
+    def replica() -> Any:
+        settings = Settings(user_keys=True, database_url=url, max_sessions_per_key=2, wait_seconds=5)
+        return create_http_app(Runtime.create(settings, client=make_api(emulator, api_key=None), remote=True))
+
+    def initialize(http: httpx.Client, base: str, key: str) -> httpx.Response:
+        return http.post(f"{base}/mcp", headers={**MCP_HEADERS, "x-atlas-api-key": key}, json=INITIALIZE)
+
+    with serve_app(replica()) as one, serve_app(replica()) as two, httpx.Client(timeout=10) as http:
+        first = initialize(http, one, ALICE)
+        assert first.status_code == 200 and initialize(http, two, ALICE).status_code == 200
+        over = initialize(http, one, ALICE)  # the third, on either replica
+        assert over.status_code == 429 and "2 open sessions" in over.json()["error"]["message"]
+        assert initialize(http, two, ALICE).status_code == 429
+        assert initialize(http, two, BOB).status_code == 200  # another key is not affected
+        session = {"mcp-session-id": first.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+        closed = http.delete(f"{one}/mcp", headers={**MCP_HEADERS, "x-atlas-api-key": ALICE, **session})
+        assert closed.status_code in (200, 204)
+        assert initialize(http, two, ALICE).status_code == 200  # its place is free on the other one
 
 
 # --- a replica killed mid-job ---------------------------------------------------------------------
