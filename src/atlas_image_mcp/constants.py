@@ -208,6 +208,14 @@ SHUTDOWN_ANSWER_SECONDS = 2.0
 
 # --- offline mode --------------------------------------------------------------------------------
 
-OFFLINE_BASE_URL = "http://atlas.emulator"
+#: The in-process emulator's origin. ``.invalid`` is reserved (RFC 2606): no resolver answers for it, so
+#: nothing outside this process could open such a URL, and results show those pictures by their
+#: resource URI instead (:func:`atlas_image_mcp.render.shown_url`).
+OFFLINE_BASE_URL = "http://offline-emulator.invalid"
+#: The sentence every offline picture result ends with.
+OFFLINE_NOTE = (
+    "Offline: the built-in emulator of the Atlas API drew this picture; nothing was sent to Atlas and "
+    "nothing was charged (a cost shown is what Atlas would charge)."
+)
 OFFLINE_API_KEY = "offline-emulator-key"
 DEFAULT_EMULATOR_LATENCY = 1.0

@@ -20,7 +20,7 @@ from mcp_types import CallToolResult
 
 from .call import Call, fail
 from .collect import collect
-from .constants import IMAGE_MODES, MAX_NUM_IMAGES, ImageMode
+from .constants import IMAGE_MODES, MAX_NUM_IMAGES, OFFLINE_NOTE, ImageMode
 from .errors import ContentBlockedError, LedgerError, PredictionFailedError
 from .history import HistoryEntry
 from .ledger import parse_usd
@@ -187,6 +187,8 @@ def _answer(
         call.runtime.history.completed(call.caller.history, delivery.entry, result)
     if call.shows_apps:
         result = without_local_paths(result)
+    if call.runtime.offline:
+        notes = [*notes, OFFLINE_NOTE]
     return tool_result(result, blocks, notes, is_error=is_error)
 
 
