@@ -273,6 +273,13 @@ class Settings(BaseModel):
     log_level: Annotated[str, BeforeValidator(_upper)] = setting(
         "ATLAS_MCP_LOG_LEVEL", "INFO", "stderr log level"
     )
+    port: int = setting(
+        "ATLAS_MCP_PORT",
+        C.DEFAULT_HTTP_PORT,
+        "HTTP: the port serve --transport http listens on (unless --port is given) and healthcheck probes",
+        ge=1,
+        le=65535,
+    )
     auth_token: str | None = setting(
         "ATLAS_MCP_AUTH_TOKEN", None, "HTTP: bearer token every MCP request must carry", secret=True
     )
