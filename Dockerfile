@@ -23,8 +23,8 @@ COPY src ./src
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.12-slim
-# The MCP Registry checks this label to accept the image as the server's (change OWNER in one place:
-# scripts/registry_owner.txt, then run python scripts/make_server_json.py).
+# The MCP Registry checks this label to accept the image as the server's. The owner is written once,
+# in pyproject.toml's [project.urls]; `python scripts/registry.py --write` brings this line along.
 LABEL io.modelcontextprotocol.server.name="io.github.OWNER/atlas-image-mcp" \
       org.opencontainers.image.source="https://github.com/OWNER/atlas-image-mcp" \
       org.opencontainers.image.licenses="MIT"

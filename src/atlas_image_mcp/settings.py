@@ -439,6 +439,8 @@ class SettingVar(BaseModel):
     field: str
     description: str
     shown_default: str
+    #: A key or token: never shown (and marked secret in the MCP Registry's server.json).
+    secret: bool = False
 
 
 def _declared() -> dict[str, SettingVar]:
@@ -448,7 +450,11 @@ def _declared() -> dict[str, SettingVar]:
         assert isinstance(extra, dict), name
         env = str(extra["env"])
         out[env] = SettingVar(
-            env=env, field=name, description=info.description or "", shown_default=str(extra["shown_default"])
+            env=env,
+            field=name,
+            description=info.description or "",
+            shown_default=str(extra["shown_default"]),
+            secret=not info.repr,
         )
     return out
 
