@@ -20,8 +20,8 @@ It knows nothing about this project's server.
 extension's ``tasks-*`` scenarios); both are pinned in ``scripts/npm-tools/package.json``.
 ``mcpb_cmd``, ``mcp_remote_cmd`` and ``claude_cmd`` run the other three.
 
-Set ``ATLAS_NPM_TOOLS_REQUIRED=1`` (e.g. in CI) to turn "tools unavailable" from a
-skip into a failure. ``ATLAS_NPM_CACHE`` moves the cache folder.
+In CI (``CI=true``, which CI services set) or with ``ATLAS_NPM_TOOLS_REQUIRED=1``, "tools
+unavailable" is a failure instead of a skip. ``ATLAS_NPM_CACHE`` moves the cache folder.
 """
 
 from __future__ import annotations
@@ -155,14 +155,16 @@ def unavailable_reason() -> str | None:
 def require_tools() -> NpmTools:
     """:func:`ensure_tools` for tests: skip with the reason when unavailable.
 
-    With ``ATLAS_NPM_TOOLS_REQUIRED`` set to a true value it fails instead of skipping.
+    In CI (``CI=true``) or with ``ATLAS_NPM_TOOLS_REQUIRED`` set to a true value it fails instead
+    of skipping.
     """
     import pytest
 
     tools = ensure_tools()
     if tools is None:
         reason = unavailable_reason() or "Node test tools unavailable"
-        if os.environ.get("ATLAS_NPM_TOOLS_REQUIRED", "").strip().lower() in ("1", "true", "yes"):
+        flags = (os.environ.get("ATLAS_NPM_TOOLS_REQUIRED", ""), os.environ.get("CI", ""))
+        if any(flag.strip().lower() in ("1", "true", "yes") for flag in flags):
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
     return tools
