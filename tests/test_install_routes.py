@@ -286,6 +286,7 @@ def _still_running(marker: str) -> list[str]:
 
 
 @pytest.mark.npm
+@pytest.mark.slow
 async def test_mcp_remote_with_a_wrong_token_never_connects_and_is_ended(
     tools: NpmTools, tmp_path: Path
 ) -> None:
