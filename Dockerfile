@@ -15,12 +15,14 @@
 # The spend ledger (budgets and usage) is kept in /home/mcp/.local/state/atlas-image-mcp: mount a
 # volume there, or at ATLAS_MCP_STATE_DIR, for budgets that outlive the container.
 
-# The wheel is built in a stage of its own: the image gets the package, not the build tools.
+# The wheels are made in a stage of its own: the package and every dependency, with [postgres] (the
+# driver of a shared PostgreSQL store, ATLAS_MCP_DATABASE_URL, for several replicas). The image then
+# installs them from that folder alone, with no build tools and no index.
 FROM python:3.12-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[postgres]"
 
 FROM python:3.12-slim
 # The MCP Registry checks this label to accept the image as the server's. The owner is written once,
@@ -36,7 +38,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 RUN useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin mcp
 COPY --from=build /wheels /wheels
-RUN pip install /wheels/*.whl && rm -rf /wheels
+RUN pip install --no-index /wheels/*.whl && rm -rf /wheels
 
 # A numeric user, so a platform can check it is not root (Kubernetes runAsNonRoot).
 USER 10001:10001

@@ -19,6 +19,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import LoggingLevel
 
+from . import compat
 from .client import AtlasClient
 from .constants import CALL_MARGIN_SECONDS
 from .errors import AtlasError
@@ -59,7 +60,8 @@ class Call:
         runtime: Runtime = ctx.request_context.lifespan_context
         outputs = Outputs(runtime.output_dir, runtime.may_write_files, runtime.save_by_default)
         moment = time.monotonic() if started is None else started
-        return cls(ctx, runtime, runtime.caller(ctx.headers), outputs, moment)
+        connection = compat.lasting_connection_id(ctx.request_context.session)
+        return cls(ctx, runtime, runtime.caller(ctx.headers, connection), outputs, moment)
 
     @cached_property
     def api(self) -> AtlasClient:
@@ -107,8 +109,25 @@ class Call:
             remote=self.runtime.remote,
             upload_root=settings.upload_root,
             max_upload_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_pixels,
+            owns=self.owns_prediction,
             upload=upload,
         )
+
+    async def owns_prediction(self, prediction_id: str) -> bool:
+        """Whether this caller made (or collected) ``prediction_id``, so may use the copies saved here.
+
+        Over stdio, and on a hosted server spending its own key, every caller is one identity. With
+        per-user keys the output folder is shared, so only the identity the prediction belongs to
+        may: its history knows it, or the spend ledger (which survives restarts) has it sent with
+        the caller's key. Never what Atlas says for another key.
+        """
+        runtime = self.runtime
+        if not runtime.per_user_keys:
+            return True
+        if runtime.history.owns(self.caller.history.owner, prediction_id):
+            return True
+        return await runtime.ledger.started(self.caller.key, prediction_id)
 
 
 def fail(err: AtlasError) -> ToolError:

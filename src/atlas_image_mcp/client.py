@@ -483,7 +483,6 @@ class AtlasClient:
     def _auth_headers(self) -> dict[str, str]:
         if not self._api_key:
             raise MissingAPIKeyError()
-        register_secret(self._api_key)  # about to be sent: kept out of every message from now on
         return {"Authorization": f"Bearer {self._api_key}"}
 
     async def _request(self, request: ApiRequest, *, deadline: float | None = None) -> Any:
@@ -499,7 +498,7 @@ class AtlasClient:
             if deadline is not None:
                 seconds = min(seconds, deadline - self._shared.clock())
             try:
-                return await self._send_once(request, url, headers, seconds)
+                answer = await self._send_once(request, url, headers, seconds)
             except (APIConnectionError, APIStatusError, InvalidResponseError) as err:
                 if isinstance(err, AuthenticationError) and err.status_code == 401:
                     forget_secret(self._api_key)  # a key Atlas does not know is nobody's secret
@@ -521,6 +520,10 @@ class AtlasClient:
                     err.message[:200],
                 )
                 await self._shared.sleep(delay)
+            else:
+                if request.auth:  # Atlas accepted the key: kept out of every message from now on
+                    register_secret(self._api_key)
+                return answer
 
     async def _send_once(self, request: ApiRequest, url: str, headers: dict[str, str], seconds: float) -> Any:
         """One attempt, bounded as a whole by ``seconds`` (connecting, sending and the whole answer)."""

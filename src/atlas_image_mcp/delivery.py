@@ -23,8 +23,7 @@ from .collect import collect
 from .constants import IMAGE_MODES, MAX_NUM_IMAGES, OFFLINE_NOTE, ImageMode
 from .errors import ContentBlockedError, LedgerError, PredictionFailedError
 from .history import HistoryEntry
-from .ledger import parse_usd
-from .models import Prediction
+from .models import Prediction, parse_usd
 from .polling import duration_of
 from .render import GenerationResult, price_text, tool_result, without_local_paths
 from .settings import setting_hint

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -44,6 +44,7 @@ import anyio.to_thread
 
 from .constants import IMAGE_WINDOW_SECONDS, LEDGER_BUSY_SECONDS, LEDGER_KEEP_DAYS, USAGE_LARGEST
 from .errors import BudgetError, LedgerError, SpendLimitError
+from .models import parse_usd
 from .redact import key_digest
 from .settings import env_name
 
@@ -64,7 +65,6 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _MICROS = Decimal("0.000001")
-_MAX_USD = Decimal(1_000_000)  # no single call costs more: anything above is not a price
 _SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -96,20 +96,6 @@ def bucket_of(api_key: str | None) -> str:
 def micros(amount: Decimal) -> int:
     """Whole micro-dollars, rounded up (an estimate never shrinks)."""
     return int(amount.quantize(_MICROS, rounding=ROUND_CEILING) / _MICROS)
-
-
-def parse_usd(value: object) -> Decimal | None:
-    """An amount of USD from outside (Atlas' ``price``): a finite, non-negative, sane number, or None."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        return None
-    text = str(value).strip()
-    if not text or len(text) > 32:
-        return None
-    try:
-        amount = Decimal(text)
-    except (InvalidOperation, ValueError):
-        return None
-    return amount if amount.is_finite() and 0 <= amount <= _MAX_USD else None
 
 
 def dollars(value: int) -> Decimal:
@@ -233,8 +219,8 @@ class Ledger:
     ) -> Reservation:
         """Check the limits and record the call, atomically; raise SpendLimitError or BudgetError.
 
-        ``amount`` is what the call is held at against the daily budget (the estimate, or the
-        caller's max_cost_usd when the price is unknown; None: unknown).
+        ``amount`` is what the call is held at against the daily budget (the estimate, or a
+        cautious amount when the price is unknown; None: unknown).
         """
         return await self._run(
             partial(self._reserve, bucket_of(api_key), tool, model, images, estimate, amount)
@@ -263,6 +249,10 @@ class Ledger:
         """
         value = 0 if failed else (micros(charged) if charged is not None else None)
         return await self._run(partial(self._settle, bucket_of(api_key), prediction_id, value))
+
+    async def started(self, api_key: str | None, prediction_id: str) -> bool:
+        """Whether this key sent the call that became ``prediction_id`` (within the rows kept)."""
+        return await self._run(partial(self._started, bucket_of(api_key), prediction_id))
 
     async def usage(self, api_key: str | None, days: int) -> Usage:
         """Spend by day and model over the last ``days`` UTC days, and the largest calls."""
@@ -435,6 +425,12 @@ class Ledger:
         if value is not None and value != charged:
             self._write("UPDATE calls SET charged = ? WHERE id = ?", (value, row))
         return dollars(estimate) if estimate is not None else None
+
+    def _started(self, bucket: str, prediction_id: str) -> bool:
+        found = self._connection().execute(
+            "SELECT 1 FROM calls WHERE bucket = ? AND prediction_id = ? LIMIT 1", (bucket, prediction_id)
+        )
+        return found.fetchone() is not None
 
     def _usage(self, bucket: str, days: int) -> Usage:
         conn = self._connection()

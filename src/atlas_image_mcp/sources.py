@@ -4,7 +4,9 @@ The picture tools take their input pictures in any of these forms, resolved here
 
 * ``last``: the latest picture this session produced;
 * a prediction id, or an ``atlas-image://predictions/{id}/images/{n}`` URI from an earlier result:
-  its output URL, checked to still answer; when it has expired, the copy saved here is uploaded;
+  its output URL, checked to still answer; when it has expired, the copy saved here is uploaded
+  (with per-user keys only for the identity that made it: see :meth:`Call.owns_prediction
+  <atlas_image_mcp.call.Call.owns_prediction>`);
 * an ``http(s)`` URL: passed to Atlas as is (Atlas fetches it, not this server);
 * a ``data:`` URI or bare base64: decoded, checked to be a picture, uploaded (``uploadMedia``);
 * an absolute file path, over stdio only (inside ``ATLAS_MCP_UPLOAD_ROOT`` when it is set): checked
@@ -16,6 +18,7 @@ Results name the URLs used (``sources``), never the data itself.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 
@@ -24,9 +27,9 @@ import anyio
 from .client import AtlasClient
 from .constants import IMAGE_URI_PATTERN, MAX_PREDICTION_ID_CHARS
 from .errors import AtlasError, InvalidParameterError, LocalFileError, NotFoundError, no_such_prediction
-from .history import PictureHistory
-from .media import DataError, decode_data, filename_for, resolve_local_path
-from .render import inspect_image
+from .history import HistoryScope, PictureHistory
+from .media import DataError, decode_data, filename_for, read_local_file
+from .pictures import PictureError, check_input
 from .settings import env_name
 from .storage import find_saved
 
@@ -46,11 +49,14 @@ class SourceContext:
 
     api: AtlasClient
     history: PictureHistory
-    session: str
+    session: HistoryScope
     output_dir: Path
     remote: bool
     upload_root: Path | None
     max_upload_bytes: int
+    max_pixels: int
+    #: Whether the caller may use the copies saved here of a prediction (the identity that made it).
+    owns: Callable[[str], Awaitable[bool]]
     upload: bool  # False (dry runs): check pictures that would be uploaded, send nothing
 
 
@@ -126,7 +132,7 @@ async def _earlier_output(prediction_id: str, index: int, parameter: str, ctx: S
     url = outputs[index - 1] if 0 < index <= len(outputs) else None
     if url is not None and url.startswith(("http://", "https://")) and await ctx.api.reachable(url):
         return url
-    saved = find_saved(ctx.output_dir, prediction_id, index)
+    saved = find_saved(ctx.output_dir, prediction_id, index) if await ctx.owns(prediction_id) else None
     if saved is not None:
         data = await anyio.Path(saved).read_bytes()
         return await _upload_picture(data, saved.name, parameter, ctx, shown=f"The saved copy {saved}")
@@ -161,22 +167,13 @@ async def _upload_path(text: str, parameter: str, ctx: SourceContext) -> str:
             "URL or as base64 data, or upload it with upload_media and pass its download_url.",
         )
     path_text = text.removeprefix("file://")
-
-    def read() -> tuple[str, bytes]:
-        path = resolve_local_path(path_text, root=ctx.upload_root)
-        if not path.is_file():
-            raise LocalFileError(f"{path_text[:200]!r} is not a regular file.")
-        if path.stat().st_size > ctx.max_upload_bytes:
-            raise LocalFileError(
-                f"{path_text[:200]!r} is over the upload limit ({env_name('max_upload_mb')})."
-            )
-        return path.name, path.read_bytes()
-
-    try:
-        name, data = await anyio.to_thread.run_sync(read)
+    try:  # read once, off the event loop: what is checked and sent is what was read
+        local = await anyio.to_thread.run_sync(
+            lambda: read_local_file(path_text, root=ctx.upload_root, max_bytes=ctx.max_upload_bytes)
+        )
     except LocalFileError as err:
         raise InvalidParameterError(parameter, err.message) from None
-    return await _upload_picture(data, name, parameter, ctx, shown=repr(path_text[:200]))
+    return await _upload_picture(local.content, local.name, parameter, ctx, shown=repr(path_text[:200]))
 
 
 async def _upload_picture(data: bytes, name: str, parameter: str, ctx: SourceContext, *, shown: str) -> str:
@@ -187,11 +184,10 @@ async def _upload_picture(data: bytes, name: str, parameter: str, ctx: SourceCon
             f"the picture is {len(data) / 1024 / 1024:.1f} MB, over the upload limit "
             f"({env_name('max_upload_mb')}).",
         )
-    picture = await anyio.to_thread.run_sync(inspect_image, data)
-    if picture.width is None:
-        raise InvalidParameterError(
-            parameter, f"{shown} is not a picture (PNG, JPEG, WebP, ...) that can be read."
-        )
+    try:  # the one input check, as for upload_media
+        picture = await anyio.to_thread.run_sync(check_input, data, ctx.max_pixels)
+    except PictureError as err:
+        raise InvalidParameterError(parameter, f"{shown} {err}.") from None
     if "." not in name:
         name = filename_for(picture.mime_type)
     if not ctx.upload:

@@ -26,7 +26,7 @@ from ..render import GenerationResult, price_text, tool_result
 from ..settings import env_name
 from ..sources import resolve_picture
 from ..waiting import wait_for_picture
-from .cost import confirm, cost_words, not_sent
+from .cost import confirm, cost_words, held_explained, not_sent
 from .handoff import hand_off
 from .plan import Job, Plan, plan
 
@@ -89,16 +89,16 @@ async def _submit(call: Call, planned: Plan, prepared: PreparedRequest) -> CallT
     save = call.outputs.save_by_default if options.save is None else (options.save and _may_save(call))
     total = runtime.settings.wait_seconds
     deadline = call.deadline(total)
-    # Held against the daily budget: the estimate, or the caller's bound when the price is unknown.
-    amount = planned.estimate if planned.estimate is not None else planned.cap
-    reservation = await runtime.ledger.reserve(
-        call.caller.key,
-        tool=job.tool,
-        model=prepared.model,
-        images=prepared.num_images,
-        estimate=planned.estimate,
-        amount=amount,
-    )
+    # Held against the daily budget: the estimate, or a cautious amount when the price is unknown.
+    with held_explained(planned):
+        reservation = await runtime.ledger.reserve(
+            call.caller.key,
+            tool=job.tool,
+            model=prepared.model,
+            images=prepared.num_images,
+            estimate=planned.estimate,
+            amount=planned.held,
+        )
     try:
         prediction = await call.api.submit_image(prepared, deadline=deadline)
     except AtlasError as err:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ..call import Call
-from ..catalogue import ModelSpec
+from ..catalogue import UNKNOWN_PRICE_PER_IMAGE, ModelSpec
 from ..errors import InvalidParameterError
 from ..params import CallOptions, GenerationRequest
 from ..prepared import PreparedRequest
@@ -57,6 +57,21 @@ class Plan:
         """The caller's max_cost_usd, exactly as given."""
         value = self.job.options.max_cost_usd
         return Decimal(str(value)) if value is not None else None
+
+    @property
+    def held(self) -> Decimal | None:
+        """What the call is held at against the daily budget until Atlas reports the charge.
+
+        The estimate; for an unknown price the caller's max_cost_usd, but never less than
+        :data:`~atlas_image_mcp.catalogue.UNKNOWN_PRICE_PER_IMAGE` a picture (a small bound must not
+        let an unknown price slip under the budget); None: unknown and unbounded.
+        """
+        if self.estimate is not None:
+            return self.estimate
+        cap = self.cap
+        if cap is None:
+            return None
+        return max(cap, UNKNOWN_PRICE_PER_IMAGE * self.images)
 
 
 async def model_spec(call: Call, model: str) -> ModelSpec | None:
