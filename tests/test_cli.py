@@ -148,6 +148,19 @@ def test_the_dockerfile_is_slim_non_root_exposes_8000_and_checks_health() -> Non
     )
 
 
+def test_the_deploy_files_give_the_images_entry_point_its_arguments() -> None:
+    """compose's command and Kubernetes' args replace the image's CMD, after its ENTRYPOINT."""
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text(encoding="utf-8"))
+    deployment = yaml.safe_load((ROOT / "deploy" / "k8s" / "deployment.yaml").read_text(encoding="utf-8"))
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    for argv in (compose["services"]["mcp"]["command"], container["args"]):
+        assert json.loads(_instruction("ENTRYPOINT")) == ["atlas-image-mcp"]
+        args = build_parser().parse_args(argv)  # a usage error exits the test
+        assert args.command == "serve" and args.transport == "http", argv
+
+
 def _docker_ignored(path: str, patterns: list[str]) -> bool:
     """Whether Docker leaves ``path`` out of the build context: the last matching pattern decides,
     a pattern matches the path or a folder it is in, ``!`` takes a path back in."""
