@@ -138,8 +138,13 @@ async def _earlier_output(prediction_id: str, index: int, parameter: str, ctx: S
         return await _upload_picture(data, saved.name, parameter, ctx, shown=f"The saved copy {saved}")
     if url is not None and url.startswith("data:"):
         return await _upload_data(url, parameter, ctx)
-    if unknown:
-        raise InvalidParameterError(parameter, no_such_prediction(prediction_id), whole=True)
+    if unknown:  # what get_prediction says, then why no picture of it can be used here either
+        raise InvalidParameterError(
+            parameter,
+            f"{no_such_prediction(prediction_id)} No copy of it was saved here for you, so picture {index} "
+            "of it is no longer available; pass the picture itself (a URL, base64 data or a file).",
+            whole=True,
+        )
     raise InvalidParameterError(
         parameter,
         f"picture {index} of prediction {prediction_id} is no longer available at Atlas and no copy was "
