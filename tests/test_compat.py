@@ -228,6 +228,7 @@ def test_uvicorn_h11_protocol_still_has_what_the_head_timeout_reads() -> None:
             config=config, server_state=uvicorn.server.ServerState(), app_state={}, _loop=loop
         )
         assert protocol.conn.their_state is h11.IDLE and protocol.loop is loop
+        assert isinstance(protocol.connections, set)  # what limit_concurrency counts
         for name in ("connection_made", "data_received", "connection_lost"):
             assert callable(getattr(H11Protocol, name))
     finally:

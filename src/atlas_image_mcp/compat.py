@@ -273,6 +273,8 @@ class ConnectionGuard:
     """
 
     first_byte_seconds: float | None = None
+    #: how long a refused connection is kept, reading and dropping, after its answer (see below)
+    linger_seconds: float = 0.25
     max_head_bytes: int | None = None
     per_address: int | None = None
     address_of: Callable[[str], str | None] = str
@@ -296,8 +298,10 @@ def head_timeout_protocol(seconds: float, guard: ConnectionGuard | None = None) 
     connection that never sends a byte; it counts idle connections against ``limit_concurrency``
     with no bound per client; and h11 caps only a head still incomplete (one that arrives whole in
     one read, up to 64 KB, passes). The subclass reads the protocol's ``conn`` (the h11 state),
-    ``loop`` and ``transport`` attributes, which are not documented API. Goes away when uvicorn grows
-    a header-read timeout, a per-client connection limit and a total head size cap.
+    ``loop`` and ``transport`` attributes, and takes a refused connection out of ``connections``
+    (the server's set that ``limit_concurrency`` counts) while it lingers: none is documented API.
+    Goes away when uvicorn grows a header-read timeout, a per-client connection limit and a total
+    head size cap.
     """
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -368,11 +372,20 @@ def head_timeout_protocol(seconds: float, guard: ConnectionGuard | None = None) 
             super().connection_lost(exc)
 
         def _answer_and_close(self, answer: bytes) -> None:
+            """Write ``answer`` and end the connection. Closing a socket with unread data in it
+            resets the connection, and the client may lose the answer: so the write side is shut
+            first, what still arrives is read and dropped, and the socket closes a moment later."""
             self._shut = True
             self._stop_watching()
             self._stop_first_byte()
-            if not self.transport.is_closing():
-                self.transport.write(answer)
+            if self.transport.is_closing():
+                return
+            self.transport.write(answer)
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+                self.loop.call_later(limits.linger_seconds, self.transport.close)
+                self.connections.discard(self)  # answered: no longer one of uvicorn's open connections
+            else:
                 self.transport.close()
 
         def _silent(self) -> None:
