@@ -247,7 +247,7 @@ def _no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def parse_message(body: bytes) -> Any:
+def parse_message(body: bytes | bytearray) -> Any:
     """The JSON in ``body``: UTF-8, every key once per object (else :class:`_Unreadable`)."""
     try:
         text = body.decode("utf-8")
@@ -265,6 +265,13 @@ def parse_message(body: bytes) -> Any:
         raise _Unreadable(_PARSE_ERROR, "Parse error: the JSON is nested too deeply.") from None
     except ValueError as exc:
         raise _Unreadable(_PARSE_ERROR, f"Parse error: the body is not JSON ({str(exc)[:200]}).") from None
+
+
+def _classify(body: bytes | bytearray) -> tuple[str | None, bool]:
+    """The message's method, and whether it is a call that may carry a large body. Only these are
+    kept: the parsed message (an upload's data is as large as the body) is dropped at once."""
+    message = parse_message(body)
+    return _method(message), _is_large_tool_call(message)
 
 
 def _method(message: Any) -> str | None:
@@ -324,14 +331,14 @@ class BodyLimits:
             if not await self._read_large(scope, receive, send, body):
                 return
         try:
-            message = parse_message(bytes(body))
+            method, large_call = _classify(body)
         except _Unreadable as bad:
             await json_rpc_answer(send, 400, bad.code, bad.message)
             return
-        if len(body) > self.small and not _is_large_tool_call(message):
+        if len(body) > self.small and not large_call:
             await self._refuse(send, self.small)
             return
-        await self._forward(scope, receive, send, body, message)
+        await self._forward(scope, receive, send, body, method)
 
     async def _read_large(self, scope: Scope, receive: Receive, send: Send, body: bytearray) -> bool:
         """Read the rest of a large body in a slot of its identity; False once it was answered."""
@@ -410,9 +417,9 @@ class BodyLimits:
         return f"address:{client_address(scope)}"
 
     async def _forward(
-        self, scope: Scope, receive: Receive, send: Send, body: bytearray, message: Any
+        self, scope: Scope, receive: Receive, send: Send, body: bytearray, method: str | None
     ) -> None:
-        scope = dict(scope, **{METHOD: _method(message)})
+        scope = dict(scope, **{METHOD: method})
         sent = False
 
         async def replay() -> Message:
