@@ -352,9 +352,10 @@ def head_timeout_protocol(seconds: float, guard: ConnectionGuard | None = None) 
             """Follow the request head being received; False once it is longer than the cap."""
             if self.conn.their_state not in (h11.IDLE, h11.DONE):
                 return True  # a body
-            seen = self._head + data
+            cap = limits.max_head_bytes or 0
+            seen = self._head + data[: cap + 4]  # what follows a head that fits is its body
             end = _HEAD_END.search(seen)
-            if (end.end() if end else len(seen)) > (limits.max_head_bytes or 0):
+            if (end.end() if end else len(seen)) > cap:
                 return False
             self._head = b"" if end else seen
             return True

@@ -661,9 +661,10 @@ def _raw_answer(status: int, message: str) -> bytes:
     """A whole HTTP/1.1 answer with a JSON-RPC error body, written by the protocol before it closes."""
     body = error_body(_INVALID_REQUEST if status < 500 else _INTERNAL_ERROR, message)
     phrase = HTTPStatus(status).phrase
+    retry = "retry-after: 5\r\n" if status == 503 else ""
     head = (
         f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nretry-after: 5\r\nconnection: close\r\n\r\n"
+        f"content-length: {len(body)}\r\n{retry}connection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
 
