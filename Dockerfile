@@ -21,7 +21,8 @@ RUN useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin mcp
 WORKDIR /tmp/build
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install . && cd / && rm -rf /tmp/build
+# [postgres]: the driver of a shared PostgreSQL store (ATLAS_MCP_DATABASE_URL), for several replicas
+RUN pip install ".[postgres]" && cd / && rm -rf /tmp/build
 
 USER mcp
 WORKDIR /home/mcp

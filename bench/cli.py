@@ -28,6 +28,7 @@ from bench.machine import calibration, load_average, machine
 from bench.progress import log
 from bench.report import Context, Section, render
 from bench.sections import (
+    batch,
     cold_start,
     concurrency,
     edit,
@@ -47,6 +48,7 @@ SECTIONS: list[tuple[str, Callable[[Context], Section]]] = [
     ("cold-start", cold_start.section),
     ("polling", polling.section),
     ("edit", edit.section),
+    ("batch", batch.section),
     ("turns", turns.section),
     ("load", concurrency.section),
     ("memory", memory.section),

@@ -28,6 +28,7 @@ TOOL_NAMES = frozenset(
         "generate_variations",
         "get_prediction",
         "upload_media",
+        "export_image",
         "list_models",
         "show_gallery",
         "get_balance",
@@ -150,3 +151,8 @@ def connect(emulator: Emulator, settings: Settings) -> Callable[..., Any]:
 
 def text_of(result: Any) -> str:
     return "\n".join(block.text for block in result.content if getattr(block, "type", None) == "text")
+
+
+# A throwaway PostgreSQL from the distribution's binaries (tests/servers.py): ``postgres`` for the
+# session, ``own_postgres`` for a test that stops or kills it. Imported here to be fixtures everywhere.
+from .servers import own_postgres, postgres  # noqa: E402, F401

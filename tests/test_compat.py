@@ -233,3 +233,24 @@ def test_uvicorn_h11_protocol_still_has_what_the_head_timeout_reads() -> None:
             assert callable(getattr(H11Protocol, name))
     finally:
         loop.close()
+
+
+async def test_a_lasting_connection_has_one_server_made_name_and_a_2026_request_none() -> None:
+    server: MCPServer[Any] = MCPServer("probe")
+    names: list[str | None] = []
+
+    @server.tool()
+    def probe(ctx: Context) -> str:
+        names.append(compat.lasting_connection_id(ctx.request_context.session))
+        return "ok"
+
+    async with Client(server, mode="legacy") as first, Client(server, mode="legacy") as second:
+        await first.call_tool("probe", {})
+        await first.call_tool("probe", {})
+        await second.call_tool("probe", {})
+    async with Client(server, mode="2026-07-28") as modern:
+        await modern.call_tool("probe", {})
+        await modern.call_tool("probe", {})
+    one, again, other, modern_one, modern_two = names
+    assert isinstance(one, str) and one == again and other not in (None, one)
+    assert modern_one is None and modern_two is None

@@ -308,6 +308,12 @@ SIDE_ENVELOPE = Range(
     min(s.side.minimum for s in BUILT_IN if s.side), max(s.side.maximum for s in BUILT_IN if s.side)
 )
 MAX_REFERENCES = max(s.references for s in BUILT_IN)
+#: What a picture of a model whose price is unknown is held at against a daily budget: the most
+#: expensive per-picture price of the built-in table (FLUX.1 Kontext [max]), so an unknown price
+#: never counts for less than any known one.
+UNKNOWN_PRICE_PER_IMAGE: Decimal = max(
+    s.price for s in BUILT_IN if s.price is not None and s.price_unit == "image"
+)
 
 
 # --- the live schema -------------------------------------------------------------------------------

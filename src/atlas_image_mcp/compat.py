@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -22,6 +23,7 @@ from mcp.server.mcpserver.resolve import build_resolver_plans, resolve_arguments
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp.server.session import ServerSession
 from mcp_types import InputRequiredResult
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "ConnectionGuard",
     "head_timeout_protocol",
     "hold_sse_drain",
+    "lasting_connection_id",
     "release_sse_drain",
     "stop_listening",
     "untested_versions",
@@ -129,6 +132,36 @@ def connection_state(session: Any) -> dict[str, Any]:
     connection = getattr(session, "_connection", None)
     state = getattr(connection, "state", None)
     return state if isinstance(state, dict) else {}
+
+
+_CONNECTION_ID = "atlas_image_mcp.connection_id"
+
+
+def lasting_connection_id(session: Any) -> str | None:
+    """A name this server gave the connection behind ``session``, when that connection lasts.
+
+    It lasts across requests on the handshake path (stdio, a streamable-HTTP session, an SSE
+    stream: the SDK builds one ``Connection`` for it, with a back-channel); a stateless request, and
+    every 2026-07-28 request, gets a connection of its own, so there is nothing to name (None). The
+    name is random, made here, and kept in the connection's state: nothing a client sends (such as
+    an ``Mcp-Session-Id`` header) can choose it.
+
+    Why: like :func:`connection_state`, only ``session._connection`` reaches the connection (its
+    ``has_standalone_channel`` and ``protocol_version`` are public). Goes away when the SDK gives
+    handlers a public, server-made identifier of the connection or session.
+    """
+    connection = getattr(session, "_connection", None)
+    state = getattr(connection, "state", None)
+    if (
+        not isinstance(state, dict)
+        or not getattr(connection, "has_standalone_channel", False)
+        or getattr(connection, "protocol_version", None) in MODERN_PROTOCOL_VERSIONS
+    ):
+        return None
+    name = state.get(_CONNECTION_ID)
+    if not isinstance(name, str):
+        name = state[_CONNECTION_ID] = secrets.token_hex(16)
+    return name
 
 
 def quiet_session(session: ServerSession, on_progress: Callable[[str | None], None]) -> ServerSession:

@@ -61,8 +61,13 @@ DEFAULT_TASK_WAIT_SECONDS = 1800.0
 MAX_TASK_WAIT_SECONDS = 6 * 3600
 #: A task stays readable this long after its wait bound (its ttlMs = wait bound + this).
 TASK_KEEP_SECONDS = 3600
-#: Task records one process keeps (past this, tools answer in one call as without tasks).
+#: Task records one process keeps (past this, tools answer in one call as without tasks), and one
+#: owner (one Atlas key; every client of a server spending its own key) keeps: past that its oldest
+#: finished ones go, and while all of them run it gets no more.
 MAX_TASKS = 1000
+MAX_TASKS_PER_OWNER = 100
+#: The shortest lifetime a client may ask for a task (``params.task.ttl``, 2025-11-25), in seconds.
+TASK_MIN_TTL_SECONDS = 60
 #: Results (pictures included) of finished tasks one process holds; past this the oldest ones that
 #: can be rebuilt from their id are dropped, and rebuilt from Atlas if asked for again.
 MAX_TASK_RESULTS_MB = 64
@@ -87,6 +92,8 @@ MAX_COST_USD = 1000
 #: The ledger (budgets and usage) inside the state folder; rows are kept this many days.
 LEDGER_FILE = "ledger.sqlite3"
 LEDGER_KEEP_DAYS = 90
+#: What ATLAS_MCP_DATABASE_URL may name: an SQLite file, or a PostgreSQL server (libpq's URL forms).
+STORE_URL_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
 #: How long a ledger write waits for another process holding the ledger, in seconds.
 LEDGER_BUSY_SECONDS = 10.0
 #: The images-per-hour limit counts images started in a rolling window this long, in seconds.
@@ -122,6 +129,11 @@ SEED_MAX = 2**31 - 1
 MAX_PROMPT_CHARS = 10_000
 MAX_MODEL_ID_CHARS = 200
 MAX_NUM_IMAGES = 4
+#: Jobs one generate_image call may run as a batch (prompts x count), and entries one export makes.
+MAX_BATCH = 8
+MAX_EXPORTS = 12
+#: How long a client has to list its roots (workspace folders) when a call writes into them.
+ROOTS_SECONDS = 10.0
 MAX_PATH_CHARS = 4096
 MAX_FILENAME_CHARS = 255
 MAX_PREDICTION_ID_CHARS = 128
@@ -157,12 +169,9 @@ VIEWER_POLL_WAIT_SECONDS = 10
 #: The viewer stops polling a running job after this many calls (then offers "Check again").
 VIEWER_MAX_POLLS = 60
 
-# --- this session's pictures ---------------------------------------------------------------------
+# --- each caller's pictures ----------------------------------------------------------------------
 
-#: The HTTP header that names an MCP session (streamable HTTP), lower case.
-SESSION_ID_HEADER = "mcp-session-id"
-#: The session key of stdio (and of a server with one key of its own and no session header).
-LOCAL_SESSION = "local"
+#: Pictures remembered per caller and connection, and connections remembered in all (history.py).
 HISTORY_MAX_ENTRIES = 100
 HISTORY_MAX_SESSIONS = 1000
 

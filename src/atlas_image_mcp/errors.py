@@ -9,6 +9,7 @@ The tree::
       + SpendLimitError              the images-per-hour limit refused a generation
       + BudgetError                  the daily USD budget refused a generation
       + LedgerError                  the spend ledger cannot be read or written
+        - StoreUnavailableError      the store cannot be reached now (nothing was sent)
       + SaveError                    a picture could not be written to the output folder
       + APIConnectionError           the request did not get an answer (``sent``: it may have arrived)
         - APITimeoutError            ... because it timed out
@@ -60,6 +61,7 @@ __all__ = [
     "SaveError",
     "ServerError",
     "SpendLimitError",
+    "StoreUnavailableError",
     "status_error",
 ]
 
@@ -210,6 +212,23 @@ class BudgetError(AtlasError):
 
 class LedgerError(AtlasError):
     """The spend ledger (budgets and usage) cannot be opened, read or written."""
+
+
+class StoreUnavailableError(LedgerError):
+    """The store (``ATLAS_MCP_DATABASE_URL``) cannot be reached now; a paid call sent nothing.
+
+    ``down_since``: Unix time the store was first found unreachable. The server keeps trying to
+    reach it and recovers by itself.
+    """
+
+    def __init__(self, where: str, reason: str, *, down_since: float) -> None:
+        self.where = where
+        self.down_since = down_since
+        super().__init__(
+            f"The store that keeps budgets and shared state ({where}) cannot be reached ({reason}), so "
+            "nothing was sent and nothing was spent. The server reconnects by itself: try again in a "
+            "moment; if it lasts, the operator should check that the database is running."
+        )
 
 
 class SaveError(AtlasError):

@@ -16,7 +16,7 @@ from . import __version__
 from .constants import TASK_KEEP_SECONDS
 from .notify import install_logging_handler
 from .prompts import register_prompts
-from .redact import redact, redact_tree
+from .redact import redact, redact_tree, secret_in_scope
 from .resources import label_pictures, register_resources
 from .runtime import Runtime
 from .taskids import TaskIds, task_id_secret
@@ -58,19 +58,22 @@ async def redact_answers(ctx: ServerRequestContext[Any, Any], call_next: CallNex
     through :mod:`atlas_image_mcp.notify`, logs through the logging filter, HTTP error bodies
     through :class:`atlas_image_mcp.http.JsonRpcErrors`; each redacts at its one exit.)
     """
-    try:
-        result = await call_next(ctx)
-    except MCPError as err:
-        raise MCPError(err.code, redact(err.message), redact_tree(err.data)) from None
-    if result is None:
-        return None
-    wire = (
-        result
-        if isinstance(result, dict)
-        else result.model_dump(by_alias=True, mode="json", exclude_none=True)
-    )
-    redacted: dict[str, Any] = redact_tree(wire)
-    return redacted
+    runtime: Runtime = ctx.lifespan_context
+    # the caller's own key, whether or not Atlas knows it: out of its answers, notifications and logs
+    with secret_in_scope(runtime.current_key(getattr(ctx.request, "headers", None))):
+        try:
+            result = await call_next(ctx)
+        except MCPError as err:
+            raise MCPError(err.code, redact(err.message), redact_tree(err.data)) from None
+        if result is None:
+            return None
+        wire = (
+            result
+            if isinstance(result, dict)
+            else result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        )
+        redacted: dict[str, Any] = redact_tree(wire)
+        return redacted
 
 
 def request_state_security(runtime: Runtime) -> RequestStateSecurity:

@@ -271,6 +271,14 @@ class Settings(BaseModel):
         "folder of the spend ledger (budgets and usage; SQLite, on a local disk)",
         shown_default=f"~/.local/state/{C.OUTPUT_FOLDER_NAME}",
     )
+    database_url: str | None = setting(
+        "ATLAS_MCP_DATABASE_URL",
+        None,
+        "where budgets, usage and shared state live: sqlite:///PATH, or postgresql://... shared by "
+        "every replica",
+        shown_default="SQLite file in the state folder",
+        secret=True,
+    )
     log_level: Annotated[str, BeforeValidator(_upper)] = setting(
         "ATLAS_MCP_LOG_LEVEL", "INFO", "stderr log level"
     )
@@ -369,6 +377,13 @@ class Settings(BaseModel):
             except ValueError:
                 raise ValueError(f"{item[:60]!r} is not an IP address or network") from None
         return tuple(out)
+
+    @field_validator("database_url")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip().lower().startswith(C.STORE_URL_SCHEMES):
+            raise ValueError("must start with " + " or ".join(C.STORE_URL_SCHEMES))
+        return value.strip() if value is not None else None
 
     @field_validator("max_images_per_hour")
     @classmethod

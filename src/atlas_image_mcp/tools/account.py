@@ -198,6 +198,11 @@ async def get_usage(call: Call, args: GetUsageArguments) -> Annotated[CallToolRe
             "Note: this ledger is kept in memory (offline mode): it counts only since the server started."
         )
     lines.append("Only calls made through this server are counted; get_balance shows the whole account.")
+    if call.caller.shared:
+        lines.append(
+            "Every client of this server uses its one Atlas key, so all of them are one identity here: "
+            "this usage (and its prediction ids) is everyone's."
+        )
     return CallToolResult(
         content=[TextContent(type="text", text="\n".join(lines))],
         structured_content=result.model_dump(mode="json"),
