@@ -462,6 +462,7 @@ async def test_vscode_style_tasks_on_2025_11_25_get_list_result_and_cancel(
         "generate_variations": "optional",
         "get_prediction": None,
         "upload_media": None,
+        "export_image": None,
         "list_models": None,
         "show_gallery": None,
         "get_balance": None,

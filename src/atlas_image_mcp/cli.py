@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from . import __version__
 from .constants import DEFAULT_EMULATOR_LATENCY, DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT
-from .params import CallOptions, GenerationParams, PictureRef
+from .params import CallOptions, GenerationParams, PictureRef, ShapeOptions
 from .redact import redact_log as redact
 from .settings import ENV_VARS, Settings, SettingsError, default_output_dir, env_name
 
@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("prompt", help="what to draw")
     add_tool_options(gen, GenerationParams, skip={"prompt"})
     add_tool_options(gen, CallOptions, skip={"wait", "return_image", "save"})
+    add_tool_options(gen, ShapeOptions, skip=set())
     gen.add_argument(
         "--output-dir",
         type=_local_path,
@@ -316,7 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if settings.log_level != "DEBUG":  # the terminal shows progress and the result instead
                 logging.getLogger().setLevel(logging.WARNING)
 
-            arguments = {"prompt": args.prompt, **tool_arguments(args, GenerationParams, CallOptions)}
+            arguments = {
+                "prompt": args.prompt,
+                **tool_arguments(args, GenerationParams, CallOptions, ShapeOptions),
+            }
             offline = _offline(settings, args)
             return anyio.run(
                 partial(run_generate, settings, arguments, output_dir=args.output_dir, offline=offline)

@@ -54,6 +54,8 @@ class HistoryEntry:
     status: str = "created"
     #: The input pictures (URLs) of an edit or a variation.
     sources: tuple[str, ...] = ()
+    #: The batch it was one job of (the batch's id, shared by its jobs), if any.
+    batch: str | None = None
 
 
 class PictureHistory:
@@ -145,4 +147,5 @@ def _merge(old: HistoryEntry, new: HistoryEntry) -> HistoryEntry:
         paths=new.paths or old.paths,
         request_body=new.request_body if new.request_body is not None else old.request_body,
         sources=new.sources or old.sources,
+        batch=old.batch or new.batch,
     )

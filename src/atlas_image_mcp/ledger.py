@@ -12,7 +12,8 @@ cost until Atlas says). The rules, called by the one submission path (``tools/jo
 
 * :meth:`Ledger.reserve` before the POST, in one ``BEGIN IMMEDIATE`` transaction: the limits are
   read and the row written while every other writer (thread or process) waits, so two calls
-  racing for the last of a budget cannot both get it;
+  racing for the last of a budget cannot both get it; :meth:`Ledger.reserve_batch` does the same
+  for the jobs of a batch, one row each, in one transaction: all of them or none;
 * :meth:`Ledger.release` when nothing was started (the POST never left, or Atlas refused it with a
   4xx): the row goes; a POST that may have started keeps it;
 * :meth:`Ledger.submitted` once Atlas accepted the job, :meth:`Ledger.settle` when its charge is
@@ -31,7 +32,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -49,6 +50,7 @@ from .redact import key_digest
 from .settings import env_name
 
 __all__ = [
+    "BatchItem",
     "DayModel",
     "Ledger",
     "LedgerCall",
@@ -121,6 +123,15 @@ class Limits:
     @property
     def any(self) -> bool:
         return self.images_per_hour is not None or self.usd_per_day is not None
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One job of a batch to reserve: its images, its estimate, and the amount held for it."""
+
+    images: int
+    estimate: Decimal | None
+    amount: Decimal | None
 
 
 @dataclass(frozen=True)
@@ -225,6 +236,14 @@ class Ledger:
         return await self._run(
             partial(self._reserve, bucket_of(api_key), tool, model, images, estimate, amount)
         )
+
+    async def reserve_batch(
+        self, api_key: str | None, *, tool: str, model: str, jobs: Sequence[BatchItem]
+    ) -> list[Reservation]:
+        """:meth:`reserve` for every job of a batch at once: the limits are checked for their sum and
+        one row is written per job, in one transaction, so the batch is held whole or refused whole.
+        Each reservation is then released, submitted and settled on its own."""
+        return await self._run(partial(self._reserve_batch, bucket_of(api_key), tool, model, tuple(jobs)))
 
     async def release(self, reservation: Reservation) -> None:
         """Forget a reservation whose POST never started a job."""
@@ -367,22 +386,35 @@ class Ledger:
         estimate: Decimal | None,
         amount: Decimal | None,
     ) -> Reservation:
+        return self._reserve_batch(bucket, tool, model, (BatchItem(images, estimate, amount),))[0]
+
+    def _reserve_batch(
+        self, bucket: str, tool: str, model: str, jobs: tuple[BatchItem, ...]
+    ) -> list[Reservation]:
         conn = self._connection()
         now = self._clock()
+        amounts = [job.amount for job in jobs]
+        total = (
+            None
+            if any(a is None for a in amounts)
+            else sum((a for a in amounts if a is not None), Decimal(0))
+        )
+        rows: list[Reservation] = []
         with _writing(conn):  # the write lock: no other writer until COMMIT
-            self._within_limits(conn, bucket, images, amount, model, now)
-            cursor = conn.execute(
-                "INSERT INTO calls (bucket, started, day, tool, model, images, estimate, reserved) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    bucket, now, _day(now), tool[:64], model[:200], images,
-                    micros(estimate) if estimate is not None else None,
-                    micros(amount) if amount is not None else None,
-                ),
-            )  # fmt: skip
-            row = cursor.lastrowid
-        assert row is not None
-        return Reservation(row=row, bucket=bucket)
+            self._within_limits(conn, bucket, sum(job.images for job in jobs), total, model, now)
+            for job in jobs:
+                cursor = conn.execute(
+                    "INSERT INTO calls (bucket, started, day, tool, model, images, estimate, reserved) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        bucket, now, _day(now), tool[:64], model[:200], job.images,
+                        micros(job.estimate) if job.estimate is not None else None,
+                        micros(job.amount) if job.amount is not None else None,
+                    ),
+                )  # fmt: skip
+                assert cursor.lastrowid is not None
+                rows.append(Reservation(row=cursor.lastrowid, bucket=bucket))
+        return rows
 
     def _within_limits(
         self,

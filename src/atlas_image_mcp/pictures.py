@@ -19,7 +19,15 @@ from typing import IO, Any
 from .constants import PICTURE_FORMATS, THUMBNAIL_SIZE
 from .settings import env_name
 
-__all__ = ["CheckedPicture", "InputPicture", "PictureError", "check_input", "examine", "sniff"]
+__all__ = [
+    "CheckedPicture",
+    "InputPicture",
+    "PictureError",
+    "check_input",
+    "examine",
+    "open_picture",
+    "sniff",
+]
 
 
 class PictureError(ValueError):
@@ -88,6 +96,12 @@ def _open(source: Path | IO[bytes], max_pixels: int) -> Any:
         img.close()
         raise PictureError(f"is {img.width}x{img.height} ({pixels / 1e6:.1f} million pixels){_LIMIT}")
     return img
+
+
+def open_picture(source: Path | IO[bytes], max_pixels: int) -> Any:
+    """The picture at ``source``, opened (header read, nothing decoded) once it is an accepted format
+    within the pixel cap; raises :class:`PictureError`. The caller closes it."""
+    return _open(source, max_pixels)
 
 
 _LIMIT = f", over the limit ({env_name('max_megapixels')}); it was not decoded"

@@ -13,6 +13,10 @@ The picture tools take their input pictures in any of these forms, resolved here
   to be a picture, uploaded. A hosted server refuses paths: the file would be on the server.
 
 Results name the URLs used (``sources``), never the data itself.
+
+:func:`read_picture` takes the same forms to a file here instead, sending nothing to Atlas (for
+``export_image``): an earlier output is its saved copy when there is one, else its URL fetched; a
+URL is fetched through the guarded downloader; data and files are read as they are.
 """
 
 from __future__ import annotations
@@ -27,18 +31,20 @@ import anyio
 from .client import AtlasClient
 from .constants import IMAGE_URI_PATTERN, MAX_PREDICTION_ID_CHARS
 from .errors import AtlasError, InvalidParameterError, LocalFileError, NotFoundError, no_such_prediction
+from .fetch import Budget
 from .history import HistoryScope, PictureHistory
 from .media import DataError, decode_data, filename_for, read_local_file
 from .pictures import PictureError, check_input
 from .settings import env_name
 from .storage import find_saved
 
-__all__ = ["PENDING_UPLOAD", "SourceContext", "resolve_picture"]
+__all__ = ["PENDING_UPLOAD", "SourceContext", "read_picture", "resolve_picture"]
 
 _RESOURCE = re.compile(IMAGE_URI_PATTERN)
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
 _MIN_BASE64_CHARS = 64
+_FETCHABLE = ("https://", "http://", "data:")
 #: Where a dry run shows a picture that a real call would upload first.
 PENDING_UPLOAD = "https://upload.pending/"
 
@@ -96,6 +102,87 @@ async def resolve_picture(ref: str, parameter: str, ctx: SourceContext) -> str:
         f"{text[:80]!r} is not a picture reference. Give an https URL, a data: URI or base64, a prediction "
         "id or atlas-image:// URI from an earlier result, 'last', or (over stdio) an absolute file path.",
     )
+
+
+async def read_picture(
+    ref: str, parameter: str, ctx: SourceContext, *, scratch: Path, budget: Budget
+) -> Path:
+    """A file here holding the picture ``ref`` names (in ``scratch`` unless it is a saved copy or the
+    caller's own file); nothing is uploaded or submitted. The caller checks it is a picture."""
+    text = ref.strip()
+    if text.lower() == "last":
+        entry = ctx.history.last(ctx.session)
+        if entry is None:
+            raise InvalidParameterError(
+                parameter, "'last' means this session's latest picture, and there is none yet."
+            )
+        return await _earlier_file(entry.prediction_id, 1, parameter, ctx, scratch, budget)
+    if match := _RESOURCE.match(text):
+        return await _earlier_file(match.group(1), int(match.group(2)), parameter, ctx, scratch, budget)
+    if _HEX_ID.match(text) or (len(text) <= MAX_PREDICTION_ID_CHARS and ctx.history.find(ctx.session, text)):
+        return await _earlier_file(text, 1, parameter, ctx, scratch, budget)
+    if text.startswith(("https://", "http://")):
+        return (
+            await ctx.api.download(text, folder=scratch, max_bytes=ctx.max_upload_bytes, budget=budget)
+        ).path
+    if text.startswith("data:") or (len(text) >= _MIN_BASE64_CHARS and _BASE64.match(text)):
+        try:
+            decoded = decode_data(text, max_bytes=ctx.max_upload_bytes)
+        except DataError as err:
+            raise InvalidParameterError(parameter, f"{err}.") from None
+        path = scratch / filename_for(decoded.content_type)
+        await anyio.Path(path).write_bytes(decoded.content)
+        return path
+    if _looks_like_path(text):
+        if ctx.remote:
+            raise InvalidParameterError(
+                parameter,
+                "this server is hosted, so it cannot read files on your computer; pass a URL or data.",
+            )
+        try:  # opened once, no links followed: what is checked is what is read
+            local = await anyio.to_thread.run_sync(
+                lambda: read_local_file(
+                    text.removeprefix("file://"), root=ctx.upload_root, max_bytes=ctx.max_upload_bytes
+                )
+            )
+        except LocalFileError as err:
+            raise InvalidParameterError(parameter, err.message) from None
+        path = scratch / local.name
+        await anyio.Path(path).write_bytes(local.content)
+        return path
+    raise InvalidParameterError(
+        parameter,
+        f"{text[:80]!r} is not a picture reference. Give an https URL, a data: URI or base64, a prediction "
+        "id or atlas-image:// URI from an earlier result, 'last', or (over stdio) an absolute file path.",
+    )
+
+
+async def _earlier_file(
+    prediction_id: str, index: int, parameter: str, ctx: SourceContext, scratch: Path, budget: Budget
+) -> Path:
+    """An earlier output here: its saved copy, else its URL (from this session, else Atlas) fetched."""
+    entry = ctx.history.find(ctx.session, prediction_id)
+    kept = entry.paths[index - 1] if entry is not None and 0 < index <= len(entry.paths) else None
+    if kept and await anyio.Path(kept).is_file():
+        return Path(kept)
+    saved = find_saved(ctx.output_dir, prediction_id, index) if await ctx.owns(prediction_id) else None
+    if saved is not None:  # only the copy of a picture this caller made
+        return saved
+    outputs = [url for url in entry.outputs if url.startswith(_FETCHABLE)] if entry is not None else []
+    if len(outputs) < index:  # not in this session (or shown by resource URI): ask Atlas
+        try:
+            outputs = (await ctx.api.get_prediction(prediction_id)).outputs
+        except AtlasError:
+            outputs = []
+    if not 0 < index <= len(outputs):
+        raise InvalidParameterError(
+            parameter, f"picture {index} of prediction {prediction_id} is not known here or at Atlas."
+        )
+    return (
+        await ctx.api.download(
+            outputs[index - 1], folder=scratch, max_bytes=ctx.max_upload_bytes, budget=budget
+        )
+    ).path
 
 
 def _looks_like_path(text: str) -> bool:

@@ -154,12 +154,14 @@ def can_ask(call: Call) -> bool:
 def cost_words(plan: Plan) -> str:
     """``4 pictures x $0.08 with black-forest-labs/flux-kontext-max``, or why the price is unknown."""
     spec = plan.spec
+    jobs = f" in {plan.runs} jobs" if plan.runs > 1 else ""
     if spec is None or spec.price is None:
         return f"no price is known for {plan.model}"
     if spec.price_unit != "image":
-        return f"{usd(spec.price)} per run of {plan.model}"
+        runs = f"{plan.runs} runs x " if plan.runs > 1 else ""
+        return f"{runs}{usd(spec.price)} per run of {plan.model}"
     pictures = "1 picture" if plan.images == 1 else f"{plan.images} pictures"
-    return f"{pictures} x {usd(spec.price)} with {plan.model}"
+    return f"{pictures} x {usd(spec.price)} with {plan.model}{jobs}"
 
 
 def _question(plan: Plan, threshold: Decimal) -> str:

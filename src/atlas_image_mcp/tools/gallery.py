@@ -31,6 +31,7 @@ class GalleryPicture(BaseModel):
     prompt: str | None = None
     tool: str = Field(description="The tool that made it.")
     created: str = Field(description="When it was requested (ISO 8601, UTC).")
+    batch: str | None = Field(default=None, description="The batch it belongs to (shared by its pictures).")
 
 
 class GalleryResult(BaseModel):
@@ -58,6 +59,7 @@ def gallery(entries: list[HistoryEntry], limit: int, *, file_names: bool = False
                     prompt=entry.prompt,
                     tool=entry.tool,
                     created=created,
+                    batch=entry.batch,
                 )
             )
     return GalleryResult(pictures=pictures[:limit], total=len(pictures))
