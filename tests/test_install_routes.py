@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -183,6 +184,33 @@ async def test_a_cursor_link_installs_a_config_that_runs_from_pypi(wheel_dir: Pa
         async with Client(params, read_timeout_seconds=180) as client:
             result = await client.call_tool("generate_image", {"prompt": "a fox", "width": 512})
     assert _picture_ok(result)["width"] == 512
+
+
+# --- uvx --from a clone ----------------------------------------------------------------------------
+
+
+def test_uvx_from_a_clone_runs_the_clones_code_after_it_changes(tmp_path: Path) -> None:
+    """uv reuses its build of a folder until a cache key changes; its default key is pyproject.toml
+    alone, so a pulled or edited clone would go on running the old code."""
+    clone = tmp_path / "atlas-image-mcp"
+    clone.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        (clone / name).write_bytes((ROOT / name).read_bytes())
+    shutil.copytree(ROOT / "src", clone / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    uvx = [str(Path(sys.executable).with_name("uvx")), "--from", str(clone), "atlas-image-mcp", "--version"]
+    env = {**os.environ, **uv_environment()}
+
+    def version() -> str:
+        proc = subprocess.run(uvx, env=env, capture_output=True, text=True, timeout=240)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    first = version()
+    init = clone / "src" / "atlas_image_mcp" / "__init__.py"
+    init.write_text(
+        init.read_text(encoding="utf-8").replace('__version__ = "', '__version__ = "99.'), encoding="utf-8"
+    )
+    assert version() == first.replace("atlas-image-mcp ", "atlas-image-mcp 99.")
 
 
 # --- claude mcp add / claude mcp list --------------------------------------------------------------
