@@ -5,8 +5,8 @@
 Every server and the emulator run in their own processes; this script is only the client. The
 report is a table of sections (:data:`SECTIONS`), each a module of :mod:`bench.sections` whose
 ``section`` measures one thing and returns a :class:`~bench.report.Section`: its Markdown and its
-rows for the summary table, each row a measure with its target when it has one. Two of them also
-run on their own (``bench/toolsize.py``, ``bench/hostile.py``).
+rows for the summary table, each row a measure with its target when it has one. Three of them also
+run on their own (``bench/toolsize.py``, ``bench/hostile.py``, ``bench/isolation.py``).
 
 ``--quick`` runs a few-second version of every section (short durations, few calls, no npx,
 no profile): it shows the benchmark still works, asserts nothing about timings, and writes to a
@@ -33,6 +33,7 @@ from bench.sections import (
     concurrency,
     edit,
     hostile,
+    isolation,
     memory,
     polling,
     store,
@@ -56,6 +57,7 @@ SECTIONS: list[tuple[str, Callable[[Context], Section]]] = [
     ("store", store.section),
     ("tool-list", tool_list.section),
     ("hostile", hostile.section),
+    ("isolation", isolation.section),
 ]
 
 

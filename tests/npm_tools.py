@@ -1,7 +1,8 @@
-"""Node-side test tools: the MCP Inspector CLI and the MCP conformance suite (two versions).
+"""Node-side test tools: the MCP Inspector CLI, the MCP conformance suite (two versions), the
+MCP bundle CLI (mcpb), mcp-remote and the Claude Code CLI (claude).
 
-Both come from the npm registry and need Node >= 22, which ``scripts/npm-tools.sh``
-installs into a cache folder next to pinned copies of the two tools. This module
+They come from the npm registry; the Node ones need Node >= 22, which ``scripts/npm-tools.sh``
+installs into a cache folder next to pinned copies of the tools. This module
 runs that script once per test session and hands back the commands to run them.
 It knows nothing about this project's server.
 
@@ -17,9 +18,10 @@ It knows nothing about this project's server.
 ``conformance_cmd`` runs the suite 0.1.16 (the handshake-era generic scenarios),
 ``conformance_next_cmd`` 0.2.0-alpha.12 (the 2026-07-28 scenarios and the tasks
 extension's ``tasks-*`` scenarios); both are pinned in ``scripts/npm-tools/package.json``.
+``mcpb_cmd``, ``mcp_remote_cmd`` and ``claude_cmd`` run the other three.
 
-Set ``ATLAS_NPM_TOOLS_REQUIRED=1`` (e.g. in CI) to turn "tools unavailable" from a
-skip into a failure. ``ATLAS_NPM_CACHE`` moves the cache folder.
+In CI (``CI=true``, which CI services set) or with ``ATLAS_NPM_TOOLS_REQUIRED=1``, "tools
+unavailable" is a failure instead of a skip. ``ATLAS_NPM_CACHE`` moves the cache folder.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ INSTALL_TIMEOUT_S = 900.0
 _INSPECTOR_JS = "tools/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js"
 _CONFORMANCE_JS = "tools/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 _CONFORMANCE_NEXT_JS = "tools/node_modules/conformance-next/dist/index.js"
+_MCPB_MODULE = "tools/node_modules/@anthropic-ai/mcpb"
+_MCP_REMOTE_JS = "tools/node_modules/mcp-remote/dist/proxy.js"
 _MODE_FLAGS = ("--cli", "--web", "--tui")
 
 
@@ -52,6 +56,9 @@ class NpmTools:
     inspector_js: Path
     conformance_js: Path
     conformance_next_js: Path
+    mcpb_module: Path
+    mcp_remote_js: Path
+    claude: Path
     env: dict[str, str] = field(repr=False)
 
     def inspector_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
@@ -73,6 +80,19 @@ class NpmTools:
     def conformance_next_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
         """The same with the suite 0.2.0-alpha.12 (2026-07-28 and the tasks extension)."""
         return [str(self.node), str(self.conformance_next_js), *(os.fspath(a) for a in args)]
+
+    def mcpb_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
+        """``node <mcpb cli> *args``, e.g. ``("validate", "manifest.json")``."""
+        cli = self.mcpb_module / "dist" / "cli" / "cli.js"
+        return [str(self.node), str(cli), *(os.fspath(a) for a in args)]
+
+    def mcp_remote_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
+        """``node <mcp-remote> *args``: a stdio MCP server that forwards to a URL."""
+        return [str(self.node), str(self.mcp_remote_js), *(os.fspath(a) for a in args)]
+
+    def claude_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
+        """``claude *args`` (the Claude Code program of this platform)."""
+        return [str(self.claude), *(os.fspath(a) for a in args)]
 
 
 _state: dict[str, Any] = {}
@@ -135,14 +155,16 @@ def unavailable_reason() -> str | None:
 def require_tools() -> NpmTools:
     """:func:`ensure_tools` for tests: skip with the reason when unavailable.
 
-    With ``ATLAS_NPM_TOOLS_REQUIRED`` set to a true value it fails instead of skipping.
+    In CI (``CI=true``) or with ``ATLAS_NPM_TOOLS_REQUIRED`` set to a true value it fails instead
+    of skipping.
     """
     import pytest
 
     tools = ensure_tools()
     if tools is None:
         reason = unavailable_reason() or "Node test tools unavailable"
-        if os.environ.get("ATLAS_NPM_TOOLS_REQUIRED", "").strip().lower() in ("1", "true", "yes"):
+        flags = (os.environ.get("ATLAS_NPM_TOOLS_REQUIRED", ""), os.environ.get("CI", ""))
+        if any(flag.strip().lower() in ("1", "true", "yes") for flag in flags):
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
     return tools
@@ -154,11 +176,17 @@ def _tools_from_cache(cache_dir: Path) -> NpmTools | None:
     inspector_js = cache_dir / _INSPECTOR_JS
     conformance_js = cache_dir / _CONFORMANCE_JS
     conformance_next_js = cache_dir / _CONFORMANCE_NEXT_JS
+    mcpb_module = cache_dir / _MCPB_MODULE
+    mcp_remote_js = cache_dir / _MCP_REMOTE_JS
+    claude = bin_dir / "claude"
     if not (
         node.exists()
         and inspector_js.is_file()
         and conformance_js.is_file()
         and conformance_next_js.is_file()
+        and (mcpb_module / "dist" / "index.js").is_file()
+        and mcp_remote_js.is_file()
+        and claude.is_file()
     ):
         return None
     env = dict(os.environ)
@@ -173,6 +201,9 @@ def _tools_from_cache(cache_dir: Path) -> NpmTools | None:
         inspector_js=inspector_js,
         conformance_js=conformance_js,
         conformance_next_js=conformance_next_js,
+        mcpb_module=mcpb_module,
+        mcp_remote_js=mcp_remote_js,
+        claude=claude,
         env=env,
     )
 

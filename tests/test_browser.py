@@ -7,7 +7,7 @@ another origin, with the CSP our metadata declares. The tests look at the page a
 and at what the view asked the host for.
 
 Without Chromium or Playwright the tests are skipped with the reason; with
-``ATLAS_BROWSER_REQUIRED=1`` (CI sets it) they fail instead. The viewer and gallery screenshots in
+``ATLAS_BROWSER_REQUIRED=1`` or in CI (``CI=true``) they fail instead. The viewer and gallery screenshots in
 ``docs/`` (shown by the README) are written by these tests.
 """
 
@@ -45,7 +45,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    required = os.environ.get("ATLAS_BROWSER_REQUIRED", "").strip().lower() in ("1", "true", "yes")
+    # CI services set CI=true
+    flags = (os.environ.get("ATLAS_BROWSER_REQUIRED", ""), os.environ.get("CI", ""))
+    required = any(flag.strip().lower() in ("1", "true", "yes") for flag in flags)
 
     def unavailable(reason: str) -> None:
         if required:

@@ -23,7 +23,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ImageContent
 
 from .call import Call
-from .constants import MAX_BASE64_CHARS
+from .constants import MAX_BASE64_CHARS, OFFLINE_NOTE
 from .delivery import Answer, Delivery, conclude, remember
 from .errors import AtlasError
 from .ledger import parse_usd
@@ -115,6 +115,8 @@ def _answer(
             f"{dropped} picture(s) are not shown inline: the result's inline image budget is used up."
         )
     is_error = result.status == "failed"  # no picture, and none coming
+    if call.runtime.offline:
+        notes.append(OFFLINE_NOTE)
     return tool_result(result, shown, list(dict.fromkeys(notes)), is_error=is_error)
 
 

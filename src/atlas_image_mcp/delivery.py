@@ -21,7 +21,7 @@ from mcp_types import CallToolResult
 from .asset_plan import AssetPlan
 from .call import Call, fail
 from .collect import collect
-from .constants import IMAGE_MODES, MAX_NUM_IMAGES, ImageMode
+from .constants import IMAGE_MODES, MAX_NUM_IMAGES, OFFLINE_NOTE, ImageMode
 from .errors import ContentBlockedError, LedgerError, PredictionFailedError
 from .history import HistoryEntry
 from .models import Prediction, parse_usd
@@ -121,7 +121,8 @@ async def finish(
     answer = await conclude(call, prediction, delivery, deadline=deadline)
     await remember(call, delivery, answer.result)
     result = without_local_paths(answer.result) if call.shows_apps else answer.result
-    return tool_result(result, answer.blocks, answer.notes, is_error=answer.is_error)
+    notes = [*answer.notes, OFFLINE_NOTE] if call.runtime.offline else answer.notes
+    return tool_result(result, answer.blocks, notes, is_error=answer.is_error)
 
 
 async def remember(call: Call, delivery: Delivery, result: GenerationResult) -> None:

@@ -158,8 +158,9 @@ def resolve_local_path(file_path: str, *, root: Path | None) -> Path:
     try:
         resolved = raw.resolve(strict=True)
     except (OSError, RuntimeError, ValueError):  # ValueError: a NUL character in the path
+        expanded = f" ({str(raw)[:200]})" if str(raw) != file_path else ""  # where ~ led, on this server
         raise LocalFileError(
-            f"No file at {file_path[:200]!r}. Give the absolute path of an existing file."
+            f"No file at {file_path[:200]!r}{expanded}. Give the absolute path of an existing file."
         ) from None
     if root is not None and not resolved.is_relative_to(root):
         raise LocalFileError(

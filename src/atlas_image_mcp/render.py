@@ -23,7 +23,7 @@ from typing import Any
 from mcp_types import CallToolResult, ImageContent, ResourceLink, TextContent
 from pydantic import BaseModel, Field
 
-from .constants import IMAGE_URI, MAX_BASE64_CHARS, MAX_URL_CHARS, THUMBNAIL_SIZE, ImageMode
+from .constants import IMAGE_URI, MAX_BASE64_CHARS, MAX_URL_CHARS, OFFLINE_BASE_URL, THUMBNAIL_SIZE, ImageMode
 
 __all__ = [
     "MAX_BASE64_CHARS",
@@ -147,9 +147,11 @@ class ShownPicture:
 
 
 def shown_url(url: str, prediction_id: str | None, index: int) -> str:
-    """What a result shows for an output: its URL, or (for an inline ``data:`` output, or anything
-    that is not a plausible URL) the resource URI that serves it, so no payload is ever echoed."""
-    if url.startswith(("http://", "https://")) and len(url) <= MAX_URL_CHARS:
+    """What a result shows for an output: its URL, or (for an inline ``data:`` output, an output of the
+    offline emulator, which only this process can reach, or anything that is not a plausible URL) the
+    resource URI that serves it, so no payload is ever echoed and what is shown can be opened."""
+    offline = url.startswith(f"{OFFLINE_BASE_URL}/")
+    if url.startswith(("http://", "https://")) and len(url) <= MAX_URL_CHARS and not offline:
         return url
     return IMAGE_URI.format(prediction_id=prediction_id or "unknown", index=index)
 

@@ -30,7 +30,7 @@ import anyio
 
 from .client import AtlasClient
 from .constants import IMAGE_URI_PATTERN, MAX_PREDICTION_ID_CHARS
-from .errors import AtlasError, InvalidParameterError, LocalFileError
+from .errors import AtlasError, InvalidParameterError, LocalFileError, NotFoundError, no_such_prediction
 from .fetch import Budget
 from .history import HistoryScope, PictureHistory
 from .media import DataError, decode_data, filename_for, read_local_file
@@ -86,9 +86,18 @@ async def resolve_picture(ref: str, parameter: str, ctx: SourceContext) -> str:
         return await _earlier_output(text, 1, parameter, ctx)
     if text.startswith(("https://", "http://")):
         return text
-    if text.startswith("data:") or (len(text) >= _MIN_BASE64_CHARS and _BASE64.match(text)):
+    if text.startswith("data:"):
         return await _upload_data(text, parameter, ctx)
-    if _looks_like_path(text):
+    path_like = _looks_like_path(text)
+    if len(text) >= _MIN_BASE64_CHARS and _BASE64.match(text):
+        # base64 may start with "/" (a JPEG's does) and a long path is made of base64's letters: a file
+        # that exists here is the file; text that does not decode and looks like a path is a path
+        if not (path_like and not ctx.remote and await _is_local_file(text)):
+            try:
+                return await _upload_data(text, parameter, ctx, undecodable_ok=path_like)
+            except _NotBase64:
+                pass
+    if path_like:
         return await _upload_path(text, parameter, ctx)
     raise InvalidParameterError(
         parameter,
@@ -184,13 +193,31 @@ def _looks_like_path(text: str) -> bool:
     return text.startswith(("/", "~", "file://")) or bool(PureWindowsPath(text).drive)
 
 
+async def _is_local_file(text: str) -> bool:
+    def check() -> bool:
+        try:
+            return Path(text.removeprefix("file://")).expanduser().is_file()
+        except (OSError, RuntimeError, ValueError):  # too long, ~user unknown, a NUL character
+            return False
+
+    return await anyio.to_thread.run_sync(check)
+
+
+class _NotBase64(Exception):
+    """Text taken for base64 does not decode (it may be a path after all)."""
+
+
 async def _earlier_output(prediction_id: str, index: int, parameter: str, ctx: SourceContext) -> str:
     """An earlier output's URL while it still answers; else its saved copy, uploaded again."""
     entry = await ctx.history.lookup(ctx.session, prediction_id)
     outputs = list(entry.outputs) if entry is not None else []
-    if not outputs:
+    unknown = False  # Atlas says there is no such prediction (a mistyped id, most likely)
+    if not any(url.startswith(("http://", "https://")) for url in outputs):
+        # not in this session, or shown by its resource URI (inline or offline outputs): ask Atlas
         try:
             outputs = (await ctx.api.get_prediction(prediction_id)).outputs
+        except NotFoundError:
+            outputs, unknown = [], entry is None
         except AtlasError:
             outputs = []  # gone at Atlas: the saved copy may still be here
     url = outputs[index - 1] if 0 < index <= len(outputs) else None
@@ -199,9 +226,16 @@ async def _earlier_output(prediction_id: str, index: int, parameter: str, ctx: S
     saved = find_saved(ctx.output_dir, prediction_id, index) if await ctx.owns(prediction_id) else None
     if saved is not None:
         data = await anyio.Path(saved).read_bytes()
-        return await _upload_picture(data, saved.name, parameter, ctx)
+        return await _upload_picture(data, saved.name, parameter, ctx, shown=f"The saved copy {saved}")
     if url is not None and url.startswith("data:"):
         return await _upload_data(url, parameter, ctx)
+    if unknown:  # what get_prediction says, then why no picture of it can be used here either
+        raise InvalidParameterError(
+            parameter,
+            f"{no_such_prediction(prediction_id)} No copy of it was saved here for you, so picture {index} "
+            "of it is no longer available; pass the picture itself (a URL, base64 data or a file).",
+            whole=True,
+        )
     raise InvalidParameterError(
         parameter,
         f"picture {index} of prediction {prediction_id} is no longer available at Atlas and no copy was "
@@ -210,12 +244,15 @@ async def _earlier_output(prediction_id: str, index: int, parameter: str, ctx: S
     )
 
 
-async def _upload_data(text: str, parameter: str, ctx: SourceContext) -> str:
+async def _upload_data(text: str, parameter: str, ctx: SourceContext, *, undecodable_ok: bool = False) -> str:
     try:
         decoded = decode_data(text, max_bytes=ctx.max_upload_bytes)
     except DataError as err:
+        if undecodable_ok and len(text) * 3 // 4 <= ctx.max_upload_bytes:  # not a size refusal
+            raise _NotBase64 from None
         raise InvalidParameterError(parameter, f"{err}.") from None
-    return await _upload_picture(decoded.content, filename_for(decoded.content_type), parameter, ctx)
+    name = filename_for(decoded.content_type)
+    return await _upload_picture(decoded.content, name, parameter, ctx, shown="The data")
 
 
 async def _upload_path(text: str, parameter: str, ctx: SourceContext) -> str:
@@ -232,10 +269,11 @@ async def _upload_path(text: str, parameter: str, ctx: SourceContext) -> str:
         )
     except LocalFileError as err:
         raise InvalidParameterError(parameter, err.message) from None
-    return await _upload_picture(local.content, local.name, parameter, ctx)
+    return await _upload_picture(local.content, local.name, parameter, ctx, shown=repr(path_text[:200]))
 
 
-async def _upload_picture(data: bytes, name: str, parameter: str, ctx: SourceContext) -> str:
+async def _upload_picture(data: bytes, name: str, parameter: str, ctx: SourceContext, *, shown: str) -> str:
+    """Upload ``data`` once it is known to be a picture; ``shown`` names it in a refusal."""
     if len(data) > ctx.max_upload_bytes:
         raise InvalidParameterError(
             parameter,
@@ -245,7 +283,7 @@ async def _upload_picture(data: bytes, name: str, parameter: str, ctx: SourceCon
     try:  # the one input check, as for upload_media
         picture = await anyio.to_thread.run_sync(check_input, data, ctx.max_pixels)
     except PictureError as err:
-        raise InvalidParameterError(parameter, f"{err}.") from None
+        raise InvalidParameterError(parameter, f"{shown} {err}.") from None
     if "." not in name:
         name = filename_for(picture.mime_type)
     if not ctx.upload:

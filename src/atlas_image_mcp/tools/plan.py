@@ -101,10 +101,12 @@ async def model_spec(call: Call, model: str) -> ModelSpec | None:
     runtime = call.runtime
     spec = await runtime.catalogue.spec(model, runtime.client)  # public data: no key needed
     if spec is None and runtime.catalogue.listed(model) is False:
+        close = runtime.catalogue.closest(model)
+        meant = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise InvalidParameterError(
             "model",
-            f"{model!r} is not in the Atlas model catalogue. Call list_models to see the image models "
-            "and their ids.",
+            f"{model!r} is not in the Atlas model catalogue.{meant} Call list_models to see the image "
+            "models and their ids.",
         )
     return spec
 

@@ -11,7 +11,7 @@ from ..asset_plan import asset_spec, plan_asset
 from ..call import Call
 from ..constants import MAX_NUM_IMAGES
 from ..delivery import Delivery, finish
-from ..errors import NotFoundError
+from ..errors import NotFoundError, no_such_prediction
 from ..history import HistoryEntry
 from ..params import GetPredictionArguments
 from ..render import GenerationResult
@@ -31,10 +31,7 @@ async def get_prediction(
     try:
         prediction = await call.api.get_prediction(args.prediction_id, deadline=deadline)
     except NotFoundError as err:
-        raise ToolError(
-            f"No prediction with id {args.prediction_id!r} was found at Atlas. Check the id: it is the "
-            "prediction_id from a generate_image result (predictions are kept for a limited time)."
-        ) from err
+        raise ToolError(no_such_prediction(args.prediction_id)) from err
     if limit > 0 and not prediction.is_terminal:
         prediction = await wait_for_picture(call, prediction, wait=limit, total=limit, deadline=deadline)
     entry = await runtime.history.lookup(call.caller.history, prediction.id) or HistoryEntry(
