@@ -317,7 +317,12 @@ async def _healthz(request: Request) -> JSONResponse:
 
 
 async def _readyz(request: Request) -> JSONResponse:
-    """This replica's readiness (see the module docstring), and the store's state in the body."""
+    """This replica's readiness (see the module docstring), and the store's state in the body.
+
+    Where the store is and why it is down (host names, database and user names in a driver's
+    words) are shown only to a request from this machine or one that carries the server's token;
+    anyone else who can reach the port sees whether it is up.
+    """
     runtime: Runtime = request.app.state.runtime
     state = "stopping" if runtime.draining else "ready" if runtime.started else "starting"
     status = runtime.store.status()
@@ -326,10 +331,21 @@ async def _readyz(request: Request) -> JSONResponse:
         if status is not None
         else {"up": False, "reason": runtime.store.failure or "not opened yet"}
     )
+    if not _may_see_details(request, runtime.settings.auth_token):
+        store = {k: v for k, v in store.items() if k not in ("where", "reason")}
     return JSONResponse(
         {"status": state, "version": __version__, "store": store},
         status_code=200 if state == "ready" else 503,
     )
+
+
+def _may_see_details(request: Request, token: str | None) -> bool:
+    client = request.client
+    if client is not None and is_loopback(client.host):
+        return True
+    scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
+    given = value.strip().encode("latin-1", "replace") if scheme.lower() == "bearer" else b""
+    return token is not None and hmac.compare_digest(given, token.encode())
 
 
 def create_http_app(
