@@ -124,7 +124,7 @@ _RAW_HEADERS = {"accept": "application/json, text/event-stream", "content-type":
 def rpc_body(response: httpx.Response) -> dict[str, Any]:
     """The JSON-RPC message of a streamable-HTTP answer (plain JSON, or the last SSE event)."""
     text = response.text
-    if "data:" in text:
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
         text = [line[5:].strip() for line in text.splitlines() if line.startswith("data:")][-1]
     return dict(json.loads(text))
 

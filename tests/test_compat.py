@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import uvicorn
@@ -254,3 +255,22 @@ async def test_a_lasting_connection_has_one_server_made_name_and_a_2026_request_
     one, again, other, modern_one, modern_two = names
     assert isinstance(one, str) and one == again and other not in (None, one)
     assert modern_one is None and modern_two is None
+
+
+def test_the_streamable_http_transport_reads_its_answer_form_per_request() -> None:
+    """What per-request JSON answers stand on (see compat.per_request_json_answers): the session
+    manager builds its transports by the class name in its module, and the transport keeps its
+    choice in ``is_json_response_enabled``."""
+    from mcp.server import streamable_http_manager
+
+    compat.per_request_json_answers()
+    transport_class = vars(streamable_http_manager)["StreamableHTTPServerTransport"]
+    transport = transport_class(mcp_session_id=None, is_json_response_enabled=False)
+    assert transport.is_json_response_enabled is False
+
+    async def inside() -> bool:
+        with compat.answer_in_json():
+            return bool(transport.is_json_response_enabled)
+
+    assert anyio.run(inside) is True
+    assert transport.is_json_response_enabled is False

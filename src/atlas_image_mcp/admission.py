@@ -76,6 +76,7 @@ from .settings import env_name
 __all__ = [
     "BodyLimits",
     "KeyChecks",
+    "MessageShape",
     "OwnerSessions",
     "SessionBook",
     "SessionLimits",
@@ -87,10 +88,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: scope keys this module and the access guard share: the key's digest, the key, the parsed method
+#: scope keys this module and the access guard share: the key's digest, the key, the parsed method,
+#: and the :class:`MessageShape` of a posted message
 OWNER = "atlas_image_mcp.owner"
 KEY = "atlas_image_mcp.key"
 METHOD = "atlas_image_mcp.method"
+SHAPE = "atlas_image_mcp.shape"
 #: where JSON-RPC messages are posted: streamable HTTP, and the messages of a legacy SSE session
 _MESSAGE_PATHS = ("/mcp", "/messages")
 _SESSION_HEADER = b"mcp-session-id"
@@ -276,11 +279,45 @@ def parse_message(body: bytes | bytearray) -> Any:
         raise _Unreadable(_PARSE_ERROR, f"Parse error: the body is not JSON ({str(exc)[:200]}).") from None
 
 
-def _classify(body: bytes | bytearray) -> tuple[str | None, bool]:
-    """The message's method, and whether it is a call that may carry a large body. Only these are
-    kept: the parsed message (an upload's data is as large as the body) is dropped at once."""
+@dataclass(frozen=True)
+class MessageShape:
+    """What the layers after :class:`BodyLimits` need of a posted message (the message itself, an
+    upload's data as large as the body, is dropped at once)."""
+
+    method: str | None
+    #: the tool a ``tools/call`` names
+    tool: str | None
+    #: a request (it has an id), not a notification or a response
+    request: bool
+    #: it carries a progress token (its answer may stream progress)
+    progress: bool
+    #: an ``initialize`` whose client declares form elicitation (it can be asked questions)
+    elicits: bool
+
+
+def _classify(body: bytes | bytearray) -> tuple[MessageShape, bool]:
+    """The message's shape, and whether it is a call that may carry a large body."""
     message = parse_message(body)
-    return _method(message), _is_large_tool_call(message)
+    return _shape(message), _is_large_tool_call(message)
+
+
+def _shape(message: Any) -> MessageShape:
+    if not isinstance(message, dict):
+        return MessageShape(None, None, False, False, False)
+    params = message.get("params")
+    params = params if isinstance(params, dict) else {}
+    meta = params.get("_meta")
+    tool = params.get("name")
+    capabilities = params.get("capabilities")
+    elicitation = capabilities.get("elicitation") if isinstance(capabilities, dict) else None
+    return MessageShape(
+        method=_method(message),
+        tool=tool if isinstance(tool, str) else None,
+        request="id" in message and _method(message) is not None,
+        progress=isinstance(meta, dict) and meta.get("progressToken") is not None,
+        # an empty object declares form elicitation; only {"url": {}} leaves it out
+        elicits=isinstance(elicitation, dict) and (not elicitation or "form" in elicitation),
+    )
 
 
 def _method(message: Any) -> str | None:
@@ -340,14 +377,14 @@ class BodyLimits:
             if not await self._read_large(scope, receive, send, body):
                 return
         try:
-            method, large_call = _classify(body)
+            shape, large_call = _classify(body)
         except _Unreadable as bad:
             await json_rpc_answer(send, 400, bad.code, bad.message)
             return
         if len(body) > self.small and not large_call:
             await self._refuse(send, self.small)
             return
-        await self._forward(scope, receive, send, body, method)
+        await self._forward(scope, receive, send, body, shape)
 
     async def _read_large(self, scope: Scope, receive: Receive, send: Send, body: bytearray) -> bool:
         """Read the rest of a large body in a slot of its identity; False once it was answered."""
@@ -426,9 +463,9 @@ class BodyLimits:
         return f"address:{client_address(scope)}"
 
     async def _forward(
-        self, scope: Scope, receive: Receive, send: Send, body: bytearray, method: str | None
+        self, scope: Scope, receive: Receive, send: Send, body: bytearray, shape: MessageShape
     ) -> None:
-        scope = dict(scope, **{METHOD: method})
+        scope = dict(scope, **{METHOD: shape.method, SHAPE: shape})
         sent = False
 
         async def replay() -> Message:
@@ -745,7 +782,7 @@ class SessionLimits:
         """A request without a session id: an ``initialize`` is admitted here first, with a place held
         while it runs (so a burst cannot overshoot); the session the SDK makes for it takes that place."""
         opening = _Opening(holder)
-        if scope["method"] == "POST" and scope.get(METHOD) == "initialize" and _handshake_era(scope):
+        if scope["method"] == "POST" and scope.get(METHOD) == "initialize" and handshake_era(scope):
             if not await self._admit(scope, send, holder):
                 return
             opening.place = f"opening:{id(opening)}"
@@ -770,7 +807,7 @@ class SessionLimits:
             self.book.release(place)
 
 
-def _handshake_era(scope: Scope) -> bool:
+def handshake_era(scope: Scope) -> bool:
     """Whether the SDK serves this request with sessions (no protocol version header, or a version of
     the initialize-handshake era; a later version is served without any)."""
     version = _header(scope, _VERSION_HEADER)

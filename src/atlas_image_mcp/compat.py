@@ -9,10 +9,14 @@ is no longer there, so an upgrade is re-checked here before it ships.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any, cast
@@ -28,6 +32,8 @@ from pydantic import BaseModel
 
 __all__ = [
     "TESTED",
+    "answer_in_json",
+    "per_request_json_answers",
     "ArgumentsBase",
     "add_middleware",
     "add_request_handler",
@@ -203,6 +209,69 @@ class _QuietSession:
         if getattr(notification, "method", None) in ("notifications/progress", "notifications/message"):
             return
         await self._inner.send_notification(notification, related_request_id)
+
+
+_JSON_ANSWER: ContextVar[tuple[object, bool] | None] = ContextVar("atlas_image_mcp.json_answer", default=None)
+
+
+def _answer_task() -> object:
+    return asyncio.current_task()
+
+
+@contextmanager
+def answer_in_json() -> Iterator[None]:
+    """Within this block (the request's own task), the streamable-HTTP transport answers the request
+    being handled with one ``application/json`` body instead of an event stream.
+
+    Only for a request nothing will be streamed for (the caller's rule, :mod:`atlas_image_mcp.answers`):
+    the transport then keeps no stream for it, and a server-to-client request or a notification
+    related to it could not be delivered (the request's ``can_send_request`` is False, so the tools
+    never send one). :func:`per_request_json_answers` must have been called.
+    """
+    token = _JSON_ANSWER.set((_answer_task(), True))
+    try:
+        yield
+    finally:
+        _JSON_ANSWER.reset(token)
+
+
+def per_request_json_answers() -> None:
+    """Let :func:`answer_in_json` choose a JSON answer per request (idempotent).
+
+    Why: the SDK decides between an event stream and a JSON body once per transport
+    (``StreamableHTTPServerTransport.is_json_response_enabled``, a plain attribute read while the
+    request is handled), and its session manager builds its transports by that class's name in its
+    module. An event stream costs about as much server CPU as the rest of a call (sse-starlette's
+    response, a writer task and memory streams per request), which a request that streams nothing
+    does not need. The transports are made from a subclass whose flag is read per request: the value
+    :func:`answer_in_json` set in the request's own task, else the transport's own. Other tasks (the
+    session's message router) see the transport's own value. Goes away when the SDK chooses the
+    answer's form per request.
+    """
+    from mcp.server import streamable_http_manager
+
+    vars(streamable_http_manager)["StreamableHTTPServerTransport"] = _json_per_request_transport()
+
+
+@functools.cache
+def _json_per_request_transport() -> type[Any]:
+    from mcp.server.streamable_http import StreamableHTTPServerTransport
+
+    class JsonPerRequestTransport(StreamableHTTPServerTransport):
+        """The SDK's transport, with its JSON-or-stream flag read per request (see above)."""
+
+        @property
+        def is_json_response_enabled(self) -> bool:
+            chosen = _JSON_ANSWER.get()
+            if chosen is not None and chosen[0] is _answer_task():
+                return chosen[1]
+            return bool(self.__dict__.get("_json_by_default", False))
+
+        @is_json_response_enabled.setter
+        def is_json_response_enabled(self, value: bool) -> None:
+            self.__dict__["_json_by_default"] = value
+
+    return JsonPerRequestTransport
 
 
 def watch_sessions(

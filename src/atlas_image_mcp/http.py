@@ -72,6 +72,7 @@ from .admission import (
     error_body,
     json_rpc_answer,
 )
+from .answers import AnswerForms
 from .constants import (
     FIRST_BYTE_SECONDS,
     HEAD_TIMEOUT_SECONDS,
@@ -86,7 +87,7 @@ from .constants import (
 from .errors import AtlasError, AuthenticationError
 from .redact import key_digest, redact
 from .runtime import Runtime
-from .server import make_server
+from .server import make_server, tools_that_may_ask
 from .settings import Settings, WorkerOptions, env_name, export_for_workers
 from .shared import SessionsInStore
 
@@ -409,6 +410,13 @@ def create_http_app(
             server.session_manager, may_open=book.may_open, opened=book.opened, closed=book.closed
         )
     app.add_middleware(_CountInFlight, counter=in_flight)
+    compat.per_request_json_answers()
+    asking = tools_that_may_ask()
+    app.add_middleware(
+        AnswerForms,
+        may_ask=lambda tool: tool in asking and runtime.confirm_above is not None,
+        max_sessions=settings.max_sessions,
+    )
     app.add_middleware(JsonRpcErrors)
     app.add_middleware(SessionLimits, book=book, stateless=stateless)
     app.add_middleware(

@@ -17,6 +17,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import EmptyResult, LoggingLevel, SetLevelRequestParams
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from .compat import add_request_handler, connection_state
 from .redact import redact
@@ -58,9 +59,18 @@ def install_logging_handler(server: MCPServer[Any]) -> None:
 
 
 async def notify(ctx: Context[Any, Any], level: LoggingLevel, message: str) -> None:
-    """Send ``message`` to the client as a log notification if its level allows; also log to stderr."""
+    """Send ``message`` to the client as a log notification if its level allows; also log to stderr.
+
+    A handshake-era request answered in one JSON body (no event stream: it has no channel for
+    anything but its answer, :mod:`atlas_image_mcp.answers`) sends none.
+    """
     text = redact(message)
     logger.log(logging.DEBUG if level == "debug" else logging.INFO, "%s", text)
+    if (
+        ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS
+        and not ctx.request_context.session.can_send_request
+    ):
+        return
     try:
         wanted = connection_state(ctx.request_context.session).get(_STATE_KEY, _DEFAULT_LEVEL)
         if _ORDER.index(level) < _ORDER.index(wanted):

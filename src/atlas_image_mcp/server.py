@@ -22,10 +22,10 @@ from .runtime import Runtime
 from .shared import TaskNotesInStore
 from .taskids import TaskIds, task_id_secret
 from .tasks_legacy import TasksWithLegacyForm
-from .tools import build_tools
+from .tools import build_tools, tools_that_may_ask
 from .viewer import make_viewer
 
-__all__ = ["INSTRUCTIONS", "make_server"]
+__all__ = ["INSTRUCTIONS", "make_server", "tools_that_may_ask"]
 
 INSTRUCTIONS = """\
 Creates and edits pictures with the FLUX models on Atlas Cloud.

@@ -34,7 +34,7 @@ from .model_list import list_models
 from .predictions import get_prediction
 from .upload import upload_media
 
-__all__ = ["build_tools"]
+__all__ = ["build_tools", "tools_that_may_ask"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class _Offer:
     frame: bool = True
     #: It reaches Atlas (openWorldHint).
     open_world: bool = True
+    #: It may ask the person a question during the call (the cost of a picture job).
+    asks: bool = False
 
 
 # None is destructive: save_as and export_image never replace a file unless the call says
@@ -59,9 +61,9 @@ class _Offer:
 # workspace, so only the assistant may call it; it sends nothing to Atlas, but it may fetch the
 # picture from a URL (or look an id up at Atlas), so it is open-world.
 _TOOLS: dict[ToolFunction, _Offer] = {
-    generate_image: _Offer("Generate image (FLUX)", False, False, task=True, viewer=True),
-    edit_image: _Offer("Edit image (FLUX Kontext, Fill)", False, False, task=True, viewer=True),
-    generate_variations: _Offer("Generate variations", False, False, task=True, viewer=True),
+    generate_image: _Offer("Generate image (FLUX)", False, False, task=True, viewer=True, asks=True),
+    edit_image: _Offer("Edit image (FLUX Kontext, Fill)", False, False, task=True, viewer=True, asks=True),
+    generate_variations: _Offer("Generate variations", False, False, task=True, viewer=True, asks=True),
     get_prediction: _Offer("Get prediction", False, True, viewer=True),
     upload_media: _Offer("Upload media", False, False, frame=False),
     export_image: _Offer("Export image", False, False, frame=False),
@@ -97,3 +99,8 @@ def build_tools(tasks: TasksExtension | None = None) -> list[Tool]:
             tasks.add_tool(fn.__name__, IMAGE_JOB)
         tools.append(adapt(fn, title=offer.title, annotations=_annotations(offer), meta=_meta(offer)))
     return tools
+
+
+def tools_that_may_ask() -> frozenset[str]:
+    """The tools that may ask the person a question during a call (when calls are confirmed)."""
+    return frozenset(fn.__name__ for fn, offer in _TOOLS.items() if offer.asks)
