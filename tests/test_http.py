@@ -543,3 +543,21 @@ async def test_stateless_replicas_share_nothing_but_atlas_and_any_of_them_answer
                 assert response.status_code == 200 and "mcp-session-id" not in response.headers
                 result = _sse_json(response)["result"]
                 assert result["isError"] is False and result["structuredContent"]["prediction_id"] == pid
+
+
+def test_the_collector_leaves_the_start_up_heap_alone_and_runs_less_often() -> None:
+    """What a hosted server does once it has started (ATLAS_MCP_GC_THRESHOLD); 0 changes nothing."""
+    import gc
+
+    from atlas_image_mcp.http import tune_collector
+
+    before = gc.get_threshold()
+    try:
+        tune_collector(0)
+        assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+        tune_collector(12_345)
+        assert gc.get_threshold() == (12_345, *before[1:])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

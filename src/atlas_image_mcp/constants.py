@@ -260,3 +260,9 @@ OFFLINE_NOTE = (
 )
 OFFLINE_API_KEY = "offline-emulator-key"
 DEFAULT_EMULATOR_LATENCY = 1.0
+
+#: A hosted server's young-generation collection threshold (Python's default is 700): a call makes
+#: thousands of short-lived objects (event streams, cancel scopes, pydantic models), so at 700 the
+#: collector runs every few calls and its older generations fill with live requests that the next
+#: full collection walks again; chosen by the benchmark (docs/benchmark.md, section "CPU per call").
+DEFAULT_GC_THRESHOLD = 10_000

@@ -35,6 +35,7 @@ Security, from the outside in:
 from __future__ import annotations
 
 import errno
+import gc
 import hmac
 import ipaddress
 import logging
@@ -392,6 +393,7 @@ def create_http_app(
         async with streamable.router.lifespan_context(app):
             try:
                 await runtime.start()  # the store, its heartbeat and sweeper: before any request
+                tune_collector(settings.gc_threshold)
                 yield
             finally:
                 await runtime.aclose()
@@ -806,3 +808,15 @@ def _clean_exit_on_signals(server: uvicorn.Server) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def tune_collector(threshold: int) -> None:
+    """Collections that fit a server: what start-up made (modules, the app, the runtime) is frozen
+    out of every later collection, and the young generation is collected every ``threshold``
+    allocations instead of Python's 700 (0: Python's defaults, nothing frozen)."""
+    if threshold <= 0:
+        return
+    gc.collect()
+    gc.freeze()
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(threshold, second, third)

@@ -349,6 +349,14 @@ class Settings(BaseModel):
         C.DEFAULT_SESSION_IDLE_SECONDS,
         "HTTP: a session with no request for this long is closed",
     )
+    gc_threshold: int = setting(
+        "ATLAS_MCP_GC_THRESHOLD",
+        C.DEFAULT_GC_THRESHOLD,
+        "HTTP: allocations between two young-generation garbage collections (Python's own: 700); "
+        "the heap made at start-up is left out of every collection; 0 = Python's defaults",
+        ge=0,
+        le=1_000_000,
+    )
     max_message_kb: float = setting(
         "ATLAS_MCP_MAX_MESSAGE_KB",
         C.DEFAULT_MAX_MESSAGE_KB,
