@@ -274,3 +274,22 @@ def test_the_streamable_http_transport_reads_its_answer_form_per_request() -> No
 
     assert anyio.run(inside) is True
     assert transport.is_json_response_enabled is False
+
+
+def test_uvicorns_supervisor_sends_its_sockets_to_each_worker_by_pickling() -> None:
+    """What one socket per worker stands on (compat.run_workers): the supervisor hands each worker
+    the sockets it was given, pickled into a spawned process, so a ReusePortListener arrives there
+    as a listening socket that worker made."""
+    import pickle
+    import socket
+
+    from uvicorn import _subprocess
+    from uvicorn.supervisors import Multiprocess
+
+    assert "sockets" in inspect.signature(Multiprocess).parameters
+    assert _subprocess.spawn.get_start_method() == "spawn"
+    made = pickle.loads(pickle.dumps(compat.ReusePortListener("127.0.0.1", 0, 16)))
+    try:
+        assert isinstance(made, socket.socket) and made.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
+    finally:
+        made.close()

@@ -146,9 +146,22 @@ async def test_two_workers_answer_on_one_port_and_stop_cleanly_on_sigterm(tmp_pa
                     for _ in range(8):
                         tg.start_soon(one)
         assert len(answers) == 8 and all('"status":"completed"' in a for a in answers)
+        if sys.platform.startswith("linux"):  # one listening socket per worker: the kernel balances them
+            assert listening_sockets(int(url.rsplit(":", 1)[1])) == 2
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(EXIT_BOUND) == 0, log.read_text()
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes()
     text = log.read_text()
     assert text.count("Finished server process") == 2 and "Traceback" not in text
+
+
+def listening_sockets(port: int) -> int:
+    """How many sockets of this machine listen on TCP ``port`` (Linux: /proc/net/tcp and tcp6)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                count += 1
+    return count

@@ -41,6 +41,7 @@ import ipaddress
 import logging
 import signal
 import socket
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -106,6 +107,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 HEALTH_PATH = "/healthz"
+#: Each worker listens on its own socket, and the kernel balances them (Linux; BSD and macOS have the
+#: option but not the balancing).
+_REUSE_PORT = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 READY_PATH = "/readyz"
 #: Paths answered without authentication (probes of load balancers and orchestrators).
 _OPEN_PATHS = frozenset({HEALTH_PATH, READY_PATH})
@@ -627,8 +631,10 @@ def serve_workers(
 ) -> int:
     """Run ``workers`` processes of the stateless app behind one port until SIGINT/SIGTERM.
 
-    uvicorn binds the port once and hands it to each worker process; the kernel spreads new
-    connections over them. ``factory`` is the import string of what builds each worker's app
+    On Linux each worker listens on a socket of its own on the same port (``SO_REUSEPORT``) and the
+    kernel spreads new connections evenly over them; elsewhere uvicorn binds the port once and the
+    workers share that socket (the kernel then gives each connection to whichever worker asks first,
+    so the load may be uneven). ``factory`` is the import string of what builds each worker's app
     (:func:`worker_app` with the settings and options this process exported to them). Returns 2
     (nothing bound) when refused.
     """
@@ -653,18 +659,26 @@ def serve_workers(
     # Each worker gets the config by pickling: the protocol travels as its import string, and each
     # worker makes its own from its settings (module ``__getattr__`` below).
     limits = {**uvicorn_limits(settings), "http": f"{__name__}:WORKER_PROTOCOL"}
-    uvicorn.run(
-        factory,
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=2,  # for what is left after SHUTDOWN_GRACE_SECONDS (_finisher)
-        server_header=False,
-        log_config=None,
+    options: dict[str, Any] = {
+        "factory": True,
+        "workers": workers,
+        "host": host,
+        "port": port,
+        "log_level": settings.log_level.lower(),
+        "timeout_graceful_shutdown": 2,  # for what is left after SHUTDOWN_GRACE_SECONDS (_finisher)
+        "server_header": False,
+        "log_config": None,
         **limits,
-    )
+    }
+    if _REUSE_PORT:
+        try:
+            compat.reuse_port_socket(host, port).close()  # the port is free (or only ours): say so now
+        except OSError as err:
+            logger.error("%s", _cannot_listen(host, port, err))
+            return 2
+        compat.run_workers(uvicorn.Config(factory, **options), compat.ReusePortListener(host, port, 2048))
+    else:  # one socket shared by every worker: they race for its connections
+        uvicorn.run(factory, **options)
     logger.info("atlas-image-mcp stopped")
     return 0
 
