@@ -74,10 +74,15 @@ def emulator_process(
 
 @contextlib.contextmanager
 def http_server_process(
-    upstream_url: str, *args: str, ready_timeout: float = 60.0, **env: str
+    upstream_url: str,
+    *args: str,
+    ready_timeout: float = 60.0,
+    command: list[str] | None = None,
+    **env: str,
 ) -> Iterator[tuple[str, int, Path]]:
-    """``atlas-image-mcp serve --transport http [args]`` against ``upstream_url``, with ``env`` added
-    to its environment; yields (base URL, pid, stderr log path) once it (and each worker) is up."""
+    """``atlas-image-mcp serve --transport http [args]`` against ``upstream_url`` (``command``: another
+    way to start ``atlas-image-mcp``), with ``env`` added to its environment; yields (base URL, pid,
+    stderr log path) once it (and each worker) is up."""
     port = free_port()
     fd, name = tempfile.mkstemp(prefix="atlas-bench-http-", suffix=".log")
     os.close(fd)
@@ -86,7 +91,7 @@ def http_server_process(
     # measure: the per-address connection limit is lifted unless ``env`` sets it.
     env = {"ATLAS_MCP_MAX_CONNECTIONS_PER_ADDRESS": "100000", **env}
     environment = clean_env(ATLASCLOUD_BASE_URL=upstream_url, ATLASCLOUD_API_KEY=KEY, **env)
-    cmd = [*SERVER_COMMAND, "serve", "--transport", "http", "--port", str(port), *args]
+    cmd = [*(command or SERVER_COMMAND), "serve", "--transport", "http", "--port", str(port), *args]
     with logfile.open("wb") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=environment)
     url = f"http://127.0.0.1:{port}"
@@ -109,14 +114,20 @@ def _wait_workers(logfile: Path, workers: int, deadline: float) -> None:
         time.sleep(0.1)
 
 
-def wait_ready(http: httpx.Client, path: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    """Until ``path`` answers 200; fails if the process exits or ``timeout`` passes first."""
+def wait_ready(
+    http: httpx.Client,
+    path: str,
+    proc: subprocess.Popen[bytes],
+    timeout: float = 60.0,
+    ok: tuple[int, ...] = (200,),
+) -> None:
+    """Until ``path`` answers with a status in ``ok``; fails if the process exits or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {path} answered")
         with contextlib.suppress(httpx.HTTPError):
-            if http.get(path, timeout=1).status_code == 200:
+            if http.get(path, timeout=1).status_code in ok:
                 return
         time.sleep(0.05)
     raise RuntimeError(f"{path} did not answer within {timeout} s")
