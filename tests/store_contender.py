@@ -43,8 +43,8 @@ class UnlockedSpend(Spend):
     async def _lock(self, tx: Tx, buckets: Sequence[str], now: int) -> None:
         return None
 
-    async def _used(self, tx: Tx, buckets: Sequence[str], now: int):  # type: ignore[no-untyped-def]
-        use = await super()._used(tx, buckets, now)
+    async def _used(self, tx: Tx, buckets: Sequence[str], now: int, asks: Sequence[Ask] | None = None):  # type: ignore[no-untyped-def]
+        use = await super()._used(tx, buckets, now, asks)
         if not self._waited:
             self._waited = True
             (self._barrier / str(os.getpid())).touch()

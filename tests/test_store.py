@@ -172,6 +172,15 @@ async def test_a_bucket_s_own_limits_replace_the_server_s(store_url: str) -> Non
         assert isinstance(await store.spend.reserve(ask("vip", images_per_hour=9)), Hold)
 
 
+async def test_a_bucket_s_own_limits_hold_where_the_server_sets_none(store_url: str) -> None:
+    """With no limit anywhere the use so far is not even summed; a bucket's own limit still counts it."""
+    async with opened(store_url) as store:
+        assert all([isinstance(await store.spend.reserve(ask("vip")), Hold) for _ in range(3)])
+        await store.spend.set_limits("vip", Limits(images_per_hour=4))
+        answers = [await store.spend.reserve(ask("vip")) for _ in range(2)]
+        assert [isinstance(a, Hold) for a in answers] == [True, False]
+
+
 async def test_a_hold_whose_caller_gave_up_is_released(store_url: str) -> None:
     async with opened(store_url) as store:
         caller = asyncio.ensure_future(store.spend.reserve(ask("b", images_per_hour=1)))

@@ -222,7 +222,7 @@ class Spend:
 
         async def body(tx: Tx) -> Hold | Refusal:
             now = self._db.now_ms()
-            use = await self._used(tx, [ask.bucket], now)
+            use = await self._used(tx, [ask.bucket], now, [ask])
             return (await self._judge(tx, [ask], use, now))[0]
 
         answer = await self._db.run(body)
@@ -391,7 +391,7 @@ class Spend:
         now = self._db.now_ms()
         buckets = sorted({ask.bucket for ask in asks})
         await self._lock(tx, buckets, now)
-        use = await self._used(tx, buckets, now)
+        use = await self._used(tx, buckets, now, asks)
         return await self._judge(tx, asks, use, now, hold=True)
 
     async def _lock(self, tx: Tx, buckets: Sequence[str], now: int) -> None:
@@ -402,18 +402,16 @@ class Spend:
             [value for bucket in buckets for value in (bucket, now)],
         )
 
-    async def _used(self, tx: Tx, buckets: Sequence[str], now: int) -> dict[str, _Use]:
-        """Images in the rolling hour and micro-dollars of today, per bucket, and its own limits."""
-        since, day = now - WINDOW_MS, utc_day(now)
+    async def _used(
+        self, tx: Tx, buckets: Sequence[str], now: int, asks: Sequence[Ask] | None = None
+    ) -> dict[str, _Use]:
+        """Images in the rolling hour and micro-dollars of today, per bucket, and its own limits.
+
+        Given ``asks``, only the buckets some limit applies to are summed: with no limit, the use
+        so far decides nothing, and the sums are the one part of a reservation that grows with the
+        day's rows."""
         marks = placeholders(len(buckets))
         use = {bucket: _Use() for bucket in buckets}
-        for bucket, images, micros in await tx.rows(
-            "SELECT bucket, COALESCE(SUM(CASE WHEN started_ms > ? THEN images ELSE 0 END), 0), "
-            f"COALESCE(SUM(CASE WHEN day = ? THEN {_AMOUNT} ELSE 0 END), 0) FROM spend_calls "
-            f"WHERE bucket IN ({marks}) AND (started_ms > ? OR day = ?) GROUP BY bucket",
-            [since, day, *buckets, since, day],
-        ):
-            use[bucket].images, use[bucket].micros = int(images), int(micros)
         for bucket, images_per_hour, usd_per_day in await tx.rows(
             f"SELECT bucket, images_per_hour, usd_per_day_micros FROM buckets WHERE bucket IN ({marks}) "
             "AND (images_per_hour IS NOT NULL OR usd_per_day_micros IS NOT NULL)",
@@ -423,6 +421,21 @@ class Spend:
                 None if images_per_hour is None else int(images_per_hour),
                 None if usd_per_day is None else int(usd_per_day),
             )
+        counted = list(buckets)
+        if asks is not None:
+            limited = {ask.bucket for ask in asks if ask.limits != Limits()}
+            counted = [b for b in buckets if b in limited or use[b].own != Limits()]
+        if not counted:
+            return use
+        since, day = now - WINDOW_MS, utc_day(now)
+        for bucket, images, micros in await tx.rows(
+            "SELECT bucket, COALESCE(SUM(CASE WHEN started_ms > ? THEN images ELSE 0 END), 0), "
+            f"COALESCE(SUM(CASE WHEN day = ? THEN {_AMOUNT} ELSE 0 END), 0) FROM spend_calls "
+            f"WHERE bucket IN ({placeholders(len(counted))}) AND (started_ms > ? OR day = ?) "
+            "GROUP BY bucket",
+            [since, day, *counted, since, day],
+        ):
+            use[bucket].images, use[bucket].micros = int(images), int(micros)
         return use
 
     async def _judge(
