@@ -64,8 +64,9 @@ async def notify(ctx: Context[Any, Any], level: LoggingLevel, message: str) -> N
     A handshake-era request answered in one JSON body (no event stream: it has no channel for
     anything but its answer, :mod:`atlas_image_mcp.answers`) sends none.
     """
-    text = redact(message)
-    logger.log(logging.DEBUG if level == "debug" else logging.INFO, "%s", text)
+    local = logging.DEBUG if level == "debug" else logging.INFO
+    if logger.isEnabledFor(local):
+        logger.log(local, "%s", redact(message))
     if (
         ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS
         and not ctx.request_context.session.can_send_request
@@ -75,7 +76,7 @@ async def notify(ctx: Context[Any, Any], level: LoggingLevel, message: str) -> N
         wanted = connection_state(ctx.request_context.session).get(_STATE_KEY, _DEFAULT_LEVEL)
         if _ORDER.index(level) < _ORDER.index(wanted):
             return
-        await ctx.log(level, text, logger_name="atlas-image-mcp")
+        await ctx.log(level, redact(message), logger_name="atlas-image-mcp")
     except Exception:  # logging must never break a tool call
         logger.debug("log notification failed", exc_info=True)
 
