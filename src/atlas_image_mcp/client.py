@@ -561,11 +561,21 @@ class AtlasClient:
             seconds=max(seconds, 0.001),
         )
         answer: Answer | None = None
+        slots = self._shared.in_flight
         with anyio.move_on_after(max(seconds, 0.0)) as scope:
             try:
-                async with self._shared.in_flight:
+                # A free slot is taken without yielding to the event loop (``async with`` always yields
+                # once: a loop turn per request for nothing while requests are few); the request
+                # itself yields soon after.
+                try:
+                    slots.acquire_nowait()
+                except anyio.WouldBlock:
+                    await slots.acquire()
+                try:
                     read = partial(_read_capped, limit=options.max_answer_bytes, what=what)
                     answer = await self._shared.engine.exchange(outgoing, read)
+                finally:
+                    slots.release()
             except SendFailed as exc:
                 if exc.timeout:
                     raise self._timeout_error(method, url, what, exc.kind, sent=exc.sent) from exc
