@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import InitVar, dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 
 import anyio
@@ -78,6 +79,8 @@ class Runtime:
     started: bool = field(default=False, init=False)
     #: The per-user keys of the requests in flight, by ledger bucket (see :meth:`lend`).
     _lent: dict[str, list[str | int]] = field(default_factory=dict, init=False, repr=False)
+    #: The waits :meth:`stop_waiting` ends (see :meth:`until_stopping`).
+    _waits: set[anyio.CancelScope] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self, given_ledger: Ledger | None) -> None:
         self.ledger = given_ledger or default_ledger(self.settings, offline=self.offline)
@@ -112,6 +115,24 @@ class Runtime:
     def stop_waiting(self) -> None:
         """Tell every call waiting for a picture to answer now with its prediction id (shutdown)."""
         self.stopping.set()
+        for scope in list(self._waits):
+            scope.cancel()
+
+    @contextmanager
+    def until_stopping(self) -> Iterator[anyio.CancelScope]:
+        """A scope that :meth:`stop_waiting` cancels (at once if the server is stopping already).
+
+        One scope in a set per wait, where a task per wait watching :attr:`stopping` would cost a
+        task group and a task for every call.
+        """
+        with anyio.CancelScope() as scope:
+            if self.stopping.is_set():
+                scope.cancel()
+            self._waits.add(scope)
+            try:
+                yield scope
+            finally:
+                self._waits.discard(scope)
 
     @classmethod
     def create(
@@ -259,8 +280,9 @@ class Runtime:
         """Over stdio, save unless turned off; over HTTP only with an explicit ATLAS_MCP_OUTPUT_DIR."""
         return self.settings.save and self.may_write_files
 
-    @property
+    @cached_property
     def output_dir(self) -> Path:
+        """Where pictures are saved: looked up once (the default asks the disk for a Pictures folder)."""
         return self.settings.resolved_output_dir
 
 

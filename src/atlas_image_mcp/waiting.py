@@ -22,7 +22,8 @@ async def wait_for_picture(
     ``wait`` is what is left). Returns early, with the last state seen, when the server starts
     stopping (see :meth:`Runtime.stop_waiting`), so the call can still answer with its prediction
     id. Over HTTP the heartbeat runs only when the request carries a progress token: a task per
-    call that reports to nobody cost ~8% of the server's CPU under load (bench/RESULTS.md).
+    call that reports to nobody cost ~8% of the server's CPU under load (bench/RESULTS.md); with
+    no heartbeat there is no task group either.
     """
     latest = {"prediction": first}
     warm_up_in_background()  # the picture code's first use happens while the job runs
@@ -44,21 +45,23 @@ async def wait_for_picture(
     # The error is carried out of the task group by hand: raised inside, it would leave wrapped in
     # an ExceptionGroup that no ``except AtlasError`` catches (the call would crash with no message).
     outcome: list[Prediction | AtlasError] = []
-    async with anyio.create_task_group() as tg:
 
-        async def stop_on_shutdown() -> None:
-            await call.runtime.stopping.wait()
-            tg.cancel_scope.cancel()
-
-        if call.wants_progress:
-            tg.start_soon(heartbeat)
-        tg.start_soon(stop_on_shutdown)
+    async def polls() -> None:
         try:
             outcome.append(await call.api.wait(first.id, wait, on_update, first=first, deadline=deadline))
         except AtlasError as err:
             outcome.append(err)
-        finally:
-            tg.cancel_scope.cancel()
+
+    with call.runtime.until_stopping():
+        if call.wants_progress:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(heartbeat)
+                try:
+                    await polls()
+                finally:
+                    tg.cancel_scope.cancel()
+        else:  # no task group: most calls over HTTP carry no progress token
+            await polls()
     if not outcome:  # the server is stopping
         return latest["prediction"]
     if isinstance(outcome[0], AtlasError):
@@ -112,20 +115,12 @@ async def wait_for_pictures(
         await report()
 
     async with anyio.create_task_group() as tg:
-
-        async def stop_on_shutdown() -> None:
-            await call.runtime.stopping.wait()
-            tg.cancel_scope.cancel()
-
-        async def all_jobs() -> None:
+        if call.wants_progress:
+            tg.start_soon(heartbeat)
+        with call.runtime.until_stopping():
             async with anyio.create_task_group() as jobs:
                 for i, first in enumerate(firsts):
                     if not first.is_terminal:
                         jobs.start_soon(one, i, first)
-            tg.cancel_scope.cancel()
-
-        if call.wants_progress:
-            tg.start_soon(heartbeat)
-        tg.start_soon(stop_on_shutdown)
-        tg.start_soon(all_jobs)
+        tg.cancel_scope.cancel()
     return latest
