@@ -21,7 +21,9 @@
 #     so every transitive version is the tested one. The conformance suite is there
 #     twice: 0.1.16 (the handshake-era generic scenarios) and, under the npm alias
 #     `conformance-next`, 0.2.0-alpha.12 (the 2026-07-28 scenarios and the tasks
-#     extension's tasks-* scenarios).
+#     extension's tasks-* scenarios). oidc-provider is the OpenID provider the
+#     OAuth tests sign in with (tests/oidc_provider.mjs imports it from here), and
+#     mcp-remote the bridge they sign in through headless.
 #
 # The machine's npm (any version that can run `npm ci`, Node 20 is fine) does
 # the install; engine warnings (EBADENGINE) only warn. Run the tools with the
@@ -34,6 +36,8 @@
 #   bin/mcp-inspector   wrapper: Node 22 + inspector launcher (pass --cli yourself)
 #   bin/conformance     wrapper: Node 22 + conformance CLI (0.1.16)
 #   bin/conformance-next  wrapper: Node 22 + conformance CLI (0.2.0-alpha.12)
+#   bin/mcp-remote      wrapper: Node 22 + mcp-remote (the stdio proxy)
+#   bin/mcp-remote-client  wrapper: Node 22 + mcp-remote's client (lists tools, then exits)
 #   node/               npm prefix for the Node binary package
 #   tools/              npm prefix for the tools (node_modules/...)
 #   .stamp              what is installed; matching stamp means nothing to do
@@ -78,12 +82,15 @@ node_bin="$cache_dir/node/node_modules/$node_pkg/bin/node"
 inspector_js="$cache_dir/tools/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js"
 conformance_js="$cache_dir/tools/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 conformance_next_js="$cache_dir/tools/node_modules/conformance-next/dist/index.js"
+oidc_provider_js="$cache_dir/tools/node_modules/oidc-provider/lib/index.js"
+mcp_remote_js="$cache_dir/tools/node_modules/mcp-remote/dist/proxy.js"
 
 installed_ok() {
     [ -f "$cache_dir/.stamp" ] && [ "$(cat "$cache_dir/.stamp")" = "$wanted_stamp" ] \
         && [ -x "$node_bin" ] && [ -f "$inspector_js" ] && [ -f "$conformance_js" ] \
         && [ -f "$conformance_next_js" ] && [ -x "$cache_dir/bin/conformance-next" ] \
         && [ -x "$cache_dir/bin/mcp-inspector" ] && [ -x "$cache_dir/bin/conformance" ] \
+        && [ -f "$oidc_provider_js" ] && [ -f "$mcp_remote_js" ] && [ -x "$cache_dir/bin/mcp-remote" ] \
         && [ "$("$node_bin" --version 2>/dev/null)" = "v$NODE_VERSION" ]
 }
 
@@ -139,6 +146,8 @@ npm ci --prefix "$cache_dir/tools" "${npm_flags[@]}" >&2 \
 [ -f "$inspector_js" ] || die 4 "inspector launcher missing: $inspector_js"
 [ -f "$conformance_js" ] || die 4 "conformance CLI missing: $conformance_js"
 [ -f "$conformance_next_js" ] || die 4 "conformance CLI (next) missing: $conformance_next_js"
+[ -f "$oidc_provider_js" ] || die 4 "oidc-provider missing: $oidc_provider_js"
+[ -f "$mcp_remote_js" ] || die 4 "mcp-remote missing: $mcp_remote_js"
 
 # 3. bin/: node symlink + wrappers that always run under Node 22.
 mkdir -p "$cache_dir/bin"
@@ -157,6 +166,8 @@ EOF
 write_wrapper mcp-inspector "tools/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js"
 write_wrapper conformance "tools/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 write_wrapper conformance-next "tools/node_modules/conformance-next/dist/index.js"
+write_wrapper mcp-remote "tools/node_modules/mcp-remote/dist/proxy.js"
+write_wrapper mcp-remote-client "tools/node_modules/mcp-remote/dist/client.js"
 
 # 4. Smoke: the CLIs load under Node 22.
 "$cache_dir/bin/mcp-inspector" --cli --version >/dev/null 2>&1 \

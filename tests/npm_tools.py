@@ -1,4 +1,5 @@
-"""Node-side test tools: the MCP Inspector CLI and the MCP conformance suite (two versions).
+"""Node-side test tools: the MCP Inspector CLI, the MCP conformance suite (two versions),
+oidc-provider (the OpenID provider of the OAuth tests) and mcp-remote.
 
 Both come from the npm registry and need Node >= 22, which ``scripts/npm-tools.sh``
 installs into a cache folder next to pinned copies of the two tools. This module
@@ -14,6 +15,8 @@ It knows nothing about this project's server.
                    env=tools.env, capture_output=True, text=True, timeout=120)
     subprocess.run(tools.conformance_next_cmd("server", "--url", url, "--scenario", "tasks-lifecycle"), ...)
 
+``node_modules`` is where ``tests/oidc_provider.mjs`` imports oidc-provider from, and
+``mcp_remote_client_cmd`` runs mcp-remote's client (connects, lists the tools, exits).
 ``conformance_cmd`` runs the suite 0.1.16 (the handshake-era generic scenarios),
 ``conformance_next_cmd`` 0.2.0-alpha.12 (the 2026-07-28 scenarios and the tasks
 extension's ``tasks-*`` scenarios); both are pinned in ``scripts/npm-tools/package.json``.
@@ -40,6 +43,8 @@ INSTALL_TIMEOUT_S = 900.0
 _INSPECTOR_JS = "tools/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js"
 _CONFORMANCE_JS = "tools/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 _CONFORMANCE_NEXT_JS = "tools/node_modules/conformance-next/dist/index.js"
+_OIDC_PROVIDER_JS = "tools/node_modules/oidc-provider/lib/index.js"
+_MCP_REMOTE_CLIENT_JS = "tools/node_modules/mcp-remote/dist/client.js"
 _MODE_FLAGS = ("--cli", "--web", "--tui")
 
 
@@ -53,6 +58,15 @@ class NpmTools:
     conformance_js: Path
     conformance_next_js: Path
     env: dict[str, str] = field(repr=False)
+
+    @property
+    def node_modules(self) -> Path:
+        """The installed packages (oidc-provider among them), for scripts that import them by path."""
+        return self.cache_dir / "tools" / "node_modules"
+
+    def mcp_remote_client_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
+        """``node <mcp-remote client> *args``: connects to a server URL, prints its tools, exits."""
+        return [str(self.node), str(self.cache_dir / _MCP_REMOTE_CLIENT_JS), *(os.fspath(a) for a in args)]
 
     def inspector_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
         """``node <inspector launcher> --cli *args``.
@@ -159,6 +173,8 @@ def _tools_from_cache(cache_dir: Path) -> NpmTools | None:
         and inspector_js.is_file()
         and conformance_js.is_file()
         and conformance_next_js.is_file()
+        and (cache_dir / _OIDC_PROVIDER_JS).is_file()
+        and (cache_dir / _MCP_REMOTE_CLIENT_JS).is_file()
     ):
         return None
     env = dict(os.environ)
