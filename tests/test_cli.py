@@ -132,7 +132,7 @@ def test_the_docker_command_serves_with_a_token_and_its_healthcheck_passes(tmp_p
     with serve_process(argv, env, port):
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
-        assert httpx.post(f"{base}/mcp", json={}, timeout=5).status_code == 401
+        assert httpx.post(f"{base}/mcp", json={}, timeout=5).status_code == 400
         probe = healthcheck_cmd()
         probe = [sys.executable, probe[1], probe[2].replace("127.0.0.1:8000", f"127.0.0.1:{port}")]
         assert subprocess.run(probe, capture_output=True, timeout=20).returncode == 0

@@ -196,23 +196,28 @@ def _plausible_key(key: str) -> bool:
     )
 
 
-_CHALLENGE = [(b"www-authenticate", b'Bearer realm="atlas-image-mcp"')]
+# Without sign-in a refusal is a 400 with a JSON-RPC error that says what to send, with no
+# WWW-Authenticate and no "Unauthorized" in it: any 401 makes Claude Code, the MCP Inspector and
+# mcp-remote start an OAuth sign-in this server cannot finish (mcp-remote then waits for ever) and
+# none of them shows the message; this answer they all show (docs/oauth.md, "With sign-in off").
 
 
 async def _no_user_key(send: Send) -> None:
     await json_rpc_answer(
         send,
-        401,
+        400,
         _UNAUTHORIZED,
-        "Unauthorized: this server needs your own Atlas Cloud API key in the X-Atlas-Api-Key header of "
-        f"every request ({MIN_USER_KEY_CHARS} to {MAX_USER_KEY_CHARS} characters).",
-        _CHALLENGE,
+        "This server needs your own Atlas Cloud API key in the X-Atlas-Api-Key header of every request "
+        f"({MIN_USER_KEY_CHARS} to {MAX_USER_KEY_CHARS} characters).",
     )
 
 
 async def _unauthorized(send: Send) -> None:
-    message = f"Unauthorized: send Authorization: Bearer <{env_name('auth_token')}>"
-    await json_rpc_answer(send, 401, _UNAUTHORIZED, message, _CHALLENGE)
+    message = (
+        "This server needs its access token: send the header Authorization: Bearer "
+        f"<{env_name('auth_token')}> (the token its operator set) with every request."
+    )
+    await json_rpc_answer(send, 400, _UNAUTHORIZED, message)
 
 
 class JsonRpcErrors:
