@@ -19,6 +19,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import LoggingLevel
 
+from .auth.principal import principal_of
 from .client import AtlasClient
 from .constants import CALL_MARGIN_SECONDS
 from .errors import AtlasError
@@ -59,7 +60,8 @@ class Call:
         runtime: Runtime = ctx.request_context.lifespan_context
         outputs = Outputs(runtime.output_dir, runtime.may_write_files, runtime.save_by_default)
         moment = time.monotonic() if started is None else started
-        return cls(ctx, runtime, runtime.caller(ctx.headers), outputs, moment)
+        caller = runtime.caller(ctx.headers, principal_of(ctx.request_context.request))
+        return cls(ctx, runtime, caller, outputs, moment)
 
     @cached_property
     def api(self) -> AtlasClient:

@@ -166,7 +166,7 @@ async def _settle(call: Call, prediction: Prediction) -> Decimal | None:
     failed = prediction.kind == "failed"
     try:
         return await call.runtime.ledger.settle(
-            call.caller.key, prediction.id, charged=charged, failed=failed
+            call.caller.bucket, prediction.id, charged=charged, failed=failed
         )
     except LedgerError as err:  # the answer about a paid job matters more than the bookkeeping
         logger.warning("could not record the charge of %s: %s", prediction.id, err.message)

@@ -52,6 +52,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, compat
 from .admission import OWNER, BodyLimits, SessionLimits, error_body, json_rpc_answer
+from .auth.config import oauth_config
+from .auth.front import Front
+from .auth.guard import OAuthGuard, ScopeCheck
+from .auth.linkpage import link_page
 from .constants import (
     HEAD_TIMEOUT_SECONDS,
     KEEP_ALIVE_SECONDS,
@@ -64,8 +68,8 @@ from .constants import (
 )
 from .redact import key_digest, redact
 from .runtime import Runtime
-from .server import make_server
-from .settings import Settings, WorkerOptions, env_name, export_for_workers
+from .server import make_server, spending_tools
+from .settings import Settings, SettingsError, WorkerOptions, env_name, export_for_workers
 
 __all__ = [
     "AccessGuard",
@@ -350,13 +354,19 @@ def create_http_app(
         idle_seconds=settings.session_idle_seconds,
         stateless=stateless,
     )
+    signin = runtime.signin
+    if signin is not None:  # sign-in: what a token's scopes allow, once the body is read
+        app.add_middleware(ScopeCheck, config=signin.config, spending=spending_tools())
     app.add_middleware(
         BodyLimits,
         small=settings.max_message_bytes,
         large=body_limit,
         large_timeout=settings.upload_timeout,
     )
-    app.add_middleware(AccessGuard, token=settings.auth_token, user_keys=settings.user_keys)
+    if signin is not None:
+        app.add_middleware(OAuthGuard, signin=signin, open_paths=(HEALTH_PATH,))
+    else:
+        app.add_middleware(AccessGuard, token=settings.auth_token, user_keys=settings.user_keys)
     if settings.allowed_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -366,6 +376,9 @@ def create_http_app(
             expose_headers=["Mcp-Session-Id", "WWW-Authenticate"],
             max_age=600,
         )
+    # outermost: the well-known documents (404 without sign-in) and the key-linking page
+    page = link_page(runtime) if signin is not None and signin.accounts is not None else None
+    app.add_middleware(Front, config=signin.config if signin else None, link_page=page)
     return app
 
 
@@ -453,10 +466,13 @@ def check_exposure(settings: Settings, host: str, allow_unauthenticated: bool) -
     """Why serving on ``host`` is refused, or None when it is allowed."""
     if is_loopback(host) or settings.auth_token or settings.user_keys or allow_unauthenticated:
         return None
+    if settings.oauth_issuer:
+        return None
     return (
         f"refusing to serve on {host} with no authentication: anyone who can reach it could spend the Atlas "
         f"key's credit. Set {env_name('auth_token')} (clients then send Authorization: Bearer <token>), or "
-        f"{env_name('user_keys')}=1 (each client brings its own key), or pass --allow-unauthenticated."
+        f"{env_name('user_keys')}=1 (each client brings its own key), or {env_name('oauth_issuer')} (people "
+        "sign in), or pass --allow-unauthenticated."
     )
 
 
@@ -518,6 +534,16 @@ def _refused(settings: Settings, host: str, offline: bool, allow_unauthenticated
     if refusal:
         logger.error("%s", refusal)
         return True
+    try:
+        signin = oauth_config(settings)
+    except SettingsError as err:
+        logger.error("%s", err)
+        return True
+    if signin is not None and not signin.linking and not settings.api_key and not offline:
+        logger.warning(
+            f"{env_name('oauth_issuer')} without {env_name('api_key')}: people can sign in, but the server "
+            f"has no key to pay with; set it, or {env_name('user_keys')}=1 so that each user links their own"
+        )
     if settings.user_keys and settings.api_key and not offline:
         logger.warning(
             f"{env_name('user_keys')}=1: {env_name('api_key')} is ignored, every request brings its own key"

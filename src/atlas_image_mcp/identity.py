@@ -23,8 +23,16 @@ class Caller:
     key: str | None
     #: Whose picture history the caller reads and adds to (``last``, the gallery); never a key.
     history: str
+    #: The signed-in user (a principal id: a digest of issuer and subject) when the server has
+    #: sign-in on; then everything the caller owns is keyed by it, never by a key or a header.
+    subject: str | None = None
 
     @cached_property
     def id(self) -> str:
         """A stable name for the caller that tasks and sealed confirmations are bound to (a digest)."""
-        return key_digest(self.key or "")
+        return self.subject or key_digest(self.key or "")
+
+    @property
+    def bucket(self) -> str | None:
+        """Whose spending the ledger counts this caller's calls under: the signed-in user, else the key."""
+        return self.subject or self.key

@@ -131,6 +131,8 @@ class Limits:
 
     images_per_hour: int | None = None
     usd_per_day: Decimal | None = None
+    #: The setting ``usd_per_day`` comes from (named in a refusal).
+    budget_setting: str = "budget_usd_per_day"
 
     @property
     def any(self) -> bool:
@@ -419,9 +421,13 @@ class Ledger:
             spent = _spent_on(conn, bucket, _day(now))
             resets_in = _next_midnight(now) - now
             if amount is None:
-                raise BudgetError(budget, dollars(spent), None, resets_in, model=model)
+                raise BudgetError(
+                    budget, dollars(spent), None, resets_in, model=model, setting=self.limits.budget_setting
+                )
             if spent + micros(amount) > micros(budget):
-                raise BudgetError(budget, dollars(spent), amount, resets_in, model=model)
+                raise BudgetError(
+                    budget, dollars(spent), amount, resets_in, model=model, setting=self.limits.budget_setting
+                )
 
     def _settle(self, bucket: str, prediction_id: str, value: int | None) -> Decimal | None:
         conn = self._connection()

@@ -15,6 +15,8 @@ import anyio
 import httpx
 
 from .aiohttp_transport import AiohttpTransport
+from .auth.principal import Principal
+from .auth.service import SignIn, sign_in
 from .catalogue import Catalogue
 from .client import AtlasClient, ClientOptions
 from .constants import (
@@ -59,6 +61,8 @@ class Runtime:
     decodes: anyio.CapacityLimiter = field(init=False)
     #: set when the server is stopping: calls still waiting for a picture answer "processing" now
     stopping: anyio.Event = field(init=False)
+    #: Sign-in (OAuth) of a hosted server, when it is on (see :mod:`atlas_image_mcp.auth`).
+    signin: SignIn | None = None
 
     def __post_init__(self, given_ledger: Ledger | None) -> None:
         self.ledger = given_ledger or default_ledger(self.settings, offline=self.offline)
@@ -116,13 +120,18 @@ class Runtime:
             )
         register_secret(settings.api_key, permanent=True)
         register_secret(settings.auth_token, permanent=True)
-        return cls(
+        register_secret(settings.oauth_client_secret, permanent=True)
+        runtime = cls(
             settings=settings, client=client, remote=remote, offline=offline, place=place, given_ledger=ledger
         )
+        runtime.signin = sign_in(settings, offline=offline) if remote else None
+        return runtime
 
     async def aclose(self) -> None:
         await self.client.aclose()
         self.ledger.close()
+        if self.signin is not None:
+            await self.signin.aclose()
 
     @property
     def confirm_above(self) -> Decimal | None:
@@ -131,8 +140,16 @@ class Runtime:
 
     # --- per-request views ---------------------------------------------------------------
 
-    def caller(self, headers: Mapping[str, str] | None = None) -> Caller:
-        """Who the request with these HTTP headers (``ctx.headers``; None over stdio) comes from."""
+    def caller(self, headers: Mapping[str, str] | None = None, principal: Principal | None = None) -> Caller:
+        """Who the request with these HTTP headers (``ctx.headers``; None over stdio) comes from.
+
+        ``principal``: the user its access token names, with sign-in on. Then the caller is that
+        user: its pictures, usage and tasks are the user's, and it spends the user's linked key
+        (with linked keys) or the server's.
+        """
+        if principal is not None:
+            key = principal.linked_key if self.per_user_keys else self.settings.api_key
+            return Caller(key=key, history=f"user:{principal.id}", subject=principal.id)
         key = self.current_key(headers)
         return Caller(key=key, history=session_key(headers, key if self.per_user_keys else None))
 
@@ -144,6 +161,12 @@ class Runtime:
         """
         if self.per_user_keys:
             key = caller.key
+            if not key and self.signin is not None:
+                raise MissingAPIKeyError(
+                    "No Atlas Cloud API key is linked to your account on this server yet. Call "
+                    "generate_image (or another tool that needs Atlas): its answer has the link to the page "
+                    "where you link your key, once."
+                )
             if not key:
                 raise MissingAPIKeyError(
                     "This hosted server needs your own Atlas Cloud API key: send it in the "
@@ -159,6 +182,11 @@ class Runtime:
     def per_user_keys(self) -> bool:
         return self.settings.user_keys and self.remote
 
+    @property
+    def callers_apart(self) -> bool:
+        """Whether this server can tell its callers apart (stdio, per-user keys, or sign-in)."""
+        return not self.remote or self.per_user_keys or self.signin is not None
+
     def current_key(self, headers: Mapping[str, str] | None = None) -> str | None:
         """The Atlas key this request uses (for the ledger's bucket; never logged).
 
@@ -167,6 +195,8 @@ class Runtime:
         """
         if not self.per_user_keys:
             return self.settings.api_key
+        if self.signin is not None:
+            return None  # with sign-in a key is linked to the user, never taken from a header
         key = _header(headers, USER_KEY_HEADER)
         return key.strip() if key and key.strip() else None
 
@@ -186,7 +216,13 @@ class Runtime:
 
 
 def limits_of(settings: Settings) -> Limits:
-    return Limits(images_per_hour=settings.max_images_per_hour, usd_per_day=settings.budget_usd_per_day)
+    """The ledger's limits, per bucket: per API key, or, with sign-in, per signed-in user (then
+    every per-key limit holds for each user, and the per-user daily budget too: the lower one)."""
+    per_day = settings.budget_usd_per_day
+    per_user = settings.budget_usd_per_user_per_day if settings.oauth_issuer else None
+    if per_user is not None and (per_day is None or per_user < per_day):
+        return Limits(settings.max_images_per_hour, per_user, budget_setting="budget_usd_per_user_per_day")
+    return Limits(images_per_hour=settings.max_images_per_hour, usd_per_day=per_day)
 
 
 def default_ledger(settings: Settings, *, offline: bool = False) -> Ledger:

@@ -13,6 +13,8 @@ from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from mcp.shared.exceptions import MCPError
 
 from . import __version__
+from .auth.elicit import LinkGate
+from .auth.principal import principal_of
 from .constants import TASK_KEEP_SECONDS
 from .notify import install_logging_handler
 from .prompts import register_prompts
@@ -21,10 +23,10 @@ from .resources import label_pictures, register_resources
 from .runtime import Runtime
 from .taskids import TaskIds, task_id_secret
 from .tasks_legacy import TasksWithLegacyForm
-from .tools import build_tools
+from .tools import build_tools, keyed_tools, spending_tools
 from .viewer import make_viewer
 
-__all__ = ["INSTRUCTIONS", "make_server"]
+__all__ = ["INSTRUCTIONS", "make_server", "spending_tools"]
 
 INSTRUCTIONS = """\
 Creates and edits pictures with the FLUX models on Atlas Cloud.
@@ -47,7 +49,7 @@ Creates and edits pictures with the FLUX models on Atlas Cloud.
 def caller_of(ctx: ServerRequestContext[Any, Any]) -> str:
     """Who a request comes from, for binding tasks and sealed confirmations to it."""
     runtime: Runtime = ctx.lifespan_context
-    return runtime.caller(getattr(ctx.request, "headers", None)).id
+    return runtime.caller(getattr(ctx.request, "headers", None), principal_of(ctx.request)).id
 
 
 async def redact_answers(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
@@ -96,9 +98,9 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
         TaskIds(task_id_secret(settings, remote=runtime.remote)),
         ttl_seconds=settings.task_wait_seconds + TASK_KEEP_SECONDS,
         owner=caller_of,
-        # callers are told apart by their Atlas key: over stdio there is one, per-user keys one each;
-        # with one shared key a hosted server cannot list "your" tasks
-        list_tasks=not runtime.remote or runtime.per_user_keys,
+        # callers are told apart by their Atlas key (over stdio there is one, per-user keys one each)
+        # or their sign-in; with one shared key and no sign-in a hosted server cannot list "your" tasks
+        list_tasks=runtime.callers_apart,
     )
 
     @asynccontextmanager
@@ -109,6 +111,7 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
             yield runtime
 
     viewer = make_viewer(runtime)
+    linking = runtime.signin is not None and runtime.signin.accounts is not None
     server: MCPServer[Runtime] = MCPServer(
         "atlas-image-mcp",
         title="Atlas Cloud FLUX images",
@@ -119,8 +122,8 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
         lifespan=lifespan,
         request_state_security=request_state_security(runtime),
         log_level=settings.log_level if settings.log_level in _LEVELS else "INFO",  # type: ignore[arg-type]
-        middleware=[redact_answers, label_pictures],
-        tools=build_tools(tasks),
+        middleware=[redact_answers, label_pictures, *([LinkGate(keyed_tools())] if linking else [])],
+        tools=build_tools(tasks, linking=linking),
     )
     tasks.bind(server)
     register_resources(server)

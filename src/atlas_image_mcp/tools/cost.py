@@ -79,7 +79,7 @@ async def confirm(call: Call, plan: Plan) -> Confirmation | InputRequiredResult:
             "model, or ask the person whether they accept the higher cost.",
         )
     amount = plan.estimate if plan.estimate is not None else cap
-    await runtime.ledger.check(call.caller.key, plan.images, amount, plan.model)
+    await runtime.ledger.check(call.caller.bucket, plan.images, amount, plan.model)
     threshold = runtime.confirm_above
     if threshold is None:
         return Verdict(True, "no_threshold")

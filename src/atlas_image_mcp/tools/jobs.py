@@ -92,7 +92,7 @@ async def _submit(call: Call, planned: Plan, prepared: PreparedRequest) -> CallT
     # Held against the daily budget: the estimate, or the caller's bound when the price is unknown.
     amount = planned.estimate if planned.estimate is not None else planned.cap
     reservation = await runtime.ledger.reserve(
-        call.caller.key,
+        call.caller.bucket,
         tool=job.tool,
         model=prepared.model,
         images=prepared.num_images,
