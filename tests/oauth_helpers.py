@@ -184,9 +184,9 @@ class Browser:
         self.pages_opened: list[str] = []
 
     async def sign_in(self, url: str, user: str, *, until: str, context: Any = None) -> Any:
-        """Open ``url`` (an authorization request), sign in as ``user``, consent, and wait until the
-        browser is sent to a URL that starts with ``until``; the page (its context kept)."""
-        own = context is None
+        """Open ``url`` (an authorization request), sign in as ``user`` on the provider's login page
+        (when it shows one), consent (when asked), and wait until the browser is sent to a URL that
+        starts with ``until``; the page (its context kept)."""
         context = context or await self.browser.new_context()
         page = await context.new_page()
         self.pages_opened.append(url)
@@ -195,12 +195,16 @@ class Browser:
             await page.fill("input[name=login]", user)
             await page.fill("input[name=password]", "any password")
             await page.click("button[type=submit]")
-        while not page.url.startswith(until):  # consent pages (one per interaction), then the redirect
-            await page.wait_for_selector("button[type=submit]", timeout=WAIT_MS)
-            await page.click("button[type=submit]")
-            await page.wait_for_load_state("load", timeout=WAIT_MS)
-        if own:
-            await page.wait_for_load_state("load", timeout=WAIT_MS)
+        arrived = "(until) => location.href.startsWith(until)"
+        consent = (
+            "(until) => location.href.startsWith(until) || "
+            "[...document.querySelectorAll('button')].some((b) => b.textContent.trim() === 'Continue')"
+        )
+        await page.wait_for_function(consent, arg=until, timeout=WAIT_MS)
+        if not page.url.startswith(until):
+            await page.click("button:has-text('Continue')")
+            await page.wait_for_function(arrived, arg=until, timeout=WAIT_MS)
+        await page.wait_for_load_state("load", timeout=WAIT_MS)
         return page
 
 

@@ -118,7 +118,7 @@ const provider = new Provider(issuer, {
     IdToken: 600,
     RefreshToken: 86400,
     Grant: 86400,
-    Interaction: 600,
+    Interaction: 3600, // longer than any OP_CLOCK_OFFSET used: its cookie must not be born expired
     Session: 86400,
   },
   rotateRefreshToken: true,

@@ -9,10 +9,12 @@ it), and a document counts only when its ``issuer`` is the configured one exactl
 Everything fetched from it is bounded: a few seconds per request, no redirects followed, at most
 :data:`~atlas_image_mcp.constants.AS_DOCUMENT_MAX_BYTES` per answer, at most
 :data:`~atlas_image_mcp.constants.JWKS_MAX_KEYS` signing keys. The key set (JWKS) is fetched on the
-first need and cached; a token naming a key id the cache lacks fetches it again, at most once per
-:data:`~atlas_image_mcp.constants.JWKS_MIN_REFRESH_SECONDS` (anyone can send such a token), and
-a failed fetch keeps the keys already known. While the server cannot be reached, a request that
-needs it gets :class:`AuthServerUnavailable` (a 503 for the client, not a refused token).
+first need and kept for :data:`~atlas_image_mcp.constants.JWKS_MAX_AGE_SECONDS` (so a key the
+server stopped publishing stops being trusted); a token naming a key id the set lacks fetches it
+again at once, then at most once per :data:`~atlas_image_mcp.constants.JWKS_MIN_REFRESH_SECONDS`
+(anyone can send such a token). A fetch that fails keeps the keys already known (and is tried
+again soon). While the server cannot be reached, a request that needs what it lacks gets
+:class:`AuthServerUnavailable` (a 503 for the client, not a refused token).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import jwt
 from ..constants import (
     AS_DOCUMENT_MAX_BYTES,
     AS_FETCH_TIMEOUT_SECONDS,
+    JWKS_MAX_AGE_SECONDS,
     JWKS_MAX_KEYS,
     JWKS_MIN_REFRESH_SECONDS,
 )
@@ -71,6 +74,7 @@ class AuthorizationServer:
         self._metadata: dict[str, Any] | None = None
         self._keys: dict[str, dict[str, Any]] = {}  # kid -> the public JWK as published
         self._fetched_at: float | None = None
+        self._refetches, self._refilled_at = 2.0, clock()
         self._lock = anyio.Lock()
 
     # --- fetching, bounded ---------------------------------------------------------------------
@@ -157,24 +161,43 @@ class AuthorizationServer:
     async def key(self, kid: str | None, alg: str) -> jwt.PyJWK:
         """The public key that signed a token with this ``kid`` (or, without one, the only key for
         ``alg``); UnknownKey when the server does not publish it."""
-        found = self._find(kid, alg)
+        stale = self._fetched_at is None or self._clock() - self._fetched_at > JWKS_MAX_AGE_SECONDS
+        found = None if stale else self._find(kid, alg)
         if found is not None:
             return found
         async with self._lock:
-            found = self._find(kid, alg)
+            now = self._clock()
+            stale = self._fetched_at is None or now - self._fetched_at > JWKS_MAX_AGE_SECONDS
+            found = None if stale else self._find(kid, alg)
             if found is not None:
                 return found
-            now = self._clock()
-            if self._fetched_at is not None and now - self._fetched_at < JWKS_MIN_REFRESH_SECONDS:
+            if not stale and not self._may_refetch(now):
                 raise UnknownKey("unknown signing key (the key set was fetched moments ago)")
             self._fetched_at = now
-            if self._metadata is None:
-                self._metadata = await self._discover()
-            self._keys = await self._fetch_keys()
+            try:
+                if self._metadata is None:
+                    self._metadata = await self._discover()
+                self._keys = await self._fetch_keys()
+            except AuthServerUnavailable:
+                if not self._keys or self._find(kid, alg) is None:
+                    raise
+                # the keys known still serve; the set is asked for again soon
+                self._fetched_at = now - JWKS_MAX_AGE_SECONDS + JWKS_MIN_REFRESH_SECONDS
         found = self._find(kid, alg)
         if found is None:
             raise UnknownKey("unknown signing key")
         return found
+
+    def _may_refetch(self, now: float) -> bool:
+        """A token bucket: two fetches at once, then one per JWKS_MIN_REFRESH_SECONDS. The first
+        token signed with a new key fetches the set at once (which also drops keys the server no
+        longer publishes); a stream of made-up key ids fetches it once in a while only."""
+        self._refetches = min(2.0, self._refetches + (now - self._refilled_at) / JWKS_MIN_REFRESH_SECONDS)
+        self._refilled_at = now
+        if self._refetches < 1:
+            return False
+        self._refetches -= 1
+        return True
 
     def _find(self, kid: str | None, alg: str) -> jwt.PyJWK | None:
         if kid is not None:

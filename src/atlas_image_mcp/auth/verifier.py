@@ -126,6 +126,12 @@ class TokenVerifier:
             raise TokenRefused("The access token is signed with an algorithm this server does not accept")
         if str(header.get("typ", "")).lower() not in _JWT_TYPES:
             raise TokenRefused("The token is not a JWT access token (its typ is not at+jwt)")
+        try:  # only to choose the refusal, and to fetch no keys for another issuer's token
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise TokenRefused("The access token is malformed") from None
+        if not isinstance(unverified, dict) or unverified.get("iss") != self.config.issuer:
+            raise TokenRefused("The access token was issued by another authorization server")
         kid = header.get("kid")
         try:
             key = await self.issuer.key(kid if isinstance(kid, str) else None, str(alg))
