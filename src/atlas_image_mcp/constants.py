@@ -225,7 +225,7 @@ AS_FETCH_TIMEOUT_SECONDS = 5.0
 JWKS_MAX_KEYS = 50
 #: The key set is fetched again after this many seconds (a key no longer published stops counting).
 JWKS_MAX_AGE_SECONDS = 3600.0
-#: After the first one at once, an unknown key id fetches the key set again at most once per this many seconds.
+#: An unknown key id fetches the key set again at once, then at most once per this many seconds.
 JWKS_MIN_REFRESH_SECONDS = 10.0
 #: A token, an authorization header, a token endpoint's answer: the most characters read.
 MAX_TOKEN_CHARS = 16 * 1024
