@@ -17,7 +17,8 @@ The way through it, for the link ``/link?t=<token>`` a tool answer gave (:mod:`.
    of tries per user; the key is checked with Atlas (a read of the account's balance with it) and
    only then sealed and stored (:mod:`.accounts`). The link is spent; the key is never shown again.
 
-Every answer is ``no-store``, ``no-referrer`` (the token is in the URL), framed by nobody, under a
+Every answer is ``no-store``, with a ``same-origin`` referrer policy (the token is in the URL: it
+never goes to another site), framed by nobody, under a
 Content-Security-Policy that allows nothing but its own inline style (by hash) and posting its form
 to itself. Nothing the person types is logged.
 """
@@ -72,7 +73,9 @@ _STYLE = (
 _STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
 _HEADERS = {
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: the link's URL never goes to another site, and the form's POST
+    # still carries this page's Origin (with no-referrer Chromium sends "Origin: null")
+    "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": (
@@ -199,7 +202,8 @@ class _LinkPage:
         except (LedgerError, AuthServerUnavailable) as exc:
             logger.warning("key-linking page: %s", exc)
             return _page(503, "Try again in a moment", "This server cannot reach what it needs right now.")
-        state, verifier, nonce = (secrets.token_urlsafe(24) for _ in range(3))
+        state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        verifier = secrets.token_urlsafe(48)  # RFC 7636: 43 to 128 characters
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
         query = {
             "response_type": "code",
@@ -271,7 +275,7 @@ class _LinkPage:
         )
         id_token = answer.get("id_token")
         if not isinstance(id_token, str):
-            error = str(answer.get("error", "no ID token"))[:100]
+            error = str(answer.get("error_description") or answer.get("error") or "no ID token")[:200]
             raise TokenRefused(f"The authorization server did not sign you in ({error})")
         return await self.signin.verifier.id_token(id_token, client_id=self.client[0], nonce=str(login["o"]))
 
@@ -301,7 +305,8 @@ class _LinkPage:
         session = self._state(request, "form")
         origin = request.headers.get("origin")
         public = urlsplit(self.config.public_url)
-        if origin is not None and origin != f"{public.scheme}://{public.netloc}":
+        site = request.headers.get("sec-fetch-site", "same-origin")
+        if (origin is not None and origin != f"{public.scheme}://{public.netloc}") or site != "same-origin":
             return _page(403, "Refused", "The form was not sent from this server's own page.")
         form = await _small_form(request)
         if (
