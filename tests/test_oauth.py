@@ -23,7 +23,7 @@ from atlas_image_mcp.settings import Settings
 
 from .conftest import TEST_KEY, make_api, text_of
 from .emulation import Emulator
-from .http_helpers import INITIALIZE, MCP_HEADERS, RawSession, free_port, serve_app
+from .http_helpers import INITIALIZE, MCP_HEADERS, RawSession, free_port, mcp_client, serve_app
 from .npm_tools import NpmTools, require_tools
 from .oauth_helpers import (
     BOTH_SCOPES,
@@ -48,6 +48,12 @@ from .oauth_helpers import (
 pytestmark = [pytest.mark.timeout(180)]
 
 PRM = "/.well-known/oauth-protected-resource"
+PREREGISTERED = OAuthClientInformationFull(
+    client_id=TEST_CLIENT,
+    token_endpoint_auth_method="none",
+    redirect_uris=["http://127.0.0.1/callback"],  # type: ignore[list-item]
+    grant_types=["authorization_code", "refresh_token"],
+)
 
 
 @contextmanager
@@ -172,20 +178,35 @@ async def browser() -> AsyncIterator[Browser]:
 @pytest.mark.npm
 @pytest.mark.browser
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
-async def test_the_sdk_client_registers_signs_in_in_the_browser_and_makes_a_picture(
-    emulator: Emulator, provider: Provider, browser: Browser, mode: str
-) -> None:
+@pytest.mark.parametrize("preregistered", [False, True], ids=["registered", "preregistered"])
+async def test_the_sdk_client_signs_in_in_the_browser_and_makes_a_picture(
+    emulator: Emulator, provider: Provider, browser: Browser, caplog: pytest.LogCaptureFixture, mode: str,
+    preregistered: bool,
+) -> None:  # fmt: skip
+    """The SDK's own client: discovery from the 401, the metadata, dynamic registration (RFC 7591) or
+    the client registered beforehand, PKCE, the token; then a picture, on either protocol era."""
     log = SignInLog()
+    storage = MemoryStorage(PREREGISTERED if preregistered else None)
     with hosted(emulator, provider.issuer) as base:
-        async with oauth_client(f"{base}/mcp", browser, "alice", log=log, mode=mode) as client:
+        async with oauth_client(
+            f"{base}/mcp", browser, "alice", storage=storage, log=log, mode=mode
+        ) as client:
             result = await client.call_tool("generate_image", {"prompt": "a lighthouse at dusk"})
             assert not result.is_error, text_of(result)
             assert result.structured_content and result.structured_content["status"] == "completed"
-    (asked,) = log.requests  # one sign-in: discovery from the 401, registration, PKCE
+    (asked,) = log.requests  # one sign-in
     assert asked["resource"] == f"{base}/mcp"
     assert asked["code_challenge_method"] == "S256"
     assert set(asked["scope"].split()) >= {"images:read", "images:generate"}
-    assert asked["client_id"] != "atlas-test-client"  # registered dynamically (RFC 7591)
+    assert (asked["client_id"] == TEST_CLIENT) == preregistered
+    assert storage.tokens is not None
+    token = storage.tokens.access_token
+    assert claims_of(token)["aud"] == f"{base}/mcp" and claims_of(token)["sub"] == "alice"
+    # the access token went nowhere but to this server: not to Atlas, not into a log
+    assert all(token not in str(r.headers) + r.body.decode("latin-1") for r in emulator.requests)
+    keys = {r.headers["authorization"] for r in emulator.requests if "authorization" in r.headers}
+    assert keys == {f"Bearer {TEST_KEY}"}  # the server's own key paid
+    assert token not in caplog.text
 
 
 # --- tokens that must be refused --------------------------------------------------------------------
@@ -319,14 +340,7 @@ async def test_the_sdk_client_steps_up_to_the_scope_a_call_needs_with_a_second_s
         answer = await token_for(
             browser, provider.issuer, resource=f"{base}/mcp", user="grace", scope="images:read"
         )
-        storage = MemoryStorage(
-            OAuthClientInformationFull(
-                client_id=TEST_CLIENT,
-                token_endpoint_auth_method="none",
-                redirect_uris=["http://127.0.0.1/callback"],  # type: ignore[list-item]
-                grant_types=["authorization_code", "refresh_token"],
-            )
-        )
+        storage = MemoryStorage(PREREGISTERED)
         storage.tokens = OAuthToken(
             access_token=answer["access_token"], token_type="Bearer", scope="images:read"
         )
@@ -429,3 +443,33 @@ async def test_two_signed_in_users_never_see_each_others_pictures_usage_or_tasks
     assert seen["bob"]["tasks"] == []
     assert "result" in seen["alice"]["task"] and "error" in seen["bob"]["task"]
     assert stolen.status_code == 404
+
+
+@pytest.mark.npm
+@pytest.mark.browser
+async def test_legacy_sse_takes_the_same_tokens_and_keeps_each_stream_to_its_user(
+    emulator: Emulator, provider: Provider, browser: Browser
+) -> None:
+    with hosted(emulator, provider.issuer) as base:
+        tokens = {
+            user: (await token_for(browser, provider.issuer, resource=f"{base}/mcp", user=user))[
+                "access_token"
+            ]
+            for user in ("judy", "mallory")
+        }
+        async with mcp_client(base, "sse", bearer(tokens["judy"])) as client:
+            result = await client.call_tool("generate_image", {"prompt": "fox", "dry_run": True})
+            assert not result.is_error and result.structured_content["status"] == "dry_run"
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        async with httpx.AsyncClient(timeout=10) as http:
+            async with http.stream("GET", f"{base}/sse", headers=bearer(tokens["judy"])) as stream:
+                lines = stream.aiter_lines()
+                endpoint = ""
+                async for line in lines:
+                    if line.startswith("data:"):
+                        endpoint = line[5:].strip()
+                        break
+                theirs = await http.post(base + endpoint, json=ping, headers=bearer(tokens["mallory"]))
+                nobody = await http.post(base + endpoint, json=ping)
+                own = await http.post(base + endpoint, json=ping, headers=bearer(tokens["judy"]))
+    assert theirs.status_code in (403, 404) and nobody.status_code == 401 and own.status_code == 202
