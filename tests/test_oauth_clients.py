@@ -80,6 +80,16 @@ class Lines:
                 self.seen.append(line)
                 return line
 
+    async def rest(self) -> list[str]:
+        """Every line still to come, once the process has ended (its pipes reach their end)."""
+        for thread in self.threads:
+            await anyio.to_thread.run_sync(thread.join)
+        while not self.queue.empty():
+            line = self.queue.get_nowait()
+            if line is not None:
+                self.seen.append(line)
+        return self.seen
+
     async def until(self, wanted: str) -> str:
         """The first line (from now on) that contains ``wanted``; callers bound the wait."""
         while wanted not in (line := await self.next_line()):
@@ -180,3 +190,31 @@ async def test_the_inspector_cli_signs_in_headless_and_lists_the_tools(
     assert code == 0
     assert parse_qs(urlsplit(url).query)["resource"] == [f"{base}/mcp"]
     assert any('"name": "generate_image"' in line for line in lines.seen)
+
+
+async def test_the_inspector_cli_shows_the_link_to_a_user_who_has_linked_no_key(
+    provider: Provider, tools: NpmTools, browser: Browser, tmp_path: Path
+) -> None:
+    """With linked keys on, a client that does not do URL elicitation (the Inspector CLI) shows the
+    link in the tool's answer."""
+    from .test_oauth_links import linking_server
+
+    home = tmp_path / "inspector-home"
+    callback = f"http://127.0.0.1:{free_port()}/oauth/callback"
+    with linking_server(Emulator(latency=0.05), provider.issuer, tmp_path / "store.sqlite3") as base:
+        argv = tools.inspector_cmd(
+            f"{base}/mcp", "--transport", "http", "--method", "tools/call", "--tool-name", "generate_image",
+            "--tool-arg", "prompt=a fox", "--callback-url", callback,
+        )  # fmt: skip
+        with client_process(argv, home, tools, MCP_AUTO_OPEN_ENABLED="true") as proc:
+            lines = Lines(proc)
+            with anyio.fail_after(RUN_SECONDS):
+                url = (await lines.until("Please navigate to: ")).split("Please navigate to: ", 1)[1]
+            page = await browser.sign_in(url, "kim", until=callback)
+            await page.context.close()
+            with anyio.fail_after(RUN_SECONDS):
+                code = await anyio.to_thread.run_sync(proc.wait)
+                output = "\n".join(await lines.rest())
+    assert "Link your Atlas Cloud API key" in output and f"{base}/link?t=" in output
+    assert '"isError": true' in output
+    assert code is not None
