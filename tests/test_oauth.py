@@ -374,10 +374,10 @@ async def test_opaque_tokens_are_introspected_only_with_client_credentials_and_m
             ]
             assert refusal(base, token)[0] == 200
             # active at the issuer, but made for its userinfo endpoint: no audience, so refused
-            bare = (await token_for(browser, op.issuer, resource=None, user="heidi", scope="openid"))[
-                "access_token"
-            ]
-            assert_invalid_token(base, bare, "issued for another resource")
+            bare = await token_for(browser, op.issuer, resource=None, user="heidi", scope="openid")
+            assert_invalid_token(base, bare["access_token"], "issued for another resource")
+            # a JWT that is not an access token is asked about too (the issuer does not know it as one)
+            assert_invalid_token(base, bare["id_token"], "not active")
             assert_invalid_token(base, "not-a-token-the-issuer-knows", "not active")
 
 

@@ -11,8 +11,9 @@ resource is refused); ``exp`` must be in the future and ``nbf``/``iat`` not in i
 (or ``azp``) must be there. Scopes come from ``scope`` (a space-separated string) or ``scp``.
 
 **Opaque tokens (RFC 7662).** Only when this server has client credentials at the issuer (the
-same ones the key-linking page signs in with) is a token that is not a JWT asked about at the
-issuer's introspection endpoint; the answer must be ``active``, name this resource in ``aud``
+same ones the key-linking page signs in with) is a token that is not a JWT access token (opaque,
+or a JWT without the RFC 9068 type, which some servers issue) asked about at the issuer's
+introspection endpoint; the answer must be ``active``, name this resource in ``aud``
 (an answer without ``aud`` is refused: a token the issuer made for another use is active too),
 name the issuer when it names one, and carry ``sub`` and ``client_id``. A positive answer is reused
 until the token expires or for :data:`~atlas_image_mcp.constants.INTROSPECTION_CACHE_SECONDS`,
@@ -112,9 +113,10 @@ class TokenVerifier:
                 header = jwt.get_unverified_header(token)
             except jwt.PyJWTError:
                 header = None
-            if header is not None:
+            typed = header is not None and str(header.get("typ", "")).lower() in _JWT_TYPES
+            if header is not None and (typed or not self.config.introspects):
                 return await self._verify_jwt(token, header)
-        if self.config.introspects:
+        if self.config.introspects:  # opaque, or a JWT that is not an RFC 9068 access token
             return await self._introspect(token)
         raise TokenRefused("The access token is not a JWT access token this server can check")
 
