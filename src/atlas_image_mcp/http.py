@@ -4,11 +4,18 @@ Security, from the outside in:
 
 * CORS (only with ``ATLAS_MCP_ALLOWED_ORIGINS``): preflights from those origins are answered, and
   ``Mcp-Session-Id`` is exposed to their scripts.
+* :class:`~atlas_image_mcp.auth.front.Front`, outermost: the OAuth well-known documents (404
+  without sign-in) and the key-linking page.
+* With sign-in (``ATLAS_MCP_OAUTH_ISSUER``), :class:`~atlas_image_mcp.auth.guard.OAuthGuard` takes
+  the place of the access guard (access tokens, the specification's 401/403 challenges) and
+  :class:`~atlas_image_mcp.auth.guard.ScopeCheck`, behind the body limits, what each token's scopes
+  allow (see :mod:`atlas_image_mcp.auth`).
 * :class:`AccessGuard` (pure ASGI, so SSE streams pass through untouched) guards every path but
   ``/healthz``: with ``ATLAS_MCP_AUTH_TOKEN`` each request must carry ``Authorization: Bearer
-  <token>`` (compared in constant time), else 401 with ``WWW-Authenticate`` and a JSON-RPC error
-  body. In per-user-key mode (``ATLAS_MCP_USER_KEYS=1``) a request must carry a plausible
-  ``X-Atlas-Api-Key`` (or the server token), else 401 before any session, stream or state exists;
+  <token>`` (compared in constant time), else 400 with a JSON-RPC error body that says what to send
+  (no 401: it would make clients start an OAuth sign-in). In per-user-key mode
+  (``ATLAS_MCP_USER_KEYS=1``) a request must carry a plausible ``X-Atlas-Api-Key`` (or the server
+  token), else 400 before any session, stream or state exists;
   MCP sessions are bound to the key (a session opened with one key answers "session not found" to
   any other). A repeated ``Authorization`` or ``X-Atlas-Api-Key`` header is a 400. The tools read
   the key from each message's own headers (``ctx.headers``), so one user's key never serves
