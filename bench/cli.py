@@ -5,8 +5,8 @@
 Every server and the emulator run in their own processes; this script is only the client. The
 report is a table of sections (:data:`SECTIONS`), each a module of :mod:`bench.sections` whose
 ``section`` measures one thing and returns a :class:`~bench.report.Section`: its Markdown and its
-rows for the summary table, each row a measure with its target when it has one. Two of them also
-run on their own (``bench/toolsize.py``, ``bench/hostile.py``).
+rows for the summary table, each row a measure with its target when it has one. Three of them also
+run on their own (``bench/toolsize.py``, ``bench/hostile.py``, ``bench/isolation.py``).
 
 ``--quick`` runs a few-second version of every section (short durations, few calls, no npx,
 no profile): it shows the benchmark still works, asserts nothing about timings, and writes to a
@@ -28,10 +28,12 @@ from bench.machine import calibration, load_average, machine
 from bench.progress import log
 from bench.report import Context, Section, render
 from bench.sections import (
+    batch,
     cold_start,
     concurrency,
     edit,
     hostile,
+    isolation,
     memory,
     polling,
     tool_list,
@@ -46,12 +48,14 @@ SECTIONS: list[tuple[str, Callable[[Context], Section]]] = [
     ("cold-start", cold_start.section),
     ("polling", polling.section),
     ("edit", edit.section),
+    ("batch", batch.section),
     ("turns", turns.section),
     ("load", concurrency.section),
     ("memory", memory.section),
     ("workers", workers.section),
     ("tool-list", tool_list.section),
     ("hostile", hostile.section),
+    ("isolation", isolation.section),
 ]
 
 

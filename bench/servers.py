@@ -48,13 +48,18 @@ class Emulator:
 
 
 @contextlib.contextmanager
-def emulator_process(latency: float = 1.0, durations: str | None = None) -> Iterator[Emulator]:
+def emulator_process(
+    latency: float = 1.0, durations: str | None = None, api_keys: tuple[str, ...] = ()
+) -> Iterator[Emulator]:
     """The emulator with the tests' request log and admin routes (``tests/emulation``): every job takes
-    ``latency`` s, or a draw from ``durations`` (seeded with :data:`DURATION_SEED`)."""
+    ``latency`` s, or a draw from ``durations`` (seeded with :data:`DURATION_SEED`); it accepts only
+    ``api_keys`` when some are given (else any key)."""
     port = free_port()
     cmd = [*EMULATOR_COMMAND, "--port", str(port), "--latency", str(latency)]
     if durations:
         cmd += ["--durations", durations, "--seed", str(DURATION_SEED)]
+    for key in api_keys:
+        cmd += ["--api-key", key]
     cmd += ["--log-level", "warning"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env())
     url = f"http://127.0.0.1:{port}"
@@ -77,6 +82,9 @@ def http_server_process(
     fd, name = tempfile.mkstemp(prefix="atlas-bench-http-", suffix=".log")
     os.close(fd)
     logfile = Path(name)
+    # The load sections fire hundreds of connections from this one address, which is not what they
+    # measure: the per-address connection limit is lifted unless ``env`` sets it.
+    env = {"ATLAS_MCP_MAX_CONNECTIONS_PER_ADDRESS": "100000", **env}
     environment = clean_env(ATLASCLOUD_BASE_URL=upstream_url, ATLASCLOUD_API_KEY=KEY, **env)
     cmd = [*SERVER_COMMAND, "serve", "--transport", "http", "--port", str(port), *args]
     with logfile.open("wb") as err:

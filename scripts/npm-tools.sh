@@ -16,14 +16,18 @@
 #     We install the platform package directly instead of `node@22` because
 #     `node@22` gets its binary from a preinstall script, and npm >= 11.19 is
 #     starting to block dependency install scripts by default (allowScripts).
-#   * @modelcontextprotocol/inspector and @modelcontextprotocol/conformance,
-#     from scripts/npm-tools/package.json + package-lock.json via `npm ci`,
-#     so every transitive version is the tested one. The conformance suite is there
+#   * @modelcontextprotocol/inspector, @modelcontextprotocol/conformance,
+#     @anthropic-ai/mcpb, mcp-remote and @anthropic-ai/claude-code, from
+#     scripts/npm-tools/package.json + package-lock.json via `npm ci`, so every
+#     transitive version is the tested one. The conformance suite is there
 #     twice: 0.1.16 (the handshake-era generic scenarios) and, under the npm alias
 #     `conformance-next`, 0.2.0-alpha.12 (the 2026-07-28 scenarios and the tasks
-#     extension's tasks-* scenarios). oidc-provider is the OpenID provider the
-#     OAuth tests sign in with (tests/oidc_provider.mjs imports it from here), and
-#     mcp-remote the bridge they sign in through headless.
+#     extension's tasks-* scenarios). Claude Code is a native program in a
+#     per-platform package (@anthropic-ai/claude-code-linux-x64 and so on); its
+#     postinstall script only copies that program, so with --ignore-scripts the
+#     wrapper runs it from the platform package directly. oidc-provider is the
+#     OpenID provider the sign-in tests run (tests/oidc_provider.mjs imports it
+#     from here by path).
 #
 # The machine's npm (any version that can run `npm ci`, Node 20 is fine) does
 # the install; engine warnings (EBADENGINE) only warn. Run the tools with the
@@ -36,8 +40,9 @@
 #   bin/mcp-inspector   wrapper: Node 22 + inspector launcher (pass --cli yourself)
 #   bin/conformance     wrapper: Node 22 + conformance CLI (0.1.16)
 #   bin/conformance-next  wrapper: Node 22 + conformance CLI (0.2.0-alpha.12)
-#   bin/mcp-remote      wrapper: Node 22 + mcp-remote (the stdio proxy)
-#   bin/mcp-remote-client  wrapper: Node 22 + mcp-remote's client (lists tools, then exits)
+#   bin/mcpb            wrapper: Node 22 + the MCP bundle CLI (mcpb validate/pack/...)
+#   bin/mcp-remote      wrapper: Node 22 + mcp-remote (stdio <-> streamable HTTP/SSE)
+#   bin/claude          wrapper: the Claude Code program of this platform
 #   node/               npm prefix for the Node binary package
 #   tools/              npm prefix for the tools (node_modules/...)
 #   .stamp              what is installed; matching stamp means nothing to do
@@ -82,15 +87,25 @@ node_bin="$cache_dir/node/node_modules/$node_pkg/bin/node"
 inspector_js="$cache_dir/tools/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js"
 conformance_js="$cache_dir/tools/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 conformance_next_js="$cache_dir/tools/node_modules/conformance-next/dist/index.js"
-oidc_provider_js="$cache_dir/tools/node_modules/oidc-provider/lib/index.js"
+mcpb_js="$cache_dir/tools/node_modules/@anthropic-ai/mcpb/dist/cli/cli.js"
 mcp_remote_js="$cache_dir/tools/node_modules/mcp-remote/dist/proxy.js"
+oidc_provider_js="$cache_dir/tools/node_modules/oidc-provider/lib/index.js"
+claude_program() { # the native program of the one platform package npm installed
+    local found
+    for found in "$cache_dir"/tools/node_modules/@anthropic-ai/claude-code-*/claude; do
+        if [ -x "$found" ]; then printf '%s\n' "$found"; return 0; fi
+    done
+    return 1
+}
 
 installed_ok() {
     [ -f "$cache_dir/.stamp" ] && [ "$(cat "$cache_dir/.stamp")" = "$wanted_stamp" ] \
         && [ -x "$node_bin" ] && [ -f "$inspector_js" ] && [ -f "$conformance_js" ] \
         && [ -f "$conformance_next_js" ] && [ -x "$cache_dir/bin/conformance-next" ] \
         && [ -x "$cache_dir/bin/mcp-inspector" ] && [ -x "$cache_dir/bin/conformance" ] \
-        && [ -f "$oidc_provider_js" ] && [ -f "$mcp_remote_js" ] && [ -x "$cache_dir/bin/mcp-remote" ] \
+        && [ -f "$mcpb_js" ] && [ -f "$mcp_remote_js" ] && claude_program >/dev/null \
+        && [ -f "$oidc_provider_js" ] \
+        && [ -x "$cache_dir/bin/mcpb" ] && [ -x "$cache_dir/bin/mcp-remote" ] && [ -x "$cache_dir/bin/claude" ] \
         && [ "$("$node_bin" --version 2>/dev/null)" = "v$NODE_VERSION" ]
 }
 
@@ -142,12 +157,14 @@ rm -rf "$cache_dir/tools"
 mkdir -p "$cache_dir/tools"
 cp "$manifest_dir/package.json" "$manifest_dir/package-lock.json" "$cache_dir/tools/"
 npm ci --prefix "$cache_dir/tools" "${npm_flags[@]}" >&2 \
-    || die 4 "npm ci of the inspector/conformance tools failed"
+    || die 4 "npm ci of the Node tools failed"
 [ -f "$inspector_js" ] || die 4 "inspector launcher missing: $inspector_js"
 [ -f "$conformance_js" ] || die 4 "conformance CLI missing: $conformance_js"
 [ -f "$conformance_next_js" ] || die 4 "conformance CLI (next) missing: $conformance_next_js"
-[ -f "$oidc_provider_js" ] || die 4 "oidc-provider missing: $oidc_provider_js"
+[ -f "$mcpb_js" ] || die 4 "mcpb CLI missing: $mcpb_js"
 [ -f "$mcp_remote_js" ] || die 4 "mcp-remote missing: $mcp_remote_js"
+[ -f "$oidc_provider_js" ] || die 4 "oidc-provider missing: $oidc_provider_js"
+claude="$(claude_program)" || die 4 "no Claude Code program for this platform under $cache_dir/tools/node_modules/@anthropic-ai/"
 
 # 3. bin/: node symlink + wrappers that always run under Node 22.
 mkdir -p "$cache_dir/bin"
@@ -166,8 +183,16 @@ EOF
 write_wrapper mcp-inspector "tools/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js"
 write_wrapper conformance "tools/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 write_wrapper conformance-next "tools/node_modules/conformance-next/dist/index.js"
+write_wrapper mcpb "tools/node_modules/@anthropic-ai/mcpb/dist/cli/cli.js"
 write_wrapper mcp-remote "tools/node_modules/mcp-remote/dist/proxy.js"
-write_wrapper mcp-remote-client "tools/node_modules/mcp-remote/dist/client.js"
+cat >"$cache_dir/bin/claude.tmp" <<EOF
+#!/usr/bin/env bash
+# Generated by scripts/npm-tools.sh: the Claude Code program of this platform.
+d="\$(cd "\$(dirname "\${BASH_SOURCE[0]}")" && pwd)"
+exec "\$d/../${claude#"$cache_dir/"}" "\$@"
+EOF
+chmod +x "$cache_dir/bin/claude.tmp"
+mv -f "$cache_dir/bin/claude.tmp" "$cache_dir/bin/claude"
 
 # 4. Smoke: the CLIs load under Node 22.
 "$cache_dir/bin/mcp-inspector" --cli --version >/dev/null 2>&1 \
@@ -176,6 +201,10 @@ write_wrapper mcp-remote-client "tools/node_modules/mcp-remote/dist/client.js"
     || die 4 "conformance CLI does not start under Node $NODE_VERSION"
 "$cache_dir/bin/conformance-next" --version >/dev/null 2>&1 \
     || die 4 "conformance CLI (next) does not start under Node $NODE_VERSION"
+"$cache_dir/bin/mcpb" --version >/dev/null 2>&1 \
+    || die 4 "mcpb CLI does not start under Node $NODE_VERSION"
+"$cache_dir/bin/claude" --version >/dev/null 2>&1 \
+    || die 4 "the claude program does not start"
 
 printf '%s\n' "$wanted_stamp" >"$cache_dir/.stamp"
 log "installed in $((SECONDS - start))s"

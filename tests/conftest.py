@@ -28,6 +28,7 @@ TOOL_NAMES = frozenset(
         "generate_variations",
         "get_prediction",
         "upload_media",
+        "export_image",
         "list_models",
         "show_gallery",
         "get_balance",

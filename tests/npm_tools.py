@@ -1,8 +1,9 @@
-"""Node-side test tools: the MCP Inspector CLI, the MCP conformance suite (two versions),
-oidc-provider (the OpenID provider of the OAuth tests) and mcp-remote.
+"""Node-side test tools: the MCP Inspector CLI, the MCP conformance suite (two versions), the
+MCP bundle CLI (mcpb), mcp-remote, the Claude Code CLI (claude) and oidc-provider (the OpenID
+provider of the sign-in tests).
 
-Both come from the npm registry and need Node >= 22, which ``scripts/npm-tools.sh``
-installs into a cache folder next to pinned copies of the two tools. This module
+They come from the npm registry; the Node ones need Node >= 22, which ``scripts/npm-tools.sh``
+installs into a cache folder next to pinned copies of the tools. This module
 runs that script once per test session and hands back the commands to run them.
 It knows nothing about this project's server.
 
@@ -15,14 +16,15 @@ It knows nothing about this project's server.
                    env=tools.env, capture_output=True, text=True, timeout=120)
     subprocess.run(tools.conformance_next_cmd("server", "--url", url, "--scenario", "tasks-lifecycle"), ...)
 
-``node_modules`` is where ``tests/oidc_provider.mjs`` imports oidc-provider from, and
-``mcp_remote_client_cmd`` runs mcp-remote's client (connects, lists the tools, exits).
 ``conformance_cmd`` runs the suite 0.1.16 (the handshake-era generic scenarios),
 ``conformance_next_cmd`` 0.2.0-alpha.12 (the 2026-07-28 scenarios and the tasks
 extension's ``tasks-*`` scenarios); both are pinned in ``scripts/npm-tools/package.json``.
+``mcpb_cmd``, ``mcp_remote_cmd`` and ``claude_cmd`` run the other three;
+``mcp_remote_client_cmd`` runs mcp-remote's client (connects, lists the tools, exits), and
+``node_modules`` is where ``tests/oidc_provider.mjs`` imports oidc-provider from.
 
-Set ``ATLAS_NPM_TOOLS_REQUIRED=1`` (e.g. in CI) to turn "tools unavailable" from a
-skip into a failure. ``ATLAS_NPM_CACHE`` moves the cache folder.
+In CI (``CI=true``, which CI services set) or with ``ATLAS_NPM_TOOLS_REQUIRED=1``, "tools
+unavailable" is a failure instead of a skip. ``ATLAS_NPM_CACHE`` moves the cache folder.
 """
 
 from __future__ import annotations
@@ -43,8 +45,10 @@ INSTALL_TIMEOUT_S = 900.0
 _INSPECTOR_JS = "tools/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js"
 _CONFORMANCE_JS = "tools/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 _CONFORMANCE_NEXT_JS = "tools/node_modules/conformance-next/dist/index.js"
-_OIDC_PROVIDER_JS = "tools/node_modules/oidc-provider/lib/index.js"
+_MCPB_MODULE = "tools/node_modules/@anthropic-ai/mcpb"
+_MCP_REMOTE_JS = "tools/node_modules/mcp-remote/dist/proxy.js"
 _MCP_REMOTE_CLIENT_JS = "tools/node_modules/mcp-remote/dist/client.js"
+_OIDC_PROVIDER_JS = "tools/node_modules/oidc-provider/lib/index.js"
 _MODE_FLAGS = ("--cli", "--web", "--tui")
 
 
@@ -57,16 +61,10 @@ class NpmTools:
     inspector_js: Path
     conformance_js: Path
     conformance_next_js: Path
+    mcpb_module: Path
+    mcp_remote_js: Path
+    claude: Path
     env: dict[str, str] = field(repr=False)
-
-    @property
-    def node_modules(self) -> Path:
-        """The installed packages (oidc-provider among them), for scripts that import them by path."""
-        return self.cache_dir / "tools" / "node_modules"
-
-    def mcp_remote_client_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
-        """``node <mcp-remote client> *args``: connects to a server URL, prints its tools, exits."""
-        return [str(self.node), str(self.cache_dir / _MCP_REMOTE_CLIENT_JS), *(os.fspath(a) for a in args)]
 
     def inspector_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
         """``node <inspector launcher> --cli *args``.
@@ -87,6 +85,28 @@ class NpmTools:
     def conformance_next_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
         """The same with the suite 0.2.0-alpha.12 (2026-07-28 and the tasks extension)."""
         return [str(self.node), str(self.conformance_next_js), *(os.fspath(a) for a in args)]
+
+    def mcpb_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
+        """``node <mcpb cli> *args``, e.g. ``("validate", "manifest.json")``."""
+        cli = self.mcpb_module / "dist" / "cli" / "cli.js"
+        return [str(self.node), str(cli), *(os.fspath(a) for a in args)]
+
+    def mcp_remote_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
+        """``node <mcp-remote> *args``: a stdio MCP server that forwards to a URL."""
+        return [str(self.node), str(self.mcp_remote_js), *(os.fspath(a) for a in args)]
+
+    def mcp_remote_client_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
+        """``node <mcp-remote's client> *args``: connects to a server URL, prints its tools, exits."""
+        return [str(self.node), str(self.cache_dir / _MCP_REMOTE_CLIENT_JS), *(os.fspath(a) for a in args)]
+
+    @property
+    def node_modules(self) -> Path:
+        """The installed packages (oidc-provider among them), for scripts that import them by path."""
+        return self.cache_dir / "tools" / "node_modules"
+
+    def claude_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
+        """``claude *args`` (the Claude Code program of this platform)."""
+        return [str(self.claude), *(os.fspath(a) for a in args)]
 
 
 _state: dict[str, Any] = {}
@@ -149,14 +169,16 @@ def unavailable_reason() -> str | None:
 def require_tools() -> NpmTools:
     """:func:`ensure_tools` for tests: skip with the reason when unavailable.
 
-    With ``ATLAS_NPM_TOOLS_REQUIRED`` set to a true value it fails instead of skipping.
+    In CI (``CI=true``) or with ``ATLAS_NPM_TOOLS_REQUIRED`` set to a true value it fails instead
+    of skipping.
     """
     import pytest
 
     tools = ensure_tools()
     if tools is None:
         reason = unavailable_reason() or "Node test tools unavailable"
-        if os.environ.get("ATLAS_NPM_TOOLS_REQUIRED", "").strip().lower() in ("1", "true", "yes"):
+        flags = (os.environ.get("ATLAS_NPM_TOOLS_REQUIRED", ""), os.environ.get("CI", ""))
+        if any(flag.strip().lower() in ("1", "true", "yes") for flag in flags):
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
     return tools
@@ -168,13 +190,19 @@ def _tools_from_cache(cache_dir: Path) -> NpmTools | None:
     inspector_js = cache_dir / _INSPECTOR_JS
     conformance_js = cache_dir / _CONFORMANCE_JS
     conformance_next_js = cache_dir / _CONFORMANCE_NEXT_JS
+    mcpb_module = cache_dir / _MCPB_MODULE
+    mcp_remote_js = cache_dir / _MCP_REMOTE_JS
+    claude = bin_dir / "claude"
     if not (
         node.exists()
         and inspector_js.is_file()
         and conformance_js.is_file()
         and conformance_next_js.is_file()
-        and (cache_dir / _OIDC_PROVIDER_JS).is_file()
+        and (mcpb_module / "dist" / "index.js").is_file()
+        and mcp_remote_js.is_file()
         and (cache_dir / _MCP_REMOTE_CLIENT_JS).is_file()
+        and (cache_dir / _OIDC_PROVIDER_JS).is_file()
+        and claude.is_file()
     ):
         return None
     env = dict(os.environ)
@@ -189,6 +217,9 @@ def _tools_from_cache(cache_dir: Path) -> NpmTools | None:
         inspector_js=inspector_js,
         conformance_js=conformance_js,
         conformance_next_js=conformance_next_js,
+        mcpb_module=mcpb_module,
+        mcp_remote_js=mcp_remote_js,
+        claude=claude,
         env=env,
     )
 

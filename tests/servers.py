@@ -16,7 +16,7 @@ PostgreSQL refuses to run as root: as root its processes run as the ``postgres``
 under pytest's own temporary tree, which only root may enter). Every start and stop is bounded.
 
 When the binaries (or the Python driver) are missing, the fixtures skip with the reason, except
-with ``ATLAS_SERVERS_REQUIRED=1`` (CI), where they fail.
+with ``ATLAS_SERVERS_REQUIRED=1`` or in CI (``CI=true``), where they fail.
 """
 
 from __future__ import annotations
@@ -48,7 +48,10 @@ _SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
 
 
 #: Read when the tests are collected: the suite's autouse fixture clears ATLAS* variables per test.
-_REQUIRED = os.environ.get(_REQUIRED_ENV, "").strip().lower() in ("1", "true", "yes")
+#: CI services set CI=true, which requires them too.
+_REQUIRED = any(
+    os.environ.get(name, "").strip().lower() in ("1", "true", "yes") for name in (_REQUIRED_ENV, "CI")
+)
 
 
 def servers_required() -> bool:
@@ -58,7 +61,7 @@ def servers_required() -> bool:
 def unavailable(reason: str) -> None:
     """Skip the test for ``reason``, or fail it when the servers are required (CI)."""
     if servers_required():
-        pytest.fail(f"{reason} ({_REQUIRED_ENV} is set: these tests must run here)")
+        pytest.fail(f"{reason} ({_REQUIRED_ENV} or CI is set: these tests must run here)")
     pytest.skip(reason)
 
 

@@ -7,7 +7,7 @@ another origin, with the CSP our metadata declares. The tests look at the page a
 and at what the view asked the host for.
 
 Without Chromium or Playwright the tests are skipped with the reason; with
-``ATLAS_BROWSER_REQUIRED=1`` (CI sets it) they fail instead. The viewer and gallery screenshots in
+``ATLAS_BROWSER_REQUIRED=1`` or in CI (``CI=true``) they fail instead. The viewer and gallery screenshots in
 ``docs/`` (shown by the README) are written by these tests.
 """
 
@@ -45,7 +45,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    required = os.environ.get("ATLAS_BROWSER_REQUIRED", "").strip().lower() in ("1", "true", "yes")
+    # CI services set CI=true
+    flags = (os.environ.get("ATLAS_BROWSER_REQUIRED", ""), os.environ.get("CI", ""))
+    required = any(flag.strip().lower() in ("1", "true", "yes") for flag in flags)
 
     def unavailable(reason: str) -> None:
         if required:
@@ -457,3 +459,65 @@ def test_the_frame_can_call_only_our_app_visible_tools_and_reach_nothing_outside
     blocked = frame.evaluate(_BLOCKED, f"http://127.0.0.1:{site.port}")  # even the host's own origin
     assert {"connect-src", "img-src"} <= set(blocked)
     assert_private(viewer, home)
+
+
+# --- a batch ---------------------------------------------------------------------------------------
+
+
+def test_a_batch_is_one_grid_in_the_viewer_and_one_item_in_the_gallery(open_viewer: Any, home: Path) -> None:
+    from playwright.sync_api import expect
+
+    viewer, _ = open_viewer()
+    prompts = ["a red logo", "a blue logo", "a green logo"]
+    viewer.open(
+        "generate_image",
+        {"prompt": prompts[0], "prompts": prompts[1:], "width": 512, "height": 512, "seed": 4},
+    )
+    card = viewer.view.locator(".card")
+    expect(card.locator(".status")).to_have_text("Completed")
+    expect(card.locator(".head")).to_contain_text("Batch of 3 jobs")
+    pictures = card.locator(".pictures figure")
+    expect(pictures).to_have_count(3)
+    assert pictures.locator("figcaption").all_text_contents() == [
+        f"Job {n} · {prompt}" for n, prompt in enumerate(prompts, start=1)
+    ]
+    for n in range(3):
+        expect(pictures.nth(n).locator(".frame img")).to_have_js_property("complete", True)
+    result = viewer.host("log.find((m) => m.method === 'ui/notifications/tool-result').params")
+    second = result["structuredContent"]["jobs"][1]["prediction_id"]
+    pictures.nth(1).get_by_role("button", name="Variations").click()
+    pictures.nth(1).get_by_role("button", name="Make 1 variation").click()
+    viewer.wait_host("calls.some((c) => c.name === 'generate_variations')")
+    [vary] = [c for c in viewer.host("calls") if c["name"] == "generate_variations"]
+    assert vary["arguments"]["prediction_id"] == second  # the picture's own job, not the batch's first
+
+    viewer.view.get_by_role("button", name="Gallery").click()
+    batch = viewer.view.locator(".gallery-item.batch")
+    expect(batch).to_have_count(1)
+    expect(batch.locator("figure")).to_have_count(3)
+    expect(batch.locator(".label").first).to_have_text("Batch of 3 pictures")
+    assert_private(viewer, home)
+    assert_only_our_tools(viewer)
+    assert viewer.problems == []
+
+
+def test_a_running_batch_fills_its_grid_as_each_job_finishes(
+    open_viewer: Any, home: Path, clock: FakeClock
+) -> None:
+    from playwright.sync_api import expect
+
+    slow = Emulator(api_keys=[TEST_KEY], latency=30.0, clock=clock)
+    viewer, _ = open_viewer(slow)
+    viewer.open(
+        "generate_image", {"prompt": "a slow fox", "count": 2, "width": 512, "height": 512, "wait": False}
+    )
+    card = viewer.view.locator(".card")
+    expect(card.locator(".status")).to_contain_text("Working")
+    viewer.wait_host("calls.filter((c) => c.name === 'get_prediction').length >= 2")  # each job is followed
+    clock.advance(31)
+    expect(card.locator(".status")).to_have_text("Completed")
+    expect(card.locator(".pictures figure")).to_have_count(2)
+    polled = {c["arguments"]["prediction_id"] for c in viewer.host("calls") if c["name"] == "get_prediction"}
+    assert polled == set(slow.predictions)
+    assert_private(viewer, home)
+    assert viewer.problems == []

@@ -374,8 +374,9 @@ async def test_an_unknown_price_needs_a_bound_under_a_daily_budget(settings: Set
     emulator = Emulator(api_keys=[TEST_KEY], latency=0.05)
     emulator.inject(Fault.status(503), method="GET", path="/api/v1/models", times=100)  # built-in table
     unpriced = "black-forest-labs/flux-2-dev/text-to-image"  # no published price
-    # the catalogue read is retried: Sleeps() spares the real back-off
-    async with guarded(emulator, settings, budget_usd_per_day=Decimal("0.05"), sleep=Sleeps()) as (client, _):
+    # the catalogue read is retried: Sleeps() spares the real back-off. The budget fits the bounded
+    # call: an unknown price is held at max_cost_usd but at least $0.08 a picture.
+    async with guarded(emulator, settings, budget_usd_per_day=Decimal("0.10"), sleep=Sleeps()) as (client, _):
         refused = await generate(client, model=unpriced)
         bounded = await generate(client, model=unpriced, max_cost_usd=0.04)
         seen = await usage(client)
@@ -387,6 +388,22 @@ async def test_an_unknown_price_needs_a_bound_under_a_daily_budget(settings: Set
     assert bounded.structured_content["price"] == "0.03"  # what the emulator charges for it
     assert seen["spent_today_usd"] == "0.03"
     assert emulator.count("POST", GENERATE) == 1
+
+
+async def test_a_small_bound_does_not_shrink_what_an_unknown_price_holds_against_the_budget(
+    settings: Settings,
+) -> None:
+    emulator = Emulator(api_keys=[TEST_KEY], latency=0.05)
+    emulator.inject(Fault.status(503), method="GET", path="/api/v1/models", times=100)  # built-in table
+    unpriced = "black-forest-labs/flux-2-dev/text-to-image"  # no published price
+    async with guarded(emulator, settings, budget_usd_per_day=Decimal("0.05"), sleep=Sleeps()) as (client, _):
+        with anyio.fail_after(30):
+            tiny = [await generate(client, model=unpriced, max_cost_usd=0.001) for _ in range(3)]
+        seen = await usage(client)
+    for refused in tiny:
+        assert refused.is_error and "$0.08" in text_of(refused), text_of(refused)  # held at the highest price
+    assert seen["spent_today_usd"] == "0"
+    assert emulator.count("POST", GENERATE) == 0
 
 
 # --- per-user keys in hosted mode: one budget per key ---------------------------------------------

@@ -8,6 +8,8 @@ the pins in ``pyproject.toml``.
 from __future__ import annotations
 
 import inspect
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -138,6 +140,42 @@ async def test_a_quiet_session_keeps_a_tools_progress_and_logs_from_the_client()
     assert progress == ["half way"] and logs == ["a log line"]
 
 
+def test_the_session_manager_still_makes_and_ends_sessions_where_watch_sessions_hooks() -> None:
+    """``watch_sessions`` wraps ``_admit_session`` (refusing makes the SDK answer 503) and
+    ``_discard_session`` (a DELETE, and an opening request that failed, end up there)."""
+    server: MCPServer[Any] = MCPServer("probe")
+    app = server.streamable_http_app(host="127.0.0.1")
+    opened: list[str] = []
+    closed: list[str] = []
+    allowed = [True]
+    compat.watch_sessions(
+        server.session_manager, may_open=lambda: allowed[0], opened=opened.append, closed=closed.append
+    )
+    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+             "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                        "clientInfo": {"name": "probe", "version": "1"}}}  # fmt: skip
+    with serve_app(app) as base, httpx.Client(timeout=10) as http:
+        session = http.post(f"{base}/mcp", headers=headers, json=hello).headers["mcp-session-id"]
+        assert opened == [session] and closed == []
+        in_session = {**headers, "mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
+        assert http.delete(f"{base}/mcp", headers=in_session).status_code in (200, 204)
+        assert _soon(lambda: session in closed)  # discarded right after its answer went out
+        failed = http.post(f"{base}/mcp", headers=headers, json={"jsonrpc": "2.0", "id": 2, "method": "ping"})
+        assert failed.status_code == 400 and len(opened) == 2 and _soon(lambda: opened[1] in closed)
+        allowed[0] = False
+        refused = http.post(f"{base}/mcp", headers=headers, json=hello)
+        assert refused.status_code == 503 and len(opened) == 2
+
+
+def _soon(condition: Callable[[], bool], bound: float = 10.0) -> bool:
+    """Poll ``condition`` until it holds, for ``bound`` seconds at most."""
+    deadline = time.monotonic() + bound
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
 def test_uvicorn_still_has_the_shutdown_hook_and_attributes_we_wrap() -> None:
     server = uvicorn.Server(uvicorn.Config(app=lambda *a: None))
     assert inspect.iscoroutinefunction(server.shutdown)
@@ -170,14 +208,18 @@ def test_every_fenced_library_is_a_declared_dependency(name: str) -> None:
 
 def test_uvicorn_h11_protocol_still_has_what_the_head_timeout_reads() -> None:
     """``head_timeout_protocol`` subclasses uvicorn's H11Protocol and reads ``conn`` (h11 state),
-    ``loop`` and ``transport`` of it; the behaviour is tested in test_trust_http.py."""
+    ``loop`` and ``transport`` of it; the behaviour is tested in test_trust_http.py (head timeout)
+    and test_isolation_http.py (silent connections, connections per address, head size)."""
     import asyncio
 
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    protocol_class = compat.head_timeout_protocol(1.0)
+    protocol_class = compat.head_timeout_protocol(
+        1.0, compat.ConnectionGuard(per_address=1, max_head_bytes=1)
+    )
     assert issubclass(protocol_class, H11Protocol)
+    assert isinstance(h11.IDLE, type) and isinstance(h11.DONE, type)  # where a request head is read
     config = uvicorn.Config(app=lambda *a: None)
     config.load()
     loop = asyncio.new_event_loop()
@@ -186,7 +228,29 @@ def test_uvicorn_h11_protocol_still_has_what_the_head_timeout_reads() -> None:
             config=config, server_state=uvicorn.server.ServerState(), app_state={}, _loop=loop
         )
         assert protocol.conn.their_state is h11.IDLE and protocol.loop is loop
+        assert isinstance(protocol.connections, set)  # what limit_concurrency counts
         for name in ("connection_made", "data_received", "connection_lost"):
             assert callable(getattr(H11Protocol, name))
     finally:
         loop.close()
+
+
+async def test_a_lasting_connection_has_one_server_made_name_and_a_2026_request_none() -> None:
+    server: MCPServer[Any] = MCPServer("probe")
+    names: list[str | None] = []
+
+    @server.tool()
+    def probe(ctx: Context) -> str:
+        names.append(compat.lasting_connection_id(ctx.request_context.session))
+        return "ok"
+
+    async with Client(server, mode="legacy") as first, Client(server, mode="legacy") as second:
+        await first.call_tool("probe", {})
+        await first.call_tool("probe", {})
+        await second.call_tool("probe", {})
+    async with Client(server, mode="2026-07-28") as modern:
+        await modern.call_tool("probe", {})
+        await modern.call_tool("probe", {})
+    one, again, other, modern_one, modern_two = names
+    assert isinstance(one, str) and one == again and other not in (None, one)
+    assert modern_one is None and modern_two is None

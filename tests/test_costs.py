@@ -296,6 +296,40 @@ async def test_an_unknown_price_is_said_in_words_and_needs_confirmation(
     assert unpriced_emulator.count("POST", GENERATE) == 1
 
 
+async def test_a_bound_of_zero_is_refused_for_a_call_that_costs_money(
+    settings: Settings, unpriced_emulator: Emulator
+) -> None:
+    runtime = Runtime.create(settings.replace(save=False), client=make_api(unpriced_emulator, sleep=Sleeps()))
+    try:
+        async with Client(make_server(runtime)) as client:
+            unknown = await call(client, **UNPRICED, max_cost_usd=0)
+            priced = await call(client, **CHEAP, max_cost_usd=0)
+            dry = await call(client, **UNPRICED, max_cost_usd=0, dry_run=True)
+    finally:
+        await runtime.aclose()
+    assert unknown.is_error and "max_cost_usd" in text_of(unknown) and "Nothing was sent" in text_of(unknown)
+    assert priced.is_error and "max_cost_usd" in text_of(priced)
+    assert dry.is_error is False and dry.structured_content["status"] == "dry_run"  # sends nothing anyway
+    assert unpriced_emulator.count("POST", GENERATE) == 0
+
+
+async def test_over_http_a_bound_does_not_confirm_an_unknown_price_for_a_client_that_cannot_ask(
+    unpriced_emulator: Emulator,
+) -> None:
+    settings = Settings(api_key=TEST_KEY, wait_seconds=20, save=False)
+    runtime = Runtime.create(settings, client=make_api(unpriced_emulator, sleep=Sleeps()), remote=True)
+    person = Person("accept")
+    with serve_app(create_http_app(runtime)) as base:
+        async with over_http(base, "legacy") as cannot_ask:
+            bounded = await call(cannot_ask, **UNPRICED, max_cost_usd=1)
+        async with over_http(base, "legacy", elicitation_callback=person) as can_ask:
+            asked = await call(can_ask, **UNPRICED, max_cost_usd=1)
+    assert bounded.structured_content["status"] == "confirmation_required", text_of(bounded)
+    assert "max_cost_usd" not in text_of(bounded) and "unknown" in text_of(bounded)
+    assert len(person.asked) == 1 and asked.structured_content["status"] == "completed"
+    assert unpriced_emulator.count("POST", GENERATE) == 1  # only the call the person confirmed
+
+
 # --- over HTTP: the hosted default, stateless sessions, and MCP tasks --------------------------------
 
 

@@ -429,3 +429,70 @@ async def test_a_picture_collected_with_get_prediction_becomes_last(connect, emu
         result = await edit(client, image="last")
     assert posts(emulator)[-1]["image"] == output_url(first["prediction_id"])
     assert result.structured_content["sources"] == [output_url(first["prediction_id"])]
+
+
+# --- one input check for every tool that takes a picture -------------------------------------------
+
+
+def claimed_png(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height``: only the header is read before it is refused."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def picture_inputs(tmp_path: Path, content: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """The same content given to each tool in each form it takes: (tool, arguments)."""
+    path = tmp_path / "input.png"
+    path.write_bytes(content)
+    data = base64.b64encode(content).decode()
+    return [
+        ("upload_media", {"file_path": str(path)}),
+        ("upload_media", {"data": data, "filename": "input.png"}),
+        ("edit_image", {"prompt": "x", "image": str(path), "save": False}),
+        ("edit_image", {"prompt": "x", "image": f"data:image/png;base64,{data}", "save": False}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        pytest.param(claimed_png(40_000, 40_000), "1600.0 million pixels", id="1600-megapixels"),
+        pytest.param(claimed_png(5_000, 5_000), "25.0 million pixels", id="25-megapixels"),
+        pytest.param(b"", "empty", id="zero-bytes"),
+        pytest.param(b"just some text, not a picture at all" * 3, "not a picture", id="text"),
+    ],
+)
+async def test_every_tool_refuses_the_same_inputs_with_the_same_plain_words(
+    connect, emulator: Emulator, tmp_path: Path, content: bytes, said: str
+) -> None:
+    async with connect() as client:
+        results = [
+            (tool, await client.call_tool(tool, arguments))
+            for tool, arguments in picture_inputs(tmp_path, content)
+        ]
+    for tool, result in results:
+        text = text_of(result)
+        assert result.is_error and said in text, f"{tool}: {text}"
+    assert emulator.count("POST") == 0
+
+
+async def test_a_big_proc_file_is_refused_in_plain_words_by_every_tool(connect, emulator: Emulator) -> None:
+    async with connect() as client:
+        upload = await client.call_tool("upload_media", {"file_path": "/proc/self/pagemap"})
+        edited = await client.call_tool(
+            "edit_image", {"prompt": "x", "image": "/proc/self/pagemap", "save": False}
+        )
+    for result in (upload, edited):
+        assert result.is_error and "empty" in text_of(result), text_of(result)
+    assert emulator.count("POST") == 0

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -440,6 +441,92 @@ def test_a_local_file_that_is_not_a_picture_is_never_uploaded(served: Served, pa
     text = check_outcome("upload_media", result)
     assert result.is_error and "not a picture" in text, text
     assert served.emulator.count("POST", "*uploadMedia") == 0
+
+
+# --- a file swapped while it is read -----------------------------------------------------------
+
+RACES = 250  # calls while another thread swaps the file: enough to land in any window between checks
+
+
+class Swapper:
+    """Swaps ``target`` between a real picture and ``other`` (placed by ``place``), as fast as it can.
+
+    A pipe is kept as one inode that every swap links into place, and each round opens it for writing
+    without blocking: a reader that opened it (and would wait for a writer forever) is let go with
+    an empty read rather than hanging the test.
+    """
+
+    def __init__(self, target: Path, picture: bytes, place: Any, fifo: Path | None = None) -> None:
+        self.target, self.picture, self.place, self.fifo = target, picture, place, fifo
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="swapper", daemon=True)
+
+    def _run(self) -> None:
+        staging = self.target.with_name(".staging")
+        while not self.stop.is_set():
+            staging.write_bytes(self.picture)
+            os.replace(staging, self.target)
+            self.place(staging)
+            os.replace(staging, self.target)
+            if self.fifo is not None:
+                try:
+                    os.close(os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK))
+                except OSError:
+                    pass  # nobody is reading it: good
+
+    def __enter__(self) -> Swapper:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def test_a_file_swapped_for_a_link_after_its_check_is_never_read(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    secret = tmp_path / "id_rsa"
+    secret.write_text(f"-----BEGIN PRIVATE KEY----- {CANARY}\n")
+    picture = png()
+    target = root / "pic.png"
+    target.write_bytes(picture)
+
+    def link(staging: Path) -> None:
+        staging.symlink_to(secret)
+
+    for served in _serve(tmp_path, upload_root=root.resolve()):
+        with Swapper(target, picture, link):
+            outcomes = [served.call("upload_media", {"file_path": str(target)}) for _ in range(RACES)]
+        bodies = [r.body for r in served.emulator.requests if r.path.endswith("uploadMedia")]
+    for outcome in outcomes:
+        check_outcome("upload_media", outcome)
+    assert bodies, "no upload got through: the race was not run"
+    assert all(CANARY.encode() not in body for body in bodies)
+    assert all(picture in body for body in bodies)
+
+
+def test_a_file_swapped_for_a_pipe_after_its_check_never_blocks_or_sends_anything_else(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    picture = png()
+    target = root / "pic.png"
+    target.write_bytes(picture)
+
+    def pipe(staging: Path) -> None:
+        os.link(fifo, staging)
+
+    for served in _serve(tmp_path, upload_root=root.resolve()):
+        with Swapper(target, picture, pipe, fifo):
+            outcomes = [served.call("upload_media", {"file_path": str(target)}) for _ in range(RACES)]
+        bodies = [r.body for r in served.emulator.requests if r.path.endswith("uploadMedia")]
+    texts = [check_outcome("upload_media", outcome) for outcome in outcomes]
+    assert any("not a regular file" in text for text in texts), "the pipe was never seen: no race was run"
+    assert all(picture in body for body in bodies)  # never an empty or partial read of the pipe
 
 
 # --- the HTTP endpoint -------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from atlas_image_mcp.runtime import Runtime
 from atlas_image_mcp.server import make_server
 from atlas_image_mcp.settings import Settings
 
-from .conftest import EMULATOR_URL, FAST_POLLS, atlas_client
+from .conftest import EMULATOR_URL, FAST_POLLS, atlas_client, text_of
 from .emulation import Emulator, Fault
 from .loadgen import serve_in_thread
 from .pictures import png_b64
@@ -352,6 +352,39 @@ async def test_a_hosted_user_key_is_never_used_for_another_user(hosted: Any, sin
                 tg.start_soon(call, client, sinks, "generate_image", {**QUICK, "return_image": "none"})
     posts = [r for r in emulator.requests if r.method == "POST"]
     assert sorted(r.headers["authorization"] for r in posts) == sorted(f"Bearer {k}" for k in USER_KEYS * 2)
+
+
+@pytest.mark.parametrize(
+    ("made_up", "said"),
+    [
+        ("black-forest-labs/flux-schnell", "model"),  # a model id
+        ("atlas-image://predictions/", "resource"),  # a resource URI prefix
+        (f"{EMULATOR_URL}/outputs/", "output URL"),  # the prefix of every output URL
+    ],
+)
+@pytest.mark.parametrize("atlas_accepts_it", [False, True])
+async def test_a_made_up_key_cannot_censor_what_other_users_are_told(
+    hosted: Any, sinks: Sinks, made_up: str, said: str, atlas_accepts_it: bool
+) -> None:
+    emulator, _recorder, url = hosted
+    if atlas_accepts_it:  # even a key Atlas knows is never a secret for others when it is ordinary text
+        emulator.api_keys = emulator.api_keys | {made_up}
+    else:
+        # Atlas answers the made-up key with an error that is not "unknown key" (here a 503), so
+        # nothing ever tells the server that this "key" is nobody's secret
+        emulator.inject(Fault.status(503, {"code": 503, "msg": "busy"}), path="/public/v1/balance", times=20)
+    async with http_session(url, made_up, sinks) as mallory:
+        answered = await call(mallory, sinks, "get_balance", {})
+    emulator.reset()
+    async with http_session(url, USER_KEYS[0], sinks) as alice:
+        done = await call(
+            alice, sinks, "generate_image", {**QUICK, "model": "black-forest-labs/flux-schnell"}
+        )
+    assert answered.is_error is not atlas_accepts_it
+    answer = done.model_dump_json()
+    shown = f"{text_of(done)} {done.structured_content}"
+    assert done.is_error is False and "[redacted]" not in answer, shown
+    assert made_up in answer, f"the {said} should be shown: {shown}"
 
 
 def test_the_canary_keys_are_really_caught_by_the_scan() -> None:

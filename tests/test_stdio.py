@@ -169,3 +169,123 @@ def test_generate_command_above_the_confirmation_threshold_sends_nothing_unless_
     assert "Not sent" in held.stderr and "run the same command with --max-cost-usd 0.003" in held.stderr
     assert confirmed.returncode == 0, confirmed.stderr
     assert Path(confirmed.stdout.strip()).is_file() and "Cost: $0.003" in confirmed.stderr
+
+
+def test_generate_command_writes_save_as_beside_the_terminal_and_prints_that_path(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    proc = subprocess.run(
+        [
+            str(ENTRY_POINT),
+            "generate",
+            "--offline",
+            "a fox",
+            "--save-as",
+            "img/hero.webp",
+            "--output-size",
+            "300x200",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        cwd=site,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [str(site / "img" / "hero.webp")]
+    with Image.open(site / "img" / "hero.webp") as img:
+        assert (img.format, img.size) == ("WEBP", (300, 200))
+
+
+async def test_an_ide_client_with_a_root_gets_assets_in_its_project_and_batches_at_once(
+    tmp_path: Path,
+) -> None:
+    """The whole story through a real client and a real server process: the client declares its
+    project as a root and can be asked; the server reaches the emulator over loopback."""
+    import anyio
+    import mcp_types as types
+    from mcp import Client
+
+    from .conftest import TEST_KEY
+    from .emulation import Emulator, Fault
+    from .http_helpers import child_env, serve_app, stdio_params
+    from .test_batches import Barrier, Person
+
+    project = tmp_path / "project"
+    project.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (project / "vendor").symlink_to(outside)
+    emulator = Emulator(api_keys=[TEST_KEY], latency=0.05)
+    barrier = Barrier(4)
+    emulator.sleep = barrier
+    generate = "/api/v1/model/generateImage"
+
+    async def roots(context: Any) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri=project.as_uri())])
+
+    def posts() -> int:
+        return emulator.count("POST", generate)
+
+    person = Person()
+    with serve_app(emulator.app) as atlas:
+        env = child_env(
+            tmp_path,
+            ATLASCLOUD_API_KEY=TEST_KEY,
+            ATLASCLOUD_BASE_URL=atlas,
+            ATLAS_MCP_OUTPUT_DIR=str(tmp_path / "out"),
+            ATLAS_MCP_STATE_DIR=str(tmp_path / "state"),
+            ATLAS_MCP_CONFIRM_ABOVE_USD="0.005",  # one picture (0.003) is not asked about; four are
+            ATLAS_MCP_BUDGET_USD_PER_DAY="0.02",
+        )
+        server = stdio_params(env)
+        server.cwd = tmp_path  # not the project: the root the client declares decides
+        options: dict[str, Any] = {"list_roots_callback": roots, "elicitation_callback": person}
+        async with Client(server, mode="legacy", read_timeout_seconds=30, **options) as client:
+            with anyio.fail_after(120):
+                hero = await client.call_tool(
+                    "generate_image",
+                    {"prompt": "a lighthouse", "save_as": "assets/hero.webp", "output_size": "1200x630"},
+                )
+                first = (project / "assets" / "hero.webp").read_bytes()
+                again = await client.call_tool(
+                    "generate_image", {"prompt": "a ship", "save_as": "assets/hero.webp"}
+                )
+                up = await client.call_tool(
+                    "generate_image", {"prompt": "a ship", "save_as": "../outside.png"}
+                )
+                linked = await client.call_tool(
+                    "generate_image", {"prompt": "a ship", "save_as": "vendor/x.png"}
+                )
+                sent = posts()
+                seen = len(emulator.requests)
+                icons = await client.call_tool(
+                    "export_image", {"image": "last", "sizes": ["favicon"], "save_as": "public/favicon.ico"}
+                )
+                quiet = len(emulator.requests) == seen
+                emulator.inject(Fault.delay(0), method="POST", path=generate, times=4)
+                batch = await client.call_tool(
+                    "generate_image",
+                    {"prompt": "a red logo", "prompts": ["a blue logo", "a green logo", "a gold logo"]},
+                )
+                before_refusal = posts()
+                over_budget = await client.call_tool("generate_image", {"prompt": "a logo", "count": 4})
+    assert hero.is_error is False, hero.content
+    with Image.open(project / "assets" / "hero.webp") as img:
+        assert (img.format, img.size) == ("WEBP", (1200, 630))
+    for refused in (again, up, linked):
+        assert refused.is_error is True
+    assert (
+        sent == 1
+        and (project / "assets" / "hero.webp").read_bytes() == first
+        and list(outside.iterdir()) == []
+    )
+    assert icons.is_error is False and quiet
+    with Image.open(project / "public" / "favicon.ico") as icon:
+        assert icon.format == "ICO" and len(icon.info["sizes"]) >= 4
+    assert (project / "public" / "apple-touch-icon.png").is_file() and (
+        project / "public" / "icon-512.png"
+    ).is_file()
+    assert batch.is_error is False and barrier.arrived == 4 and before_refusal == 5
+    assert len(batch.structured_content["outputs"]) == 4 and len(person.asked) == 1
+    assert over_budget.is_error is True and "Daily budget" in str(over_budget.content) and posts() == 5

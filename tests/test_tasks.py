@@ -25,6 +25,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, Request, RequestParams, Result, TextContent
 from pydantic import ConfigDict, TypeAdapter
 
+from atlas_image_mcp.constants import MAX_TASKS_PER_OWNER
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.polling import PollSchedule
 from atlas_image_mcp.runtime import Runtime
@@ -461,6 +462,7 @@ async def test_vscode_style_tasks_on_2025_11_25_get_list_result_and_cancel(
         "generate_variations": "optional",
         "get_prediction": None,
         "upload_media": None,
+        "export_image": None,
         "list_models": None,
         "show_gallery": None,
         "get_balance": None,
@@ -552,6 +554,15 @@ def small_server(
         return "quick"
 
     @server.tool()
+    async def hold_with(data: str) -> str:
+        await release.wait()
+        return str(len(data))
+
+    @server.tool()
+    async def quick_with(data: str) -> str:
+        return str(len(data))
+
+    @server.tool()
     async def job(n: int) -> str:
         run = current_task()
         assert run is not None
@@ -563,6 +574,8 @@ def small_server(
 
     tasks.add_tool("hold")
     tasks.add_tool("quick")
+    tasks.add_tool("hold_with")
+    tasks.add_tool("quick_with")
     tasks.add_tool("job", TaskTool(handoff=True, resume=rebuild))
     return server
 
@@ -613,3 +626,111 @@ async def test_past_the_result_budget_a_delivered_result_is_rebuilt_from_its_id(
     assert first["result"]["content"][0]["text"] == "original 7"  # always delivered once
     assert second["result"]["content"][0]["text"] == second_read
     assert second["createdAt"] == first["createdAt"]
+
+
+# --- what a task holds, and for how long ----------------------------------------------------------
+
+
+async def test_a_2025_task_lives_as_long_as_the_client_asked_within_the_servers_bound(
+    slow: Emulator, clock: FakeClock
+) -> None:
+    with hosted(slow, user_keys=True) as base:
+        async with httpx.AsyncClient(timeout=30) as http:
+            session = RawSession(http, f"{base}/mcp", {"x-atlas-api-key": TEST_KEY})
+            with anyio.fail_after(30):
+                await session.open()
+                asked = await session.call(
+                    "tools/call", name="generate_image", arguments=PICTURE, task={"ttl": 90_000}
+                )
+                greedy = await session.call(
+                    "tools/call", name="generate_image", arguments=PICTURE, task={"ttl": 10**12}
+                )
+                plain = await session.call("tools/call", name="generate_image", arguments=PICTURE, task={})
+                odd = await session.call(
+                    "tools/call", name="generate_image", arguments=PICTURE, task={"ttl": "x"}
+                )
+                got = (await session.call("tasks/get", taskId=asked["result"]["task"]["taskId"]))["result"]
+                clock.advance(SLOW)
+    bound = plain["result"]["task"]["ttl"]
+    assert asked["result"]["task"]["ttl"] == 90_000 and got["ttl"] == 90_000
+    assert greedy["result"]["task"]["ttl"] == bound  # the server's bound: the wait for the job plus an hour
+    assert odd["error"]["code"] == -32602  # params.task.ttl must be a number
+
+
+async def test_a_2025_call_that_ends_at_once_is_a_finished_task_holding_only_its_answer(
+    emulator: Emulator,
+) -> None:
+    with hosted(emulator, user_keys=True) as base:
+        async with httpx.AsyncClient(timeout=30) as http:
+            session = RawSession(http, f"{base}/mcp", {"x-atlas-api-key": TEST_KEY})
+            with anyio.fail_after(30):
+                await session.open()
+                big = "A" * 200_000  # not a picture: refused at once, like a dry run answers at once
+                dry = await session.call(
+                    "tools/call", name="generate_image", arguments={**PICTURE, "dry_run": True}, task={}
+                )
+                invalid = await session.call(
+                    "tools/call", name="edit_image", arguments={"prompt": "x", "image": big}, task={}
+                )
+                dry_result = (await session.call("tasks/result", taskId=dry["result"]["task"]["taskId"]))[
+                    "result"
+                ]
+                invalid_result = (
+                    await session.call("tasks/result", taskId=invalid["result"]["task"]["taskId"])
+                )["result"]
+    assert (
+        dry["result"]["task"]["status"] == "completed"
+        and dry_result["structuredContent"]["status"] == "dry_run"
+    )
+    assert invalid["result"]["task"]["status"] == "failed" and invalid_result["isError"] is True
+    assert big not in json.dumps(invalid_result)
+    assert emulator.count("POST") == 0
+
+
+async def test_one_caller_cannot_fill_the_task_store_or_push_out_anothers_task(emulator: Emulator) -> None:
+    with hosted(emulator, user_keys=True) as base:
+        async with httpx.AsyncClient(timeout=30) as http:
+            alice = RawSession(http, f"{base}/mcp", {"x-atlas-api-key": TEST_KEY})
+            bob = RawSession(http, f"{base}/mcp", {"x-atlas-api-key": KEY_B})
+            dry = {**PICTURE, "dry_run": True}
+            with anyio.fail_after(60):
+                await alice.open()
+                await bob.open()
+                bobs = (await bob.call("tools/call", name="generate_image", arguments=dry, task={}))["result"]
+                for _ in range(MAX_TASKS_PER_OWNER + 20):
+                    created = await alice.call("tools/call", name="generate_image", arguments=dry, task={})
+                    assert "task" in created["result"], created
+                alices = await list_all(alice)
+                bobs_list = await list_all(bob)
+                bobs_result = await bob.call("tasks/result", taskId=bobs["task"]["taskId"])
+    assert len(alices) == MAX_TASKS_PER_OWNER  # the oldest finished ones went
+    assert [t["taskId"] for t in bobs_list] == [bobs["task"]["taskId"]]
+    assert bobs_result["result"]["structuredContent"]["status"] == "dry_run"
+
+
+async def list_all(session: RawSession) -> list[dict[str, Any]]:
+    tasks: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        page = (await session.call("tasks/list", **({"cursor": cursor} if cursor else {})))["result"]
+        tasks += page["tasks"]
+        cursor = page.get("nextCursor")
+        if not cursor:
+            return tasks
+
+
+async def test_what_tasks_hold_counts_their_arguments_until_they_end(clock: FakeClock) -> None:
+    """A 2026-07-28 task keeps its arguments for its input rounds; they count against the budget."""
+    release = anyio.Event()
+    server = small_server(clock, release, max_result_bytes=100_000)
+    big = "B" * 80_000
+    async with Client(server, mode="2026-07-28", extensions=[TasksClient()]) as client:
+        with anyio.fail_after(30):
+            held = await client.session.call_tool("hold_with", {"data": big}, allow_claimed=True)
+            over = await client.session.call_tool("quick_with", {"data": big}, allow_claimed=True)
+            release.set()
+            await until_ended(client.session, held.task_id)  # type: ignore[union-attr]
+            room = await client.session.call_tool("quick_with", {"data": big}, allow_claimed=True)
+    assert isinstance(held, CreatedTask)
+    assert isinstance(over, CallToolResult) and over.content[0].text == "80000"  # type: ignore[union-attr]
+    assert isinstance(room, CreatedTask)  # the ended task gave its arguments back

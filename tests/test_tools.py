@@ -43,6 +43,7 @@ async def test_tools_are_listed_with_titles_annotations_and_bounded_described_pa
         "generate_variations": (False, False, True),
         "get_prediction": (False, True, True),
         "upload_media": (False, False, True),
+        "export_image": (False, False, True),
         "list_models": (True, True, True),
         "show_gallery": (True, True, False),
         "get_balance": (True, True, True),

@@ -484,6 +484,33 @@ async def test_a_completed_prediction_without_outputs_keeps_its_id_and_never_say
     assert result.structured_content["prediction_id"] == PID
 
 
+@pytest.mark.parametrize("price", ["-5", -5, "NaN", "abc", "Infinity", "1e400", "  "])
+async def test_a_price_that_is_not_an_amount_is_never_shown_as_one(
+    hostile: Hostile, atlas: str, settings: Settings, price: Any
+) -> None:
+    hostile.route("/out/1.png", Answer(200, png(), "image/png"))
+    hostile.prediction(outputs=[f"{atlas}/out/1.png"], price=price)
+    async with connect(atlas, settings) as client:
+        result = await generate(client)
+        fetched = await client.call_tool("get_prediction", {"prediction_id": PID})
+        state = json.loads((await client.read_resource(f"atlas-image://predictions/{PID}")).contents[0].text)
+    for answer in (result, fetched):
+        assert answer.is_error is False, text_of(answer)
+        assert answer.structured_content["price"] is None
+        assert "Cost: $" not in text_of(answer)
+    assert state["price"] is None
+
+
+async def test_a_sane_price_is_shown_as_atlas_sent_it(
+    hostile: Hostile, atlas: str, settings: Settings
+) -> None:
+    hostile.route("/out/1.png", Answer(200, png(), "image/png"))
+    hostile.prediction(outputs=[f"{atlas}/out/1.png"], price="0.0300")
+    async with connect(atlas, settings) as client:
+        result = await generate(client)
+    assert result.structured_content["price"] == "0.0300" and "Cost: $0.0300" in text_of(result)
+
+
 @pytest.mark.parametrize("index", ["²", "١", "0", "5", "1x"])
 async def test_a_resource_index_is_ascii_digits_within_the_outputs(
     hostile: Hostile, atlas: str, settings: Settings, index: str

@@ -45,6 +45,8 @@ TOKEN = "server-token-0123456789abcdef"
 def hostile() -> Hostile:
     service = Hostile()
     service.route("/out/1.png", json_answer({}))  # replaced per test when a picture is wanted
+    money = {"value": "10.000000", "currency": "usd"}  # Atlas knows every key (when it is asked)
+    service.route("/public/v1/balance", json_answer({"object": "balance", "available": money, "cash": money}))
     return service
 
 

@@ -1,11 +1,15 @@
-"""The engine under the Atlas client's ``httpx.AsyncClient``: aiohttp's connection pool and parser.
+"""A hosted server's way to Atlas: aiohttp's connection pool and C parser, under two interfaces.
 
-The client keeps httpx's interface (requests, responses, timeouts, streaming; tests inject
-``httpx.MockTransport`` or an ``httpx.ASGITransport`` around the emulator), but on a real network
-each request goes through :class:`AiohttpTransport`: under load httpx's own transport spent more
-CPU per request than the whole MCP call around it (its pool rescans every connection each time a
-request starts or ends, and the HTTP/1.1 parser is pure Python), while aiohttp reuses connections
-from a pool that does not, and parses with a C parser (bench/RESULTS.md).
+* As the Atlas client's API engine (:meth:`AiohttpTransport.exchange`, see
+  :mod:`atlas_image_mcp.engines`): each API request goes straight to aiohttp, with no httpx
+  request or response objects in between.
+* As the transport under the client's ``httpx.AsyncClient``, for what still speaks httpx (the
+  downloads of output pictures from the API's own host): :meth:`AiohttpTransport.handle_async_request`.
+
+Under load httpx's own transport spent more CPU per request than the whole MCP call around it (its
+pool rescans every connection each time a request starts or ends, and the HTTP/1.1 parser is pure
+Python), while aiohttp reuses connections from a pool that does not, and parses with a C parser;
+httpx's URL and header models then cost three times what aiohttp itself does (docs/benchmark.md).
 
 What matters for money is kept exact: an error before any byte of the request could leave is
 an ``httpx.ConnectError``/``httpx.ConnectTimeout`` (nothing was sent), anything later is a
@@ -22,8 +26,11 @@ import ssl
 from collections.abc import AsyncIterator, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
+
+from .engines import Answer, Outgoing, Reader, SendFailed, json_body
 
 if TYPE_CHECKING:  # imported on the first request: a stdio server that never calls Atlas does not pay
     import aiohttp
@@ -86,7 +93,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 headers=headers,
                 data=body,
                 allow_redirects=False,
-                proxy=self._proxy_for(request.url),
+                proxy=self._proxy_for(request.url.scheme, request.url.host),
                 ssl=self._tls() if request.url.scheme == "https" else True,
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=limits.get("connect"), sock_read=limits.get("read")
@@ -105,15 +112,67 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": (answer.reason or "").encode()},
         )
 
+    async def exchange(self, outgoing: Outgoing, read: Reader) -> Answer:
+        """Send one API request straight over aiohttp and read its whole answer (an engine, see
+        :mod:`atlas_image_mcp.engines`). Failures are named as httpx names them."""
+        import aiohttp
+
+        session = self._session or self._open()
+        headers = dict(outgoing.headers)
+        data: Any = None
+        if outgoing.files is not None:
+            form = aiohttp.FormData()
+            for field, (filename, stream, content_type) in outgoing.files().items():
+                form.add_field(field, stream, filename=filename, content_type=content_type)
+            data = form()  # the multipart body; its type is set here (the session adds none)
+            headers["Content-Type"] = data.content_type
+        elif outgoing.json is not None:
+            data = json_body(outgoing.json)
+            headers["Content-Type"] = "application/json"
+        scheme = outgoing.url.partition("://")[0]
+        proxy = self._proxy_for(scheme, urlsplit(outgoing.url).hostname or "") if self._proxies else None
+        try:
+            async with session.request(
+                outgoing.method,
+                outgoing.url,
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                proxy=proxy,
+                ssl=self._tls() if scheme == "https" else True,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=outgoing.connect, sock_read=outgoing.seconds
+                ),
+            ) as answer:
+                try:
+                    content = await read(
+                        answer.headers.get("Content-Length"), answer.content.iter_chunked(_CHUNK)
+                    )
+                finally:
+                    if not answer.content.at_eof():
+                        answer.close()  # not read to the end: the connection is not reused
+                return Answer(answer.status, {k.lower(): v for k, v in answer.headers.items()}, content)
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise SendFailed(
+                "ConnectTimeout", str(exc) or "connect timeout", sent=False, timeout=True
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:  # DNS, refused, TLS or proxy: nothing was sent
+            raise SendFailed("ConnectError", str(exc), sent=False, timeout=False) from exc
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            kind = type(_read_side(exc, None)).__name__
+            raise SendFailed(
+                kind, str(exc) or type(exc).__name__, sent=True, timeout=kind == "ReadTimeout"
+            ) from exc
+
     def _tls(self) -> ssl.SSLContext:
         """httpx's default TLS context (its CA bundle), made on the first https request."""
         if self._ssl is None:
             self._ssl = httpx.create_ssl_context()
         return self._ssl
 
-    def _proxy_for(self, url: httpx.URL) -> str | None:
-        proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
-        if not proxy or _bypassed(url.host, self._proxies.get("no", "")):
+    def _proxy_for(self, scheme: str, host: str) -> str | None:
+        proxy = self._proxies.get(scheme) or self._proxies.get("all")
+        if not proxy or _bypassed(host, self._proxies.get("no", "")):
             return None
         return proxy
 
@@ -151,7 +210,7 @@ async def _body(request: httpx.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def _read_side(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
+def _read_side(exc: BaseException, request: httpx.Request | None) -> httpx.TransportError:
     """An error once the request may have left: the answer was lost, late or garbled."""
     import aiohttp
 

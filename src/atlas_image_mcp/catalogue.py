@@ -308,6 +308,12 @@ SIDE_ENVELOPE = Range(
     min(s.side.minimum for s in BUILT_IN if s.side), max(s.side.maximum for s in BUILT_IN if s.side)
 )
 MAX_REFERENCES = max(s.references for s in BUILT_IN)
+#: What a picture of a model whose price is unknown is held at against a daily budget: the most
+#: expensive per-picture price of the built-in table (FLUX.1 Kontext [max]), so an unknown price
+#: never counts for less than any known one.
+UNKNOWN_PRICE_PER_IMAGE: Decimal = max(
+    s.price for s in BUILT_IN if s.price is not None and s.price_unit == "image"
+)
 
 
 # --- the live schema -------------------------------------------------------------------------------
@@ -494,6 +500,22 @@ class Catalogue:
                 if model_id in self._listing:
                     return model_id
         return options[0]
+
+    def closest(self, model_id: str, limit: int = 3) -> list[str]:
+        """The known model ids most like ``model_id`` (a typo, another case, the id without its owner):
+        the best match, and any about as close as it."""
+        from difflib import SequenceMatcher  # deferred: only a refused model id needs it
+
+        wanted = model_id.strip().lower()
+        scores: dict[str, float] = {}
+        for known in dict.fromkeys([*(self._listing or {}), *_BUILT_IN_BY_ID]):
+            lower = known.lower()
+            whole = SequenceMatcher(None, wanted, lower).ratio()
+            tail = SequenceMatcher(None, wanted.rsplit("/", 1)[-1], lower.rsplit("/", 1)[-1]).ratio()
+            scores[known] = max(whole, tail)
+        ranked = sorted((score, known) for known, score in scores.items() if score >= 0.75)[::-1]
+        best = ranked[0][0] if ranked else 1.0
+        return [known for score, known in ranked if score >= best - 0.02][:limit]
 
     def rows(self) -> list[ModelSpec]:
         """Every row known right now: the catalogue's models (as well as known), then built-in ones."""

@@ -1,4 +1,5 @@
-"""Command line: ``atlas-image-mcp`` (stdio server), ``serve``, ``generate`` and ``emulator``.
+"""Command line: ``atlas-image-mcp`` (stdio server), ``serve``, ``generate``, ``emulator`` and
+``healthcheck``.
 
 Over stdio, stdout carries the MCP protocol: everything else goes to stderr. The ``generate``
 command is not a server; it prints the saved paths on stdout for scripts to read.
@@ -13,14 +14,14 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from types import UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import anyio
 from pydantic import BaseModel
 
 from . import __version__
 from .constants import DEFAULT_EMULATOR_LATENCY, DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT
-from .params import CallOptions, GenerationParams
+from .params import CallOptions, GenerationParams, PictureRef, ShapeOptions
 from .redact import redact_log as redact
 from .settings import ENV_VARS, Settings, SettingsError, default_output_dir, env_name
 
@@ -62,6 +63,23 @@ def _env_help() -> str:
         for name, var in ENV_VARS.items()
     )
     return f"environment variables:\n{rows}"
+
+
+def _settings_pointer() -> str:
+    return (
+        "Settings come from environment variables: `atlas-image-mcp --help` lists them all, with their "
+        "defaults."
+    )
+
+
+#: What ``atlas-image-mcp`` says on stderr when a person starts it in a terminal (stdin is a TTY):
+#: it is not stuck, it waits for an MCP client on stdin.
+TERMINAL_HINT = (
+    "atlas-image-mcp is an MCP server: an MCP client (Claude Desktop, Claude Code, Cursor, VS Code, ...) "
+    "starts it and talks to it over stdin and stdout, so it now waits for a client on this terminal "
+    '(Ctrl+C to stop). To connect a client, see "Connect your client" in the README. To try it here '
+    'instead: atlas-image-mcp generate --offline "a red fox in the snow"\n'
+)
 
 
 def _port(text: str) -> int:
@@ -108,8 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         "otherwise the command exits with status 2 before listening. Over HTTP, pictures are saved only "
         f"when {env_name('output_dir')} is set and upload_media(file_path=...) reads only inside "
         f"{env_name('upload_root')}.",
-        epilog=_env_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_settings_pointer(),
     )
     serve.add_argument(
         "--transport",
@@ -118,7 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="default stdio; http when --host, --port, --stateless or --allow-unauthenticated is given",
     )
     serve.add_argument("--host", default=None, help=f"HTTP bind address (default {DEFAULT_HTTP_HOST})")
-    serve.add_argument("--port", type=_port, default=None, help=f"HTTP port (default {DEFAULT_HTTP_PORT})")
+    serve.add_argument(
+        "--port",
+        type=_port,
+        default=None,
+        help=f"HTTP port (default {DEFAULT_HTTP_PORT}, or {env_name('port')} when it is set)",
+    )
     serve.add_argument(
         "--stateless",
         action="store_true",
@@ -148,48 +170,114 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("prompt", help="what to draw")
     add_tool_options(gen, GenerationParams, skip={"prompt"})
     add_tool_options(gen, CallOptions, skip={"wait", "return_image", "save"})
+    add_tool_options(gen, ShapeOptions, skip=set())
     gen.add_argument(
         "--output-dir",
-        type=Path,
+        type=_local_path,
         help=f"where to save (default: {env_name('output_dir')} if set, else {default_output_dir()})",
     )
     gen.add_argument("--offline", action="store_true", default=argparse.SUPPRESS, help="use the emulator")
 
-    emu = sub.add_parser("emulator", help="run the Atlas API emulator on a port (for tests and demos)")
-    emu.add_argument("--host", default="127.0.0.1")
-    emu.add_argument("--port", type=int, default=8090)
+    emu = sub.add_parser(
+        "emulator",
+        help="run the Atlas API emulator on a port (for tests and demos)",
+        description="Serve an emulator of the Atlas Cloud API on a port: the routes this server uses "
+        "(models, model schemas, generateImage, predictions, uploadMedia, history, balance), answering "
+        "with real pictures of the requested size that show the prompt. Point a server at it with "
+        f"{env_name('base_url')}=http://HOST:PORT and any key. Nothing is sent anywhere, nothing is billed. "
+        "(--offline does the same in process, without a port.)",
+    )
+    emu.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    emu.add_argument("--port", type=_port, default=8090, help="port to listen on (default 8090)")
     emu.add_argument(
         "--latency",
         type=float,
         default=DEFAULT_EMULATOR_LATENCY,
-        help=f"seconds per prediction (default {DEFAULT_EMULATOR_LATENCY:g})",
+        help="seconds each prediction takes before its picture is ready "
+        f"(default {DEFAULT_EMULATOR_LATENCY:g})",
     )
     emu.add_argument(
-        "--api-key", action="append", help="accepted key (repeatable; default: any bearer token)"
+        "--api-key",
+        action="append",
+        metavar="KEY",
+        help="a key the emulator accepts (repeat for several); without it, any bearer token is accepted",
+    )
+
+    health = sub.add_parser(
+        "healthcheck",
+        help="exit 0 when the HTTP server on this machine answers /healthz (container health checks)",
+        description="Ask the HTTP server on this machine (127.0.0.1) whether it can serve: GET /healthz, "
+        "within 4 seconds. Exit status 0 when it answers 200, 1 otherwise. The port is "
+        f"{env_name('port')} (default {DEFAULT_HTTP_PORT}), the same one `serve --transport http` listens "
+        "on, so a container's health check follows the port it serves on.",
+    )
+    health.add_argument(
+        "--port", type=_port, default=None, help=f"port to probe (default {env_name('port')})"
     )
     return parser
 
 
+def _local_path(text: str) -> Path:
+    """A path typed in a terminal: ``~`` expanded, relative to the working directory."""
+    return Path(text).expanduser().absolute()
+
+
+def _picture(text: str) -> str:
+    """A picture option: a file typed in a terminal (``~/fox.png``, ``fox.png``) becomes its absolute path;
+    anything else (an https URL, a prediction id, base64) is passed on as it is."""
+    if "://" in text or text.startswith("data:"):
+        return text
+    path = Path(text).expanduser()
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError):  # too long a name for a path, a NUL byte: not a file
+        is_file = False
+    named_like_one = path.suffix.lower() in _PICTURE_SUFFIXES  # a missing file is then said to be missing
+    return str(path.absolute()) if is_file or named_like_one or text.startswith("~") else text
+
+
+_PICTURE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif"})
+
+
+_PICTURE_HELP = " From the terminal: a file (relative or ~/ paths work), an https URL or a prediction id."
+
+
 def add_tool_options(parser: argparse.ArgumentParser, model: type[BaseModel], *, skip: set[str]) -> None:
-    """One ``--flag`` per field of a tool's argument model (its description is the help)."""
+    """One ``--flag`` per field of a tool's argument model (its description is the help).
+
+    The flag's kind comes from the field's type: ``bool`` is a ``--x/--no-x`` switch, a ``Literal`` a
+    choice, ``int``/``float``/``str`` a value of that type; a picture (:data:`PictureRef`) also takes
+    a file path as typed in a terminal. A field of any other type is left out rather than offered
+    with a wrong parser.
+    """
     for name, info in model.model_fields.items():
         if name in skip:
             continue
         flag = "--" + name.replace("_", "-")
+        help_text = (info.description or "").replace("%", "%%")
+        picture = PictureRef in get_args(info.annotation) or info.annotation is PictureRef
         kind = _scalar(info.annotation)
-        help_text = info.description
-        if kind is bool:
+        if picture:
+            parser.add_argument(
+                flag, type=_picture, default=None, metavar="PICTURE", help=help_text + _PICTURE_HELP
+            )
+        elif kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif kind in (int, float, str):
             parser.add_argument(flag, type=kind, default=None, help=help_text)
-        else:
+        elif get_origin(kind) is Literal:
             parser.add_argument(flag, choices=get_args(kind), default=None, help=help_text)
 
 
 def _scalar(annotation: Any) -> Any:
-    """``int`` for ``int | None``; a ``Literal`` stays as it is."""
+    """The one type a field holds: ``int`` for ``int | None`` and for ``Annotated[int, ...]``; a
+    ``Literal`` stays as it is; a union of several types stays a union (no flag for it)."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
     args = [a for a in get_args(annotation) if a is not type(None)]
-    return args[0] if get_origin(annotation) in (Union, UnionType) and len(args) == 1 else annotation
+    if get_origin(annotation) in (Union, UnionType) and len(args) == 1:
+        return _scalar(args[0])
+    return annotation
 
 
 def tool_arguments(args: argparse.Namespace, *models: type[BaseModel]) -> dict[str, Any]:
@@ -216,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     setup_logging(settings.log_level)
     try:
+        if command == "healthcheck":
+            return _healthcheck(settings.port if args.port is None else args.port)
         if command == "emulator":
             from .emulator import serve as serve_emulator
 
@@ -227,7 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if settings.log_level != "DEBUG":  # the terminal shows progress and the result instead
                 logging.getLogger().setLevel(logging.WARNING)
 
-            arguments = {"prompt": args.prompt, **tool_arguments(args, GenerationParams, CallOptions)}
+            arguments = {
+                "prompt": args.prompt,
+                **tool_arguments(args, GenerationParams, CallOptions, ShapeOptions),
+            }
             offline = _offline(settings, args)
             return anyio.run(
                 partial(run_generate, settings, arguments, output_dir=args.output_dir, offline=offline)
@@ -242,7 +335,7 @@ def _serve(settings: Settings, args: Any) -> int:
     offline = _offline(settings, args)
     host = getattr(args, "host", None) or DEFAULT_HTTP_HOST  # no subcommand: stdio, no HTTP options
     port = getattr(args, "port", None)
-    port = DEFAULT_HTTP_PORT if port is None else port
+    port = settings.port if port is None else port
     workers = getattr(args, "workers", None) or 1
     if workers > 1:
         refusal = _workers_refusal(transport, bool(getattr(args, "stateless", False)))
@@ -301,10 +394,37 @@ def _transport(args: Any) -> str:
     return str(transport or "stdio")
 
 
+def _healthcheck(port: int) -> int:
+    """GET /healthz of the server on 127.0.0.1:``port``: 0 when it answers 200, else 1 (one line why)."""
+    import httpx
+
+    from .http import HEALTH_PATH
+
+    url = f"http://127.0.0.1:{port}{HEALTH_PATH}"
+    try:
+        # trust_env=False: a proxy set for the container's outbound calls must not carry this one
+        with httpx.Client(trust_env=False, timeout=HEALTHCHECK_TIMEOUT) as http:
+            status = http.get(url).status_code
+    except httpx.HTTPError as err:
+        sys.stderr.write(f"atlas-image-mcp healthcheck: no answer from {url} ({type(err).__name__})\n")
+        return 1
+    if status != 200:
+        sys.stderr.write(f"atlas-image-mcp healthcheck: {url} answered {status}\n")
+        return 1
+    return 0
+
+
+#: Seconds ``healthcheck`` waits for /healthz (below the Docker HEALTHCHECK's own 5 s timeout).
+HEALTHCHECK_TIMEOUT = 4.0
+
+
 async def _serve_stdio(settings: Settings, offline: bool) -> int:
     from .runtime import Runtime
     from .server import make_server
 
+    if sys.stdin.isatty():  # a person ran it by hand: say what it is waiting for (stdout is the protocol)
+        sys.stderr.write(TERMINAL_HINT)
+        sys.stderr.flush()
     runtime = Runtime.create(settings, offline=offline)
     logger.info("atlas-image-mcp %s on stdio%s", __version__, " (offline emulator)" if offline else "")
     if not offline and not settings.api_key:

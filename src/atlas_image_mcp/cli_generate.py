@@ -46,7 +46,12 @@ async def run_generate(
         err.write(f"error: {text}\n")
         return 1
     err.write(text + "\n")
-    paths = [out["path"] for out in structured.get("outputs", []) if out.get("path")]
+    # the file delivered (--save-as, --output-size...) where there is one, else the saved picture
+    paths = [
+        (out.get("file") or {}).get("path") or out["path"]
+        for out in structured.get("outputs", [])
+        if out.get("file") or out.get("path")
+    ]
     for path in paths:
         sys.stdout.write(f"{path}\n")
     if structured.get("status") == "processing":

@@ -18,16 +18,20 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
 from . import __version__
 from . import constants as C
+from .aiohttp_transport import AiohttpTransport
+from .engines import Answer, Engine, HttpxEngine, Outgoing, SendFailed
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -69,6 +73,7 @@ DEFAULT_LIMITS = httpx.Limits(
     keepalive_expiry=C.KEEPALIVE_SECONDS,
 )
 _PREDICTION_ID = re.compile(C.PREDICTION_ID_PATTERN)
+_DEFAULT_HEADERS = {"User-Agent": f"atlas-image-mcp/{__version__}", "Accept": "application/json"}
 
 Sleep = Callable[[float], Awaitable[None]]
 OnUpdate = Callable[[Prediction], Awaitable[None] | None]
@@ -145,6 +150,8 @@ class _Shared:
     """State shared by a client and its per-key views: the pool, the pacing and the catalogue cache."""
 
     http: httpx.AsyncClient
+    #: what sends each API request (straight over aiohttp on a hosted server, else through ``http``)
+    engine: Engine
     owns_http: bool
     options: ClientOptions
     retry: RetryPolicy
@@ -483,7 +490,6 @@ class AtlasClient:
     def _auth_headers(self) -> dict[str, str]:
         if not self._api_key:
             raise MissingAPIKeyError()
-        register_secret(self._api_key)  # about to be sent: kept out of every message from now on
         return {"Authorization": f"Bearer {self._api_key}"}
 
     async def _request(self, request: ApiRequest, *, deadline: float | None = None) -> Any:
@@ -499,7 +505,7 @@ class AtlasClient:
             if deadline is not None:
                 seconds = min(seconds, deadline - self._shared.clock())
             try:
-                return await self._send_once(request, url, headers, seconds)
+                answer = await self._send_once(request, url, headers, seconds)
             except (APIConnectionError, APIStatusError, InvalidResponseError) as err:
                 if isinstance(err, AuthenticationError) and err.status_code == 401:
                     forget_secret(self._api_key)  # a key Atlas does not know is nobody's secret
@@ -521,52 +527,51 @@ class AtlasClient:
                     err.message[:200],
                 )
                 await self._shared.sleep(delay)
+            else:
+                if request.auth:  # Atlas accepted the key: kept out of every message from now on
+                    register_secret(self._api_key)
+                return answer
 
     async def _send_once(self, request: ApiRequest, url: str, headers: dict[str, str], seconds: float) -> Any:
         """One attempt, bounded as a whole by ``seconds`` (connecting, sending and the whole answer)."""
         options = self.options
         method, what = request.method, request.what
-        time_limits = httpx.Timeout(
-            max(seconds, 0.001), connect=min(options.connect_timeout, max(seconds, 0.001))
+        outgoing = Outgoing(
+            method,
+            url,
+            {**_DEFAULT_HEADERS, **headers},
+            json=request.json,
+            files=request.files,
+            connect=min(options.connect_timeout, max(seconds, 0.001)),
+            seconds=max(seconds, 0.001),
         )
-        response: httpx.Response | None = None
-        content = bytearray()
+        answer: Answer | None = None
         with anyio.move_on_after(max(seconds, 0.0)) as scope:
             try:
                 async with self._shared.in_flight:
-                    outgoing = self._shared.http.build_request(
-                        method, url, headers=headers, json=request.json,
-                        files=request.files() if request.files else None, timeout=time_limits,
-                    )  # fmt: skip
-                    response = await self._shared.http.send(outgoing, stream=True)
-                    try:
-                        content = await _read_capped(response, options.max_answer_bytes, what)
-                    finally:
-                        await response.aclose()
-            except httpx.TimeoutException as exc:
-                raise self._timeout_error(method, url, what, type(exc).__name__, exc) from exc
-            except httpx.TransportError as exc:
-                sent = not isinstance(exc, httpx.ConnectError)
-                detail = f"{type(exc).__name__}: {redact(exc)[:200]}"
+                    read = partial(_read_capped, limit=options.max_answer_bytes, what=what)
+                    answer = await self._shared.engine.exchange(outgoing, read)
+            except SendFailed as exc:
+                if exc.timeout:
+                    raise self._timeout_error(method, url, what, exc.kind, sent=exc.sent) from exc
+                detail = f"{exc.kind}: {exc.detail[:200]}"
                 raise APIConnectionError(
                     (
                         f"{what} lost its connection to {self.base_url} before the whole answer arrived "
                         f"({detail})."
-                        if sent
+                        if exc.sent
                         else f"{what} could not reach {self.base_url} ({detail})."
                     )
-                    + ("" if sent and method != "GET" else
+                    + ("" if exc.sent and method != "GET" else
                        " Check the network connection or proxy settings (HTTPS_PROXY), then try again."),
-                    method=method, url=url, sent=sent,
+                    method=method, url=url, sent=exc.sent,
                 ) from exc  # fmt: skip
-        if scope.cancelled_caught or response is None:
-            raise self._timeout_error(method, url, what, f"no whole answer within {seconds:.1f} s", None)
-        return self._decode(response, content, request)
+        if scope.cancelled_caught or answer is None:
+            why = f"no whole answer within {seconds:.1f} s"
+            raise self._timeout_error(method, url, what, why, sent=True)
+        return self._decode(answer, request, method, url)
 
-    def _timeout_error(
-        self, method: str, url: str, what: str, why: str, exc: BaseException | None
-    ) -> APITimeoutError:
-        sent = not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
+    def _timeout_error(self, method: str, url: str, what: str, why: str, *, sent: bool) -> APITimeoutError:
         # A billable request that may have been sent gets MAY_HAVE_STARTED appended by _request.
         return APITimeoutError(
             f"{what} timed out ({why}) talking to {self.base_url}."
@@ -574,65 +579,63 @@ class AtlasClient:
             method=method, url=url, sent=sent,
         )  # fmt: skip
 
-    def _decode(self, response: httpx.Response, content: bytearray, request: ApiRequest) -> Any:
-        method, url = response.request.method, str(response.request.url)
-        what = request.what
+    def _decode(self, answer: Answer, request: ApiRequest, method: str, url: str) -> Any:
+        what, content, status = request.what, answer.content, answer.status
         try:
             body: Any = json.loads(content) if content else None
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
-        if 300 <= response.status_code < 400:
-            target = httpx.URL(response.headers.get("location", "")).host or "elsewhere"
+        if 300 <= status < 400:
+            target = urlsplit(answer.headers.get("location", "")).hostname or "elsewhere"
             raise APIStatusError(
-                f"{what} was answered with a redirect (HTTP {response.status_code}, to {target[:100]}) "
+                f"{what} was answered with a redirect (HTTP {status}, to {target[:100]}) "
                 "instead of an answer. API calls never follow redirects, so nothing was sent again. "
                 f"Check {env_name('base_url')}: it must be the API origin itself.",
-                status_code=response.status_code, method=method, url=url,
+                status_code=status, method=method, url=url,
             )  # fmt: skip
         code = envelope_code(body)
-        failed = response.status_code >= 400 or (code is not None and code not in (0, 200))
+        failed = status >= 400 or (code is not None and code not in (0, 200))
         if request.terminal_ok and failed and body is not None:
             # Only an error answer needs this look (a success body is returned as is anyway):
             # a failed prediction answered as HTTP 500 is a final answer, not a fault to retry.
             prediction = parse_prediction(body, fallback_id=request.prediction_id)
             if prediction is not None and prediction.is_terminal:
                 return body
-        if response.status_code >= 400:
+        if status >= 400:
             raise status_error(
-                response.status_code,
+                status,
                 body if body is not None else content[:2000].decode("utf-8", "replace"),
                 method=method,
                 url=url,
-                retry_after=retry_after_seconds(response),
+                retry_after=retry_after_seconds(answer.headers),
                 what=what,
                 billable=method != "GET",
             )
         if body is None:
             raise InvalidResponseError(
-                f"{what} got an answer from Atlas that is not valid JSON (HTTP {response.status_code}, "
-                f"{response.headers.get('content-type', 'no content type')}). Try again in a moment."
+                f"{what} got an answer from Atlas that is not valid JSON (HTTP {status}, "
+                f"{answer.headers.get('content-type', 'no content type')}). Try again in a moment."
             )
         if code is not None and code not in (0, 200):
             raise status_error(code, body, method=method, url=url, what=what, billable=method != "GET")
         return body
 
 
-async def _read_capped(response: httpx.Response, limit: int, what: str) -> bytearray:
-    """The whole body of ``response``, refusing more than ``limit`` bytes (declared or streamed).
+async def _read_capped(declared: str | None, chunks: AsyncIterator[bytes], *, limit: int, what: str) -> bytes:
+    """A whole answer body, refusing more than ``limit`` bytes (declared or streamed).
 
     An answer refused for its size still names the prediction when its first bytes do.
     """
-    declared = response.headers.get("content-length", "")
-    too_long = declared.isdigit() and int(declared) > limit
+    too_long = declared is not None and declared.isdigit() and int(declared) > limit
     stop = _OPENING if too_long else limit  # refused on its length: read only the opening
     body = bytearray()
-    async for chunk in response.aiter_bytes():
+    async for chunk in chunks:
         body += chunk
         if len(body) > stop:
             break
     if too_long or len(body) > limit:
         raise _answer_too_big(what, limit, bytes(body[:_OPENING]))
-    return body
+    return bytes(body)
 
 
 _OPENING = 64 * 1024
@@ -667,7 +670,7 @@ def _shared_state(
         transport=transport,
         timeout=timeout,
         limits=limits,
-        headers={"User-Agent": f"atlas-image-mcp/{__version__}", "Accept": "application/json"},
+        headers=_DEFAULT_HEADERS,
         # a redirect is never followed: a POST must not be sent twice, nor anywhere else
         follow_redirects=False,
         trust_env=True,
@@ -686,6 +689,7 @@ def _shared_state(
     )
     return _Shared(
         http=http,
+        engine=transport if isinstance(transport, AiohttpTransport) else HttpxEngine(http),
         owns_http=True,
         options=options,
         retry=retry,

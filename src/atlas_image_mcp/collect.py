@@ -18,14 +18,17 @@ from typing import Any
 
 import anyio
 
+from .asset_plan import AssetPlan
+from .assets import extension_of, make_asset
 from .call import Call
 from .constants import IMAGE_URI, MAX_BASE64_CHARS, ImageMode
 from .errors import AtlasError
 from .fetch import Budget, remove_download
 from .models import Prediction
 from .pictures import PictureError, examine
-from .render import OutputImage, ShownPicture, inline_images, shown_url
-from .storage import extension_for, find_saved, output_path, place_atomic
+from .render import AssetFile, OutputImage, ShownPicture, inline_images, shown_url
+from .storage import extension_for, find_saved, output_path, place_atomic, save_atomic
+from .workspace import write_confined
 
 __all__ = ["Collected", "collect", "picture_bytes"]
 
@@ -41,19 +44,34 @@ class Collected:
     notes: list[str]
 
 
+@dataclass(frozen=True)
+class _Picture:
+    """One output collected: what to show, its saved copy, the file delivered, and what went wrong with it."""
+
+    shown: ShownPicture
+    #: The picture as Atlas made it: its saved copy, size and type.
+    path: str | None
+    width: int
+    height: int
+    mime_type: str
+    file: AssetFile | None = None
+    problem: str | None = None
+
+
 class _Collector:
     """Fetches, checks and saves the outputs of one prediction, within one call's limits."""
 
-    def __init__(self, call: Call, prediction: Prediction, *, save: bool, mode: ImageMode) -> None:
+    def __init__(
+        self, call: Call, prediction: Prediction, *, save: bool, mode: ImageMode, asset: AssetPlan | None
+    ) -> None:
         self.call = call
         self.prediction = prediction
         self.save = save
         self.mode = mode
+        self.asset = asset
 
-    async def picture(
-        self, index: int, url: str, scratch: Path, budget: Budget
-    ) -> tuple[ShownPicture, str | None]:
-        """Output ``index`` (1-based), checked; and its saved path (None when not saved)."""
+    async def picture(self, index: int, url: str, scratch: Path, budget: Budget) -> _Picture:
+        """Output ``index`` (1-based), checked; its saved path, and the file delivered for it."""
         settings = self.call.runtime.settings
         pid = self.prediction.id
         folder = self.call.outputs.folder
@@ -67,10 +85,13 @@ class _Collector:
             )
             path, fresh = download.path, True
         show = self.mode != "none"
+        remade = self.asset is not None and self.asset.remakes
         try:
             async with self.call.runtime.decodes:
                 checked = await anyio.to_thread.run_sync(
-                    lambda: examine(path, max_pixels=settings.max_pixels, decode=self.save, preview=show)
+                    lambda: examine(
+                        path, max_pixels=settings.max_pixels, decode=self.save, preview=show and not remade
+                    )
                 )
         except PictureError:
             if fresh:
@@ -87,7 +108,8 @@ class _Collector:
                 raise
         original = b""
         try:
-            if self.mode == "full" and checked.size * 4 // 3 <= MAX_BASE64_CHARS:
+            delivered, file, problem = await self._deliver(index, saved or path)
+            if delivered is None and self.mode == "full" and checked.size * 4 // 3 <= MAX_BASE64_CHARS:
                 original = await anyio.Path(saved or path).read_bytes()
         finally:
             if saved is None:
@@ -102,8 +124,51 @@ class _Collector:
             if checked.preview is not None
             else None
         )
-        shown = ShownPicture(original, checked.mime_type, checked.width, checked.height, preview=preview)
-        return shown, str(saved.resolve()) if saved is not None else None
+        shown = delivered or ShownPicture(
+            original, checked.mime_type, checked.width, checked.height, preview=preview
+        )
+        kept = str(saved.resolve()) if saved is not None else None
+        return _Picture(shown, kept, checked.width, checked.height, checked.mime_type, file, problem)
+
+    async def _deliver(
+        self, index: int, source: Path
+    ) -> tuple[ShownPicture | None, AssetFile | None, str | None]:
+        """Make and write the file asked for output ``index``: what to show of it (when it was remade),
+        the file, and what went wrong (the original and the paid job's answer stand either way)."""
+        plan = self.asset
+        target = plan.target(index) if plan is not None else None
+        if plan is None or (target is None and not plan.remakes):
+            return None, None, None
+        settings = self.call.runtime.settings
+        try:
+            async with self.call.runtime.decodes:
+                asset = await anyio.to_thread.run_sync(
+                    lambda: make_asset(source, plan.spec, max_pixels=settings.max_pixels)
+                )
+        except PictureError as err:
+            return None, None, f"The picture {err}, so it was not remade or written."
+        shown = ShownPicture(asset.data, asset.mime_type, asset.width, asset.height) if plan.remakes else None
+        try:
+            if target is not None:
+                written = await anyio.to_thread.run_sync(write_confined, target, asset.data)
+                relative = target.relative
+            elif self.save:
+                name = output_path(
+                    self.call.outputs.folder, self.prediction.id, index, extension_of(asset.format)
+                )
+                name = name.with_name(f"{name.stem}-{asset.width}x{asset.height}{name.suffix}")
+                written, relative = await save_atomic(name, asset.data), name.name
+            else:
+                return shown, None, None
+        except AtlasError as err:
+            return shown, None, err.message
+        file = AssetFile(
+            path=str(written),
+            relative=relative,
+            width=asset.width,
+            height=asset.height,
+        )
+        return shown, file, None
 
 
 async def picture_bytes(call: Call, prediction: Prediction, index: int) -> bytes:
@@ -140,9 +205,17 @@ async def picture_bytes(call: Call, prediction: Prediction, index: int) -> bytes
 
 
 async def collect(
-    call: Call, prediction: Prediction, *, save: bool, mode: ImageMode, expected: int, deadline: float
+    call: Call,
+    prediction: Prediction,
+    *,
+    save: bool,
+    mode: ImageMode,
+    expected: int,
+    deadline: float,
+    asset: AssetPlan | None = None,
 ) -> Collected:
-    """The outputs (at most ``expected``) with their saved paths and sizes, picture blocks, and notes."""
+    """The outputs (at most ``expected``) with their saved paths and sizes, picture blocks, and notes;
+    with ``asset``, each output's file made and written as it says."""
     urls = prediction.outputs[:expected]
     notes: list[str] = []
     if len(prediction.outputs) > expected:
@@ -157,14 +230,14 @@ async def collect(
         )
         for n, url in enumerate(urls, start=1)
     ]
-    if not save and mode == "none":
+    if not save and mode == "none" and asset is None:
         # Neither shown nor kept: the URLs are the answer, and nothing is fetched (a download here
         # would cost the caller time and Atlas bandwidth only to report sizes). Reading a picture's
         # resource later fetches and checks it then.
         return Collected(outputs, [], notes + _inline_notes(urls, outputs))
     pictures: list[ShownPicture | None] = [None] * len(urls)
     budget = Budget(bytes_left=call.runtime.settings.max_call_download_bytes, deadline=deadline)
-    collector = _Collector(call, prediction, save=save, mode=mode)
+    collector = _Collector(call, prediction, save=save, mode=mode, asset=asset)
     scratch = Path(await anyio.to_thread.run_sync(tempfile.mkdtemp))
 
     async def one(i: int) -> None:
@@ -172,7 +245,7 @@ async def collect(
         problem: str | None = None
         with anyio.move_on_after(max(0.0, deadline - call.api.deadline_in(0))) as scope:
             try:
-                picture, path = await collector.picture(n, urls[i], scratch, budget)
+                collected = await collector.picture(n, urls[i], scratch, budget)
             except AtlasError as err:
                 problem = err.message
             except PictureError as err:
@@ -188,13 +261,17 @@ async def collect(
             notes.append(f"Image {n}: {problem}")
             outputs[i] = outputs[i].model_copy(update={"error": problem})
             return
-        pictures[i] = picture
-        update = {
-            "path": path,
-            "width": picture.width,
-            "height": picture.height,
-            "mime_type": picture.mime_type,
+        pictures[i] = collected.shown
+        update: dict[str, Any] = {
+            "path": collected.path,
+            "width": collected.width,
+            "height": collected.height,
+            "mime_type": collected.mime_type,
+            "file": collected.file,
         }
+        if collected.problem is not None:
+            notes.append(f"Image {n}: {collected.problem}")
+            update["error"] = collected.problem
         outputs[i] = outputs[i].model_copy(update=update)
 
     try:

@@ -10,7 +10,10 @@ is no longer there, so an upgrade is re-checked here before it ships.
 from __future__ import annotations
 
 import logging
+import re
+import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any, cast
 
@@ -20,6 +23,7 @@ from mcp.server.mcpserver.resolve import build_resolver_plans, resolve_arguments
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp.server.session import ServerSession
 from mcp_types import InputRequiredResult
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
 __all__ = [
@@ -34,17 +38,22 @@ __all__ = [
     "finish_before_every_shutdown",
     "finish_before_shutdown",
     "force_exit_requested",
+    "ConnectionGuard",
     "head_timeout_protocol",
     "hold_sse_drain",
+    "lasting_connection_id",
     "release_sse_drain",
     "stop_listening",
     "untested_versions",
+    "watch_sessions",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: distribution -> the release series (``major.minor``) the details below were checked against.
-TESTED: dict[str, str] = {"mcp": "2.3", "uvicorn": "0.54", "sse-starlette": "3.7"}
+#: sse-starlette has two: 3.7 on Python >= 3.11, and 3.5 on Python 3.10, where 3.6 and later do not
+#: install (they require 3.11); its ``AppStatus`` (the drain switches below) is the same in both.
+TESTED: dict[str, tuple[str, ...]] = {"mcp": ("2.3",), "uvicorn": ("0.54",), "sse-starlette": ("3.7", "3.5")}
 
 
 def untested_versions() -> dict[str, str]:
@@ -52,7 +61,7 @@ def untested_versions() -> dict[str, str]:
     out = {}
     for name, series in TESTED.items():
         installed = version(name)
-        if installed != series and not installed.startswith(f"{series}."):
+        if not any(installed == one or installed.startswith(f"{one}.") for one in series):
             out[name] = installed
     return out
 
@@ -127,6 +136,36 @@ def connection_state(session: Any) -> dict[str, Any]:
     return state if isinstance(state, dict) else {}
 
 
+_CONNECTION_ID = "atlas_image_mcp.connection_id"
+
+
+def lasting_connection_id(session: Any) -> str | None:
+    """A name this server gave the connection behind ``session``, when that connection lasts.
+
+    It lasts across requests on the handshake path (stdio, a streamable-HTTP session, an SSE
+    stream: the SDK builds one ``Connection`` for it, with a back-channel); a stateless request, and
+    every 2026-07-28 request, gets a connection of its own, so there is nothing to name (None). The
+    name is random, made here, and kept in the connection's state: nothing a client sends (such as
+    an ``Mcp-Session-Id`` header) can choose it.
+
+    Why: like :func:`connection_state`, only ``session._connection`` reaches the connection (its
+    ``has_standalone_channel`` and ``protocol_version`` are public). Goes away when the SDK gives
+    handlers a public, server-made identifier of the connection or session.
+    """
+    connection = getattr(session, "_connection", None)
+    state = getattr(connection, "state", None)
+    if (
+        not isinstance(state, dict)
+        or not getattr(connection, "has_standalone_channel", False)
+        or getattr(connection, "protocol_version", None) in MODERN_PROTOCOL_VERSIONS
+    ):
+        return None
+    name = state.get(_CONNECTION_ID)
+    if not isinstance(name, str):
+        name = state[_CONNECTION_ID] = secrets.token_hex(16)
+    return name
+
+
 def quiet_session(session: ServerSession, on_progress: Callable[[str | None], None]) -> ServerSession:
     """``session`` without its progress and log notifications; progress messages go to ``on_progress``.
 
@@ -164,6 +203,47 @@ class _QuietSession:
         if getattr(notification, "method", None) in ("notifications/progress", "notifications/message"):
             return
         await self._inner.send_notification(notification, related_request_id)
+
+
+def watch_sessions(
+    manager: Any,
+    *,
+    may_open: Callable[[], bool],
+    opened: Callable[[str], None],
+    closed: Callable[[str], None],
+) -> None:
+    """Be told where the SDK makes and ends each stateful streamable-HTTP session.
+
+    ``may_open()`` is asked right before a session would be made (False: the SDK answers 503 as at
+    its own cap), ``opened(session_id)`` follows each one made, and ``closed(session_id)`` each one
+    ended (a DELETE, the idle timeout, a crash, an opening request that failed); it may come twice.
+
+    Why: a guard in front of the transport cannot know for sure which request makes a session (the
+    SDK decides from its own parse of the body, and makes one for any request without a session id)
+    nor when one ends (a 404 may be answered to another key for a session that lives on), so the
+    session count is kept where the SDK itself makes and discards them:
+    ``StreamableHTTPSessionManager._admit_session`` (synchronous, under its creation lock) and
+    ``_discard_session``, both private. Goes away when the session manager takes a per-owner session
+    limit or lifecycle callbacks.
+    """
+    admit = manager._admit_session
+    discard = manager._discard_session
+
+    def admit_session(requestor: Any) -> Any:
+        if not may_open():
+            return None
+        transport = admit(requestor)
+        session_id = getattr(transport, "mcp_session_id", None)
+        if transport is not None and session_id:
+            opened(str(session_id))
+        return transport
+
+    async def discard_session(session_id: str, transport: Any) -> None:
+        closed(session_id)
+        await discard(session_id, transport)
+
+    manager._admit_session = admit_session
+    manager._discard_session = discard_session
 
 
 # --- uvicorn -------------------------------------------------------------------------------------
@@ -217,31 +297,142 @@ def force_exit_requested(server: Any) -> bool:
     return bool(getattr(server, "force_exit", False))
 
 
-def head_timeout_protocol(seconds: float) -> type[Any]:
-    """uvicorn's h11 protocol, closing a connection whose request head is not complete in ``seconds``.
+@dataclass(frozen=True)
+class ConnectionGuard:
+    """What :func:`head_timeout_protocol` holds each connection to, beyond its head timeout.
+
+    ``address_of(peer_host)`` names the group a peer counts in for ``per_address`` (None: it is not
+    counted, such as a trusted reverse proxy). ``too_many`` and ``too_large`` are the whole HTTP
+    answers written before closing a connection over its address's limit, or whose request head
+    outgrows ``max_head_bytes``.
+    """
+
+    first_byte_seconds: float | None = None
+    #: how long a refused connection is kept, reading and dropping, after its answer (see below)
+    linger_seconds: float = 0.25
+    max_head_bytes: int | None = None
+    per_address: int | None = None
+    address_of: Callable[[str], str | None] = str
+    too_many: bytes = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+    too_large: bytes = (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+    )
+
+
+#: the blank line that ends a request head, as h11 finds it (a bare LF is accepted too)
+_HEAD_END = re.compile(rb"\n\r?\n")
+
+
+def head_timeout_protocol(seconds: float, guard: ConnectionGuard | None = None) -> type[Any]:
+    """uvicorn's h11 protocol, closing a connection whose request head is not complete in ``seconds``,
+    and holding each connection to ``guard``: closed when it sends nothing at first, refused over its
+    address's limit, answered 431 when a request head is too large however it arrives.
 
     Why: uvicorn times out idle keep-alive connections but not a request head that trickles in (a
-    byte every few seconds keeps a connection, and its memory, forever: slowloris). The subclass
-    reads the protocol's ``conn`` (the h11 state), ``loop`` and ``transport`` attributes, which are
-    not documented API. Goes away when uvicorn grows a header-read timeout.
+    byte every few seconds keeps a connection, and its memory, forever: slowloris), nor a new
+    connection that never sends a byte; it counts idle connections against ``limit_concurrency``
+    with no bound per client; and h11 caps only a head still incomplete (one that arrives whole in
+    one read, up to 64 KB, passes). The subclass reads the protocol's ``conn`` (the h11 state),
+    ``loop`` and ``transport`` attributes, and takes a refused connection out of ``connections``
+    (the server's set that ``limit_concurrency`` counts) while it lingers: none is documented API.
+    Goes away when uvicorn grows a header-read timeout, a per-client connection limit and a total
+    head size cap.
     """
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
+    limits = guard or ConnectionGuard()
+    open_from: dict[str, int] = {}  # address -> connections open from it (this server's)
+
     class HeadTimeoutProtocol(H11Protocol):
         _head_timer: Any = None
+        _first_byte_timer: Any = None
+        _address: str | None = None
+        _head = b""
+        _shut = False
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            if limits.per_address is not None and not self._counted(transport):
+                self._answer_and_close(limits.too_many)
+                return
+            if limits.first_byte_seconds is not None:
+                self._first_byte_timer = self.loop.call_later(limits.first_byte_seconds, self._silent)
             self._watch_head()
 
+        def _counted(self, transport: Any) -> bool:
+            """Count this connection against its address; False when the address is at its limit."""
+            peer = transport.get_extra_info("peername")
+            host = peer[0] if isinstance(peer, (tuple, list)) and peer else None
+            address = limits.address_of(str(host)) if host is not None else None
+            if address is None:
+                return True
+            if open_from.get(address, 0) >= (limits.per_address or 0):
+                return False
+            open_from[address] = open_from.get(address, 0) + 1
+            self._address = address
+            return True
+
         def data_received(self, data: bytes) -> None:
+            if self._shut:
+                return
+            self._stop_first_byte()
+            if limits.max_head_bytes is not None and not self._head_fits(data):
+                self._answer_and_close(limits.too_large)
+                return
             super().data_received(data)
             self._watch_head()
 
+        def _head_fits(self, data: bytes) -> bool:
+            """Follow the request head being received; False once it is longer than the cap."""
+            if self.conn.their_state not in (h11.IDLE, h11.DONE):
+                return True  # a body
+            cap = limits.max_head_bytes or 0
+            seen = self._head + data[: cap + 4]  # what follows a head that fits is its body
+            end = _HEAD_END.search(seen)
+            if (end.end() if end else len(seen)) > cap:
+                return False
+            self._head = b"" if end else seen
+            return True
+
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_watching()
+            self._stop_first_byte()
+            if self._address is not None:
+                left = open_from.get(self._address, 1) - 1
+                if left > 0:
+                    open_from[self._address] = left
+                else:
+                    open_from.pop(self._address, None)
+                self._address = None
             super().connection_lost(exc)
+
+        def _answer_and_close(self, answer: bytes) -> None:
+            """Write ``answer`` and end the connection. Closing a socket with unread data in it
+            resets the connection, and the client may lose the answer: so the write side is shut
+            first, what still arrives is read and dropped, and the socket closes a moment later."""
+            self._shut = True
+            self._stop_watching()
+            self._stop_first_byte()
+            if self.transport.is_closing():
+                return
+            self.transport.write(answer)
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+                self.loop.call_later(limits.linger_seconds, self.transport.close)
+                self.connections.discard(self)  # answered: no longer one of uvicorn's open connections
+            else:
+                self.transport.close()
+
+        def _silent(self) -> None:
+            self._first_byte_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def _stop_first_byte(self) -> None:
+            if self._first_byte_timer is not None:
+                self._first_byte_timer.cancel()
+                self._first_byte_timer = None
 
         def _watch_head(self) -> None:
             waiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()

@@ -61,8 +61,13 @@ DEFAULT_TASK_WAIT_SECONDS = 1800.0
 MAX_TASK_WAIT_SECONDS = 6 * 3600
 #: A task stays readable this long after its wait bound (its ttlMs = wait bound + this).
 TASK_KEEP_SECONDS = 3600
-#: Task records one process keeps (past this, tools answer in one call as without tasks).
+#: Task records one process keeps (past this, tools answer in one call as without tasks), and one
+#: owner (one Atlas key; every client of a server spending its own key) keeps: past that its oldest
+#: finished ones go, and while all of them run it gets no more.
 MAX_TASKS = 1000
+MAX_TASKS_PER_OWNER = 100
+#: The shortest lifetime a client may ask for a task (``params.task.ttl``, 2025-11-25), in seconds.
+TASK_MIN_TTL_SECONDS = 60
 #: Results (pictures included) of finished tasks one process holds; past this the oldest ones that
 #: can be rebuilt from their id are dropped, and rebuilt from Atlas if asked for again.
 MAX_TASK_RESULTS_MB = 64
@@ -124,6 +129,11 @@ SEED_MAX = 2**31 - 1
 MAX_PROMPT_CHARS = 10_000
 MAX_MODEL_ID_CHARS = 200
 MAX_NUM_IMAGES = 4
+#: Jobs one generate_image call may run as a batch (prompts x count), and entries one export makes.
+MAX_BATCH = 8
+MAX_EXPORTS = 12
+#: How long a client has to list its roots (workspace folders) when a call writes into them.
+ROOTS_SECONDS = 10.0
 MAX_PATH_CHARS = 4096
 MAX_FILENAME_CHARS = 255
 MAX_PREDICTION_ID_CHARS = 128
@@ -159,12 +169,9 @@ VIEWER_POLL_WAIT_SECONDS = 10
 #: The viewer stops polling a running job after this many calls (then offers "Check again").
 VIEWER_MAX_POLLS = 60
 
-# --- this session's pictures ---------------------------------------------------------------------
+# --- each caller's pictures ----------------------------------------------------------------------
 
-#: The HTTP header that names an MCP session (streamable HTTP), lower case.
-SESSION_ID_HEADER = "mcp-session-id"
-#: The session key of stdio (and of a server with one key of its own and no session header).
-LOCAL_SESSION = "local"
+#: Pictures remembered per caller and connection, and connections remembered in all (history.py).
 HISTORY_MAX_ENTRIES = 100
 HISTORY_MAX_SESSIONS = 1000
 
@@ -195,15 +202,43 @@ DEFAULT_SESSION_IDLE_SECONDS = 300.0
 DEFAULT_MAX_MESSAGE_KB = 1024.0
 #: Tools whose calls may carry a large body (base64 data), up to the upload cap.
 LARGE_BODY_TOOLS = frozenset({"upload_media", "edit_image", "generate_image"})
-#: Large bodies read at once (each up to the upload cap), so a burst cannot pin the memory.
+#: Large bodies read at once (each up to the upload cap), so a burst cannot pin the memory; one
+#: identity (a key Atlas accepted, else a client address) reads one of them at a time. A large body
+#: that finds no slot free is refused at once, never queued.
 LARGE_BODIES_AT_ONCE = 2
+LARGE_BODIES_PER_IDENTITY = 1
+#: A large body must keep arriving: after this many seconds, at least this many bytes a second on
+#: average, or it is cut off and its slot freed (a body dripped a byte at a time holds no slot long).
+LARGE_BODY_GRACE_SECONDS = 10.0
+LARGE_BODY_MIN_BYTES_PER_SECOND = 32 * 1024
+#: An identity whose large body was cut off for being too slow gets no large-body slot for this many
+#: seconds (so that dripping, cut off and sent again, cannot keep the slots busy).
+LARGE_BODY_BARRED_SECONDS = 60.0
 #: Seconds a client may take to send a request head, and a small body; idle keep-alive seconds.
 HEAD_TIMEOUT_SECONDS = 10.0
 BODY_TIMEOUT_SECONDS = 30.0
+#: A new connection that has sent no byte of a request after this many seconds is closed.
+FIRST_BYTE_SECONDS = 2.0
 #: (Keep-alive: longer than clients keep an idle connection, httpx 5 s, so the client closes first and a
 #: request never races the server's close; under 500 calls at once that race failed whole calls.)
 KEEP_ALIVE_SECONDS = 10.0
 MAX_HEADER_BYTES = 16 * 1024
+#: Open connections one client address may hold (IPv6: one /64); a reverse proxy named in
+#: ATLAS_MCP_TRUSTED_PROXIES is not held to it (it must limit per client itself).
+DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 256
+IPV6_CLIENT_PREFIX = 64
+#: Per-user keys Atlas has not accepted yet (not checked, or Atlas could not be asked): such a key
+#: holds one session or SSE stream; one client address holds this many of them, and all of them
+#: together this share of ATLAS_MCP_MAX_SESSIONS (so invented keys can never fill the server).
+UNVERIFIED_SESSIONS_PER_ADDRESS = 4
+UNVERIFIED_SESSIONS_SHARE = 0.25
+#: Checking a key with Atlas (one GET of the balance): how long it may take, how many run at once,
+#: and how long an answer is remembered (accepted / refused), for this many keys at most.
+KEY_CHECK_SECONDS = 5.0
+KEY_CHECKS_AT_ONCE = 4
+KEY_ACCEPTED_SECONDS = 3600.0
+KEY_REFUSED_SECONDS = 600.0
+MAX_CHECKED_KEYS = 4096
 #: SIGTERM: seconds calls in flight may take to finish, then seconds to answer the rest "processing".
 SHUTDOWN_GRACE_SECONDS = 4.0
 SHUTDOWN_ANSWER_SECONDS = 2.0
@@ -246,6 +281,14 @@ LINKED_KEY_CACHE_SECONDS = 30.0
 
 # --- offline mode --------------------------------------------------------------------------------
 
-OFFLINE_BASE_URL = "http://atlas.emulator"
+#: The in-process emulator's origin. ``.invalid`` is reserved (RFC 2606): no resolver answers for it, so
+#: nothing outside this process could open such a URL, and results show those pictures by their
+#: resource URI instead (:func:`atlas_image_mcp.render.shown_url`).
+OFFLINE_BASE_URL = "http://offline-emulator.invalid"
+#: The sentence every offline picture result ends with.
+OFFLINE_NOTE = (
+    "Offline: the built-in emulator of the Atlas API drew this picture; nothing was sent to Atlas and "
+    "nothing was charged (a cost shown is what Atlas would charge)."
+)
 OFFLINE_API_KEY = "offline-emulator-key"
 DEFAULT_EMULATOR_LATENCY = 1.0

@@ -18,18 +18,18 @@ from typing import Any
 
 from mcp_types import CallToolResult
 
+from .asset_plan import AssetPlan
 from .call import Call, fail
 from .collect import collect
-from .constants import IMAGE_MODES, MAX_NUM_IMAGES, ImageMode
+from .constants import IMAGE_MODES, MAX_NUM_IMAGES, OFFLINE_NOTE, ImageMode
 from .errors import ContentBlockedError, LedgerError, PredictionFailedError
 from .history import HistoryEntry
-from .ledger import parse_usd
-from .models import Prediction
+from .models import Prediction, parse_usd
 from .polling import duration_of
 from .render import GenerationResult, price_text, tool_result, without_local_paths
 from .settings import setting_hint
 
-__all__ = ["Delivery", "finish"]
+__all__ = ["Answer", "Delivery", "conclude", "finish", "remember"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +56,21 @@ class Delivery:
     estimate: Decimal | None = None
     #: The caller's history entry this answer completes (None: the answer is not recorded).
     entry: HistoryEntry | None = None
+    #: The file to deliver for each picture (save_as, output_size, output_format), if any.
+    asset: AssetPlan | None = None
 
     def state(self) -> dict[str, Any]:
         """What a task id carries of it (the rest is not needed to finish a job after a restart)."""
-        return {"s": self.save, "m": self.mode, "n": self.expected, "e": self.seed, "i": list(self.ignored)}
+        state: dict[str, Any] = {
+            "s": self.save,
+            "m": self.mode,
+            "n": self.expected,
+            "e": self.seed,
+            "i": list(self.ignored),
+        }
+        if self.asset is not None:
+            state["a"] = self.asset.state()
+        return state
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Delivery | None:
@@ -78,11 +89,24 @@ class Delivery:
             and all(isinstance(n, str) for n in ignored)
         ):
             return None
-        return cls(save, mode, int(expected), seed, tuple(ignored))
+        asset = AssetPlan.from_state(state["a"]) if "a" in state else None
+        if "a" in state and asset is None:
+            return None
+        return cls(save, mode, int(expected), seed, tuple(ignored), asset=asset)
 
 
 def _natural(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One job's answer before it becomes a tool result: the result, its picture blocks and notes."""
+
+    result: GenerationResult
+    blocks: list[Any]
+    notes: list[str]
+    is_error: bool = False
 
 
 async def finish(
@@ -94,6 +118,21 @@ async def finish(
     client that shows results in an MCP App (whose frame receives the whole result) gets each saved
     copy by file name only. ``deadline`` bounds the collection of the pictures.
     """
+    answer = await conclude(call, prediction, delivery, deadline=deadline)
+    remember(call, delivery, answer.result)
+    result = without_local_paths(answer.result) if call.shows_apps else answer.result
+    notes = [*answer.notes, OFFLINE_NOTE] if call.runtime.offline else answer.notes
+    return tool_result(result, answer.blocks, notes, is_error=answer.is_error)
+
+
+def remember(call: Call, delivery: Delivery, result: GenerationResult) -> None:
+    """Record ``result`` in the caller's history (when the delivery names an entry)."""
+    if delivery.entry is not None:
+        call.runtime.history.completed(call.caller.history, delivery.entry, result)
+
+
+async def conclude(call: Call, prediction: Prediction, delivery: Delivery, *, deadline: float) -> Answer:
+    """One prediction's answer (see :func:`finish`); raises the tool error of a failed or blocked job."""
     recorded = await _settle(call, prediction)
     base = GenerationResult(
         prediction_id=prediction.id,
@@ -116,7 +155,7 @@ async def finish(
                 "next_step": stopping + _not_ready(call, prediction.id),
             }
         )
-        return _answer(call, delivery, result, [], list(delivery.notes))
+        return Answer(result, [], list(delivery.notes))
     if prediction.blocked_by_safety_checker:
         raise fail(ContentBlockedError(prediction.id))
     if not prediction.outputs:
@@ -129,7 +168,7 @@ async def finish(
                 "again. Atlas may still bill it: check the Atlas console history before generating again.",
             }
         )
-        return _answer(call, delivery, result, [], list(delivery.notes), is_error=True)
+        return Answer(result, [], list(delivery.notes), is_error=True)
     collected = await collect(
         call,
         prediction,
@@ -137,6 +176,7 @@ async def finish(
         mode=delivery.mode,
         expected=delivery.expected,
         deadline=deadline,
+        asset=delivery.asset,
     )
     outputs = collected.outputs
     # The job's own time as Atlas reports it: get_prediction may collect a job that finished long ago.
@@ -151,13 +191,14 @@ async def finish(
     if any(out.error for out in outputs):
         result = result.model_copy(
             update={
-                "error": "Some outputs could not be downloaded, checked or saved; see the note on each.",
+                "error": "Some outputs could not be downloaded, checked, saved or written; see the note on "
+                "each.",
                 "next_step": "Their URLs are listed; call get_prediction with prediction_id "
                 f'"{prediction.id}" to try again (nothing more is billed).',
             }
         )
     await call.notify("info", f"prediction {prediction.id} completed with {len(outputs)} image(s)")
-    return _answer(call, delivery, result, collected.blocks, [*delivery.notes, *collected.notes])
+    return Answer(result, collected.blocks, [*delivery.notes, *collected.notes])
 
 
 async def _settle(call: Call, prediction: Prediction) -> Decimal | None:
@@ -171,23 +212,6 @@ async def _settle(call: Call, prediction: Prediction) -> Decimal | None:
     except LedgerError as err:  # the answer about a paid job matters more than the bookkeeping
         logger.warning("could not record the charge of %s: %s", prediction.id, err.message)
         return None
-
-
-def _answer(
-    call: Call,
-    delivery: Delivery,
-    result: GenerationResult,
-    blocks: list[Any],
-    notes: list[str],
-    *,
-    is_error: bool = False,
-) -> CallToolResult:
-    """The answer: remembered in the caller's history, local paths kept from an MCP App's frame."""
-    if delivery.entry is not None:
-        call.runtime.history.completed(call.caller.history, delivery.entry, result)
-    if call.shows_apps:
-        result = without_local_paths(result)
-    return tool_result(result, blocks, notes, is_error=is_error)
 
 
 def _seed_of(prediction: Prediction, sent: int | None) -> int | None:

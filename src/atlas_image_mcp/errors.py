@@ -62,6 +62,7 @@ __all__ = [
     "ServerError",
     "SpendLimitError",
     "StoreUnavailableError",
+    "no_such_prediction",
     "status_error",
 ]
 
@@ -156,6 +157,14 @@ class SpendLimitError(AtlasError):
             f"{rule}; {started}so {requested} more would go over it. Nothing was sent or billed. "
             f"Try again in about {minutes} minute(s), or ask the user to raise the limit."
         )
+
+
+def no_such_prediction(prediction_id: str) -> str:
+    """What every tool says when Atlas does not know a prediction id it was given."""
+    return (
+        f"No prediction with id {prediction_id[:80]!r} was found at Atlas. Check the id: it is the "
+        "prediction_id from a generate_image result (predictions are kept for a limited time)."
+    )
 
 
 def usd(amount: Decimal) -> str:

@@ -20,14 +20,18 @@ Security, from the outside in:
   any other). A repeated ``Authorization`` or ``X-Atlas-Api-Key`` header is a 400. The tools read
   the key from each message's own headers (``ctx.headers``), so one user's key never serves
   another's request; a key is registered for redaction only when it is used to call Atlas.
-* :mod:`atlas_image_mcp.admission`: session and SSE stream caps per key and in all, and request
-  body caps (small for ordinary messages, large only for uploads) read within a deadline.
+* :mod:`atlas_image_mcp.admission`: every message parsed once (a repeated key is a 400) and its
+  body capped from that parse (small for ordinary messages, large only for uploads, read in a few
+  slots that are held only while reading); sessions and SSE streams counted where the SDK makes
+  them, capped per key and in all, and per-user keys Atlas has not accepted held to one each.
 * :class:`JsonRpcErrors` turns the transports' plain-text 4xx answers (bad session, body too
   large, bad Host) into JSON-RPC error bodies, so clients always get something they can parse.
 * The SDK's transport security checks ``Host`` and ``Origin`` (DNS rebinding): loopback names by
   default, plus ``ATLAS_MCP_ALLOWED_HOSTS`` / ``ATLAS_MCP_ALLOWED_ORIGINS`` for a public name.
-* uvicorn (:func:`uvicorn_limits`): a request head must arrive within a few seconds and fit in
-  16 KB, idle keep-alive connections close after 5 s, and the access log never shows a query.
+* uvicorn (:func:`uvicorn_limits`): a client address holds a bounded number of connections, a
+  connection that sends nothing is closed within seconds, a request head must arrive within a few
+  seconds and fit in 16 KB, idle keep-alive connections close after 10 s, ``X-Forwarded-For`` is
+  believed only from ``ATLAS_MCP_TRUSTED_PROXIES``, and the access log never shows a query.
 * ``/healthz`` answers 200 with nothing secret, without authentication, for load balancers.
 """
 
@@ -43,6 +47,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
+from http import HTTPStatus
 from typing import Any
 
 import anyio
@@ -58,12 +63,24 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, compat
-from .admission import OWNER, BodyLimits, SessionLimits, error_body, json_rpc_answer
+from .admission import (
+    KEY,
+    OWNER,
+    BodyLimits,
+    KeyChecks,
+    SessionBook,
+    SessionLimits,
+    Verdict,
+    address_group,
+    error_body,
+    json_rpc_answer,
+)
 from .auth.config import oauth_config
 from .auth.front import Front
 from .auth.guard import OAuthGuard, ScopeCheck
 from .auth.linkpage import link_page
 from .constants import (
+    FIRST_BYTE_SECONDS,
     HEAD_TIMEOUT_SECONDS,
     KEEP_ALIVE_SECONDS,
     MAX_HEADER_BYTES,
@@ -73,6 +90,7 @@ from .constants import (
     SHUTDOWN_GRACE_SECONDS,
     USER_KEY_HEADER,
 )
+from .errors import AtlasError, AuthenticationError
 from .redact import key_digest, redact
 from .runtime import Runtime
 from .server import make_server, spending_tools
@@ -174,7 +192,7 @@ class AccessGuard:
             key = headers.get(USER_KEY_HEADER, "").strip()
             if key and _plausible_key(key):
                 digest = key_digest(key)
-                scope = dict(scope, user=_key_owner(digest), **{OWNER: digest})
+                scope = dict(scope, user=_key_owner(digest), **{OWNER: digest, KEY: key})
             elif key or not authorized:
                 # no state of any kind for a request that brings neither a server token nor a key
                 await self._refuse(scope, send, _no_user_key)
@@ -352,16 +370,18 @@ def create_http_app(
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = runtime
     app.state.in_flight = in_flight = InFlight()
+    signin = runtime.signin
+    # with sign-in every owner is a user whose token was verified; else per-user keys are asked about
+    check = _key_check(runtime) if settings.user_keys and signin is None else None
+    keys = KeyChecks(check, verified_owners=signin is not None)
+    book = SessionBook(max_sessions=settings.max_sessions, per_key=settings.max_sessions_per_key, keys=keys)
+    if not stateless:
+        compat.watch_sessions(
+            server.session_manager, may_open=book.may_open, opened=book.opened, closed=book.closed
+        )
     app.add_middleware(_CountInFlight, counter=in_flight)
     app.add_middleware(JsonRpcErrors)
-    app.add_middleware(
-        SessionLimits,
-        max_sessions=settings.max_sessions,
-        per_key=settings.max_sessions_per_key,
-        idle_seconds=settings.session_idle_seconds,
-        stateless=stateless,
-    )
-    signin = runtime.signin
+    app.add_middleware(SessionLimits, book=book, stateless=stateless)
     if signin is not None:  # sign-in: what a token's scopes allow, once the body is read
         app.add_middleware(ScopeCheck, config=signin.config, spending=spending_tools())
     app.add_middleware(
@@ -369,6 +389,7 @@ def create_http_app(
         small=settings.max_message_bytes,
         large=body_limit,
         large_timeout=settings.upload_timeout,
+        keys=keys,
     )
     if signin is not None:
         app.add_middleware(OAuthGuard, signin=signin, open_paths=(HEALTH_PATH,))
@@ -387,6 +408,22 @@ def create_http_app(
     page = link_page(runtime) if signin is not None and signin.accounts is not None else None
     app.add_middleware(Front, config=signin.config if signin else None, link_page=page)
     return app
+
+
+def _key_check(runtime: Runtime) -> Callable[[str], Awaitable[Verdict]]:
+    """How a per-user key is checked with Atlas: one read of the account's balance with that key
+    (refused: Atlas answered 401; anything else but an answer is "unknown", never a refusal)."""
+
+    async def check(key: str) -> Verdict:
+        try:
+            await runtime.client.with_api_key(key).get_balance()
+        except AuthenticationError as err:
+            return "refused" if err.status_code == 401 else "unknown"
+        except AtlasError:
+            return "unknown"
+        return "accepted"
+
+    return check
 
 
 #: Request headers a browser client of MCP sends (preflights asking for them are answered).
@@ -593,8 +630,9 @@ def serve_workers(
             "is unknown to the others (get_prediction may not find it); use one worker for that",
             workers,
         )
-    # Each worker gets the config by pickling: the protocol travels as its import string.
-    limits = {**uvicorn_limits(settings), "http": f"{__name__}:HEAD_TIMEOUT_PROTOCOL"}
+    # Each worker gets the config by pickling: the protocol travels as its import string, and each
+    # worker makes its own from its settings (module ``__getattr__`` below).
+    limits = {**uvicorn_limits(settings), "http": f"{__name__}:WORKER_PROTOCOL"}
     uvicorn.run(
         factory,
         factory=True,
@@ -625,19 +663,65 @@ def worker_app(settings: Settings, options: WorkerOptions) -> Starlette:
     return app
 
 
-#: The protocol of :func:`uvicorn_limits` as a module attribute, for workers to import by name.
-HEAD_TIMEOUT_PROTOCOL = compat.head_timeout_protocol(HEAD_TIMEOUT_SECONDS)
+def __getattr__(name: str) -> Any:
+    """``WORKER_PROTOCOL``: the protocol of :func:`uvicorn_limits` for a worker process of
+    :func:`serve_workers`, made from the settings the parent exported (uvicorn imports it by name)."""
+    if name == "WORKER_PROTOCOL":
+        return connection_protocol(Settings.from_env())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def connection_protocol(settings: Settings) -> type[Any]:
+    """uvicorn's protocol holding each connection to the limits of :func:`uvicorn_limits`."""
+    trusted = [ipaddress.ip_network(n) for n in settings.trusted_proxies]
+
+    def address_of(host: str) -> str | None:
+        try:
+            ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+        except ValueError:
+            return address_group(host)
+        return None if any(ip in net for net in trusted) else address_group(host)
+
+    guard = compat.ConnectionGuard(
+        first_byte_seconds=FIRST_BYTE_SECONDS,
+        max_head_bytes=MAX_HEADER_BYTES,
+        per_address=settings.max_connections_per_address,
+        address_of=address_of,
+        too_many=_raw_answer(
+            503,
+            f"Too many connections from your address ({env_name('max_connections_per_address')}): "
+            "close some, then try again.",
+        ),
+        too_large=_raw_answer(431, f"Request head too large: at most {MAX_HEADER_BYTES // 1024} KB."),
+    )
+    return compat.head_timeout_protocol(HEAD_TIMEOUT_SECONDS, guard)
+
+
+def _raw_answer(status: int, message: str) -> bytes:
+    """A whole HTTP/1.1 answer with a JSON-RPC error body, written by the protocol before it closes."""
+    body = error_body(_INVALID_REQUEST if status < 500 else _INTERNAL_ERROR, message)
+    phrase = HTTPStatus(status).phrase
+    retry = "retry-after: 5\r\n" if status == 503 else ""
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n{retry}connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
 
 
 def uvicorn_limits(settings: Settings) -> dict[str, Any]:
-    """uvicorn options that bound what a connection may hold: a slow or oversized request head is
-    closed (:func:`atlas_image_mcp.compat.head_timeout_protocol`), idle keep-alive connections
-    close after a few seconds, and past a few times the session cap new requests get 503."""
+    """uvicorn options that bound what a connection may hold (:func:`connection_protocol`): a slow,
+    silent or oversized request head is closed, one client address holds a bounded number of
+    connections, idle keep-alive connections close after a few seconds, past a few times the
+    session cap new requests get 503, and ``X-Forwarded-For`` is believed only from the proxies
+    named in ``ATLAS_MCP_TRUSTED_PROXIES``."""
     return {
-        "http": HEAD_TIMEOUT_PROTOCOL,
+        "http": connection_protocol(settings),
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
         "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         "limit_concurrency": 2 * settings.max_sessions + 256,
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": list(settings.trusted_proxies),
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from .history import HistoryScope
 from .redact import key_digest
 
 __all__ = ["Caller"]
@@ -21,8 +22,12 @@ class Caller:
 
     #: The Atlas key this caller's calls are sent with; None when there is none to use.
     key: str | None
-    #: Whose picture history the caller reads and adds to (``last``, the gallery); never a key.
-    history: str
+    #: Whose picture history the caller reads and adds to (``last``, the gallery): its identity and,
+    #: where the transport keeps one, its connection. Never a key, never a value the client chose.
+    history: HistoryScope
+    #: Every client of this server is this one identity: a hosted server spending its own key (no
+    #: per-user keys, no sign-in), where nothing the server verified tells one client from another.
+    shared: bool = False
     #: The signed-in user (a principal id: a digest of issuer and subject) when the server has
     #: sign-in on; then everything the caller owns is keyed by it, never by a key or a header.
     subject: str | None = None

@@ -12,7 +12,8 @@ cost until Atlas says). The rules, called by the one submission path (``tools/jo
 
 * :meth:`Ledger.reserve` before the POST, in one ``BEGIN IMMEDIATE`` transaction: the limits are
   read and the row written while every other writer (thread or process) waits, so two calls
-  racing for the last of a budget cannot both get it;
+  racing for the last of a budget cannot both get it; :meth:`Ledger.reserve_batch` does the same
+  for the jobs of a batch, one row each, in one transaction: all of them or none;
 * :meth:`Ledger.release` when nothing was started (the POST never left, or Atlas refused it with a
   4xx): the row goes; a POST that may have started keeps it;
 * :meth:`Ledger.submitted` once Atlas accepted the job, :meth:`Ledger.settle` when its charge is
@@ -31,11 +32,11 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -44,10 +45,12 @@ import anyio.to_thread
 
 from .constants import IMAGE_WINDOW_SECONDS, LEDGER_BUSY_SECONDS, LEDGER_KEEP_DAYS, USAGE_LARGEST
 from .errors import BudgetError, LedgerError, SpendLimitError
+from .models import parse_usd
 from .redact import key_digest
 from .settings import env_name
 
 __all__ = [
+    "BatchItem",
     "DayModel",
     "Ledger",
     "LedgerCall",
@@ -64,7 +67,6 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _MICROS = Decimal("0.000001")
-_MAX_USD = Decimal(1_000_000)  # no single call costs more: anything above is not a price
 _SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -98,20 +100,6 @@ def micros(amount: Decimal) -> int:
     return int(amount.quantize(_MICROS, rounding=ROUND_CEILING) / _MICROS)
 
 
-def parse_usd(value: object) -> Decimal | None:
-    """An amount of USD from outside (Atlas' ``price``): a finite, non-negative, sane number, or None."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        return None
-    text = str(value).strip()
-    if not text or len(text) > 32:
-        return None
-    try:
-        amount = Decimal(text)
-    except (InvalidOperation, ValueError):
-        return None
-    return amount if amount.is_finite() and 0 <= amount <= _MAX_USD else None
-
-
 def dollars(value: int) -> Decimal:
     return (Decimal(value) * _MICROS).normalize()
 
@@ -137,6 +125,15 @@ class Limits:
     @property
     def any(self) -> bool:
         return self.images_per_hour is not None or self.usd_per_day is not None
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One job of a batch to reserve: its images, its estimate, and the amount held for it."""
+
+    images: int
+    estimate: Decimal | None
+    amount: Decimal | None
 
 
 @dataclass(frozen=True)
@@ -235,12 +232,20 @@ class Ledger:
     ) -> Reservation:
         """Check the limits and record the call, atomically; raise SpendLimitError or BudgetError.
 
-        ``amount`` is what the call is held at against the daily budget (the estimate, or the
-        caller's max_cost_usd when the price is unknown; None: unknown).
+        ``amount`` is what the call is held at against the daily budget (the estimate, or a
+        cautious amount when the price is unknown; None: unknown).
         """
         return await self._run(
             partial(self._reserve, bucket_of(api_key), tool, model, images, estimate, amount)
         )
+
+    async def reserve_batch(
+        self, api_key: str | None, *, tool: str, model: str, jobs: Sequence[BatchItem]
+    ) -> list[Reservation]:
+        """:meth:`reserve` for every job of a batch at once: the limits are checked for their sum and
+        one row is written per job, in one transaction, so the batch is held whole or refused whole.
+        Each reservation is then released, submitted and settled on its own."""
+        return await self._run(partial(self._reserve_batch, bucket_of(api_key), tool, model, tuple(jobs)))
 
     async def release(self, reservation: Reservation) -> None:
         """Forget a reservation whose POST never started a job."""
@@ -265,6 +270,10 @@ class Ledger:
         """
         value = 0 if failed else (micros(charged) if charged is not None else None)
         return await self._run(partial(self._settle, bucket_of(api_key), prediction_id, value))
+
+    async def started(self, api_key: str | None, prediction_id: str) -> bool:
+        """Whether this key sent the call that became ``prediction_id`` (within the rows kept)."""
+        return await self._run(partial(self._started, bucket_of(api_key), prediction_id))
 
     async def usage(self, api_key: str | None, days: int) -> Usage:
         """Spend by day and model over the last ``days`` UTC days, and the largest calls."""
@@ -379,22 +388,35 @@ class Ledger:
         estimate: Decimal | None,
         amount: Decimal | None,
     ) -> Reservation:
+        return self._reserve_batch(bucket, tool, model, (BatchItem(images, estimate, amount),))[0]
+
+    def _reserve_batch(
+        self, bucket: str, tool: str, model: str, jobs: tuple[BatchItem, ...]
+    ) -> list[Reservation]:
         conn = self._connection()
         now = self._clock()
+        amounts = [job.amount for job in jobs]
+        total = (
+            None
+            if any(a is None for a in amounts)
+            else sum((a for a in amounts if a is not None), Decimal(0))
+        )
+        rows: list[Reservation] = []
         with _writing(conn):  # the write lock: no other writer until COMMIT
-            self._within_limits(conn, bucket, images, amount, model, now)
-            cursor = conn.execute(
-                "INSERT INTO calls (bucket, started, day, tool, model, images, estimate, reserved) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    bucket, now, _day(now), tool[:64], model[:200], images,
-                    micros(estimate) if estimate is not None else None,
-                    micros(amount) if amount is not None else None,
-                ),
-            )  # fmt: skip
-            row = cursor.lastrowid
-        assert row is not None
-        return Reservation(row=row, bucket=bucket)
+            self._within_limits(conn, bucket, sum(job.images for job in jobs), total, model, now)
+            for job in jobs:
+                cursor = conn.execute(
+                    "INSERT INTO calls (bucket, started, day, tool, model, images, estimate, reserved) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        bucket, now, _day(now), tool[:64], model[:200], job.images,
+                        micros(job.estimate) if job.estimate is not None else None,
+                        micros(job.amount) if job.amount is not None else None,
+                    ),
+                )  # fmt: skip
+                assert cursor.lastrowid is not None
+                rows.append(Reservation(row=cursor.lastrowid, bucket=bucket))
+        return rows
 
     def _within_limits(
         self,
@@ -441,6 +463,12 @@ class Ledger:
         if value is not None and value != charged:
             self._write("UPDATE calls SET charged = ? WHERE id = ?", (value, row))
         return dollars(estimate) if estimate is not None else None
+
+    def _started(self, bucket: str, prediction_id: str) -> bool:
+        found = self._connection().execute(
+            "SELECT 1 FROM calls WHERE bucket = ? AND prediction_id = ? LIMIT 1", (bucket, prediction_id)
+        )
+        return found.fetchone() is not None
 
     def _usage(self, bucket: str, days: int) -> Usage:
         conn = self._connection()

@@ -1,7 +1,11 @@
-"""Files and inline data on their way in: upload checks and ``data:`` URI decoding, in one place.
+"""Files and inline data on their way in: reading a local file, decoding ``data:`` URIs, in one place.
 
-* :func:`upload_source` checks what ``upload_media`` is asked to send (a local file or bytes)
-  before anything goes on the network, and returns a reopenable stream.
+* :func:`read_local_file` reads a file a client names, for every tool that takes one: opened once,
+  without following a link swapped in (walked from ``ATLAS_MCP_UPLOAD_ROOT`` when it is set),
+  checked on the opened descriptor (a regular file, not empty, within the upload cap), never
+  blocking on a pipe. What is checked and sent is what was read.
+* :func:`upload_source` checks what the client's ``upload_media`` is asked to send (bytes, or a path
+  for callers of the client itself) before anything goes on the network.
 * :func:`decode_data` reads what a client sends as base64 or a ``data:...;base64,`` URI.
 * :func:`resolve_local_path` turns a client's path into a checked absolute path, inside an
   allowed root when one is set.
@@ -11,9 +15,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import io
 import mimetypes
+import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
@@ -25,9 +32,11 @@ from .settings import env_name
 __all__ = [
     "DataError",
     "DecodedData",
+    "LocalFile",
     "UploadSource",
     "decode_data",
     "filename_for",
+    "read_local_file",
     "resolve_local_path",
     "safe_filename",
     "upload_source",
@@ -149,11 +158,114 @@ def resolve_local_path(file_path: str, *, root: Path | None) -> Path:
     try:
         resolved = raw.resolve(strict=True)
     except (OSError, RuntimeError, ValueError):  # ValueError: a NUL character in the path
+        expanded = f" ({str(raw)[:200]})" if str(raw) != file_path else ""  # where ~ led, on this server
         raise LocalFileError(
-            f"No file at {file_path[:200]!r}. Give the absolute path of an existing file."
+            f"No file at {file_path[:200]!r}{expanded}. Give the absolute path of an existing file."
         ) from None
     if root is not None and not resolved.is_relative_to(root):
         raise LocalFileError(
             f"{file_path[:200]!r} is outside the folder this server may read ({env_name('upload_root')})."
         )
     return resolved
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A local file as it was read: its own name and every byte of it."""
+
+    name: str
+    content: bytes
+
+
+#: Opening the file itself: never through a link, never waiting for a writer (a pipe), not inherited.
+_FILE_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_DIR_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+)
+_READ_CHUNK = 1024 * 1024
+
+
+def read_local_file(file_path: str, *, root: Path | None, max_bytes: int) -> LocalFile:
+    """Read the file at ``file_path`` once, inside ``root`` when set; raise :class:`LocalFileError`.
+
+    Blocking (call it from a worker thread). The path is resolved and checked first (for the plain
+    messages of :func:`resolve_local_path`); then it is opened once, component by component from
+    ``root`` without following links, so a file swapped for a link or a pipe after the check is
+    refused, never read; the opened descriptor must be a regular, non-empty file within
+    ``max_bytes``, and what is returned is what was read from it.
+    """
+    path = resolve_local_path(file_path, root=root)
+    shown = repr(file_path[:200])
+    fd = _open_inside(path, root, shown)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise LocalFileError(
+                f"{shown} is a directory, not a file. Give the path of one file.", path=str(path)
+            )
+        if not stat.S_ISREG(info.st_mode):
+            raise LocalFileError(f"{shown} is not a regular file (device, pipe or socket).", path=str(path))
+        if info.st_size == 0:  # also what /proc and /sys files report, whatever they would give
+            raise LocalFileError(f"{shown} is empty; there is nothing to upload.", path=str(path))
+        if info.st_size > max_bytes:
+            raise LocalFileError(_size_message(info.st_size, max_bytes), path=str(path))
+        content = _read(fd, max_bytes + 1, shown)
+    finally:
+        os.close(fd)
+    if not content:
+        raise LocalFileError(f"{shown} is empty; there is nothing to upload.", path=str(path))
+    if len(content) > max_bytes:  # it grew while it was read
+        raise LocalFileError(_size_message(len(content), max_bytes), path=str(path))
+    return LocalFile(name=path.name, content=content)
+
+
+def _open_inside(path: Path, root: Path | None, shown: str) -> int:
+    """A descriptor of ``path``, opened without following any link below ``root``."""
+    try:
+        if root is None or os.open not in os.supports_dir_fd:
+            return os.open(path, _FILE_FLAGS)
+        parts = path.relative_to(root).parts
+        folder = os.open(root, _DIR_FLAGS & ~getattr(os, "O_NOFOLLOW", 0))  # the operator's own folder
+        try:
+            for part in parts[:-1]:
+                inner = os.open(part, _DIR_FLAGS, dir_fd=folder)
+                os.close(folder)
+                folder = inner
+            if not parts:
+                return os.open(".", _FILE_FLAGS, dir_fd=folder)
+            return os.open(parts[-1], _FILE_FLAGS, dir_fd=folder)
+        finally:
+            os.close(folder)
+    except OSError as exc:
+        raise _open_error(exc, shown, path) from None
+
+
+def _open_error(exc: OSError, shown: str, path: Path) -> LocalFileError:
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+        return LocalFileError(
+            f"{shown} changed while it was being opened (a link or another kind of file took its place), "
+            "so it was not read.",
+            path=str(path),
+        )
+    if exc.errno == errno.ENOENT:
+        return LocalFileError(
+            f"No file at {shown}. Give the absolute path of an existing file.", path=str(path)
+        )
+    if exc.errno in (errno.ENXIO, errno.EOPNOTSUPP):  # a socket
+        return LocalFileError(f"{shown} is not a regular file (device, pipe or socket).", path=str(path))
+    return LocalFileError(f"{shown} could not be opened ({exc.strerror or exc}).", path=str(path))
+
+
+def _read(fd: int, limit: int, shown: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size < limit:
+            chunk = os.read(fd, min(_READ_CHUNK, limit - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise LocalFileError(f"{shown} could not be read ({exc.strerror or exc}).") from None
+    return b"".join(chunks)

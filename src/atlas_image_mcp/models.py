@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +31,7 @@ __all__ = [
     "message_of",
     "parse_balance",
     "parse_prediction",
+    "parse_usd",
     "status_kind",
 ]
 
@@ -37,6 +39,7 @@ DONE_STATUSES = frozenset({"completed", "succeeded", "success", "done"})
 FAILED_STATUSES = frozenset({"failed", "timeout", "canceled", "cancelled", "error", "expired"})
 
 StatusKind = Literal["running", "done", "failed"]
+_MAX_USD = Decimal(1_000_000)  # no single call costs more: anything above is not a price
 
 
 def status_kind(status: str | None) -> StatusKind:
@@ -128,17 +131,31 @@ def _output_urls(data: Mapping[str, Any]) -> list[str]:
     return urls
 
 
-def _price(value: Any) -> str | None:
-    if value is None or value == "" or isinstance(value, bool):
+def parse_usd(value: object) -> Decimal | None:
+    """An amount of USD from outside (Atlas' ``price``): a finite, non-negative, sane number, or None."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return None
-    if isinstance(value, (int, float)):
-        return f"{value:g}"[:MAX_PRICE_CHARS]
-    if isinstance(value, str):
-        text = value.strip()
-        return text if text and len(text) <= MAX_PRICE_CHARS else None
+    text = str(value).strip()
+    if not text or len(text) > MAX_PRICE_CHARS:
+        return None
+    try:
+        amount = Decimal(text)
+    except (InvalidOperation, ValueError):
+        return None
+    return amount if amount.is_finite() and 0 <= amount <= _MAX_USD else None
+
+
+def _price(value: Any) -> str | None:
+    """A price as Atlas wrote it when it is a sane amount of USD (see :func:`parse_usd`), else None.
+
+    Anything else (``-5``, ``NaN``, ``abc``, an absurd amount) is not shown as a price: it is unknown.
+    """
     if isinstance(value, Mapping):
         return _price(value.get("value") or value.get("amount"))
-    return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    text = f"{value:g}" if isinstance(value, float) else str(value).strip()
+    return text if parse_usd(text) is not None else None
 
 
 def _nsfw(value: Any) -> list[bool]:

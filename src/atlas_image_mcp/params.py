@@ -28,9 +28,11 @@ from .validation import bounds_of, field_problem, format_number
 
 __all__ = [
     "Arguments",
+    "BatchParams",
     "CallOptions",
     "EditImageArguments",
     "EditParams",
+    "ExportImageArguments",
     "GenerateImageArguments",
     "GenerationParams",
     "GenerationRequest",
@@ -38,6 +40,8 @@ __all__ = [
     "VariationsArguments",
     "NoArguments",
     "PictureRef",
+    "SaveOptions",
+    "ShapeOptions",
     "plain_error",
 ]
 
@@ -238,21 +242,22 @@ class GenerationParams(Arguments):
     enable_safety_checker: Annotated[bool | None, Field(description="Atlas safety checker (default on).")] = (
         None
     )
-    output_format: Annotated[
-        Literal["jpeg", "png"] | None, Field(description="File type of the pictures (FLUX.2 models).")
-    ] = None
 
 
 class GenerationRequest(GenerationParams):
-    """A generation as the client sends it: every parameter a tool may set, plus two internal knobs.
+    """A generation as the client sends it: every parameter a tool may set, plus internal knobs.
 
-    ``images`` carries several references (multi-reference edits); ``enable_sync_mode`` asks Atlas
-    to answer the submit only when done; ``extra`` carries parameters of other catalogue models as
+    ``images`` carries several references (multi-reference edits); ``output_format`` is the model's
+    own file type where it has one (FLUX.2; the plan sets it from the delivered format of
+    :class:`AssetOptions`); ``enable_sync_mode`` asks Atlas to answer the submit only when done;
+    ``extra`` carries parameters of other catalogue models as
     they are. The prompt may be empty here: models that take none (Redux) are sent without one.
     """
 
     prompt: Annotated[str, Field(max_length=C.MAX_PROMPT_CHARS)] = ""
     images: list[PictureRef] | None = None
+    #: The file type the model itself makes (FLUX.2), set from the delivered format by the plan.
+    output_format: Literal["jpeg", "png"] | None = None
     enable_sync_mode: bool | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 
@@ -265,9 +270,49 @@ ReturnImage = Annotated[
 ]
 
 
-class CallOptions(Arguments):
-    """How a picture tool runs and answers (not sent to Atlas)."""
+Overwrite = Annotated[bool, Field(description="Let save_as replace a file.")]
+Fit = Annotated[
+    Literal["cover", "contain"] | None,
+    Field(description="'cover' crops to the size (default), 'contain' pads."),
+]
+Background = Annotated[str | None, Field(max_length=32, description="Pad colour ('#fff', 'transparent').")]
+Quality = Annotated[int | None, Field(ge=1, le=100, description="JPEG/WebP/AVIF quality.")]
 
+
+class SaveOptions(Arguments):
+    """Where in the workspace a picture tool writes the picture (besides its own copy)."""
+
+    save_as: Annotated[
+        str | None,
+        Field(
+            max_length=C.MAX_PATH_CHARS,
+            description="Also write it into the workspace, e.g. 'assets/hero.webp' (format from the "
+            "extension; -1, -2... for several).",
+        ),
+    ] = None
+    overwrite: Overwrite = False
+
+
+class ShapeOptions(Arguments):
+    """The size and format of the file a picture tool delivers."""
+
+    output_size: Annotated[
+        str | None,
+        Field(
+            max_length=16,
+            description="Exact size delivered, e.g. '1200x630'.",
+        ),
+    ] = None
+    fit: Fit = None
+    background: Background = None
+    output_format: Annotated[
+        Literal["png", "jpeg", "webp", "avif"] | None,
+        Field(description="File type delivered (default: save_as's extension)."),
+    ] = None
+    quality: Quality = None
+
+
+class _RunOptions(Arguments):
     wait: Annotated[
         bool,
         Field(
@@ -292,9 +337,34 @@ class CallOptions(Arguments):
     ] = None
 
 
+class CallOptions(SaveOptions, _RunOptions):  # fields: _RunOptions's first, then SaveOptions'
+    """How a picture tool runs and answers (not sent to Atlas), and where it writes the picture."""
+
+
+class BatchParams(Arguments):
+    """Several jobs in one ``generate_image`` call, to compare."""
+
+    prompts: Annotated[
+        list[_PromptText] | None,
+        Field(
+            min_length=1,
+            max_length=C.MAX_BATCH - 1,
+            description="More prompts, run beside prompt as one batch to compare.",
+        ),
+    ] = None
+    count: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=C.MAX_BATCH,
+            description=f"Runs per prompt with distinct seeds (at most {C.MAX_BATCH} jobs).",
+        ),
+    ] = 1
+
+
 class GenerateImageArguments(
-    CallOptions, GenerationParams
-):  # fields: GenerationParams's first, then CallOptions'
+    ShapeOptions, CallOptions, BatchParams, GenerationParams
+):  # fields: GenerationParams's first, then BatchParams', CallOptions', ShapeOptions'
     """Everything ``generate_image`` takes."""
 
     def request(self) -> GenerationRequest:
@@ -341,7 +411,7 @@ class EditParams(Arguments):
     aspect_ratio: AspectRatio = None
 
 
-class EditImageArguments(CallOptions, EditParams):  # fields: EditParams's first, then CallOptions'
+class EditImageArguments(ShapeOptions, CallOptions, EditParams):  # EditParams's, CallOptions', ShapeOptions'
     """Everything ``edit_image`` takes."""
 
 
@@ -364,7 +434,7 @@ class VariationsArguments(CallOptions, VariationParams):  # fields: VariationPar
 # --- get_prediction, upload_media, list_models --------------------------------------------------
 
 
-class GetPredictionArguments(Arguments):
+class PredictionParams(Arguments):
     prediction_id: Annotated[
         _PredictionId,
         Field(description="The prediction_id returned by generate_image, edit_image or generate_variations."),
@@ -380,6 +450,10 @@ class GetPredictionArguments(Arguments):
         ),
     ] = 0
     return_image: ReturnImage = None
+
+
+class GetPredictionArguments(SaveOptions, PredictionParams):  # fields: PredictionParams's first
+    """Everything ``get_prediction`` takes."""
 
 
 class UploadMediaArguments(Arguments):
@@ -424,6 +498,36 @@ class ShowGalleryArguments(Arguments):
             description="Show at most this many pictures of this session, newest first.",
         ),
     ] = C.GALLERY_PICTURES
+
+
+class ExportImageArguments(Arguments):
+    """Everything ``export_image`` takes."""
+
+    image: Annotated[
+        PictureRef,
+        Field(description="The picture: 'last', a prediction id or URI, a URL, base64, (stdio) a file path."),
+    ]
+    sizes: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=24)]],
+        Field(
+            min_length=1,
+            max_length=C.MAX_EXPORTS,
+            description="'favicon' (.ico, 180 and 512 px PNGs), 'og' (1200x630) or 'WxH'; '.webp' after one "
+            "sets its format.",
+        ),
+    ]
+    save_as: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=C.MAX_PATH_CHARS,
+            description="Base path in the workspace, e.g. 'public/logo.png' (makes logo-WxH.png beside it).",
+        ),
+    ]
+    overwrite: Overwrite = False
+    fit: Fit = None
+    background: Background = None
+    quality: Quality = None
 
 
 class NoArguments(Arguments):

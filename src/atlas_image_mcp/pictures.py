@@ -11,6 +11,7 @@ previewed or served.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -18,7 +19,15 @@ from typing import IO, Any
 from .constants import PICTURE_FORMATS, THUMBNAIL_SIZE
 from .settings import env_name
 
-__all__ = ["CheckedPicture", "PictureError", "examine", "sniff"]
+__all__ = [
+    "CheckedPicture",
+    "InputPicture",
+    "PictureError",
+    "check_input",
+    "examine",
+    "open_picture",
+    "sniff",
+]
 
 
 class PictureError(ValueError):
@@ -40,16 +49,46 @@ class CheckedPicture:
     preview_height: int | None = None
 
 
+@dataclass(frozen=True)
+class InputPicture:
+    """What the one input check learned of a picture a caller gave (its header only)."""
+
+    mime_type: str
+    width: int
+    height: int
+
+
+def check_input(data: bytes, max_pixels: int) -> InputPicture:
+    """The one check of a picture a caller gives any tool (``upload_media``, ``edit_image``...).
+
+    Not empty, an accepted format by its content (never its name), within the pixel cap, from its
+    header alone. Raises :class:`PictureError` (the message completes a sentence about the input).
+    """
+    from PIL import Image
+
+    if not data:
+        raise PictureError("is empty")
+    with _open(io.BytesIO(data), max_pixels) as img:
+        mime = Image.MIME.get(img.format or "") or "application/octet-stream"
+        return InputPicture(mime_type=mime, width=img.width, height=img.height)
+
+
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+
+
 def _open(source: Path | IO[bytes], max_pixels: int) -> Any:
     """The picture opened (header only), or :class:`PictureError` (not a picture, too many pixels)."""
     from PIL import Image, UnidentifiedImageError  # deferred: Pillow is ~10 ms of the stdio start-up
 
-    # Pillow's own guard, a backstop to the check below (it raises at twice this number)
+    # Pillow's own guard, a backstop to the check below (it raises at twice this number, and warns
+    # above it: a warning made an error is caught too); its message names the pixels it counted
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         img = Image.open(source, formats=list(PICTURE_FORMATS))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PictureError(f"has more than {max_pixels / 1e6:g} million pixels{_LIMIT}") from exc
+        found = _BOMB_PIXELS.search(str(exc))
+        size = f"{int(found.group(1)) / 1e6:.1f} million pixels" if found else "too many pixels"
+        raise PictureError(f"has {size}{_LIMIT}") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise PictureError(f"is not a picture in an accepted format ({', '.join(PICTURE_FORMATS)})") from exc
     pixels = img.width * img.height
@@ -57,6 +96,12 @@ def _open(source: Path | IO[bytes], max_pixels: int) -> Any:
         img.close()
         raise PictureError(f"is {img.width}x{img.height} ({pixels / 1e6:.1f} million pixels){_LIMIT}")
     return img
+
+
+def open_picture(source: Path | IO[bytes], max_pixels: int) -> Any:
+    """The picture at ``source``, opened (header read, nothing decoded) once it is an accepted format
+    within the pixel cap; raises :class:`PictureError`. The caller closes it."""
+    return _open(source, max_pixels)
 
 
 _LIMIT = f", over the limit ({env_name('max_megapixels')}); it was not decoded"

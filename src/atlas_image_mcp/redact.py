@@ -1,11 +1,13 @@
-"""Keeping secrets out of every message: a registry of known keys, :func:`redact` and :func:`redact_tree`.
+"""Keeping secrets out of every message: known keys, :func:`redact` and :func:`redact_tree`.
 
 The server's own key and bearer token are registered for good. A per-user key of the hosted mode
-is registered only when it is used to call Atlas, only if it is at least
-:data:`~atlas_image_mcp.constants.MIN_USER_KEY_CHARS` long, and the table keeps the
-:data:`~atlas_image_mcp.constants.MAX_REMEMBERED_KEYS` most recently used (their shape is also
-caught by the ``Bearer``/``apikey-`` patterns below). So a client cannot make an ordinary word a
-"secret" (and censor other users' messages), nor fill the table.
+is removed from everything said while its own request runs (:func:`secret_in_scope`: that user's
+answers, notifications and the log lines written for the request), whether or not Atlas knows it.
+It is registered for every message of the process only once Atlas has accepted it, never when it
+could be ordinary text (a model id, a URI or a URL prefix: anything with ``/`` or ``:``), and the
+table keeps the :data:`~atlas_image_mcp.constants.MAX_REMEMBERED_KEYS` most recently used (their
+shape is also caught by the ``Bearer``/``apikey-`` patterns below). So a client cannot make an
+ordinary word a "secret" (and censor other users' messages), nor fill the table.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import json
 import re
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from .constants import MAX_REMEMBERED_KEYS, MAX_USER_KEY_CHARS, MIN_USER_KEY_CHARS
@@ -29,6 +33,7 @@ __all__ = [
     "redact_tree",
     "redacted_body",
     "register_secret",
+    "secret_in_scope",
 ]
 
 REDACTED = "[redacted]"
@@ -80,20 +85,43 @@ class _Registry:
 
 
 _registry = _Registry()
+#: The caller's own key while its request runs (every task the request starts inherits it).
+_SCOPED: ContextVar[tuple[str, ...]] = ContextVar("atlas_image_mcp.redact.scoped", default=())
+#: What a string that is ordinary text contains (model ids, URIs, URL prefixes): never a shared secret.
+_NOT_A_KEY = ("/", ":")
+
+
+@contextmanager
+def secret_in_scope(value: str | None) -> Iterator[None]:
+    """Remove ``value`` (the caller's own key) from everything :func:`redact` sees in this block."""
+    if not value or len(value) < _MIN_SECRET_CHARS:
+        yield
+        return
+    token = _SCOPED.set((value, *_SCOPED.get()))
+    try:
+        yield
+    finally:
+        _SCOPED.reset(token)
+
+
+def _secrets() -> Iterator[str]:
+    yield from _SCOPED.get()
+    yield from _registry.by_length
 
 
 def register_secret(value: str | None, *, permanent: bool = False) -> None:
     """Remember a key so that :func:`redact` removes it from any text, wherever it appears.
 
-    ``permanent``: the operator's own key or token. Any other (a per-user key) is remembered only
-    when its length is plausible for a key, and among the most recent few only.
+    ``permanent``: the operator's own key or token. Any other (a per-user key Atlas has accepted) is
+    remembered only when its length is plausible for a key and it cannot be ordinary text (no ``/``
+    or ``:``, which model ids, URIs and URL prefixes have), and among the most recent few only.
     """
     if not value:
         return
     if permanent:
         if len(value) >= _MIN_SECRET_CHARS:
             _registry.add(value, True)
-    elif MIN_USER_KEY_CHARS <= len(value) <= MAX_USER_KEY_CHARS:
+    elif MIN_USER_KEY_CHARS <= len(value) <= MAX_USER_KEY_CHARS and not any(c in value for c in _NOT_A_KEY):
         _registry.add(value, False)
 
 
@@ -110,7 +138,7 @@ def key_digest(key: str) -> str:
 def redact(text: Any) -> str:
     """``str(text)`` with bearer tokens, ``apikey-...`` values and every registered key removed."""
     out = str(text)
-    for secret in _registry.by_length:
+    for secret in _secrets():
         if secret in out:
             out = out.replace(secret, REDACTED)
     out = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", out)
@@ -128,7 +156,7 @@ def redact_log(text: Any) -> str:
 
 
 def _leaks(text: str) -> bool:
-    if any(secret in text for secret in _registry.by_length):
+    if any(secret in text for secret in _secrets()):
         return True
     return bool(_BEARER.search(text) or _HEADER.search(text) or _KEYLIKE.search(text))
 

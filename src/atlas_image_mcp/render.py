@@ -23,11 +23,14 @@ from typing import Any
 from mcp_types import CallToolResult, ImageContent, ResourceLink, TextContent
 from pydantic import BaseModel, Field
 
-from .constants import IMAGE_URI, MAX_BASE64_CHARS, MAX_URL_CHARS, THUMBNAIL_SIZE, ImageMode
+from .constants import IMAGE_URI, MAX_BASE64_CHARS, MAX_URL_CHARS, OFFLINE_BASE_URL, THUMBNAIL_SIZE, ImageMode
 
 __all__ = [
     "MAX_BASE64_CHARS",
     "THUMBNAIL_SIZE",
+    "AssetFile",
+    "BatchJob",
+    "BatchResult",
     "GenerationResult",
     "OutputImage",
     "ShownPicture",
@@ -37,10 +40,20 @@ __all__ = [
     "resource_links",
     "result_text",
     "shown_url",
+    "structured",
     "thumbnail",
     "tool_result",
     "without_local_paths",
 ]
+
+
+class AssetFile(BaseModel):
+    """The file delivered for one output: save_as, or the picture remade (output_size, output_format)."""
+
+    path: str = Field(description="Its absolute path (for an MCP App's frame: its path in the workspace).")
+    relative: str = Field(description="Its path in the workspace (or its name in the output folder).")
+    width: int
+    height: int
 
 
 class OutputImage(BaseModel):
@@ -57,6 +70,21 @@ class OutputImage(BaseModel):
     mime_type: str | None = None
     resource_uri: str | None = Field(default=None, description="MCP resource of the picture.")
     error: str | None = Field(default=None, description="What went wrong with this picture, if anything.")
+    file: AssetFile | None = Field(default=None, description="The file delivered (save_as, output_size...).")
+
+
+class BatchJob(BaseModel):
+    """One job of a batch (``generate_image`` with ``prompts`` or ``count``)."""
+
+    prediction_id: str | None = Field(description="Its prediction id (null: it was never accepted).")
+    status: str
+    prompt: str | None = None
+    seed: int | None = None
+    price: str | None = None
+    pictures: list[int] = Field(
+        default_factory=list, description="Its pictures: positions in outputs (1-based)."
+    )
+    error: str | None = None
 
 
 class GenerationResult(BaseModel):
@@ -89,6 +117,23 @@ class GenerationResult(BaseModel):
     next_step: str | None = Field(default=None, description="What to do next.")
 
 
+class BatchResult(GenerationResult):
+    """The structured result of ``generate_image``: one job's, or a batch's with its jobs."""
+
+    jobs: list[BatchJob] | None = Field(
+        default=None,
+        description="A batch: every job with its id, seed and pictures (outputs lists them all).",
+    )
+
+    def pictures_of(self, job: BatchJob) -> list[OutputImage]:
+        return [self.outputs[n - 1] for n in job.pictures if 0 < n <= len(self.outputs)]
+
+
+#: Keys a result leaves out while they are null, so results that do not use them keep their shape.
+_DROPPED_WHEN_NULL = ("jobs",)
+_OUTPUT_DROPPED_WHEN_NULL = ("file",)
+
+
 @dataclass(frozen=True)
 class ShownPicture:
     """An output to show: its bytes (empty when it stays on disk), what Pillow says about it, and
@@ -102,9 +147,11 @@ class ShownPicture:
 
 
 def shown_url(url: str, prediction_id: str | None, index: int) -> str:
-    """What a result shows for an output: its URL, or (for an inline ``data:`` output, or anything
-    that is not a plausible URL) the resource URI that serves it, so no payload is ever echoed."""
-    if url.startswith(("http://", "https://")) and len(url) <= MAX_URL_CHARS:
+    """What a result shows for an output: its URL, or (for an inline ``data:`` output, an output of the
+    offline emulator, which only this process can reach, or anything that is not a plausible URL) the
+    resource URI that serves it, so no payload is ever echoed and what is shown can be opened."""
+    offline = url.startswith(f"{OFFLINE_BASE_URL}/")
+    if url.startswith(("http://", "https://")) and len(url) <= MAX_URL_CHARS and not offline:
         return url
     return IMAGE_URI.format(prediction_id=prediction_id or "unknown", index=index)
 
@@ -204,24 +251,31 @@ def inline_images(pictures: list[ShownPicture], mode: ImageMode) -> tuple[list[I
 
 
 def without_local_paths(result: GenerationResult) -> GenerationResult:
-    """``result`` with each saved copy named by its file name only (for clients that show it in a frame)."""
-    outputs = [
-        out.model_copy(update={"path": Path(out.path).name}) if out.path else out for out in result.outputs
-    ]
-    return result.model_copy(update={"outputs": outputs})
+    """``result`` with each saved copy named by its file name only, and each delivered file by its path
+    in the workspace (for clients that show it in a frame)."""
+
+    def local(out: OutputImage) -> OutputImage:
+        update: dict[str, Any] = {}
+        if out.path:
+            update["path"] = Path(out.path).name
+        if out.file is not None:
+            update["file"] = out.file.model_copy(update={"path": out.file.relative})
+        return out.model_copy(update=update) if update else out
+
+    return result.model_copy(update={"outputs": [local(o) for o in result.outputs]})
 
 
 def resource_links(result: GenerationResult) -> list[ResourceLink]:
     return [
         ResourceLink(
             type="resource_link",
-            uri=out.resource_uri,
-            name=f"{result.prediction_id}-{n}",
-            title=f"Picture {n} of prediction {result.prediction_id}",
+            uri=uri,
+            name=uri.removeprefix("atlas-image://predictions/").replace("/images/", "-"),
+            title=f"Picture {uri.rsplit('/', 1)[-1]} of prediction {uri.split('/')[3]}",
             mime_type=out.mime_type,
         )
-        for n, out in enumerate(result.outputs, start=1)
-        if out.resource_uri
+        for out in result.outputs
+        if (uri := out.resource_uri)
     ]
 
 
@@ -232,14 +286,10 @@ def result_text(result: GenerationResult, notes: list[str] | None = None) -> Tex
         lines.append(f"Prediction id: {result.prediction_id}")
     for n, source in enumerate(result.sources, start=1):
         lines.append(f"Source {n}: {source}")
-    for n, out in enumerate(result.outputs, start=1):
-        size = f" {out.width}x{out.height}" if out.width and out.height else ""
-        kind = f" {out.mime_type}" if out.mime_type else ""
-        lines.append(f"Image {n}{size}{kind}: {out.url}")
-        if out.path and Path(out.path).is_absolute():
-            lines.append(f"  saved to: {out.path}")
-        elif out.path:
-            lines.append(f"  saved as {out.path} in the output folder")
+    if isinstance(result, BatchResult) and result.jobs is not None:
+        lines.extend(_job_lines(result))
+    else:
+        lines.extend(_output_lines(result.outputs))
     if result.seed is not None:
         lines.append(f"Seed: {result.seed}")
     if result.price:
@@ -262,14 +312,63 @@ def result_text(result: GenerationResult, notes: list[str] | None = None) -> Tex
     return TextContent(type="text", text="\n".join(lines))
 
 
+def _output_lines(outputs: list[OutputImage], first: int = 1, indent: str = "") -> list[str]:
+    lines: list[str] = []
+    for n, out in enumerate(outputs, start=first):
+        size = f" {out.width}x{out.height}" if out.width and out.height else ""
+        kind = f" {out.mime_type}" if out.mime_type else ""
+        lines.append(f"{indent}Image {n}{size}{kind}: {out.url}")
+        if out.path and Path(out.path).is_absolute():
+            lines.append(f"{indent}  saved to: {out.path}")
+        elif out.path:
+            lines.append(f"{indent}  saved as {out.path} in the output folder")
+        if out.file is not None:
+            made = f"{out.file.width}x{out.file.height}"
+            where = (
+                f"{out.file.path} ({out.file.relative})"
+                if out.file.path != out.file.relative
+                else out.file.path
+            )
+            lines.append(f"{indent}  written to: {where}, {made}")
+    return lines
+
+
+def _job_lines(result: BatchResult) -> list[str]:
+    lines: list[str] = []
+    for number, job in enumerate(result.jobs or [], start=1):
+        about = [f"prediction {job.prediction_id}" if job.prediction_id else "not sent", job.status]
+        if job.seed is not None:
+            about.append(f"seed {job.seed}")
+        if job.price:
+            about.append(f"${job.price}")
+        prompt = f' "{job.prompt}"' if job.prompt else ""
+        lines.append(f"Job {number}{prompt}: {', '.join(about)}")
+        if job.error:
+            lines.append(f"  Failed: {job.error}")
+        first = job.pictures[0] if job.pictures else 1
+        lines.extend(_output_lines(result.pictures_of(job), first, "  "))
+    return lines
+
+
+def structured(result: BaseModel) -> dict[str, Any]:
+    """``result`` as ``structuredContent``: keys of newer features that are null are left out."""
+    dumped: dict[str, Any] = result.model_dump(mode="json")
+    for key in _DROPPED_WHEN_NULL:
+        if dumped.get(key, 0) is None:
+            del dumped[key]
+    for out in dumped.get("outputs", []):
+        for key in _OUTPUT_DROPPED_WHEN_NULL:
+            if out.get(key, 0) is None:
+                del out[key]
+    return dumped
+
+
 def tool_result(
     result: GenerationResult, blocks: list[Any], notes: list[str], *, is_error: bool = False
 ) -> CallToolResult:
     """The three layers as one tool result: text, the picture blocks and resource links, and ``result``."""
     content: list[Any] = [result_text(result, notes), *blocks, *resource_links(result)]
-    return CallToolResult(
-        content=content, structured_content=result.model_dump(mode="json"), is_error=is_error
-    )
+    return CallToolResult(content=content, structured_content=structured(result), is_error=is_error)
 
 
 def price_text(amount: Decimal | None) -> str | None:

@@ -15,10 +15,8 @@ from __future__ import annotations
 import email.utils
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timezone
-
-import httpx
 
 from .constants import INITIAL_RETRY_DELAY, MAX_RETRY_AFTER, MAX_RETRY_DELAY, RETRY_AFTER_CEILING
 from .errors import APIConnectionError, APIStatusError, DownloadError, InvalidResponseError, RateLimitError
@@ -60,12 +58,11 @@ class RetryPolicy:
         return None
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    """The ``Retry-After`` header in seconds (from seconds or an HTTP date), or None.
-
-    Never more than :data:`RETRY_AFTER_CEILING`: a larger value is not believed.
-    """
-    seconds = _retry_after(response.headers.get("retry-after"))
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """An answer's ``Retry-After`` header (``headers``: names in lower case) in seconds, from seconds
+    or an HTTP date; or None. Never more than :data:`RETRY_AFTER_CEILING`: a larger value is not
+    believed."""
+    seconds = _retry_after(headers.get("retry-after"))
     return None if seconds is None else min(seconds, RETRY_AFTER_CEILING)
 
 

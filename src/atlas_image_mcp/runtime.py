@@ -31,10 +31,10 @@ from .constants import (
     Place,
 )
 from .errors import MissingAPIKeyError
-from .history import PictureHistory, session_key
+from .history import HistoryScope, PictureHistory
 from .identity import Caller
 from .ledger import Ledger, Limits
-from .redact import register_secret
+from .redact import key_digest, register_secret
 from .settings import Settings, proxy_environment
 
 __all__ = ["Runtime"]
@@ -140,8 +140,18 @@ class Runtime:
 
     # --- per-request views ---------------------------------------------------------------
 
-    def caller(self, headers: Mapping[str, str] | None = None, principal: Principal | None = None) -> Caller:
+    def caller(
+        self,
+        headers: Mapping[str, str] | None = None,
+        connection: str | None = None,
+        principal: Principal | None = None,
+    ) -> Caller:
         """Who the request with these HTTP headers (``ctx.headers``; None over stdio) comes from.
+
+        ``connection``: the server's own name for the connection the request came on, when it lasts
+        across requests (:func:`atlas_image_mcp.compat.lasting_connection_id`); None where every
+        request stands alone (stateless HTTP, 2026-07-28). The history belongs to the caller's key
+        and, within it, to that connection; no header names it.
 
         ``principal``: the user its access token names, with sign-in on. Then the caller is that
         user: its pictures, usage and tasks are the user's, and it spends the user's linked key
@@ -149,9 +159,11 @@ class Runtime:
         """
         if principal is not None:
             key = principal.linked_key if self.per_user_keys else self.settings.api_key
-            return Caller(key=key, history=f"user:{principal.id}", subject=principal.id)
+            scope = HistoryScope(owner=principal.id, session=connection or "")
+            return Caller(key=key, history=scope, subject=principal.id)
         key = self.current_key(headers)
-        return Caller(key=key, history=session_key(headers, key if self.per_user_keys else None))
+        scope = HistoryScope(owner=key_digest(key or "")[:32], session=connection or "")
+        return Caller(key=key, history=scope, shared=self.remote and not self.per_user_keys)
 
     def client_for(self, caller: Caller) -> AtlasClient:
         """The client for ``caller``'s calls: its own key in per-user-key mode, else the server's.

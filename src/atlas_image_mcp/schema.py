@@ -11,8 +11,9 @@ generates are trimmed of what tells a client nothing, without changing what they
   ``description``: an output schema is read by programs (to validate and parse
   ``structuredContent``), while an assistant reads the result's text layer and the tool's
   description, so its words would be paid for in every conversation and read by no one;
-* ``$ref`` into ``$defs`` inlined where the definition is used once and refers to nothing, so a
-  small nested model costs its properties only.
+* ``$ref`` into ``$defs`` inlined where the definition is used once and refers to nothing (again
+  until none is left, so a nested chain of small models is inlined whole), so a small nested model
+  costs its properties only.
 
 Pure functions on plain dicts; nothing here knows about MCP.
 """
@@ -30,7 +31,9 @@ _DEFS_PREFIX = "#/$defs/"
 
 def compact_schema(schema: dict[str, Any], *, output: bool = False) -> dict[str, Any]:
     """A trimmed copy of ``schema`` (an input schema, or with ``output`` an output schema)."""
-    out = _inline_single_use_refs(copy.deepcopy(schema))
+    out = copy.deepcopy(schema)
+    while (inlined := _inline_single_use_refs(out)) != out:  # a definition may use one inlined just now
+        out = inlined
     _trim(out, output)
     return out
 
@@ -106,7 +109,8 @@ def _inline_single_use_refs(schema: dict[str, Any]) -> dict[str, Any]:
         return {k: (v if k == "$defs" else replace(v)) for k, v in node.items()}
 
     out: dict[str, Any] = replace(schema)
-    left = {name: d for name, d in defs.items() if name not in inlinable}
+    # a definition kept may itself use one that is inlined
+    left = {name: replace(d) for name, d in defs.items() if name not in inlinable}
     if left:
         out["$defs"] = left
     else:

@@ -18,7 +18,7 @@ from .auth.principal import principal_of
 from .constants import TASK_KEEP_SECONDS
 from .notify import install_logging_handler
 from .prompts import register_prompts
-from .redact import redact, redact_tree
+from .redact import redact, redact_tree, secret_in_scope
 from .resources import label_pictures, register_resources
 from .runtime import Runtime
 from .taskids import TaskIds, task_id_secret
@@ -49,7 +49,7 @@ Creates and edits pictures with the FLUX models on Atlas Cloud.
 def caller_of(ctx: ServerRequestContext[Any, Any]) -> str:
     """Who a request comes from, for binding tasks and sealed confirmations to it."""
     runtime: Runtime = ctx.lifespan_context
-    return runtime.caller(getattr(ctx.request, "headers", None), principal_of(ctx.request)).id
+    return runtime.caller(getattr(ctx.request, "headers", None), principal=principal_of(ctx.request)).id
 
 
 async def redact_answers(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
@@ -60,19 +60,24 @@ async def redact_answers(ctx: ServerRequestContext[Any, Any], call_next: CallNex
     through :mod:`atlas_image_mcp.notify`, logs through the logging filter, HTTP error bodies
     through :class:`atlas_image_mcp.http.JsonRpcErrors`; each redacts at its one exit.)
     """
-    try:
-        result = await call_next(ctx)
-    except MCPError as err:
-        raise MCPError(err.code, redact(err.message), redact_tree(err.data)) from None
-    if result is None:
-        return None
-    wire = (
-        result
-        if isinstance(result, dict)
-        else result.model_dump(by_alias=True, mode="json", exclude_none=True)
-    )
-    redacted: dict[str, Any] = redact_tree(wire)
-    return redacted
+    runtime: Runtime = ctx.lifespan_context
+    # the caller's own key (or linked key), whether or not Atlas knows it: out of its answers,
+    # notifications and logs
+    caller = runtime.caller(getattr(ctx.request, "headers", None), principal=principal_of(ctx.request))
+    with secret_in_scope(caller.key):
+        try:
+            result = await call_next(ctx)
+        except MCPError as err:
+            raise MCPError(err.code, redact(err.message), redact_tree(err.data)) from None
+        if result is None:
+            return None
+        wire = (
+            result
+            if isinstance(result, dict)
+            else result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        )
+        redacted: dict[str, Any] = redact_tree(wire)
+        return redacted
 
 
 def request_state_security(runtime: Runtime) -> RequestStateSecurity:

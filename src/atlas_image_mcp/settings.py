@@ -316,6 +316,13 @@ class Settings(BaseModel):
     log_level: Annotated[str, BeforeValidator(_upper)] = setting(
         "ATLAS_MCP_LOG_LEVEL", "INFO", "stderr log level"
     )
+    port: int = setting(
+        "ATLAS_MCP_PORT",
+        C.DEFAULT_HTTP_PORT,
+        "HTTP: the port serve --transport http listens on (unless --port is given) and healthcheck probes",
+        ge=1,
+        le=65535,
+    )
     auth_token: str | None = setting(
         "ATLAS_MCP_AUTH_TOKEN", None, "HTTP: bearer token every MCP request must carry", secret=True
     )
@@ -409,6 +416,17 @@ class Settings(BaseModel):
         gt=0,
         allow_inf_nan=False,
     )
+    max_connections_per_address: int = setting(
+        "ATLAS_MCP_MAX_CONNECTIONS_PER_ADDRESS",
+        C.DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        "HTTP: connections one client address (IPv6: one /64) may hold open, then 503",
+        ge=1,
+    )
+    trusted_proxies: Items = setting(
+        "ATLAS_MCP_TRUSTED_PROXIES", (),
+        "HTTP: addresses or networks of the reverse proxies in front (comma separated): only their "
+        "X-Forwarded-For is believed", shown_default="(none)",
+    )  # fmt: skip
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -420,6 +438,18 @@ class Settings(BaseModel):
     @classmethod
     def _origin(cls, value: str) -> str:
         return normalize_base_url(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Each an IP address or network (``10.0.0.0/8``), written the canonical way."""
+        out = []
+        for item in value:
+            try:
+                out.append(str(ipaddress.ip_network(item.strip("[]"), strict=False)))
+            except ValueError:
+                raise ValueError(f"{item[:60]!r} is not an IP address or network") from None
+        return tuple(out)
 
     @field_validator("database_url")
     @classmethod
@@ -534,6 +564,8 @@ class SettingVar(BaseModel):
     field: str
     description: str
     shown_default: str
+    #: A key or token: never shown (and marked secret in the MCP Registry's server.json).
+    secret: bool = False
 
 
 def _declared() -> dict[str, SettingVar]:
@@ -543,7 +575,11 @@ def _declared() -> dict[str, SettingVar]:
         assert isinstance(extra, dict), name
         env = str(extra["env"])
         out[env] = SettingVar(
-            env=env, field=name, description=info.description or "", shown_default=str(extra["shown_default"])
+            env=env,
+            field=name,
+            description=info.description or "",
+            shown_default=str(extra["shown_default"]),
+            secret=not info.repr,
         )
     return out
 

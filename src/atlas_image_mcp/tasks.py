@@ -66,7 +66,9 @@ from .constants import (
     MAX_TASK_INPUT_ROUNDS,
     MAX_TASK_RESULTS_MB,
     MAX_TASKS,
+    MAX_TASKS_PER_OWNER,
     MB,
+    TASK_MIN_TTL_SECONDS,
     TASK_POLL_DEFAULT_MS,
 )
 from .redact import redact
@@ -155,6 +157,7 @@ class _Task:
 
     tool: str
     owner: str
+    #: The call's arguments, kept only while a run may still need them (2026-07-28 input rounds).
     arguments: dict[str, Any]
     created: float
     ttl: float
@@ -168,6 +171,7 @@ class _Task:
     updated: float = 0.0
     result: dict[str, Any] | None = None
     size: int = 0  # characters of the result held
+    args_size: int = 0  # characters of the arguments held (0 once the run has ended)
     delivered: bool = False  # the result went out at least once
     error: dict[str, Any] | None = None
     #: The raw outcome (a result, or the MCPError) of a run that ended before it became a task.
@@ -191,6 +195,11 @@ class _Task:
     @property
     def is_error(self) -> bool:
         return bool(self.result and self.result.get("isError"))
+
+    @property
+    def held(self) -> int:
+        """Characters this task holds: its result, and its arguments while its run may need them."""
+        return self.size + self.args_size
 
     def note(self, message: str | None = None, poll_ms: int | None = None) -> None:
         if poll_ms is not None:
@@ -306,11 +315,15 @@ class TasksExtension(Extension):
     """The tasks runtime and the tasks extension, over one store of tasks kept in memory.
 
     ``ids`` signs the ids of handed-off tasks; ``owner`` names the caller of a request (a task is
-    visible to its owner only). ``ttl_seconds`` is every task's
-    lifetime (``ttlMs``), after which it is forgotten. Never earlier, with two exceptions that keep
-    memory bounded: past ``max_tasks`` tasks the oldest finished ones go (those that can be rebuilt
-    from their id first), and past ``max_result_bytes`` of held results the oldest delivered ones
-    that can be rebuilt from their id go (a later ``tasks/get`` rebuilds them from Atlas).
+    visible to its owner only). ``ttl_seconds`` is a task's lifetime (``ttlMs``) and the most a
+    client may ask for (2025-11-25 ``params.task.ttl``, at least ``TASK_MIN_TTL_SECONDS``), after which
+    it is forgotten. Never earlier, with exceptions that keep memory bounded: past
+    ``max_tasks_per_owner`` tasks of one owner its own oldest finished ones go, past ``max_tasks``
+    in all those of the owner holding the most (either way those that can be rebuilt from their id,
+    or whose result went out, first); and ``max_result_bytes`` bounds what tasks hold (results, and
+    the arguments a run may still need): past it the oldest delivered results that can be rebuilt
+    from their id go (a later ``tasks/get`` rebuilds them from Atlas). Where nothing may go, no task
+    is started (the call answers as without tasks, or the 2025-11-25 form says to try later).
     """
 
     identifier = TASKS_EXTENSION
@@ -323,11 +336,14 @@ class TasksExtension(Extension):
         owner: Owner | None = None,
         poll_interval_ms: int = TASK_POLL_DEFAULT_MS,
         max_tasks: int = MAX_TASKS,
+        max_tasks_per_owner: int = MAX_TASKS_PER_OWNER,
         max_result_bytes: int = MAX_TASK_RESULTS_MB * MB,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._ids = ids
         self._ttl = float(ttl_seconds)
+        self._min_ttl = min(float(TASK_MIN_TTL_SECONDS), self._ttl)
+        self._max_per_owner = max(1, max_tasks_per_owner)
         self._owner: Owner = owner or (lambda ctx: "")
         self._poll_ms = poll_interval_ms
         self._max = max(1, max_tasks)
@@ -460,6 +476,7 @@ class TasksExtension(Extension):
         if envelope is None:
             raise _not_found(task_id)
         tool, created, state = envelope.get("t"), envelope.get("c"), envelope.get("s")
+        ttl = self.lifetime(envelope.get("l"))
         spec = self._tools.get(tool) if isinstance(tool, str) else None
         if (
             spec is None
@@ -471,12 +488,12 @@ class TasksExtension(Extension):
         ):
             raise _not_found(task_id)
         started = created / 1000
-        if started + self._ttl < self._clock():
+        if started + ttl < self._clock():
             raise MCPError(code=INVALID_PARAMS, message="Failed to retrieve task: Task has expired")
-        if not self._groups or not self._room():
+        if not self._groups or not self._room(owner):
             raise MCPError(code=INTERNAL_ERROR, message="This server cannot take over another task right now")
         task = _Task(
-            tool=tool, owner=owner, arguments={}, created=started, ttl=self._ttl, poll_ms=self._poll_ms,
+            tool=tool, owner=owner, arguments={}, created=started, ttl=ttl, poll_ms=self._poll_ms,
             version=ctx.protocol_version, clock=self._clock, task_id=task_id, state=state,
             message="Checking on the job (this server has just taken over the task).",
         )  # fmt: skip
@@ -497,22 +514,46 @@ class TasksExtension(Extension):
 
     # --- running -----------------------------------------------------------------------------
 
+    def lifetime(self, requested_ms: Any) -> float:
+        """A task's lifetime in seconds: what the client asked for (ms) within this server's bounds."""
+        if not isinstance(requested_ms, (int, float)) or isinstance(requested_ms, bool):
+            return self._ttl
+        if requested_ms != requested_ms:  # NaN
+            return self._ttl
+        return min(self._ttl, max(self._min_ttl, requested_ms / 1000))
+
     def _start(
-        self, ctx: ServerRequestContext[Any, Any], name: str, arguments: Any, spec: TaskTool, invoke: CallNext
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        name: str,
+        arguments: Any,
+        spec: TaskTool,
+        invoke: CallNext,
+        *,
+        ttl: float | None = None,
     ) -> _Task | None:
-        """Start ``invoke`` (the rest of the ``tools/call`` chain) in the background; None: no room."""
-        if not self._groups or not self._room():
+        """Start ``invoke`` (the rest of the ``tools/call`` chain) in the background; None: no room.
+
+        The arguments are kept only where a run may call the tool again with them (the input rounds
+        of 2026-07-28); they count against what tasks may hold until the run ends.
+        """
+        owner = self._owner(ctx)
+        keep = ctx.protocol_version in _MODERN and isinstance(arguments, Mapping)
+        kept = dict(arguments) if keep else {}
+        size = _size_of(kept) if kept else 0
+        if not self._groups or not self._room(owner, size):
             return None
         task = _Task(
             tool=name,
-            owner=self._owner(ctx),
-            arguments=dict(arguments) if isinstance(arguments, Mapping) else {},
+            owner=owner,
+            arguments=kept,
             created=self._clock(),
-            ttl=self._ttl,
+            ttl=self._ttl if ttl is None else ttl,
             poll_ms=self._poll_ms,
             version=ctx.protocol_version,
             clock=self._clock,
         )
+        task.args_size = size
         if not spec.handoff:
             self._hand_off(task, None)
         self._groups[0].start_soon(self._run, task, ctx, invoke)
@@ -525,7 +566,9 @@ class TasksExtension(Extension):
         task.created = task.updated = self._clock()
         task_id = None
         if state is not None:
-            envelope = {"t": task.tool, "c": int(task.created * 1000), "s": dict(state)}
+            envelope: dict[str, Any] = {"t": task.tool, "c": int(task.created * 1000), "s": dict(state)}
+            if task.ttl != self._ttl:
+                envelope["l"] = int(task.ttl * 1000)  # the lifetime the client asked for, wherever it is read
             try:
                 task_id = self._ids.mint(envelope, task.owner)
                 task.state = dict(state)
@@ -570,6 +613,7 @@ class TasksExtension(Extension):
                     self._settle(task, outcome)
         finally:
             _CURRENT.reset(token)
+            task.arguments, task.args_size = {}, 0  # no run left to need them
             task.ready.set()
 
     def _settle(self, task: _Task, outcome: Any) -> None:
@@ -663,7 +707,7 @@ class TasksExtension(Extension):
                 del self._tasks[task_id]
 
     def _delivered(self, task: _Task) -> None:
-        """Note that ``task``'s result went out; then keep the results held within their budget.
+        """Note that ``task``'s result went out; then keep what tasks hold within its budget.
 
         Over budget, the oldest completed tasks whose result went out and that can be rebuilt from
         their id are dropped (a later ``tasks/get`` rebuilds them from Atlas). A result that never
@@ -672,23 +716,57 @@ class TasksExtension(Extension):
         if task.status != "completed":
             return
         task.delivered = True
-        held = sum(t.size for t in self._tasks.values())
-        for task_id, kept in list(self._tasks.items()):
-            if held <= self._max_result_bytes:
-                return
-            if kept.delivered and kept.state is not None:
-                held -= kept.size
-                del self._tasks[task_id]
+        self._shed(0)
 
-    def _room(self) -> bool:
-        """Whether one more task may be kept, forgetting the oldest finished one if needed."""
+    def _held(self) -> int:
+        return sum(t.held for t in self._tasks.values())
+
+    def _shed(self, wanted: int) -> int:
+        """Drop delivered, rebuildable results (oldest first) until ``wanted`` more fits; what is held."""
+        held = self._held()
+        for task_id, kept in list(self._tasks.items()):
+            if held + wanted <= self._max_result_bytes:
+                break
+            if kept.delivered and kept.state is not None and kept.terminal:
+                held -= kept.held
+                del self._tasks[task_id]
+        return held
+
+    def _room(self, owner: str, size: int = 0) -> bool:
+        """Whether one more task of ``owner`` holding ``size`` may be kept, forgetting finished ones.
+
+        The owner's own oldest finished task goes when it is at its share; the oldest finished task
+        of the owner holding the most when the store is full; never a task still running.
+        """
         self._sweep()
-        if len(self._tasks) < self._max:
+        mine = [task for task in self._tasks.values() if task.owner == owner]
+        if len(mine) >= self._max_per_owner and not self._forget_one(mine):
+            return False
+        if len(self._tasks) >= self._max:
+            counts: dict[str, int] = {}
+            for task in self._tasks.values():
+                counts[task.owner] = counts.get(task.owner, 0) + 1
+            biggest = sorted(counts, key=lambda o: -counts[o])
+            if not any(self._forget_one([t for t in self._tasks.values() if t.owner == o]) for o in biggest):
+                return False
+        if not size:
             return True
-        finished = [task for task in self._tasks.values() if task.terminal]
-        # a task with state in its id can be rebuilt later, so it goes first
-        for task in sorted(finished, key=lambda t: t.state is None):
+        held = self._shed(size)
+        return held == 0 or held + size <= self._max_result_bytes  # alone, a call's own arguments fit
+
+    def _forget_one(self, tasks: list[_Task]) -> bool:
+        """Forget the oldest of ``tasks`` that has ended (rebuildable or delivered ones first)."""
+        finished = [task for task in tasks if task.terminal]
+        for task in sorted(finished, key=lambda t: (t.state is None, not t.delivered)):
             if task.task_id is not None:
                 del self._tasks[task.task_id]
                 return True
         return False
+
+
+def _size_of(value: Mapping[str, Any]) -> int:
+    """Characters ``value`` takes as JSON (what a task holding it counts against its budget)."""
+    try:
+        return len(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return len(repr(value))

@@ -176,19 +176,27 @@ class TasksWithLegacyForm(TasksExtension):
             )
         if not isinstance(wanted, Mapping):
             raise MCPError(code=INVALID_PARAMS, message="params.task must be an object")
-        task = self._start(ctx, name, params.get("arguments"), spec, call_next)
+        ttl = wanted.get("ttl")
+        if ttl is not None and (not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or ttl < 0):
+            raise MCPError(code=INVALID_PARAMS, message="params.task.ttl must be a number of milliseconds")
+        # The call's arguments are not kept: this form has no input rounds that would need them again.
+        task = self._start(ctx, name, params.get("arguments"), spec, call_next, ttl=self.lifetime(ttl))
         if task is None:
             raise MCPError(
                 code=INTERNAL_ERROR,
-                message="This server cannot start another task right now; try again later",
+                message="This server cannot start another task right now (too many of your tasks are still "
+                "running, or held); try again once one has ended",
             )
         if spec.handoff:
             await self._until_handed_off(task)
         if task.task_id is None:
             if isinstance(task.outcome, MCPError) or task.outcome is None:
                 return task.inline()  # a protocol error before the job started: answered as such
-            self._hand_off(task, None)  # finished at once (e.g. dry_run): a task that has already ended
+            # finished at once (a dry run, an invalid call): the spec wants a task for a task-augmented
+            # call, so it is one that has already ended, holding only its (small) answer
+            self._hand_off(task, None)
             self._settle(task, task.outcome)
+            task.outcome = None
         return {
             "task": legacy_fields(task),
             "_meta": {IMMEDIATE_RESPONSE: f"Started as task {task.task_id}; its result will follow."},

@@ -10,7 +10,7 @@ from .errors import AtlasError
 from .models import Prediction
 from .render import warm_up_in_background
 
-__all__ = ["wait_for_picture"]
+__all__ = ["wait_for_picture", "wait_for_pictures"]
 
 
 async def wait_for_picture(
@@ -64,3 +64,68 @@ async def wait_for_picture(
     if isinstance(outcome[0], AtlasError):
         raise outcome[0]
     return outcome[0]
+
+
+async def wait_for_pictures(
+    call: Call, firsts: list[Prediction], *, wait: float, deadline: float
+) -> list[Prediction | AtlasError]:
+    """:func:`wait_for_picture` for the jobs of a batch, in parallel, with one progress report.
+
+    The report counts jobs done of all (each one that ends is reported at once, and a heartbeat
+    every second says what the others are doing). Each job's outcome is its last state, or the
+    error that ended its wait; when the server starts stopping, every job's last state seen.
+    """
+    latest: list[Prediction | AtlasError] = list(firsts)
+    done = [first.is_terminal for first in firsts]
+    warm_up_in_background()
+
+    def state() -> str:
+        finished = sum(done)
+        running = [
+            f"job {n} {item.status}"
+            for n, item in enumerate(latest, start=1)
+            if not done[n - 1] and isinstance(item, Prediction)
+        ]
+        text = f"{finished} of {len(latest)} jobs done"
+        return text + (f" · {', '.join(running[:3])}" if running else "") + f" · {call.elapsed:.1f} s elapsed"
+
+    async def report() -> None:
+        if call.wants_progress:
+            await call.progress(sum(done), len(latest), state())
+
+    async def heartbeat() -> None:
+        while True:
+            await report()
+            await anyio.sleep(HEARTBEAT_SECONDS)
+
+    async def one(i: int, first: Prediction) -> None:
+        async def on_update(prediction: Prediction) -> None:
+            if isinstance(latest[i], Prediction) and prediction.status != latest[i].status:  # type: ignore[union-attr]
+                await call.notify("debug", f"prediction {prediction.id}: {prediction.status}")
+            latest[i] = prediction
+
+        try:
+            latest[i] = await call.api.wait(first.id, wait, on_update, first=first, deadline=deadline)
+        except AtlasError as err:
+            latest[i] = err
+        done[i] = isinstance(latest[i], AtlasError) or latest[i].is_terminal  # type: ignore[union-attr]
+        await report()
+
+    async with anyio.create_task_group() as tg:
+
+        async def stop_on_shutdown() -> None:
+            await call.runtime.stopping.wait()
+            tg.cancel_scope.cancel()
+
+        async def all_jobs() -> None:
+            async with anyio.create_task_group() as jobs:
+                for i, first in enumerate(firsts):
+                    if not first.is_terminal:
+                        jobs.start_soon(one, i, first)
+            tg.cancel_scope.cancel()
+
+        if call.wants_progress:
+            tg.start_soon(heartbeat)
+        tg.start_soon(stop_on_shutdown)
+        tg.start_soon(all_jobs)
+    return latest

@@ -21,7 +21,7 @@ from .errors import InvalidParameterError
 from .params import GenerationRequest
 from .prepared import PictureSlot, PreparedRequest
 
-__all__ = ["aspect_ratio_size", "prepare_request"]
+__all__ = ["aspect_ratio_size", "nearest_size", "prepare_request", "ratio_text"]
 
 MEGAPIXEL = 1024 * 1024
 _ASPECT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[:/x]\s*(\d+(?:\.\d+)?)\s*$")
@@ -62,6 +62,25 @@ def aspect_ratio_size(ratio: str, side: Range | None = None) -> tuple[int, int]:
     w = int(min(hi, max(lo, round(width * scale / 16) * 16)))
     h = int(min(hi, max(lo, round(height * scale / 16) * 16)))
     return w, h
+
+
+def nearest_size(width: int, height: int, side: Range | None = None) -> tuple[int, int]:
+    """The size nearest ``width`` x ``height`` with the same ratio that a model taking ``side`` makes:
+    scaled only as far as ``side`` requires, each side rounded up to a multiple of 16 (so the
+    picture is cropped to the exact size, never stretched), within ``side``."""
+    lo, hi = (side.minimum, side.maximum) if side else (256, 2048)
+    scale = min(1.0, hi / max(width, height))
+    if min(width, height) * scale < lo:
+        scale = lo / min(width, height)
+    w = min(int(hi) // 16 * 16, max(math.ceil(lo / 16) * 16, math.ceil(width * scale / 16) * 16))
+    h = min(int(hi) // 16 * 16, max(math.ceil(lo / 16) * 16, math.ceil(height * scale / 16) * 16))
+    return w, h
+
+
+def ratio_text(width: int, height: int) -> str:
+    """``width``:``height`` as an aspect ratio the tools accept (kept between 1:4 and 4:1)."""
+    ratio = min(4.0, max(0.25, width / height))
+    return f"{ratio:.4f}:1"
 
 
 def _nearest_ratio(width: float, height: float) -> str:

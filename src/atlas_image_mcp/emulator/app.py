@@ -38,7 +38,15 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .core import EmulatorCore
-from .drawing import picture_size, render_avatar_png, render_edit, render_picture
+from .drawing import (
+    banner_height,
+    banner_text,
+    banner_top_after,
+    picture_size,
+    render_avatar_png,
+    render_edit,
+    render_picture,
+)
 from .payloads import (
     error_response,
     ok_response,
@@ -261,11 +269,25 @@ class Api:
             prediction.kind,
             index,
             prediction.output_format,
+            self._banner_top(prediction),
         )
         self._edits[(prediction.id, index)] = image
         while len(self._edits) > _EDIT_CACHE:
             self._edits.popitem(last=False)
         return image
+
+    def _banner_top(self, prediction: EmulatedPrediction, depth: int = 0) -> int:
+        """The row where an edit's banner starts: below the banners its one source carries already
+        (an edit of an edit shows both instructions), in this picture's rows."""
+        output = self._source_output(prediction.sources[0]) if len(prediction.sources) == 1 else None
+        if output is None or depth >= _MAX_SOURCE_DEPTH:
+            return 0
+        source = output[0]
+        rows = 0
+        if source.sources:  # the source is an edit too: its banner is under its own source's
+            text = banner_text(source.kind, source.display_prompt)
+            rows = self._banner_top(source, depth + 1) + banner_height(source.width, source.height, text)
+        return banner_top_after(rows, (source.width, source.height), (prediction.width, prediction.height))
 
     async def _finish_sync(self, request: Request, prediction: EmulatedPrediction) -> Response:
         """``enable_sync_mode``: wait out the remaining latency, answer with the final prediction."""

@@ -73,9 +73,38 @@ def render_edit(
     kind: str,
     index: int = 0,
     output_format: str = "jpeg",
+    top: int = 0,
 ) -> bytes:
     """The encoded bytes of an edited picture (see :func:`draw_edit`)."""
-    return encode(draw_edit(sources, mask, prompt, seed, width, height, model, kind, index), output_format)
+    image = draw_edit(sources, mask, prompt, seed, width, height, model, kind, index, top)
+    return encode(image, output_format)
+
+
+def banner_text(kind: str, prompt: str) -> str:
+    """What an edit's banner says: ``EDIT: <instruction>`` (``VARIATION``, ``INPAINT``)."""
+    label = {"variation": "VARIATION", "inpaint": "INPAINT"}.get(kind, "EDIT")
+    return f"{label}: {prompt}" if prompt else label
+
+
+def banner_height(width: int, height: int, text: str) -> int:
+    """The height in pixels of the banner :func:`draw_edit` draws with ``text`` on a picture of that size."""
+    draw = ImageDraw.Draw(Image.new("RGBA", (1, 1)))
+    return _banner_layout(draw, width, height, text)[3]
+
+
+def banner_top_after(source_rows: int, source_size: tuple[int, int], size: tuple[int, int]) -> int:
+    """Where a banner goes in a picture of ``size`` made from a source of ``source_size`` whose first
+    ``source_rows`` rows carry banners already: the row below them, as the source is fitted (scaled
+    and centre-cropped, like :func:`draw_edit` does); 0 when they are cropped away."""
+    (sw, sh), (w, h) = source_size, size
+    if source_rows <= 0 or sw <= 0 or sh <= 0:
+        return 0
+    if sw / sh > w / h:  # wider: the sides are cropped, rows map by height
+        scale, cropped_top = h / sh, 0.0
+    else:  # taller: the top and bottom are cropped
+        scale = w / sw
+        cropped_top = (sh * scale - h) / 2
+    return max(0, min(h - 1, round(source_rows * scale - cropped_top)))
 
 
 def draw_edit(
@@ -88,8 +117,11 @@ def draw_edit(
     model: str,
     kind: str,
     index: int = 0,
+    top: int = 0,
 ) -> Image.Image:
-    """An edit a person recognises as one: the input picture(s), changed, with the instruction on top.
+    """An edit a person recognises as one: the input picture(s), changed, with the instruction on top
+    (below ``top``, the rows of the banners an edited source carries already, so an edit of an edit
+    shows both instructions).
 
     * edit: the source, tinted in a colour of the seed, with a banner "EDIT: <instruction>";
     * multi-edit: the references side by side, the same banner;
@@ -114,10 +146,8 @@ def draw_edit(
     else:
         tint = Image.new("RGB", (width, height), palette[index % len(palette)])
         base = Image.blend(base, tint, 0.22)
-    label = {"variation": "VARIATION", "inpaint": "INPAINT"}.get(kind, "EDIT")
-    text = f"{label}: {prompt}" if prompt else label
     image = base.convert("RGBA")
-    image = Image.alpha_composite(image, _banner(width, height, text))
+    image = Image.alpha_composite(image, _banner(width, height, banner_text(kind, prompt), top))
     image = Image.alpha_composite(image, _footer(width, height, model, seed))
     return image.convert("RGB")
 
@@ -179,18 +209,28 @@ def _repaint(base: Image.Image, mask: Image.Image, palette: list[RGB]) -> Image.
     return Image.composite(Image.new("RGB", (width, height), (255, 255, 255)), painted, outline)
 
 
-def _banner(width: int, height: int, text: str) -> Image.Image:
-    layer = Image.new("RGBA", (width, height), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(layer)
+def _banner_layout(
+    draw: ImageDraw.ImageDraw, width: int, height: int, text: str
+) -> tuple[Font, list[str], int, int]:
+    """The banner's font, lines, line height and band height for ``text`` on a picture of that size."""
     size = max(12, round(min(width, height) / 18))
     font = _font(size)
     line_height = round(size * 1.3)
     max_width = width * 0.9
     lines = _fit_lines(draw, _wrap(draw, _safe_text(draw, text, font), font, max_width), font, max_width, 3)
-    band = line_height * len(lines) + size
-    draw.rectangle((0, 0, width, band), fill=(12, 14, 24, 170))
+    return font, lines, line_height, line_height * len(lines) + size
+
+
+def _banner(width: int, height: int, text: str, top: int = 0) -> Image.Image:
+    layer = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    font, lines, line_height, band = _banner_layout(draw, width, height, text)
+    top = max(0, min(top, height - band))  # a banner always fits, even below many others
+    draw.rectangle((0, top, width, top + band), fill=(12, 14, 24, 170))
+    pad = (band - line_height * len(lines)) / 2
     for number, line in enumerate(lines):
-        draw.text((width * 0.05, size / 2 + number * line_height), line, font=font, fill=(255, 255, 255, 245))
+        position = (width * 0.05, top + pad + number * line_height)
+        draw.text(position, line, font=font, fill=(255, 255, 255, 245))
     return layer
 
 

@@ -26,6 +26,7 @@ from ..tasks import TasksExtension
 from .account import get_balance, get_usage
 from .adapter import ToolFunction, adapt
 from .edit import edit_image, generate_variations
+from .export import export_image
 from .gallery import show_gallery
 from .generate import generate_image
 from .handoff import IMAGE_JOB
@@ -57,14 +58,18 @@ class _Offer:
     keyed: bool = True
 
 
-# None is destructive. get_prediction is not read-only: it saves the pictures it collects (same
-# names, so idempotent). show_gallery only reads this session's record.
+# None is destructive: save_as and export_image never replace a file unless the call says
+# overwrite=true. get_prediction is not read-only: it saves the pictures it collects (same names,
+# so idempotent). show_gallery only reads this session's record. export_image writes into the
+# workspace, so only the assistant may call it; it sends nothing to Atlas, but it may fetch the
+# picture from a URL (or look an id up at Atlas), so it is open-world.
 _TOOLS: dict[ToolFunction, _Offer] = {
     generate_image: _Offer("Generate image (FLUX)", False, False, task=True, viewer=True, spends=True),
     edit_image: _Offer("Edit image (FLUX Kontext, Fill)", False, False, task=True, viewer=True, spends=True),
     generate_variations: _Offer("Generate variations", False, False, task=True, viewer=True, spends=True),
     get_prediction: _Offer("Get prediction", False, True, viewer=True),
     upload_media: _Offer("Upload media", False, False, frame=False, spends=True),
+    export_image: _Offer("Export image", False, False, frame=False),
     list_models: _Offer("List image models", True, True, keyed=False),
     get_balance: _Offer("Atlas account balance", True, True, frame=False),
     get_usage: _Offer("Spend by day and model", True, True, frame=False, open_world=False, keyed=False),

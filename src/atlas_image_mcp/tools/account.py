@@ -72,10 +72,18 @@ async def get_balance(call: Call) -> Annotated[CallToolResult, BalanceResult]:
         for name, value in (("cash", balance.cash), ("bonus", balance.bonus), ("frozen", balance.frozen))
         if value is not None
     ]
-    text = f"Atlas Cloud balance: {_money_words(balance.available)} available" + (
-        f" ({', '.join(parts)})." if parts else "."
+    offline = call.runtime.offline  # the emulator's figures, not an account's
+    text = (
+        f"{'Emulator' if offline else 'Atlas Cloud'} balance: {_money_words(balance.available)} available"
+        + (f" ({', '.join(parts)})." if parts else ".")
     )
-    text += f" Top up at {BILLING_URL}. What this server spent per day and model: get_usage."
+    if offline:
+        text += (
+            " Offline: these are the built-in emulator's made-up figures, not a real Atlas Cloud account; "
+            "nothing is charged. What this server would have spent per day and model: get_usage."
+        )
+    else:
+        text += f" Top up at {BILLING_URL}. What this server spent per day and model: get_usage."
     return CallToolResult(
         content=[TextContent(type="text", text=text)],
         structured_content=_result(balance).model_dump(mode="json", exclude_none=True),
@@ -199,6 +207,11 @@ async def get_usage(call: Call, args: GetUsageArguments) -> Annotated[CallToolRe
             "Note: this ledger is kept in memory (offline mode): it counts only since the server started."
         )
     lines.append("Only calls made through this server are counted; get_balance shows the whole account.")
+    if call.caller.shared:
+        lines.append(
+            "Every client of this server uses its one Atlas key, so all of them are one identity here: "
+            "this usage (and its prediction ids) is everyone's."
+        )
     return CallToolResult(
         content=[TextContent(type="text", text="\n".join(lines))],
         structured_content=result.model_dump(mode="json"),

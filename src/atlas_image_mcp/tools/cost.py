@@ -16,6 +16,8 @@ is asked (and answered) before Atlas is called and before the call becomes a tas
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -33,11 +35,21 @@ from pydantic import BaseModel, Field
 
 from .. import compat
 from ..call import Call
-from ..errors import InvalidParameterError, usd
+from ..catalogue import UNKNOWN_PRICE_PER_IMAGE
+from ..errors import BudgetError, InvalidParameterError, usd
 from ..render import GenerationResult, price_text, tool_result
 from .plan import Plan
 
-__all__ = ["Confirmation", "CostConfirmation", "Verdict", "can_ask", "confirm", "cost_words", "not_sent"]
+__all__ = [
+    "Confirmation",
+    "CostConfirmation",
+    "Verdict",
+    "can_ask",
+    "confirm",
+    "cost_words",
+    "held_explained",
+    "not_sent",
+]
 
 
 class CostConfirmation(BaseModel):
@@ -78,8 +90,14 @@ async def confirm(call: Call, plan: Plan) -> Confirmation | InputRequiredResult:
             f"{usd(cap)} it may cost, so nothing was sent. Ask for fewer pictures or a cheaper "
             "model, or ask the person whether they accept the higher cost.",
         )
-    amount = plan.estimate if plan.estimate is not None else cap
-    await runtime.ledger.check(call.caller.bucket, plan.images, amount, plan.model)
+    if cap is not None and cap <= 0 and plan.estimate is None:
+        raise InvalidParameterError(
+            "max_cost_usd",
+            f"is {usd(cap)}, but this call costs money ({cost_words(plan)}). Nothing was sent or billed. "
+            "Leave max_cost_usd out, or set it to the most the person agreed to pay for this call.",
+        )
+    with held_explained(plan):
+        await runtime.ledger.check(call.caller.bucket, plan.images, plan.held, plan.model)
     threshold = runtime.confirm_above
     if threshold is None:
         return Verdict(True, "no_threshold")
@@ -89,10 +107,29 @@ async def confirm(call: Call, plan: Plan) -> Confirmation | InputRequiredResult:
     async def confirm_cost() -> Verdict | Elicit[CostConfirmation]:
         if can_ask(call):
             return Elicit(_question(plan, threshold), CostConfirmation)
-        # at least the estimate (checked above), or the person's bound on an unknown price
-        return Verdict(True, "max_cost") if cap is not None else Verdict(False, "cannot_ask")
+        if cap is not None and (plan.estimate is not None or not call.runtime.remote):
+            # at least the estimate (checked above); for an unknown price, only where the person runs
+            # the server for themselves: over HTTP a bound the client chose is nobody's go-ahead
+            return Verdict(True, "max_cost")
+        return Verdict(False, "cannot_ask")
 
     return await compat.ask(call.ctx, confirm_cost)
+
+
+@contextmanager
+def held_explained(plan: Plan) -> Iterator[None]:
+    """Say, in a budget refusal, why a call whose price is unknown is held at the amount it is."""
+    try:
+        yield
+    except BudgetError as err:
+        held = plan.held
+        if plan.estimate is None and held is not None:
+            err.extend_message(
+                f"The price of {plan.model} is not known, so the call is held at {usd(held)} until Atlas "
+                f"reports the charge: max_cost_usd, but at least {usd(UNKNOWN_PRICE_PER_IMAGE)} a picture "
+                "(the most a picture of any priced model costs)."
+            )
+        raise
 
 
 def can_ask(call: Call) -> bool:
@@ -117,12 +154,14 @@ def can_ask(call: Call) -> bool:
 def cost_words(plan: Plan) -> str:
     """``4 pictures x $0.08 with black-forest-labs/flux-kontext-max``, or why the price is unknown."""
     spec = plan.spec
+    jobs = f" in {plan.runs} jobs" if plan.runs > 1 else ""
     if spec is None or spec.price is None:
         return f"no price is known for {plan.model}"
     if spec.price_unit != "image":
-        return f"{usd(spec.price)} per run of {plan.model}"
+        runs = f"{plan.runs} runs x " if plan.runs > 1 else ""
+        return f"{runs}{usd(spec.price)} per run of {plan.model}"
     pictures = "1 picture" if plan.images == 1 else f"{plan.images} pictures"
-    return f"{pictures} x {usd(spec.price)} with {plan.model}"
+    return f"{pictures} x {usd(spec.price)} with {plan.model}{jobs}"
 
 
 def _question(plan: Plan, threshold: Decimal) -> str:
@@ -165,6 +204,15 @@ def not_sent(call: Call, plan: Plan, confirmation: Confirmation) -> CallToolResu
             if plan.estimate is not None
             else "max_cost_usd set to the most the person will pay for it"
         )
+        if plan.estimate is None and call.runtime.remote:
+            next_step = (
+                f"Not sent: this call would cost {cost}. This server confirms calls {above}with the person "
+                "first, and this client cannot ask them (it does not support elicitation here); with the "
+                "price unknown, nothing else can stand in for their answer. Nothing was sent or billed. "
+                "Choose a model whose price is known (list_models shows them), or use a client that can "
+                "ask the person."
+            )
+            return _not_sent_result(plan, "confirmation_required", next_step)
         status = "confirmation_required"
         if call.runtime.place == "cli":  # the generate command: the person is at the terminal
             flag = (

@@ -31,6 +31,7 @@ class GalleryPicture(BaseModel):
     prompt: str | None = None
     tool: str = Field(description="The tool that made it.")
     created: str = Field(description="When it was requested (ISO 8601, UTC).")
+    batch: str | None = Field(default=None, description="The batch it belongs to (shared by its pictures).")
 
 
 class GalleryResult(BaseModel):
@@ -58,14 +59,24 @@ def gallery(entries: list[HistoryEntry], limit: int, *, file_names: bool = False
                     prompt=entry.prompt,
                     tool=entry.tool,
                     created=created,
+                    batch=entry.batch,
                 )
             )
     return GalleryResult(pictures=pictures[:limit], total=len(pictures))
 
 
-def gallery_text(result: GalleryResult) -> str:
+#: Said where nothing the server verified tells this client from any other (see Caller.shared).
+ONE_IDENTITY = (
+    "Note: every client of this server uses its one Atlas key, and this connection keeps no session "
+    "(stateless HTTP or protocol 2026-07-28), so all such clients are one identity here: these "
+    "pictures, and 'last', are shared by all of them."
+)
+
+
+def gallery_text(result: GalleryResult, *, shared: bool = False) -> str:
+    note = f"\n{ONE_IDENTITY}" if shared else ""
     if not result.pictures:
-        return "No pictures in this session yet: make one with generate_image."
+        return "No pictures in this session yet: make one with generate_image." + note
     lines = [f"This session's pictures, newest first ({len(result.pictures)} of {result.total}):"]
     for n, pic in enumerate(result.pictures, start=1):
         about = ", ".join(part for part in (pic.model, pic.tool) if part)
@@ -75,15 +86,17 @@ def gallery_text(result: GalleryResult) -> str:
             lines.append(f"   saved to: {pic.path}")
         elif pic.path:
             lines.append(f"   saved as {pic.path} in the output folder")
-    return "\n".join(lines)
+    return "\n".join(lines) + note
 
 
 async def show_gallery(call: Call, args: ShowGalleryArguments) -> Annotated[CallToolResult, GalleryResult]:
     """Show the pictures made in this conversation, newest first (in the picture viewer where the client
     has one; otherwise as a list with their URLs)."""
-    entries = call.runtime.history.entries(call.caller.history)
+    caller = call.caller
+    entries = call.runtime.history.entries(caller.history)
     result = gallery(entries, args.limit, file_names=call.shows_apps)
+    shared = caller.shared and not caller.history.session
     return CallToolResult(
-        content=[TextContent(type="text", text=gallery_text(result))],
+        content=[TextContent(type="text", text=gallery_text(result, shared=shared))],
         structured_content=result.model_dump(mode="json"),
     )

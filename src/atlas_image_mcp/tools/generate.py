@@ -6,15 +6,18 @@ from typing import Annotated
 
 from ..call import Call
 from ..params import GenerateImageArguments
-from ..render import GenerationResult
+from ..render import BatchResult
+from .batch import is_batch, run_batch
 from .jobs import JobAnswer, run_job
 from .plan import Job
 
 __all__ = ["generate_image"]
 
 
-async def generate_image(call: Call, args: GenerateImageArguments) -> Annotated[JobAnswer, GenerationResult]:
+async def generate_image(call: Call, args: GenerateImageArguments) -> Annotated[JobAnswer, BatchResult]:
     """Generate pictures with FLUX on Atlas Cloud and return them in one call (URL, saved path, preview)."""
+    if is_batch(args):
+        return await run_batch(call, args)
     return await run_job(call, args, _job)
 
 

@@ -16,6 +16,7 @@ from typing import TypeVar
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, InputRequiredResult
 
+from ..asset_plan import AssetPlan, plan_asset
 from ..call import Call
 from ..delivery import Delivery, finish
 from ..errors import APIConnectionError, APIStatusError, AtlasError, LedgerError, usd
@@ -26,11 +27,19 @@ from ..render import GenerationResult, price_text, tool_result
 from ..settings import env_name
 from ..sources import resolve_picture
 from ..waiting import wait_for_picture
-from .cost import confirm, cost_words, not_sent
+from .cost import confirm, cost_words, held_explained, not_sent
 from .handoff import hand_off
 from .plan import Job, Plan, plan
 
-__all__ = ["JobAnswer", "run_job"]
+__all__ = [
+    "JobAnswer",
+    "dry_run_words",
+    "files_words",
+    "resolve_pictures",
+    "not_started",
+    "run_job",
+    "saving",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,19 +66,20 @@ async def run_job(
     if not options.dry_run:
         _ = call.api
     planned = await plan(call, await planner(call, options))
+    asset = await plan_asset(call, options, planned.asset, planned.images)
     if options.dry_run:
-        return await _dry_run(call, planned)
+        return await _dry_run(call, planned, asset)
     confirmation = await confirm(call, planned)
     if isinstance(confirmation, InputRequiredResult):
         return confirmation
     refused = not_sent(call, planned, confirmation)
     if refused is not None:
         return refused
-    prepared = await _resolve_pictures(call, planned.prepared, upload=True)
-    return await _submit(call, planned, prepared)
+    prepared = await resolve_pictures(call, planned.prepared, upload=True)
+    return await _submit(call, planned, prepared, asset)
 
 
-async def _resolve_pictures(call: Call, prepared: PreparedRequest, *, upload: bool) -> PreparedRequest:
+async def resolve_pictures(call: Call, prepared: PreparedRequest, *, upload: bool) -> PreparedRequest:
     """The request with every picture reference turned into a URL (see :mod:`atlas_image_mcp.sources`).
 
     Without ``upload`` (a dry run) nothing is uploaded: a picture given as data or a file shows as a
@@ -82,27 +92,29 @@ async def _resolve_pictures(call: Call, prepared: PreparedRequest, *, upload: bo
     return prepared.with_pictures(urls)
 
 
-async def _submit(call: Call, planned: Plan, prepared: PreparedRequest) -> CallToolResult:
+async def _submit(
+    call: Call, planned: Plan, prepared: PreparedRequest, asset: AssetPlan | None
+) -> CallToolResult:
     job = planned.job
     options = job.options
     runtime = call.runtime
-    save = call.outputs.save_by_default if options.save is None else (options.save and _may_save(call))
+    save = saving(call, options)
     total = runtime.settings.wait_seconds
     deadline = call.deadline(total)
-    # Held against the daily budget: the estimate, or the caller's bound when the price is unknown.
-    amount = planned.estimate if planned.estimate is not None else planned.cap
-    reservation = await runtime.ledger.reserve(
-        call.caller.bucket,
-        tool=job.tool,
-        model=prepared.model,
-        images=prepared.num_images,
-        estimate=planned.estimate,
-        amount=amount,
-    )
+    # Held against the daily budget: the estimate, or a cautious amount when the price is unknown.
+    with held_explained(planned):
+        reservation = await runtime.ledger.reserve(
+            call.caller.bucket,
+            tool=job.tool,
+            model=prepared.model,
+            images=prepared.num_images,
+            estimate=planned.estimate,
+            amount=planned.held,
+        )
     try:
         prediction = await call.api.submit_image(prepared, deadline=deadline)
     except AtlasError as err:
-        if _not_started(err):  # nothing was started, nothing billed
+        if not_started(err):  # nothing was started, nothing billed
             try:
                 await runtime.ledger.release(reservation)
             except LedgerError as problem:
@@ -134,6 +146,7 @@ async def _submit(call: Call, planned: Plan, prepared: PreparedRequest) -> CallT
         sources=prepared.sources,
         estimate=planned.estimate,
         entry=entry,
+        asset=asset,
     )
     if options.wait and not prediction.is_terminal:
         # a client that uses tasks gets its task now; the picture is then waited for much longer
@@ -150,8 +163,25 @@ async def _submit(call: Call, planned: Plan, prepared: PreparedRequest) -> CallT
     return await finish(call, prediction, delivery, deadline=deadline)
 
 
-async def _dry_run(call: Call, planned: Plan) -> CallToolResult:
-    prepared = await _resolve_pictures(call, planned.prepared, upload=False)
+async def _dry_run(call: Call, planned: Plan, asset: AssetPlan | None) -> CallToolResult:
+    prepared = await resolve_pictures(call, planned.prepared, upload=False)
+    result = GenerationResult(
+        prediction_id=None,
+        status="dry_run",
+        model=prepared.model,
+        prompt=prepared.prompt,
+        sources=list(prepared.sources),
+        estimated_price=price_text(planned.estimate),
+        ignored_parameters=list(prepared.ignored),
+        request_body=prepared.body,
+        elapsed_seconds=round(call.elapsed, 3),
+        next_step=dry_run_words(call, planned),
+    )
+    return tool_result(result, [], [*planned.job.notes, *prepared.notes, *files_words(asset)])
+
+
+def dry_run_words(call: Call, planned: Plan) -> str:
+    """What a dry run says it would cost, and how to run it for real."""
     estimate = planned.estimate
     if estimate is not None:
         cost = f"Estimated cost: {usd(estimate)} ({cost_words(planned)}). "
@@ -160,19 +190,20 @@ async def _dry_run(call: Call, planned: Plan) -> CallToolResult:
     threshold = call.runtime.confirm_above
     if threshold is not None and (estimate is None or estimate > threshold):
         cost += f"Above the {usd(threshold)} this server confirms, so the person will be asked first. "
-    result = GenerationResult(
-        prediction_id=None,
-        status="dry_run",
-        model=prepared.model,
-        prompt=prepared.prompt,
-        sources=list(prepared.sources),
-        estimated_price=price_text(estimate),
-        ignored_parameters=list(prepared.ignored),
-        request_body=prepared.body,
-        elapsed_seconds=round(call.elapsed, 3),
-        next_step=cost + _run_for_real(call, planned.job.tool),
-    )
-    return tool_result(result, [], [*planned.job.notes, *prepared.notes])
+    return cost + _run_for_real(call, planned.job.tool)
+
+
+def files_words(asset: AssetPlan | None) -> list[str]:
+    """A dry run's note on the files it would write."""
+    if asset is None or not asset.targets:
+        return []
+    shown = ", ".join(str(t.absolute) for t in asset.targets)
+    return [f"It would write {shown}."]
+
+
+def saving(call: Call, options: CallOptions) -> bool:
+    """Whether this call keeps a copy of each picture in the output folder."""
+    return call.outputs.save_by_default if options.save is None else (options.save and _may_save(call))
 
 
 def _run_for_real(call: Call, tool: str) -> str:
@@ -181,7 +212,7 @@ def _run_for_real(call: Call, tool: str) -> str:
     return f"Call {tool} again without dry_run to run it."
 
 
-def _not_started(err: AtlasError) -> bool:
+def not_started(err: AtlasError) -> bool:
     """The generation POST never reached Atlas, or Atlas refused it (4xx): nothing was started."""
     if isinstance(err, APIConnectionError):
         return not err.sent

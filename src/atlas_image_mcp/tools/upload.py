@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import anyio
@@ -11,9 +10,9 @@ from pydantic import BaseModel, Field
 
 from ..call import Call
 from ..errors import InvalidParameterError, LocalFileError
-from ..media import DataError, decode_data, filename_for, resolve_local_path
+from ..media import DataError, decode_data, filename_for, read_local_file
 from ..params import UploadMediaArguments
-from ..pictures import sniff
+from ..pictures import PictureError, check_input
 from ..runtime import Runtime
 from ..settings import env_name
 
@@ -37,30 +36,21 @@ class UploadResult(BaseModel):
     note: str
 
 
-def _local_path(runtime: Runtime, file_path: str) -> Path:
-    """A path is read only inside ATLAS_MCP_UPLOAD_ROOT when it is set (over HTTP, not at all
-    without it), and only when its content is a picture (unless ATLAS_MCP_UPLOAD_ANY_FILE=1)."""
-    if runtime.remote and runtime.settings.upload_root is None:
-        raise LocalFileError(
-            "Reading server-side files is off on this hosted server. Send the file's content as base64 in "
-            "`data` (with `filename`) instead of file_path."
-        )
-    path = resolve_local_path(file_path, root=runtime.settings.upload_root)
-    if path.is_file() and path.stat().st_size > 0:  # anything else is refused with its own reason
-        _only_pictures(runtime, path, f"{file_path[:200]!r}")
-    return path
-
-
-def _only_pictures(runtime: Runtime, source: Path | bytes, shown: str) -> None:
-    """Refuse anything whose content is not a picture (by its bytes, never its name)."""
+def _checked(runtime: Runtime, content: bytes, shown: str) -> None:
+    """The one input check (as for every tool that takes a picture), unless any file may be uploaded."""
     settings = runtime.settings
-    if settings.upload_any_file or sniff(source, settings.max_pixels) is not None:
+    if settings.upload_any_file and content:
         return
-    raise LocalFileError(
-        f"{shown} is not a picture (JPEG, PNG, WebP or GIF, judged by its content), so it was not "
-        "uploaded. upload_media sends pictures to use as generation inputs; the server's operator can "
-        f"allow any file with {env_name('upload_any_file')}=1."
-    )
+    try:
+        check_input(content, settings.max_pixels)
+    except PictureError as err:
+        advice = (
+            " upload_media sends pictures to use as generation inputs; the server's operator can "
+            f"allow any file with {env_name('upload_any_file')}=1."
+            if "accepted format" in str(err)
+            else ""
+        )
+        raise LocalFileError(f"{shown} {err}, so it was not uploaded.{advice}") from None
 
 
 async def upload_media(call: Call, args: UploadMediaArguments) -> Annotated[CallToolResult, UploadResult]:
@@ -69,18 +59,31 @@ async def upload_media(call: Call, args: UploadMediaArguments) -> Annotated[Call
     if (args.file_path is None) == (args.data is None):
         raise InvalidParameterError("file_path/data", "give exactly one of file_path or data.")
     api = call.api
-    limit = runtime.settings.max_upload_bytes
+    settings = runtime.settings
+    limit = settings.max_upload_bytes
     if args.data is not None:
         try:
             decoded = decode_data(args.data)
         except DataError as err:
             raise InvalidParameterError("data", f"{err}.") from None
-        name = args.filename or filename_for(decoded.content_type)
-        await anyio.to_thread.run_sync(_only_pictures, runtime, decoded.content, "The data")
-        upload = await api.upload_media(decoded.content, name, max_bytes=limit)
+        content, name, shown = (
+            decoded.content,
+            args.filename or filename_for(decoded.content_type),
+            "The data",
+        )
     else:
-        path = await anyio.to_thread.run_sync(_local_path, runtime, args.file_path or "")
-        upload = await api.upload_media(path, args.filename, max_bytes=limit)
+        if runtime.remote and settings.upload_root is None:
+            raise LocalFileError(
+                "Reading server-side files is off on this hosted server. Send the file's content as base64 "
+                "in `data` (with `filename`) instead of file_path."
+            )
+        # read once, off the event loop: what is checked below is what is sent
+        local = await anyio.to_thread.run_sync(
+            lambda: read_local_file(args.file_path or "", root=settings.upload_root, max_bytes=limit)
+        )
+        content, name, shown = local.content, args.filename or local.name, repr((args.file_path or "")[:200])
+    await anyio.to_thread.run_sync(_checked, runtime, content, shown)
+    upload = await api.upload_media(content, name, max_bytes=limit)
     result = UploadResult(
         download_url=upload.download_url,
         filename=upload.filename,
