@@ -49,6 +49,13 @@ from mcp.shared.auth import (
     OAuthToken,
 )
 
+from atlas_image_mcp.http import create_http_app
+from atlas_image_mcp.runtime import Runtime
+from atlas_image_mcp.settings import Settings
+
+from .conftest import TEST_KEY, make_api
+from .emulation import Emulator
+from .http_helpers import free_port, serve_app
 from .npm_tools import NpmTools
 
 PROVIDER_SCRIPT = Path(__file__).resolve().parent / "oidc_provider.mjs"
@@ -353,6 +360,42 @@ async def oauth_client(
         finally:
             group.cancel_scope.cancel()
             callback.close()
+
+
+# --- the server ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def hosted(emulator: Emulator, issuer: str, **changes: Any) -> Iterator[str]:
+    """The HTTP server with sign-in on, the server's key paying (its public URL is where it
+    listens, on a free port); yields that URL."""
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    settings = Settings(api_key=TEST_KEY, oauth_issuer=issuer, public_url=public, wait_seconds=10, **changes)
+    api_key = None if settings.user_keys else TEST_KEY
+    runtime = Runtime.create(settings, remote=True, client=make_api(emulator, api_key=api_key))
+    with serve_app(create_http_app(runtime), port=port) as base:
+        assert base == public
+        yield base
+
+
+@contextmanager
+def linking_server(emulator: Emulator, issuer: str, database: Path) -> Iterator[str]:
+    """The HTTP server with sign-in and linked keys, kept in the SQLite file ``database``."""
+    port = free_port()
+    settings = Settings(
+        oauth_issuer=issuer,
+        public_url=f"http://127.0.0.1:{port}",
+        user_keys=True,
+        oauth_client_id=SERVER_CLIENT,
+        oauth_client_secret=SERVER_SECRET,
+        linked_key_secret=base64.b64encode(os.urandom(32)).decode(),
+        database_url=f"sqlite:///{database}",
+        wait_seconds=10,
+    )
+    runtime = Runtime.create(settings, remote=True, client=make_api(emulator, api_key=None))
+    with serve_app(create_http_app(runtime), port=port) as base:
+        yield base
 
 
 # --- tokens by hand -------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -23,7 +22,7 @@ from atlas_image_mcp.settings import Settings
 
 from .conftest import TEST_KEY, make_api, text_of
 from .emulation import Emulator
-from .http_helpers import INITIALIZE, MCP_HEADERS, RawSession, free_port, mcp_client, serve_app
+from .http_helpers import INITIALIZE, MCP_HEADERS, RawSession, mcp_client, serve_app
 from .npm_tools import NpmTools, require_tools
 from .oauth_helpers import (
     BOTH_SCOPES,
@@ -37,6 +36,7 @@ from .oauth_helpers import (
     bearer,
     claims_of,
     forge,
+    hosted,
     oauth_client,
     open_browser,
     standard_claims,
@@ -54,19 +54,6 @@ PREREGISTERED = OAuthClientInformationFull(
     redirect_uris=["http://127.0.0.1/callback"],  # type: ignore[list-item]
     grant_types=["authorization_code", "refresh_token"],
 )
-
-
-@contextmanager
-def hosted(emulator: Emulator, issuer: str, **changes: Any) -> Iterator[str]:
-    """The HTTP server with sign-in on (its public URL is where it listens); yields that URL."""
-    port = free_port()
-    public = f"http://127.0.0.1:{port}"
-    settings = Settings(api_key=TEST_KEY, oauth_issuer=issuer, public_url=public, wait_seconds=10, **changes)
-    api_key = None if settings.user_keys else TEST_KEY
-    runtime = Runtime.create(settings, remote=True, client=make_api(emulator, api_key=api_key))
-    with serve_app(create_http_app(runtime), port=port) as base:
-        assert base == public
-        yield base
 
 
 # --- without a provider: what the server says before any token is checked --------------------------

@@ -25,8 +25,7 @@ import pytest
 from .emulation import Emulator
 from .http_helpers import free_port
 from .npm_tools import NpmTools, require_tools
-from .oauth_helpers import Browser, Provider, claims_of, open_browser, start_provider
-from .test_oauth import hosted
+from .oauth_helpers import Browser, Provider, claims_of, hosted, linking_server, open_browser, start_provider
 
 pytestmark = [pytest.mark.npm, pytest.mark.browser, pytest.mark.subprocess, pytest.mark.timeout(180)]
 
@@ -197,8 +196,6 @@ async def test_the_inspector_cli_shows_the_link_to_a_user_who_has_linked_no_key(
 ) -> None:
     """With linked keys on, a client that does not do URL elicitation (the Inspector CLI) shows the
     link in the tool's answer."""
-    from .test_oauth_links import linking_server
-
     home = tmp_path / "inspector-home"
     callback = f"http://127.0.0.1:{free_port()}/oauth/callback"
     with linking_server(Emulator(latency=0.05), provider.issuer, tmp_path / "store.sqlite3") as base:

@@ -8,11 +8,8 @@ in the answer, the page, the key Atlas receives, and the database file on disk.
 
 from __future__ import annotations
 
-import base64
-import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,19 +19,13 @@ import pytest
 from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
 from mcp_types import ElicitRequestURLParams, ElicitResult
 
-from atlas_image_mcp.http import create_http_app
-from atlas_image_mcp.runtime import Runtime
-from atlas_image_mcp.settings import Settings
-
-from .conftest import TEST_KEY, make_api, text_of
+from .conftest import TEST_KEY, text_of
 from .emulation import Emulator
-from .http_helpers import free_port, serve_app
 from .npm_tools import NpmTools, require_tools
 from .oauth_helpers import (
-    SERVER_CLIENT,
-    SERVER_SECRET,
     Browser,
     Provider,
+    linking_server,
     oauth_client,
     open_browser,
     start_provider,
@@ -67,24 +58,6 @@ async def browser() -> AsyncIterator[Browser]:
 @pytest.fixture
 def atlas() -> Emulator:
     return Emulator(api_keys=[TEST_KEY, ALICE_KEY, BOB_KEY], latency=0.05)
-
-
-@contextmanager
-def linking_server(emulator: Emulator, issuer: str, database: Path) -> Iterator[str]:
-    port = free_port()
-    settings = Settings(
-        oauth_issuer=issuer,
-        public_url=f"http://127.0.0.1:{port}",
-        user_keys=True,
-        oauth_client_id=SERVER_CLIENT,
-        oauth_client_secret=SERVER_SECRET,
-        linked_key_secret=base64.b64encode(os.urandom(32)).decode(),
-        database_url=f"sqlite:///{database}",
-        wait_seconds=10,
-    )
-    runtime = Runtime.create(settings, remote=True, client=make_api(emulator, api_key=None))
-    with serve_app(create_http_app(runtime), port=port) as base:
-        yield base
 
 
 async def link_on_the_page(browser: Browser, url: str, user: str, key: str) -> str:
