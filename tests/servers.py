@@ -400,23 +400,32 @@ def replica_processes(
     argv: Callable[[int, int], Sequence[str]],
     count: int,
     env: Callable[[int], Mapping[str, str]] | None = None,
+    logs: Path | None = None,
 ) -> Iterator[list[tuple[int, subprocess.Popen[bytes]]]]:
     """``count`` server processes, the i-th (from 1) started as ``argv(i, port)`` on a free port
     with the environment ``env(i)`` (default: this one); yields (port, process) once each listens,
-    and stops them all afterwards (bounded)."""
+    and stops them all afterwards (bounded). ``logs``: a folder for each one's output (``r<i>.log``;
+    else it is dropped)."""
     started: list[tuple[int, subprocess.Popen[bytes]]] = []
     try:
         for i in range(1, count + 1):
             port = free_port()
-            proc = subprocess.Popen(
-                list(argv(i, port)),
-                cwd=Path(__file__).resolve().parents[1],
-                env=dict(os.environ if env is None else env(i)),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            out: Any = subprocess.DEVNULL
+            if logs is not None:
+                out = open(logs / f"r{i}.log", "wb")  # noqa: SIM115 - the child holds it; closed below
+            try:
+                proc = subprocess.Popen(
+                    list(argv(i, port)),
+                    cwd=Path(__file__).resolve().parents[1],
+                    env=dict(os.environ if env is None else env(i)),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT if logs is not None else subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            finally:
+                if logs is not None:
+                    out.close()
             started.append((port, proc))
         for port, proc in started:
             wait_listening(port, proc)

@@ -199,12 +199,16 @@ async def test_variations_of_our_job_repeat_its_request_with_new_seeds(connect, 
     assert len(result.structured_content["outputs"]) == 3
 
 
-async def test_variations_of_a_job_not_ours_use_redux_on_its_picture(connect, emulator: Emulator) -> None:
+async def test_variations_of_a_job_not_ours_use_redux_on_its_picture(
+    connect, emulator: Emulator, tmp_path: Path
+) -> None:
     async with connect() as client:
         first = await generate(client)
-    # a new server process (a new session, no history), and Atlas' history unreadable
+    # a server that does not share the first one's store (no history of the job), and Atlas'
+    # history unreadable
     emulator.inject(Fault.status(500), method="GET", path="/api/v1/model/history", times=10)
-    async with connect(sleep=Sleeps()) as client:  # the history read is retried: no real back-off
+    elsewhere = tmp_path / "another-machine"
+    async with connect(sleep=Sleeps(), state_dir=elsewhere) as client:  # retried: no real back-off
         result = await client.call_tool(
             "generate_variations", {"prediction_id": first["prediction_id"], "count": 2}
         )

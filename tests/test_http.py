@@ -137,6 +137,39 @@ def test_healthz_needs_no_token_and_tells_nothing_secret(http: httpx.Client) -> 
     assert TOKEN not in response.text and SERVER_KEY not in response.text and "apikey" not in response.text
 
 
+async def test_readyz_needs_no_token_and_shows_where_the_store_is_only_to_this_machine_or_the_token(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "where-the-store-is.sqlite3"
+    runtime = Runtime.create(
+        Settings(api_key=SERVER_KEY, auth_token=TOKEN, database_url=f"sqlite:///{store}"), remote=True
+    )
+    app = create_http_app(runtime)
+
+    async def ready(client: tuple[str, int], **headers: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=client)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            return await http.get("/readyz", headers=headers)
+
+    try:
+        starting = await ready(("127.0.0.1", 5000))
+        await runtime.start()  # what the app's lifespan does before the first request
+        here = await ready(("127.0.0.1", 5000))
+        away = await ready(("203.0.113.7", 5000))
+        token = await ready(("203.0.113.7", 5000), authorization=f"Bearer {TOKEN}")
+        wrong = await ready(("203.0.113.7", 5000), authorization="Bearer not-the-token")
+    finally:
+        await runtime.aclose()
+    assert starting.status_code == 503 and starting.json()["status"] == "starting"
+    assert here.status_code == away.status_code == token.status_code == 200
+    assert here.json()["store"]["where"] == str(store) and here.json()["store"]["up"] is True
+    assert token.json()["store"]["where"] == str(store)
+    for hidden in (away, wrong):
+        assert hidden.json()["status"] == "ready" and hidden.json()["store"]["up"] is True
+        assert "where" not in hidden.json()["store"] and str(store) not in hidden.text
+    assert TOKEN not in here.text and SERVER_KEY not in here.text
+
+
 @pytest.fixture
 def no_server(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     """Records every uvicorn server (or subclass) that ``serve_http`` would run; nothing is ever bound."""

@@ -207,19 +207,20 @@ async def test_raw_2026_requests_with_made_up_session_ids_make_no_history_of_the
     assert seen["structuredContent"]["total"] == 1
 
 
-def test_one_owner_making_many_sessions_pushes_out_only_its_own() -> None:
+async def test_one_owner_making_many_sessions_pushes_out_only_its_own() -> None:
     """The history's bound, at a small size: the flooding owner loses its oldest, nobody else anything."""
     history = PictureHistory(max_entries=5, max_sessions=4)
     alice = HistoryScope(owner="alice", session="s1")
-    history.record(alice, HistoryEntry(prediction_id="a1", tool="generate_image"))
+    await history.record(alice, HistoryEntry(prediction_id="a1", tool="generate_image"))
     for n in range(50):
-        history.record(
+        await history.record(
             HistoryScope(owner="mallory", session=f"m{n}"), HistoryEntry(f"m{n}", "generate_image")
         )
-    assert [e.prediction_id for e in history.entries(alice)] == ["a1"]
-    assert history.owns("alice", "a1") and not history.owns("mallory", "a1")
-    assert [e.prediction_id for e in history.entries(HistoryScope("mallory", "m49"))] == ["m49"]
-    assert history.entries(HistoryScope("mallory", "m0")) == []
+    assert [e.prediction_id for e in await history.entries(alice)] == ["a1"]
+    assert await history.owns("alice", "a1") and not await history.owns("mallory", "a1")
+    assert [e.prediction_id for e in await history.entries(HistoryScope("mallory", "m49"))] == ["m49"]
+    assert await history.entries(HistoryScope("mallory", "m0")) == []
+    await history.aclose()
 
 
 # --- saved copies: only for the identity that made them --------------------------------------------

@@ -365,6 +365,26 @@ async def test_a_task_survives_a_restart_and_is_read_on_another_replica(
     assert any(block.type == "image" for block in result.content)
 
 
+async def test_a_task_cancelled_through_one_replica_reads_as_cancelled_on_every_other(
+    slow: Emulator, clock: FakeClock
+) -> None:
+    """Two replicas sharing the store (here the state folder's file) and the task secret: the
+    cancellation, which the task id cannot carry, reaches the replica that runs the task too."""
+    with (
+        hosted(slow, user_keys=True, task_secret=SECRET) as first,
+        hosted(slow, user_keys=True, task_secret=SECRET) as second,
+    ):
+        async with modern(first, key=TEST_KEY) as one, modern(second, key=TEST_KEY) as two:
+            with anyio.fail_after(30):
+                created = await one.session.call_tool("generate_image", PICTURE, allow_claimed=True)
+                assert isinstance(created, CreatedTask)
+                await cancel_task(two.session, created.task_id)
+                clock.advance(SLOW)  # the job finishes at Atlas anyway
+                seen = [await get_task(client.session, created.task_id) for client in (one, two, one)]
+    assert [task["status"] for task in seen] == ["cancelled"] * 3
+    assert "may still finish" in seen[0]["statusMessage"]
+
+
 async def test_without_a_task_secret_a_restarted_server_does_not_know_the_task(slow: Emulator) -> None:
     with hosted(slow) as first:
         async with modern(first) as client:

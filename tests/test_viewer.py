@@ -236,23 +236,26 @@ async def test_on_a_hosted_server_each_users_key_has_its_own_gallery(transport: 
     assert seen == {"alice": ["alice's cat"], "bob": ["bob's cat"]}
 
 
-def test_the_history_is_bounded_newest_first_and_keeps_what_a_job_was_started_with() -> None:
+async def test_the_history_is_bounded_newest_first_and_keeps_what_a_job_was_started_with() -> None:
     history = PictureHistory(max_entries=2, max_sessions=2)
     a, b, c = (HistoryScope(owner) for owner in "abc")  # three callers, one connection each
-    history.record(
+    await history.record(
         a, HistoryEntry("p1", "generate_image", 1.0, prompt="first", request_body={"prompt": "first"})
     )
-    history.record(a, HistoryEntry("p2", "generate_image", 2.0, prompt="second"))
-    history.record(a, HistoryEntry("p1", "get_prediction", 3.0, outputs=("https://o/1",), paths=(None,)))
-    [p2, p1] = history.entries(a)
-    assert p2.prediction_id == "p2" and history.last(a) == p1  # the latest with a picture
+    await history.record(a, HistoryEntry("p2", "generate_image", 2.0, prompt="second"))
+    await history.record(
+        a, HistoryEntry("p1", "get_prediction", 3.0, outputs=("https://o/1",), paths=(None,))
+    )
+    [p2, p1] = await history.entries(a)
+    assert p2.prediction_id == "p2" and await history.last(a) == p1  # the latest with a picture
     assert (p1.tool, p1.prompt, p1.created, p1.outputs) == ("generate_image", "first", 1.0, ("https://o/1",))
-    history.record(a, HistoryEntry("p3", "generate_image", 4.0))
-    assert [e.prediction_id for e in history.entries(a)] == ["p3", "p2"]
-    history.record(b, HistoryEntry("q1", "generate_image", 5.0))
-    history.record(c, HistoryEntry("r1", "generate_image", 6.0))
-    assert history.entries(a) == [] and history.last(a) is None  # the least recent session went
-    assert [e.prediction_id for e in history.entries(c)] == ["r1"]
+    await history.record(a, HistoryEntry("p3", "generate_image", 4.0))
+    assert [e.prediction_id for e in await history.entries(a)] == ["p3", "p2"]
+    await history.record(b, HistoryEntry("q1", "generate_image", 5.0))
+    await history.record(c, HistoryEntry("r1", "generate_image", 6.0))
+    assert await history.entries(a) == [] and await history.last(a) is None  # the least recent session went
+    assert [e.prediction_id for e in await history.entries(c)] == ["r1"]
+    await history.aclose()
 
 
 @pytest.mark.parametrize("tool", PICTURE_TOOLS)

@@ -27,19 +27,27 @@ own request.
   :data:`~atlas_image_mcp.constants.UNVERIFIED_SESSIONS_PER_ADDRESS` per client address and a
   quarter of the cap in all. Past that the key is checked with Atlas (:class:`KeyChecks`): accepted,
   it has the per-key allowance; refused, the request gets a 400 that says so.
+
+The total protects this process's memory and stays per process. The count per key is this
+process's own, unless the book shares it (:meth:`SessionBook.share`) with the other replicas
+through an :class:`OwnerSessions` (the store's, :class:`atlas_image_mcp.shared.SessionsInStore`),
+which is told of each session admitted, still held (renewed, at most every third of the idle time,
+while this process sees requests) and gone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
 import time
+import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
@@ -68,6 +76,7 @@ from .settings import env_name
 __all__ = [
     "BodyLimits",
     "KeyChecks",
+    "OwnerSessions",
     "SessionBook",
     "SessionLimits",
     "Verdict",
@@ -516,12 +525,31 @@ def _content_length(scope: Scope) -> int | None:
 # --- sessions -----------------------------------------------------------------------------------
 
 
+class OwnerSessions(Protocol):
+    """How many sessions each owner (a key) holds open across the replicas that share it."""
+
+    async def admit(self, owner: str, token: str, *, limit: int, here: int) -> int | None:
+        """Admit session ``token`` of ``owner`` (None), or refuse it: the sessions it holds.
+        ``here``: those it holds in this process."""
+        ...
+
+    async def renew(self, tokens: Sequence[str]) -> None:
+        """These admitted sessions are still open here."""
+        ...
+
+    async def leave(self, tokens: Sequence[str]) -> None:
+        """These admitted sessions are gone."""
+        ...
+
+
 @dataclass
 class _Holder:
     """Who holds an open session or stream: the key's digest (None without per-user keys) and address."""
 
     owner: str | None
     address: str
+    #: its name in the shared owner count (:class:`OwnerSessions`); "" when it is not shared
+    token: str = ""
 
 
 @dataclass
@@ -548,6 +576,46 @@ class SessionBook:
         self.keys = keys
         self.unverified_cap = max(1, int(max_sessions * UNVERIFIED_SESSIONS_SHARE))
         self._held: dict[str, _Holder] = {}  # session id, or a place held for a stream or an opening
+        self.owners: OwnerSessions | None = None
+        self._renew_every = 0.0
+        self._renewed = time.monotonic()
+        self._leaving: set[asyncio.Task[None]] = set()
+
+    def share(self, owners: OwnerSessions, *, renew_every: float) -> None:
+        """Count the sessions per key with the other replicas through ``owners``."""
+        self.owners, self._renew_every = owners, renew_every
+
+    def held_by(self, owner: str) -> int:
+        return sum(1 for other in self._held.values() if other.owner == owner)
+
+    async def admit_shared(self, holder: _Holder) -> bool:
+        """Whether the replicas together let ``holder`` open one more (always, when not shared)."""
+        if self.owners is None or holder.owner is None:
+            return True
+        token = uuid.uuid4().hex
+        here = self.held_by(holder.owner)
+        if await self.owners.admit(holder.owner, token, limit=self.per_key, here=here) is not None:
+            return False
+        holder.token = token
+        return True
+
+    async def renew(self) -> None:
+        """Tell the shared count which sessions are still open here (at most every ``renew_every``)."""
+        now = time.monotonic()
+        if self.owners is None or now - self._renewed < self._renew_every:
+            return
+        self._renewed = now
+        await self.owners.renew([holder.token for holder in self._held.values() if holder.token])
+
+    def _gone(self, holder: _Holder | None) -> None:
+        """A shared session ended: tell the shared count (soon; this may run where nothing is awaited)."""
+        if holder is None or not holder.token or self.owners is None:
+            return
+        if any(other is holder for other in self._held.values()):
+            return  # the same holder still holds a place (its opening became a session)
+        task = asyncio.get_running_loop().create_task(self.owners.leave([holder.token]))
+        self._leaving.add(task)
+        task.add_done_callback(self._leaving.discard)
 
     def blocked(self, holder: _Holder, *, verified: bool) -> _Blocked | None:
         """Why ``holder`` may not open one more (None: it may)."""
@@ -572,7 +640,7 @@ class SessionBook:
         self._held[place] = holder
 
     def release(self, place: str) -> None:
-        self._held.pop(place, None)
+        self._gone(self._held.pop(place, None))
 
     # --- called where the SDK makes and ends sessions (compat.watch_sessions) ---
 
@@ -595,7 +663,7 @@ class SessionBook:
         self._held[session_id] = opening.holder if opening is not None else _Holder(None, "unknown")
 
     def closed(self, session_id: str) -> None:
-        self._held.pop(session_id, None)
+        self._gone(self._held.pop(session_id, None))
 
 
 class SessionLimits:
@@ -612,6 +680,7 @@ class SessionLimits:
             return
         path, method = scope["path"], scope["method"]
         holder = _Holder(scope.get(OWNER), client_address(scope))
+        await self.book.renew()
         if path == "/sse" and method == "GET":
             await self._stream(scope, receive, send, holder)
             return
@@ -645,6 +714,8 @@ class SessionLimits:
                 await _key_refused(send)
                 return False
             why = self.book.blocked(holder, verified=verdict == "accepted")
+        if why is None and not await self.book.admit_shared(holder):
+            why = "per_key"  # at its limit on the replicas together
         if why is None:
             return True
         if why == "full":

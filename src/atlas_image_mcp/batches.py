@@ -68,7 +68,7 @@ async def finish_batch(
         except (AtlasError, ToolError) as err:
             outcomes[i] = err.message if isinstance(err, AtlasError) else str(err)
             return
-        remember(call, job.delivery, answer.result)
+        await remember(call, job.delivery, answer.result)
         outcomes[i] = answer
 
     async with anyio.create_task_group() as tg:

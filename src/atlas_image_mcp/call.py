@@ -31,7 +31,7 @@ from . import compat
 from .auth.principal import principal_of
 from .client import AtlasClient
 from .constants import CALL_MARGIN_SECONDS, ROOTS_SECONDS
-from .errors import AtlasError, InvalidParameterError, MissingAPIKeyError
+from .errors import AtlasError, InvalidParameterError, LedgerError, MissingAPIKeyError
 from .identity import Caller
 from .notify import notify, progress
 from .runtime import Runtime
@@ -192,9 +192,12 @@ class Call:
         runtime = self.runtime
         if not runtime.remote or self.caller.shared:
             return True
-        if runtime.history.owns(self.caller.history.owner, prediction_id):
-            return True
-        return await runtime.ledger.started(self.caller.bucket, prediction_id)
+        try:
+            if await runtime.history.owns(self.caller.history.owner, prediction_id):
+                return True
+            return await runtime.ledger.started(self.caller.bucket, prediction_id)
+        except LedgerError:  # the store cannot say (it is down): not shown to be theirs
+            return False
 
 
 def _cwd() -> Path | None:

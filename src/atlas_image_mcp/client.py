@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import anyio
 import httpx
@@ -47,12 +47,14 @@ from .fetch import Budget, Download, Fetcher, GuardedTransport, Resolver, remove
 from .media import upload_source
 from .models import (
     Balance,
+    HistoryItem,
     ModelInfo,
     Prediction,
     Upload,
     envelope_code,
     envelope_data,
     parse_balance,
+    parse_history,
     parse_prediction,
 )
 from .polling import PollSchedule, duration_of
@@ -456,6 +458,19 @@ class AtlasClient:
                 return None
             return request if isinstance(request, dict) else None
         return None
+
+    async def history(
+        self, model: str, *, page: int = 1, size: int = 50
+    ) -> tuple[list[HistoryItem], int | None]:
+        """One page (from 1) of the account's jobs of ``model``, newest first, and how many there are.
+
+        ``GET /model/history?model=<id>&no=<page>&size=<size>`` (at most 50 a page).
+        """
+        query = urlencode({"model": model, "no": max(1, page), "size": min(max(1, size), 50)})
+        body = await self._request(
+            ApiRequest("GET", f"/model/history?{query}", f"Reading the history of {model}")
+        )
+        return parse_history(body)
 
     async def reachable(self, url: str) -> bool:
         """Whether an output URL still answers (it expires after a while at Atlas)."""

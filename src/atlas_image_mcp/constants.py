@@ -96,6 +96,10 @@ LEDGER_KEEP_DAYS = 90
 STORE_URL_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
 #: How long a ledger write waits for another process holding the ledger, in seconds.
 LEDGER_BUSY_SECONDS = 10.0
+#: Each server process renews its heartbeat in the store this often (seconds); one whose heartbeat
+#: is older than this many beats is dead, and another settles the calls it left open.
+REPLICA_HEARTBEAT_SECONDS = 10.0
+REPLICA_TTL_BEATS = 3
 #: The images-per-hour limit counts images started in a rolling window this long, in seconds.
 IMAGE_WINDOW_SECONDS = 3600.0
 #: get_usage: days shown by default and at most, and how many of the largest calls it names.

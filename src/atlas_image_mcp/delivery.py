@@ -119,16 +119,16 @@ async def finish(
     copy by file name only. ``deadline`` bounds the collection of the pictures.
     """
     answer = await conclude(call, prediction, delivery, deadline=deadline)
-    remember(call, delivery, answer.result)
+    await remember(call, delivery, answer.result)
     result = without_local_paths(answer.result) if call.shows_apps else answer.result
     notes = [*answer.notes, OFFLINE_NOTE] if call.runtime.offline else answer.notes
     return tool_result(result, answer.blocks, notes, is_error=answer.is_error)
 
 
-def remember(call: Call, delivery: Delivery, result: GenerationResult) -> None:
+async def remember(call: Call, delivery: Delivery, result: GenerationResult) -> None:
     """Record ``result`` in the caller's history (when the delivery names an entry)."""
     if delivery.entry is not None:
-        call.runtime.history.completed(call.caller.history, delivery.entry, result)
+        await call.runtime.history.completed(call.caller.history, delivery.entry, result)
 
 
 async def conclude(call: Call, prediction: Prediction, delivery: Delivery, *, deadline: float) -> Answer:
@@ -207,7 +207,7 @@ async def _settle(call: Call, prediction: Prediction) -> Decimal | None:
     failed = prediction.kind == "failed"
     try:
         return await call.runtime.ledger.settle(
-            call.caller.bucket, prediction.id, charged=charged, failed=failed
+            call.caller.bucket, prediction.id, charged=charged, failed=failed, done=prediction.is_terminal
         )
     except LedgerError as err:  # the answer about a paid job matters more than the bookkeeping
         logger.warning("could not record the charge of %s: %s", prediction.id, err.message)

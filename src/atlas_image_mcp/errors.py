@@ -10,6 +10,7 @@ The tree::
       + BudgetError                  the daily USD budget refused a generation
       + LedgerError                  the spend ledger cannot be read or written
         - StoreUnavailableError      the store cannot be reached now (nothing was sent)
+        - StoreVersionError          the store was written by a newer release
       + SaveError                    a picture could not be written to the output folder
       + APIConnectionError           the request did not get an answer (``sent``: it may have arrived)
         - APITimeoutError            ... because it timed out
@@ -62,6 +63,7 @@ __all__ = [
     "ServerError",
     "SpendLimitError",
     "StoreUnavailableError",
+    "StoreVersionError",
     "no_such_prediction",
     "status_error",
 ]
@@ -239,6 +241,10 @@ class StoreUnavailableError(LedgerError):
             "nothing was sent and nothing was spent. The server reconnects by itself: try again in a "
             "moment; if it lasts, the operator should check that the database is running."
         )
+
+
+class StoreVersionError(LedgerError):
+    """The store's schema is newer than this release knows: a newer release has used it."""
 
 
 class SaveError(AtlasError):

@@ -1,29 +1,35 @@
 """The pictures each caller made: for ``last``, for variations of our own jobs, and for the gallery.
 
-One :class:`PictureHistory` lives on the :class:`~atlas_image_mcp.runtime.Runtime` and keeps a short,
-bounded list per :class:`HistoryScope`: whose it is (the owner: a digest of the caller's Atlas key,
-the one identity the server verified) and which of their connections (a name the server gave a
-connection that lasts across requests: a stdio process, a streamable-HTTP session, an SSE stream;
-empty where every request stands alone, so the owner's requests without a session share one list).
-Nothing a client sends names a scope. Scopes least recently used go first once there are too many,
-always from the owner that holds the most, so one caller's many sessions push out only its own;
-entries go oldest first. It lives in memory only: a restart forgets it, Atlas keeps the
-predictions, and nothing in it is ever sent to Atlas.
+A :class:`PictureHistory` keeps, in the server's store (:mod:`atlas_image_mcp.store.pictures`), a
+short, bounded list per :class:`HistoryScope`: whose it is (the owner: a digest of the caller's
+Atlas key, the one identity the server verified) and which of their connections (a name the server
+gave a connection that lasts across requests: a stdio process, a streamable-HTTP session, an SSE
+stream; empty where every request stands alone, so the owner's requests without a session share
+one list, on every replica that shares the store). Nothing a client sends names a scope. Scopes
+least recently added to go first once there are too many, always from the owner that holds the
+most, so one caller's many sessions push out only its own; entries go oldest first. Every read is
+a read of the store (nothing is cached here, so no replica answers from an old or a foreign copy).
+Nothing in it is ever sent to Atlas; Atlas keeps the predictions themselves.
 """
 
 from __future__ import annotations
 
-import threading
+import json
+import logging
 import time
-from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .constants import HISTORY_MAX_ENTRIES, HISTORY_MAX_SESSIONS
+from .errors import LedgerError
 from .render import GenerationResult
+from .shared import SharedStore
+from .store import PictureRecord, locate
 
 __all__ = ["HistoryEntry", "HistoryScope", "PictureHistory"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,69 +68,63 @@ class PictureHistory:
     """Recent predictions per scope, newest first, bounded in scopes (fairly per owner) and in entries.
 
     Recording a prediction already known in the scope updates it in place (a job submitted by one
-    call and collected by a later one stays one entry, with what it was started with).
+    call and collected by a later one stays one entry, with what it was started with). ``store``:
+    the server's; without one the history opens its own, in memory (close it with :meth:`aclose`).
     """
 
     def __init__(
-        self, max_entries: int = HISTORY_MAX_ENTRIES, max_sessions: int = HISTORY_MAX_SESSIONS
+        self,
+        store: SharedStore | None = None,
+        *,
+        max_entries: int = HISTORY_MAX_ENTRIES,
+        max_sessions: int = HISTORY_MAX_SESSIONS,
     ) -> None:
+        self._own = store is None
+        self._store = store or SharedStore(locate("sqlite:///:memory:", default_path=None))
         self._max_entries = max(1, max_entries)
         self._max_sessions = max(1, max_sessions)
-        self._scopes: OrderedDict[HistoryScope, list[HistoryEntry]] = OrderedDict()  # each newest first
-        self._owners: Counter[str] = Counter()  # scopes held per owner
-        self._lock = threading.Lock()
 
-    def record(self, scope: HistoryScope, entry: HistoryEntry) -> None:
-        with self._lock:
-            entries = self._scopes.pop(scope, None)
-            if entries is None:
-                entries = []
-                self._owners[scope.owner] += 1
-            self._scopes[scope] = entries  # most recently used scope last
-            for i, old in enumerate(entries):
-                if old.prediction_id == entry.prediction_id:
-                    entries[i] = _merge(old, entry)
-                    break
-            else:
-                entries.insert(0, entry)
-                del entries[self._max_entries :]
-            while len(self._scopes) > self._max_sessions:
-                self._evict()
+    async def record(self, scope: HistoryScope, entry: HistoryEntry) -> None:
+        """Add ``entry`` to the scope (or merge it into the one it has). Never fails the call: every
+        entry is about a prediction that exists, whose answer matters more than remembering it."""
+        try:
+            pictures = (await self._store.get()).pictures
+            await pictures.record(scope.owner, _record_of(entry), scope=scope.session,
+                                  keep=self._max_entries, scopes=self._max_sessions)  # fmt: skip
+        except LedgerError as err:
+            logger.warning("prediction %s not kept in the history: %s", entry.prediction_id, err.message)
 
-    def _evict(self) -> None:
-        """Forget the least recently used scope among those of the owners holding the most."""
-        most = max(self._owners.values())
-        oldest = next(s for s in self._scopes if self._owners[s.owner] == most)
-        del self._scopes[oldest]
-        self._owners[oldest.owner] -= 1
-        if not self._owners[oldest.owner]:
-            del self._owners[oldest.owner]
-
-    def entries(self, scope: HistoryScope) -> list[HistoryEntry]:
+    async def entries(self, scope: HistoryScope) -> list[HistoryEntry]:
         """The scope's jobs, newest first."""
-        with self._lock:
-            return list(self._scopes.get(scope, ()))
+        pictures = (await self._store.get()).pictures
+        found = await pictures.entries(scope.owner, self._max_entries, scope=scope.session)
+        return [_entry_of(record) for record in found]
 
-    def last(self, scope: HistoryScope) -> HistoryEntry | None:
+    async def last(self, scope: HistoryScope) -> HistoryEntry | None:
         """The scope's latest job that produced a picture."""
-        return next((e for e in self.entries(scope) if e.outputs), None)
+        found = await (await self._store.get()).pictures.last(scope.owner, scope=scope.session)
+        return _entry_of(found) if found is not None else None
 
-    def find(self, scope: HistoryScope, prediction_id: str) -> HistoryEntry | None:
-        return next((e for e in self.entries(scope) if e.prediction_id == prediction_id), None)
+    async def find(self, scope: HistoryScope, prediction_id: str) -> HistoryEntry | None:
+        pictures = (await self._store.get()).pictures
+        found = await pictures.find(scope.owner, prediction_id, scope=scope.session)
+        return _entry_of(found) if found is not None else None
 
-    def owns(self, owner: str, prediction_id: str) -> bool:
+    async def lookup(self, scope: HistoryScope, prediction_id: str) -> HistoryEntry | None:
+        """:meth:`find` for a call that spends nothing: None while the store cannot be read."""
+        try:
+            return await self.find(scope, prediction_id)
+        except LedgerError as err:
+            logger.info("history not read for %s: %s", prediction_id, type(err).__name__)
+            return None
+
+    async def owns(self, owner: str, prediction_id: str) -> bool:
         """Whether any scope of ``owner`` knows ``prediction_id`` (a job this owner started or collected)."""
-        with self._lock:
-            return any(
-                e.prediction_id == prediction_id
-                for scope, entries in self._scopes.items()
-                if scope.owner == owner
-                for e in entries
-            )
+        return await (await self._store.get()).pictures.owns(owner, prediction_id)
 
-    def completed(self, scope: HistoryScope, entry: HistoryEntry, result: GenerationResult) -> None:
+    async def completed(self, scope: HistoryScope, entry: HistoryEntry, result: GenerationResult) -> None:
         """Record what a finished call returned for ``entry`` (its outputs and saved paths)."""
-        self.record(
+        await self.record(
             scope,
             replace(
                 entry,
@@ -134,18 +134,48 @@ class PictureHistory:
             ),
         )
 
+    async def aclose(self) -> None:
+        """Close the store this history opened itself (the server's is closed by the server)."""
+        if self._own:
+            await self._store.aclose()
 
-def _merge(old: HistoryEntry, new: HistoryEntry) -> HistoryEntry:
-    """``new``, keeping what only ``old`` knew (the tool, prompt, body and inputs it was started with)."""
-    return replace(
-        new,
-        tool=old.tool,
-        created=old.created,
-        model=new.model or old.model,
-        prompt=new.prompt if new.prompt is not None else old.prompt,
-        outputs=new.outputs or old.outputs,
-        paths=new.paths or old.paths,
-        request_body=new.request_body if new.request_body is not None else old.request_body,
-        sources=new.sources or old.sources,
-        batch=old.batch or new.batch,
+
+def _record_of(entry: HistoryEntry) -> PictureRecord:
+    body = entry.request_body
+    return PictureRecord(
+        prediction_id=entry.prediction_id,
+        tool=entry.tool,
+        created_ms=int(round(entry.created * 1000)),
+        model=entry.model,
+        prompt=entry.prompt,
+        status=entry.status,
+        outputs=entry.outputs,
+        paths=entry.paths,
+        sources=entry.sources,
+        request_body=json.dumps(dict(body), separators=(",", ":"), default=str) if body is not None else None,
+        batch=entry.batch,
     )
+
+
+def _entry_of(record: PictureRecord) -> HistoryEntry:
+    return HistoryEntry(
+        prediction_id=record.prediction_id,
+        tool=record.tool,
+        created=record.created_ms / 1000,
+        model=record.model,
+        prompt=record.prompt,
+        outputs=record.outputs,
+        paths=record.paths,
+        request_body=_body(record.request_body),
+        status=record.status,
+        sources=record.sources,
+        batch=record.batch,
+    )
+
+
+def _body(text: str | None) -> Mapping[str, Any] | None:
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

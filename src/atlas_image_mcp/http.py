@@ -32,7 +32,11 @@ Security, from the outside in:
   connection that sends nothing is closed within seconds, a request head must arrive within a few
   seconds and fit in 16 KB, idle keep-alive connections close after 10 s, ``X-Forwarded-For`` is
   believed only from ``ATLAS_MCP_TRUSTED_PROXIES``, and the access log never shows a query.
-* ``/healthz`` answers 200 with nothing secret, without authentication, for load balancers.
+* ``/healthz`` answers 200 with nothing secret, without authentication, for load balancers
+  (liveness). ``/readyz``, also without authentication, answers for this replica: 200 once it
+  has started and until it starts stopping, else 503; its body reports the store (engine, where
+  without a password, up or down and why) but a store that is down does not fail it, since every
+  replica shares that store (docs/replicas.md).
 """
 
 from __future__ import annotations
@@ -95,6 +99,7 @@ from .redact import key_digest, redact
 from .runtime import Runtime
 from .server import make_server, spending_tools
 from .settings import Settings, SettingsError, WorkerOptions, env_name, export_for_workers
+from .shared import SessionsInStore
 
 __all__ = [
     "AccessGuard",
@@ -110,6 +115,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+#: Paths answered without authentication (probes of load balancers and orchestrators).
+_OPEN_PATHS = frozenset({HEALTH_PATH, READY_PATH})
 _LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"]
 _LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
 _PARSE_ERROR, _INVALID_REQUEST, _INTERNAL_ERROR, _UNAUTHORIZED = -32700, -32600, -32603, -32001
@@ -168,7 +176,7 @@ class AccessGuard:
         self.user_keys = user_keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or scope["path"] == HEALTH_PATH:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in _OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         if scope["type"] == "http" and scope["method"] == "HEAD":
@@ -261,7 +269,7 @@ class JsonRpcErrors:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == HEALTH_PATH or scope["method"] == "HEAD":
+        if scope["type"] != "http" or scope["path"] in _OPEN_PATHS or scope["method"] == "HEAD":
             await self.app(scope, receive, send)
             return
         held: Message | None = None
@@ -324,6 +332,38 @@ async def _healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "version": __version__, "offline": runtime.offline})
 
 
+async def _readyz(request: Request) -> JSONResponse:
+    """This replica's readiness (see the module docstring), and the store's state in the body.
+
+    Where the store is and why it is down (host names, database and user names in a driver's
+    words) are shown only to a request from this machine or one that carries the server's token;
+    anyone else who can reach the port sees whether it is up.
+    """
+    runtime: Runtime = request.app.state.runtime
+    state = "stopping" if runtime.draining else "ready" if runtime.started else "starting"
+    status = runtime.store.status()
+    store = (
+        status.as_dict()
+        if status is not None
+        else {"up": False, "reason": runtime.store.failure or "not opened yet"}
+    )
+    if not _may_see_details(request, runtime.settings.auth_token):
+        store = {k: v for k, v in store.items() if k not in ("where", "reason")}
+    return JSONResponse(
+        {"status": state, "version": __version__, "store": store},
+        status_code=200 if state == "ready" else 503,
+    )
+
+
+def _may_see_details(request: Request, token: str | None) -> bool:
+    client = request.client
+    if client is not None and is_loopback(client.host):
+        return True
+    scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
+    given = value.strip().encode("latin-1", "replace") if scheme.lower() == "bearer" else b""
+    return token is not None and hmac.compare_digest(given, token.encode())
+
+
 def create_http_app(
     runtime: Runtime, *, host: str = "127.0.0.1", stateless: bool = False, legacy_sse: bool = True
 ) -> Starlette:
@@ -354,7 +394,11 @@ def create_http_app(
         max_request_body_size=body_limit,
         host=host,
     )
-    routes: list[BaseRoute] = [Route(HEALTH_PATH, _healthz, methods=["GET"]), *streamable.routes]
+    routes: list[BaseRoute] = [
+        Route(HEALTH_PATH, _healthz, methods=["GET"]),
+        Route(READY_PATH, _readyz, methods=["GET"]),
+        *streamable.routes,
+    ]
     if legacy_sse:
         routes += sse.routes
 
@@ -362,6 +406,7 @@ def create_http_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with streamable.router.lifespan_context(app):
             try:
+                await runtime.start()  # the store, its heartbeat and sweeper: before any request
                 yield
             finally:
                 await runtime.aclose()
@@ -375,6 +420,9 @@ def create_http_app(
     check = _key_check(runtime) if settings.user_keys and signin is None else None
     keys = KeyChecks(check, verified_owners=signin is not None)
     book = SessionBook(max_sessions=settings.max_sessions, per_key=settings.max_sessions_per_key, keys=keys)
+    if runtime.store.location.shared:  # per key across replicas when they share a store (PostgreSQL)
+        idle = settings.session_idle_seconds
+        book.share(SessionsInStore(runtime.store, ttl=idle), renew_every=idle / 3)
     if not stateless:
         compat.watch_sessions(
             server.session_manager, may_open=book.may_open, opened=book.opened, closed=book.closed
@@ -392,7 +440,7 @@ def create_http_app(
         keys=keys,
     )
     if signin is not None:
-        app.add_middleware(OAuthGuard, signin=signin, open_paths=(HEALTH_PATH,))
+        app.add_middleware(OAuthGuard, signin=signin, open_paths=tuple(_OPEN_PATHS))
     else:
         app.add_middleware(AccessGuard, token=settings.auth_token, user_keys=settings.user_keys)
     if settings.allowed_origins:
@@ -492,6 +540,8 @@ async def _finish_calls(
             waited += step
 
     compat.stop_listening(server)  # no new connections from here on
+    if runtime is not None:
+        runtime.draining = True  # /readyz: 503 from now on
     if in_flight.count:
         logger.info("stopping: waiting up to %gs for %d call(s) in flight", grace, in_flight.count)
     await settle(grace)

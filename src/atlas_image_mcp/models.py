@@ -8,8 +8,10 @@ of that and keep unknown fields in ``raw``.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -20,6 +22,7 @@ from .constants import MAX_MODEL_ID_CHARS, MAX_PRICE_CHARS, MAX_UPSTREAM_TEXT_CH
 __all__ = [
     "Balance",
     "DONE_STATUSES",
+    "HistoryItem",
     "Money",
     "FAILED_STATUSES",
     "ModelInfo",
@@ -30,6 +33,7 @@ __all__ = [
     "envelope_data",
     "message_of",
     "parse_balance",
+    "parse_history",
     "parse_prediction",
     "parse_usd",
     "status_kind",
@@ -343,3 +347,59 @@ def parse_balance(body: Any) -> Balance | None:
     if not any(amounts.values()):
         return None
     return Balance(**amounts)
+
+
+# --- the account's history ---------------------------------------------------------------------
+
+_MAX_HISTORY_BODY_CHARS = 256 * 1024  # a request body longer than this is not one this server sent
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    """One job of ``GET /model/history``: its prediction, when it was created, and what was sent."""
+
+    prediction: Prediction
+    #: Unix seconds (None when not given or not a number).
+    created_at: float | None
+    #: The request body it was submitted with (None when absent or not a JSON object).
+    request_body: dict[str, Any] | None
+
+
+def parse_history(body: Any) -> tuple[list[HistoryItem], int | None]:
+    """The items of a history page and the total Atlas reports (None when not given); odd items
+    (no id, a body that is not JSON) are kept as far as they can be read, never raised."""
+    data = envelope_data(body)
+    items = data.get("items") if isinstance(data, Mapping) else None
+    total = data.get("total") if isinstance(data, Mapping) else None
+    found: list[HistoryItem] = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, Mapping):
+            continue
+        pid = str(item.get("ID") or item.get("id") or "")[:MAX_MODEL_ID_CHARS]
+        result = item.get("result")
+        prediction = parse_prediction(result, fallback_id=pid) if isinstance(result, Mapping) else None
+        if prediction is None:
+            if not pid:
+                continue
+            prediction = Prediction(id=pid, status=str(item.get("status") or "created")[:32])
+        created = item.get("createdAt")
+        raw = item.get("requestBody")
+        request: Any = None
+        if isinstance(raw, str) and len(raw) <= _MAX_HISTORY_BODY_CHARS:
+            try:
+                request = json.loads(raw)
+            except ValueError:
+                request = None
+        elif isinstance(raw, Mapping):
+            request = dict(raw)
+        found.append(
+            HistoryItem(
+                prediction=prediction,
+                created_at=float(created)
+                if isinstance(created, (int, float)) and not isinstance(created, bool)
+                else None,
+                request_body=request if isinstance(request, dict) else None,
+            )
+        )
+    count = total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else None
+    return found, count

@@ -9,13 +9,16 @@ place, so a call is priced, confirmed and sent from the same preparation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from .errors import InvalidParameterError
 
-__all__ = ["PictureSlot", "PreparedRequest", "check_picture_url"]
+__all__ = ["PictureSlot", "PreparedRequest", "body_fingerprint", "check_picture_url"]
 
 
 @dataclass(frozen=True)
@@ -75,11 +78,23 @@ class PreparedRequest:
                 listed[slot.index] = url
         return replace(self, body=body, pictures=(), sources=tuple(checked))
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """The SHA-256 of the body to send, in canonical form (:func:`body_fingerprint`), made once."""
+        return body_fingerprint(self.wire_body())
+
     def wire_body(self) -> dict[str, Any]:
         """The body to send; every picture must have been resolved first."""
         if self.pictures:
             raise ValueError("the request still has picture references to resolve")
         return self.body
+
+
+def body_fingerprint(body: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a request body as canonical JSON (keys sorted, no spaces): the same for the
+    body sent and for that body as Atlas' history gives it back, whatever the spacing or key order."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def check_picture_url(parameter: str, value: str) -> str:

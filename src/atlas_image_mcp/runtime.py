@@ -1,12 +1,18 @@
-"""The composition root: settings, the Atlas client, the spend ledger, the picture history, where files go.
+"""The composition root: settings, the Atlas client, the store (spend ledger, picture history), where
+files go.
 
 One :class:`Runtime` serves every session of a server process. It is built by the CLI (or a
-test), handed to :func:`atlas_image_mcp.server.make_server`, and closed when the process stops.
+test), handed to :func:`atlas_image_mcp.server.make_server`, started by the server's lifespan
+(:meth:`Runtime.start` opens the store, or it opens on first use), and closed when the process
+stops. Once the store is open, its sweeper settles the paid calls that dead replicas left open,
+asking Atlas with a key it may use (:meth:`Runtime.client_for_bucket`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import InitVar, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -23,21 +29,26 @@ from .constants import (
     DECODES_AT_ONCE,
     DEFAULT_EMULATOR_LATENCY,
     HOSTED_KEEPALIVE_SECONDS,
-    LEDGER_FILE,
     MAX_CONNECTIONS,
     OFFLINE_API_KEY,
     OFFLINE_BASE_URL,
+    REPLICA_TTL_BEATS,
     USER_KEY_HEADER,
     Place,
 )
-from .errors import MissingAPIKeyError
+from .errors import LedgerError, MissingAPIKeyError
 from .history import HistoryScope, PictureHistory
 from .identity import Caller
-from .ledger import Ledger, Limits
+from .ledger import Ledger, Limits, bucket_of
+from .orphans import find_at_atlas
 from .redact import key_digest, register_secret
 from .settings import Settings, proxy_environment
+from .shared import SharedStore
+from .store import Finding, OpenCall, Store, StoreOptions, location_of
 
 __all__ = ["Runtime"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,24 +65,53 @@ class Runtime:
     given_ledger: InitVar[Ledger | None] = None
     #: What each key started and was charged, and its budgets (see :mod:`atlas_image_mcp.ledger`).
     ledger: Ledger = field(init=False)
+    #: The store the ledger, the history and task notes live in (the ledger's).
+    store: SharedStore = field(init=False)
     catalogue: Catalogue = field(init=False)
-    #: This process's record of each session's pictures ('last', variations, the viewer's gallery).
+    #: Each caller's pictures ('last', variations, the viewer's gallery), in the store.
     history: PictureHistory = field(init=False)
     #: pictures decoded at once in this process (each may take width x height x 4 bytes)
     decodes: anyio.CapacityLimiter = field(init=False)
     #: set when the server is stopping: calls still waiting for a picture answer "processing" now
     stopping: anyio.Event = field(init=False)
+    #: True from the moment the server starts stopping (``/readyz`` then answers 503).
+    draining: bool = field(default=False, init=False)
+    #: Whether :meth:`start` ran (``/readyz`` answers 503 before).
+    started: bool = field(default=False, init=False)
+    #: The per-user keys of the requests in flight, by ledger bucket (see :meth:`lend`).
+    _lent: dict[str, list[str | int]] = field(default_factory=dict, init=False, repr=False)
     #: Sign-in (OAuth) of a hosted server, when it is on (see :mod:`atlas_image_mcp.auth`).
     signin: SignIn | None = None
 
     def __post_init__(self, given_ledger: Ledger | None) -> None:
         self.ledger = given_ledger or default_ledger(self.settings, offline=self.offline)
+        self.store = self.ledger.store
         self.catalogue = Catalogue()
-        self.history = PictureHistory()
+        self.history = PictureHistory(self.store)
         self.decodes = anyio.CapacityLimiter(DECODES_AT_ONCE)
         self.stopping = anyio.Event()
         if self.remote:
             self.place = "http"
+        self.store.when_open(self._watch)
+
+    async def start(self) -> None:
+        """Open the store (its heartbeat and sweeper start with it). A store that cannot be opened
+        is logged, not raised: the calls that need it say why, and the others work."""
+        try:
+            await self.store.get()
+        except LedgerError as err:
+            logger.error("the store could not be opened: %s", err.message)
+        self.started = True
+
+    def _watch(self, store: Store) -> None:
+        store.watch(self._lookup)
+
+    async def _lookup(self, call: OpenCall) -> Finding:
+        """What Atlas says of a call a dead replica left open, with a key that may ask about it."""
+        api = self.client_for_bucket(call.bucket)
+        if api is None:
+            return Finding("unknown")
+        return await find_at_atlas(api, call)
 
     def stop_waiting(self) -> None:
         """Tell every call waiting for a picture to answer now with its prediction id (shutdown)."""
@@ -124,14 +164,17 @@ class Runtime:
         runtime = cls(
             settings=settings, client=client, remote=remote, offline=offline, place=place, given_ledger=ledger
         )
-        runtime.signin = sign_in(settings, offline=offline) if remote else None
+        runtime.signin = sign_in(settings, runtime.store) if remote else None
         return runtime
 
     async def aclose(self) -> None:
-        await self.client.aclose()
-        self.ledger.close()
-        if self.signin is not None:
-            await self.signin.aclose()
+        self.draining = True
+        try:
+            if self.signin is not None:
+                await self.signin.aclose()
+            await self.ledger.aclose()
+        finally:
+            await self.client.aclose()
 
     @property
     def confirm_above(self) -> Decimal | None:
@@ -190,6 +233,37 @@ class Runtime:
             raise MissingAPIKeyError(place=self.place)
         return self.client
 
+    @contextmanager
+    def lend(self, caller: Caller) -> Iterator[None]:
+        """While a request of ``caller`` is in flight, its per-user key may also settle the calls of
+        its own bucket that a dead replica left open (:meth:`client_for_bucket`); never longer."""
+        key = caller.key
+        if not self.per_user_keys or not key:
+            yield
+            return
+        bucket = bucket_of(caller.bucket)
+        lent = self._lent.setdefault(bucket, [key, 0])
+        lent[1] = int(lent[1]) + 1
+        try:
+            yield
+        finally:
+            lent[1] = int(lent[1]) - 1
+            if int(lent[1]) <= 0:
+                self._lent.pop(bucket, None)
+
+    def client_for_bucket(self, bucket: str) -> AtlasClient | None:
+        """A client whose key is the one ``bucket`` spends: the server's own, or (per-user keys) the
+        key of a request of that bucket in flight here; None when no such key is at hand."""
+        if self.per_user_keys:
+            lent = self._lent.get(bucket)
+            return self.client.with_api_key(str(lent[0])) if lent is not None else None
+        if self.signin is not None:  # every signed-in user's bucket spends the server's own key
+            return self.client if self.client.has_api_key else None
+        key = self.settings.api_key
+        if not key or not self.client.has_api_key or bucket_of(key) != bucket:
+            return None
+        return self.client
+
     @property
     def per_user_keys(self) -> bool:
         return self.settings.user_keys and self.remote
@@ -237,10 +311,18 @@ def limits_of(settings: Settings) -> Limits:
     return Limits(images_per_hour=settings.max_images_per_hour, usd_per_day=per_day)
 
 
+def store_options(settings: Settings) -> StoreOptions:
+    """The store's tunables the settings choose (the heartbeat, and the lifetime it implies)."""
+    beat = settings.replica_heartbeat_seconds
+    return StoreOptions(heartbeat=beat, replica_ttl=beat * REPLICA_TTL_BEATS)
+
+
 def default_ledger(settings: Settings, *, offline: bool = False) -> Ledger:
-    """The ledger in the state folder; in memory for the offline emulator (nothing real is spent)."""
-    path = None if offline else settings.resolved_state_dir / LEDGER_FILE
-    return Ledger(path, limits_of(settings))
+    """The ledger in the store the settings name (``ATLAS_MCP_DATABASE_URL``, else the state
+    folder's file); in memory for the offline emulator (nothing real is spent)."""
+    return Ledger(
+        location_of(settings, offline=offline), limits_of(settings), options=store_options(settings)
+    )
 
 
 def _header(headers: Mapping[str, str] | None, name: str) -> str | None:

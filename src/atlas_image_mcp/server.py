@@ -21,6 +21,7 @@ from .prompts import register_prompts
 from .redact import redact, redact_tree, secret_in_scope
 from .resources import label_pictures, register_resources
 from .runtime import Runtime
+from .shared import TaskNotesInStore
 from .taskids import TaskIds, task_id_secret
 from .tasks_legacy import TasksWithLegacyForm
 from .tools import build_tools, keyed_tools, spending_tools
@@ -107,11 +108,14 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
         # or their sign-in; with one shared key and no sign-in a hosted server cannot list "your" tasks
         list_tasks=runtime.callers_apart,
     )
+    tasks.notes = TaskNotesInStore(runtime.store)  # a cancellation, which an id cannot carry
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
         # The runtime outlives sessions (HTTP serves many); whoever built it closes it. Task runs
-        # live in the task group entered here, not in the request that started them.
+        # live in the task group entered here, not in the request that started them. The store
+        # opens here (once; SSE enters this per connection).
+        await runtime.start()
         async with tasks.running():
             yield runtime
 

@@ -313,6 +313,12 @@ class Settings(BaseModel):
         shown_default="SQLite file in the state folder",
         secret=True,
     )
+    replica_heartbeat_seconds: PositiveSeconds = setting(
+        "ATLAS_MCP_REPLICA_HEARTBEAT_SECONDS",
+        C.REPLICA_HEARTBEAT_SECONDS,
+        "how often each server process renews its heartbeat in the store; one silent for "
+        f"{C.REPLICA_TTL_BEATS} times this long is dead, and another settles the paid calls it left open",
+    )
     log_level: Annotated[str, BeforeValidator(_upper)] = setting(
         "ATLAS_MCP_LOG_LEVEL", "INFO", "stderr log level"
     )

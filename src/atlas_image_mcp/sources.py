@@ -70,7 +70,7 @@ async def resolve_picture(ref: str, parameter: str, ctx: SourceContext) -> str:
     """The URL Atlas will read for one picture reference (see the module docstring for the forms)."""
     text = ref.strip()
     if text.lower() == "last":
-        entry = ctx.history.last(ctx.session)
+        entry = await ctx.history.last(ctx.session)
         if entry is None:
             raise InvalidParameterError(
                 parameter,
@@ -80,7 +80,9 @@ async def resolve_picture(ref: str, parameter: str, ctx: SourceContext) -> str:
         return await _earlier_output(entry.prediction_id, 1, parameter, ctx)
     if match := _RESOURCE.match(text):
         return await _earlier_output(match.group(1), int(match.group(2)), parameter, ctx)
-    if _HEX_ID.match(text) or (len(text) <= MAX_PREDICTION_ID_CHARS and ctx.history.find(ctx.session, text)):
+    if _HEX_ID.match(text) or (
+        len(text) <= MAX_PREDICTION_ID_CHARS and await ctx.history.lookup(ctx.session, text)
+    ):
         return await _earlier_output(text, 1, parameter, ctx)
     if text.startswith(("https://", "http://")):
         return text
@@ -111,7 +113,7 @@ async def read_picture(
     caller's own file); nothing is uploaded or submitted. The caller checks it is a picture."""
     text = ref.strip()
     if text.lower() == "last":
-        entry = ctx.history.last(ctx.session)
+        entry = await ctx.history.last(ctx.session)
         if entry is None:
             raise InvalidParameterError(
                 parameter, "'last' means this session's latest picture, and there is none yet."
@@ -119,7 +121,9 @@ async def read_picture(
         return await _earlier_file(entry.prediction_id, 1, parameter, ctx, scratch, budget)
     if match := _RESOURCE.match(text):
         return await _earlier_file(match.group(1), int(match.group(2)), parameter, ctx, scratch, budget)
-    if _HEX_ID.match(text) or (len(text) <= MAX_PREDICTION_ID_CHARS and ctx.history.find(ctx.session, text)):
+    if _HEX_ID.match(text) or (
+        len(text) <= MAX_PREDICTION_ID_CHARS and await ctx.history.lookup(ctx.session, text)
+    ):
         return await _earlier_file(text, 1, parameter, ctx, scratch, budget)
     if text.startswith(("https://", "http://")):
         return (
@@ -161,7 +165,7 @@ async def _earlier_file(
     prediction_id: str, index: int, parameter: str, ctx: SourceContext, scratch: Path, budget: Budget
 ) -> Path:
     """An earlier output here: its saved copy, else its URL (from this session, else Atlas) fetched."""
-    entry = ctx.history.find(ctx.session, prediction_id)
+    entry = await ctx.history.lookup(ctx.session, prediction_id)
     kept = entry.paths[index - 1] if entry is not None and 0 < index <= len(entry.paths) else None
     if kept and await anyio.Path(kept).is_file():
         return Path(kept)
@@ -205,7 +209,7 @@ class _NotBase64(Exception):
 
 async def _earlier_output(prediction_id: str, index: int, parameter: str, ctx: SourceContext) -> str:
     """An earlier output's URL while it still answers; else its saved copy, uploaded again."""
-    entry = ctx.history.find(ctx.session, prediction_id)
+    entry = await ctx.history.lookup(ctx.session, prediction_id)
     outputs = list(entry.outputs) if entry is not None else []
     unknown = False  # Atlas says there is no such prediction (a mistyped id, most likely)
     if not any(url.startswith(("http://", "https://")) for url in outputs):

@@ -21,6 +21,8 @@ becomes a task only when it calls :meth:`TaskRun.handoff` (a picture job does so
 accepted it); if it finishes first, the call answers as it would without tasks. The state it hands
 over goes into the task id (:mod:`atlas_image_mcp.taskids`), so any process with the same secret
 can resolve the id with the tool's ``resume`` function, after a restart or on another replica.
+What an id cannot carry (that the task was cancelled) goes to the :class:`TaskNotes` when there are
+some (the server's store), so a task cancelled through one replica reads as cancelled on all.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 import anyio
 import anyio.abc
@@ -76,6 +78,7 @@ from .taskids import TaskIds
 
 __all__ = [
     "TASKS_EXTENSION",
+    "TaskNotes",
     "TaskRun",
     "TaskTool",
     "TasksExtension",
@@ -96,6 +99,17 @@ Owner = Callable[[ServerRequestContext[Any, Any]], str]
 #: ``state`` is what the tool passed to :meth:`TaskRun.handoff`; ``created`` is the task's creation
 #: time (Unix seconds). Raise ``MCPError`` for a protocol failure; anything else is a tool error.
 Resume = Callable[[ServerRequestContext[Any, Any], Mapping[str, Any], float], Awaitable[HandlerResult]]
+
+
+class TaskNotes(Protocol):
+    """What a task's id cannot carry, shared by the processes that read the same ids: that the
+    task was cancelled (with its status message), until the task's lifetime ends."""
+
+    async def cancel(self, task_id: str, owner: str, message: str, until: float) -> None: ...
+
+    async def cancelled(self, task_id: str, owner: str) -> str | None:
+        """The status message of the owner's task if it was cancelled, else None."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -353,6 +367,8 @@ class TasksExtension(Extension):
         self._tasks: dict[str, _Task] = {}  # oldest first
         self._groups: list[anyio.abc.TaskGroup] = []
         self._server: MCPServer[Any] | None = None
+        #: Where what an id cannot carry is shared with the other processes (None: nowhere).
+        self.notes: TaskNotes | None = None
 
     # --- set-up ----------------------------------------------------------------------------
 
@@ -412,13 +428,13 @@ class TasksExtension(Extension):
     # --- tasks/* ---------------------------------------------------------------------------
 
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
-        task = self._find(ctx, params.task_id)
+        task = await self._find(ctx, params.task_id)
         answer = {"resultType": "complete", **task.detailed()}
         self._delivered(task)
         return answer
 
     async def _update(self, ctx: ServerRequestContext[Any, Any], params: UpdateTaskParams) -> dict[str, Any]:
-        task = self._find(ctx, params.task_id)
+        task = await self._find(ctx, params.task_id)
         if task.status == "input_required":
             for key, value in params.input_responses.items():
                 if key not in task.pending:
@@ -435,21 +451,29 @@ class TasksExtension(Extension):
         return {"resultType": "complete"}
 
     async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
-        task = self._find(ctx, params.task_id)
+        task = await self._find(ctx, params.task_id)
         if not task.terminal:  # SEP-2663: cancelling an ended task is acknowledged
-            self._stop(task)
+            await self._stop(task)
         return {"resultType": "complete"}
 
-    def _stop(self, task: _Task) -> None:
-        """Cancel ``task`` (still running), with its tool's words for what that means."""
+    async def _stop(self, task: _Task) -> None:
+        """Cancel ``task`` (still running), with its tool's words for what that means; a task whose id
+        carries its state is noted as cancelled in the shared notes, for every process to see."""
         spec = self._tools.get(task.tool)
         note = spec.cancelled(task.state) if spec and spec.cancelled and task.state is not None else None
         task.move("cancelled", note or "Cancelled at the client's request.")
         task.scope.cancel()
+        if self.notes is not None and task.state is not None and task.task_id is not None:
+            try:
+                await self.notes.cancel(task.task_id, task.owner, task.message or "", task.created + task.ttl)
+            except Exception as exc:  # the other replicas may then follow it on: say so in the log
+                logger.warning(
+                    "task %s: its cancellation is known here only (%s)", task.tool, type(exc).__name__
+                )
 
     # --- finding tasks ---------------------------------------------------------------------
 
-    def _find(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> _Task:
+    async def _find(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> _Task:
         """The caller's task ``task_id`` (rebuilt from the id when this process does not have it)."""
         if ctx.protocol_version in _MODERN:
             if not _declared(ctx):
@@ -465,10 +489,14 @@ class TasksExtension(Extension):
         if task is not None:
             if task.owner != owner:
                 raise _not_found(task_id)
+            if not task.terminal and task.state is not None:  # cancelled through another process?
+                cancelled = await self._cancelled_elsewhere(task_id, owner)
+                if cancelled is not None and task.move("cancelled", cancelled):
+                    task.scope.cancel()
             return task
-        return self._adopt(ctx, task_id, owner)
+        return await self._adopt(ctx, task_id, owner)
 
-    def _adopt(self, ctx: ServerRequestContext[Any, Any], task_id: str, owner: str) -> _Task:
+    async def _adopt(self, ctx: ServerRequestContext[Any, Any], task_id: str, owner: str) -> _Task:
         """Take over a task another process (or this one before a restart) handed off, from its id."""
         if len(task_id) > MAX_TASK_ID_CHARS:
             raise _not_found(task_id)
@@ -498,6 +526,11 @@ class TasksExtension(Extension):
             message="Checking on the job (this server has just taken over the task).",
         )  # fmt: skip
         task.updated = self._clock()
+        cancelled = await self._cancelled_elsewhere(task_id, owner)
+        if cancelled is not None:  # another process cancelled it: so it stays
+            task.move("cancelled", cancelled)
+            self._tasks[task_id] = task
+            return task
         self._tasks[task_id] = task
         resume = spec.resume
 
@@ -511,6 +544,15 @@ class TasksExtension(Extension):
 
         self._groups[0].start_soon(self._run, task, ctx, invoke)
         return task
+
+    async def _cancelled_elsewhere(self, task_id: str, owner: str) -> str | None:
+        if self.notes is None:
+            return None
+        try:
+            return await self.notes.cancelled(task_id, owner)
+        except Exception as exc:  # not known: followed on (the job itself lives at Atlas)
+            logger.info("task notes not read (%s)", type(exc).__name__)
+            return None
 
     # --- running -----------------------------------------------------------------------------
 

@@ -83,23 +83,23 @@ class TasksWithLegacyForm(TasksExtension):
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
         if ctx.protocol_version in _MODERN:
             return await super()._get(ctx, params)
-        return legacy_fields(self._find(ctx, params.task_id))
+        return legacy_fields(await self._find(ctx, params.task_id))
 
     async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
         if ctx.protocol_version in _MODERN:
             return await super()._cancel(ctx, params)
-        task = self._find(ctx, params.task_id)
+        task = await self._find(ctx, params.task_id)
         if task.terminal:
             raise MCPError(
                 code=INVALID_PARAMS,
                 message=f"Task {params.task_id!r} already ended ({task.status}); it cannot be cancelled",
             )
-        self._stop(task)
+        await self._stop(task)
         return legacy_fields(task)
 
     async def _result(self, ctx: ServerRequestContext[Any, Any], params: TaskIdParams) -> dict[str, Any]:
         """2025-11-25: block until the task ends, then answer what the call would have answered."""
-        task = self._find(ctx, params.task_id)
+        task = await self._find(ctx, params.task_id)
         with anyio.move_on_after(max(0.0, task.created + task.ttl - self._clock())):
             await task.done.wait()
         if task.status == "completed" and task.result is not None:

@@ -19,11 +19,10 @@ import secrets
 import time
 from collections.abc import Callable
 
-import anyio
-
 from ..constants import LINKED_KEY_CACHE_SECONDS
 from ..redact import key_digest, register_secret
-from ..store import Location, Store, open_store
+from ..shared import SharedStore
+from ..store import Store
 from .vault import KeyVault, VaultError
 
 __all__ = ["Accounts"]
@@ -38,28 +37,16 @@ class Accounts:
     """Linked keys and single-use links on the store (see the module docstring)."""
 
     def __init__(
-        self,
-        vault: KeyVault,
-        location: Location,
-        *,
-        store: Store | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        self, vault: KeyVault, shared: SharedStore, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.vault = vault
-        self.location = location
-        self._store = store
-        self._owned = store is None
+        self._shared = shared
         self._clock = clock
-        self._lock = anyio.Lock()
         self._cache: dict[str, tuple[float, str]] = {}
 
     async def store(self) -> Store:
-        """The store, opened on first use (this process's one connection to it)."""
-        if self._store is None:
-            async with self._lock:
-                if self._store is None:
-                    self._store = await open_store(self.location)
-        return self._store
+        """The server's store (opened on first use; the runtime closes it)."""
+        return await self._shared.get()
 
     # --- linked keys ---------------------------------------------------------------------------
 
@@ -124,8 +111,3 @@ class Accounts:
     @staticmethod
     def new_holder() -> str:
         return secrets.token_urlsafe(16)
-
-    async def aclose(self) -> None:
-        if self._owned and self._store is not None:
-            await self._store.close()
-            self._store = None

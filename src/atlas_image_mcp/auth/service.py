@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from ..constants import LINK_TTL_SECONDS
 from ..settings import Settings
-from ..store import locate
+from ..shared import SharedStore
 from .accounts import Accounts
 from .config import OAuthConfig, oauth_config
 from .issuer import AuthorizationServer
@@ -23,10 +23,6 @@ from .vault import KeyVault
 from .verifier import TokenVerifier
 
 __all__ = ["SignIn", "sign_in"]
-
-#: Until the runtime keeps the store itself, linked keys live in this file of the state folder
-#: when no store URL is set (the spend ledger's own file is not shared with the store yet).
-LINKED_KEYS_FILE = "linked-keys.sqlite3"
 
 
 @dataclass
@@ -50,23 +46,19 @@ class SignIn:
         return f"{self.config.link_url}?{urlencode({'t': token})}"
 
     async def aclose(self) -> None:
-        if self.accounts is not None:
-            await self.accounts.aclose()
         await self.issuer.aclose()
 
 
-def sign_in(settings: Settings, *, offline: bool = False) -> SignIn | None:
-    """Sign-in for these settings, or None when it is off (SettingsError when they cannot work)."""
+def sign_in(settings: Settings, store: SharedStore) -> SignIn | None:
+    """Sign-in for these settings, or None when it is off (SettingsError when they cannot work).
+    Linked keys are kept in ``store`` (the server's)."""
     config = oauth_config(settings)
     if config is None:
         return None
     issuer = AuthorizationServer(config.issuer)
     service = SignIn(config, issuer, TokenVerifier(config, issuer))
     if config.linking:
-        default = None if offline else settings.resolved_state_dir / LINKED_KEYS_FILE
-        service.accounts = Accounts(
-            KeyVault(config.vault_keys), locate(settings.database_url, default_path=default)
-        )
+        service.accounts = Accounts(KeyVault(config.vault_keys), store)
         service.links = Sealer(config.vault_keys[0], "link")
         service.page = Sealer(config.vault_keys[0], "link-page")
     return service

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import StoreUnavailableError
-from .engine import Body, Engine, Unreachable
+from ..errors import LedgerError, StoreUnavailableError
+from .batching import Batcher
+from .engine import Body, Engine, Tx, Unreachable
 from .location import Location
 from .schema import migrate
 
@@ -59,6 +60,13 @@ class StoreStatus:
         }
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """One body's result in a shared transaction, or the error it ended with."""
+
+    value: Any
+
+
 class Database:
     """The engine behind the up/down state. ``replica``: this process's name in the store."""
 
@@ -85,6 +93,7 @@ class Database:
         self._closed = False
         #: Called (on the event loop) each time the store comes back after being down.
         self.on_up: Callable[[], None] | None = None
+        self._together: Batcher[Body[Any], _Outcome] = Batcher(self._run_all, max_batch=64)
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -101,6 +110,7 @@ class Database:
         self._came_up()
 
     async def close(self) -> None:
+        await self._together.drained()
         self._closed = True
         if self._recovery is not None:
             self._recovery.cancel()
@@ -121,6 +131,44 @@ class Database:
         except Unreachable as exc:
             self._went_down(str(exc))
             raise self._unavailable() from None
+
+    async def run_together(self, body: Body[T]) -> T:
+        """:meth:`run`, but concurrent calls share one transaction where the engine gains from it.
+
+        PostgreSQL: the bodies waiting meanwhile run one after the other in one transaction on one
+        connection (one commit, one connection from the pool, instead of one each); if one of them
+        fails, each runs again on its own, so only that one fails. SQLite's writer thread already
+        merges concurrent transactions: there it is :meth:`run`.
+        """
+        if self.engine.name == "sqlite":
+            return await self.run(body)
+        self.require_up()
+        outcome = await self._together.submit(body)
+        if isinstance(outcome.value, BaseException):
+            raise outcome.value
+        result: T = outcome.value
+        return result
+
+    async def _run_all(self, bodies: list[Body[Any]]) -> list[_Outcome]:
+        async def all_of(tx: Tx) -> list[Any]:
+            return [await body(tx) for body in bodies]
+
+        try:
+            return [_Outcome(value) for value in await self.run(all_of)]
+        except StoreUnavailableError:
+            raise
+        except LedgerError as exc:
+            if len(bodies) == 1:
+                return [_Outcome(exc)]
+        outcomes = []
+        for body in bodies:  # one of them failed the whole transaction: each on its own
+            try:
+                outcomes.append(_Outcome(await self.run(body)))
+            except StoreUnavailableError:
+                raise
+            except LedgerError as exc:
+                outcomes.append(_Outcome(exc))
+        return outcomes
 
     def require_up(self) -> None:
         """Raise StoreUnavailableError now if the store is down (before anything is sent)."""

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..constants import HISTORY_MAX_ENTRIES, LEDGER_BUSY_SECONDS, LEDGER_KEEP_DAYS
+from ..constants import (
+    HISTORY_MAX_ENTRIES,
+    HISTORY_MAX_SESSIONS,
+    LEDGER_BUSY_SECONDS,
+    LEDGER_KEEP_DAYS,
+    REPLICA_HEARTBEAT_SECONDS,
+    REPLICA_TTL_BEATS,
+)
 
 __all__ = ["PoolOptions", "StoreOptions", "SweepOptions"]
 
@@ -56,15 +63,17 @@ class StoreOptions:
     #: SQLite: how long a write waits for another process holding the file.
     busy_seconds: float = LEDGER_BUSY_SECONDS
     #: Each replica renews its heartbeat this often; one not renewed for ``replica_ttl`` is dead.
-    heartbeat: float = 10.0
-    replica_ttl: float = 30.0
+    heartbeat: float = REPLICA_HEARTBEAT_SECONDS
+    replica_ttl: float = REPLICA_HEARTBEAT_SECONDS * REPLICA_TTL_BEATS
     #: While the store is unreachable: first retry after this long, doubling up to ``retry_max``.
     retry: float = 0.5
     retry_max: float = 10.0
     #: Rows of the spend ledger older than this many days are dropped (once settled).
     keep_days: int = LEDGER_KEEP_DAYS
-    #: Pictures remembered per owner, and for how long after their last change.
+    #: Pictures remembered per owner and scope (one of its connections), and for how long after
+    #: their last change; scopes remembered in all (the owner holding the most loses its oldest).
     pictures_per_owner: int = HISTORY_MAX_ENTRIES
+    picture_scopes: int = HISTORY_MAX_SESSIONS
     pictures_keep_days: int = 30
     #: How often old rows are pruned.
     prune_every: float = 3600.0

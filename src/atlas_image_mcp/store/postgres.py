@@ -3,7 +3,8 @@
 Imported only when the store setting names a ``postgresql://`` URL. Everything is bounded:
 
 * the pool holds ``min_size`` to ``max_size`` connections; a transaction waits at most
-  ``pool_timeout`` seconds for one (then the store counts as unreachable), and at most
+  ``pool_timeout`` seconds for one (then a fresh connection is tried: if it cannot be made the
+  store counts as unreachable, else it is busy and this call is refused), and at most
   ``max_waiting`` transactions wait at once (then the store is busy);
 * each connection asks the server for ``lock_timeout``, ``statement_timeout`` and
   ``idle_in_transaction_session_timeout``, so no backend waits or holds a lock for long after its
@@ -148,7 +149,12 @@ class PostgresEngine:
                 "The store has too many calls waiting for it, so nothing was sent. Try again in a moment."
             ) from exc
         except PoolTimeout as exc:
-            raise Unreachable(f"no connection within {self.options.pool_timeout:g} s") from exc
+            # Every connection busy, or none can be made? A fresh connection tells (bounded).
+            await self.probe()  # raises Unreachable when the database does not answer
+            raise LedgerError(
+                f"The store is busy (no free connection within {self.options.pool_timeout:g} s), so "
+                "nothing was sent. Try again in a moment."
+            ) from exc
         except TimeoutError as exc:
             raise Unreachable(f"no answer within {self.options.transaction_timeout:g} s") from exc
         except psycopg.Error as exc:

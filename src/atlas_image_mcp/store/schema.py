@@ -19,7 +19,7 @@ those releases refuse to open, so an old and a new server never share one file.
 
 from __future__ import annotations
 
-from ..errors import LedgerError
+from ..errors import StoreVersionError
 from .engine import Engine, Tx
 
 __all__ = ["VERSION", "VERSIONS", "migrate"]
@@ -65,9 +65,11 @@ VERSIONS: tuple[tuple[str, ...], ...] = (
             started_ms BIGINT NOT NULL,
             alive_until_ms BIGINT NOT NULL
         )""",
-        # The pictures an owner (a user, or one session) made: 'last', variations, the gallery.
+        # The pictures an owner (an identity) made, per scope (one of its connections, '' where
+        # requests stand alone): 'last', variations, the gallery.
         """CREATE TABLE pictures (
             owner TEXT NOT NULL,
+            scope TEXT NOT NULL,
             prediction_id TEXT NOT NULL,
             created_ms BIGINT NOT NULL,
             updated_ms BIGINT NOT NULL,
@@ -79,10 +81,20 @@ VERSIONS: tuple[tuple[str, ...], ...] = (
             paths TEXT NOT NULL,
             sources TEXT NOT NULL,
             request_body TEXT,
-            PRIMARY KEY (owner, prediction_id)
+            batch TEXT,
+            PRIMARY KEY (owner, scope, prediction_id)
         )""",
-        "CREATE INDEX pictures_recent ON pictures (owner, created_ms)",
+        "CREATE INDEX pictures_recent ON pictures (owner, scope, created_ms)",
         "CREATE INDEX pictures_age ON pictures (updated_ms)",
+        # Each scope that has pictures, and when it was last added to (in microseconds): the
+        # least recently used go first once there are too many, from the owner that holds the most.
+        """CREATE TABLE picture_scopes (
+            owner TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            touched_us BIGINT NOT NULL,
+            PRIMARY KEY (owner, scope)
+        )""",
+        "CREATE INDEX picture_scopes_used ON picture_scopes (touched_us)",
         # An Atlas key linked to an account, sealed (encrypted) by the server: never stored in clear.
         """CREATE TABLE linked_keys (
             subject TEXT PRIMARY KEY,
@@ -135,7 +147,7 @@ async def migrate(engine: Engine, now_ms: int) -> int:
         done = {int(v) for (v,) in await tx.rows("SELECT version FROM schema_migrations")}
         newest = max(done, default=0)
         if newest > VERSION:
-            raise LedgerError(
+            raise StoreVersionError(
                 f"The store's schema is version {newest}, newer than this release knows ({VERSION}): a "
                 "newer release of atlas-image-mcp has used it. Run that release (or newer), or point this "
                 "one at another store."

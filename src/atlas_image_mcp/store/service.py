@@ -45,7 +45,7 @@ class Store:
         self.db = db
         self.options = options
         self.spend = Spend(db, max_batch=options.max_batch)
-        self.pictures = Pictures(db, per_owner=options.pictures_per_owner)
+        self.pictures = Pictures(db, per_owner=options.pictures_per_owner, scopes=options.picture_scopes)
         self.keys = LinkedKeys(db)
         self.tasks = TaskStates(db)
         self.sessions = Sessions(db)

@@ -20,6 +20,11 @@ before waiting for it, and overspend. On SQLite ``BEGIN IMMEDIATE`` already seri
 of the file. Concurrent reservations of one process are decided together (:mod:`.batching`): three
 statements per batch whatever its size. An :class:`Ask` may hold several jobs (one call making
 several pictures): they are granted or refused together.
+
+What follows the POSTs is batched the same way, with no thread hop on the caller's side: the
+prediction ids of concurrent calls are written by one statement (``UPDATE ... SET prediction_id =
+CASE id WHEN ...``), their charges by one read and one write, each in one transaction per batch.
+A caller learns its answer only once the batch is committed.
 """
 
 from __future__ import annotations
@@ -173,6 +178,14 @@ class UsageReport:
     limits: Limits
 
 
+@dataclass(frozen=True)
+class _Settle:
+    bucket: str
+    prediction_id: str
+    charged_micros: int | None
+    final: bool
+
+
 @dataclass
 class _Use:
     images: int = 0
@@ -188,7 +201,11 @@ class Spend:
         self._batcher: Batcher[Ask, Hold | Refusal] = Batcher(
             self._decide_batch, max_batch=max_batch, orphaned=self._orphaned
         )
+        # what happens after the POSTs of concurrent calls is written together too
+        self._marks: Batcher[tuple[str, str], None] = Batcher(self._mark_batch, max_batch=max_batch)
+        self._settles: Batcher[_Settle, int | None] = Batcher(self._settle_batch, max_batch=max_batch)
         self._unsent: dict[str, str] = {}  # call id -> prediction id not yet recorded
+        self._unsettled: dict[tuple[str, str], int | None] = {}  # (bucket, prediction id) -> charge
         self._background: set[asyncio.Task[None]] = set()
 
     # --- before the POST ------------------------------------------------------------------
@@ -226,7 +243,8 @@ class Spend:
         """Record the prediction id Atlas gave a held job. Returns False when the store could not
         be written now: the id is kept and written by :meth:`flush` (the row keeps counting)."""
         try:
-            await self._db.run(lambda tx: self._mark_submitted(tx, call_id, prediction_id))
+            self._db.require_up()
+            await self._marks.submit((call_id, prediction_id))
         except LedgerError as exc:
             logger.warning("prediction %s not recorded yet (%s); retrying in the background",
                            prediction_id, type(exc).__name__)  # fmt: skip
@@ -235,35 +253,50 @@ class Spend:
         return True
 
     async def flush(self) -> int:
-        """Write the prediction ids :meth:`submitted` could not; how many are still unwritten."""
+        """Write the prediction ids :meth:`submitted` could not, then the charges :meth:`settle`
+        could not (a charge finds its call by its prediction id); how many are still unwritten."""
         for call_id, prediction_id in list(self._unsent.items()):
             try:
                 await self._db.run(lambda tx: self._mark_submitted(tx, call_id, prediction_id))  # noqa: B023
             except LedgerError:
                 break
             self._unsent.pop(call_id, None)
-        return len(self._unsent)
+        if not self._unsent:
+            for (bucket, prediction_id), charged in list(self._unsettled.items()):
+                try:
+                    await self._settles.submit(_Settle(bucket, prediction_id, charged, True))
+                except LedgerError:
+                    break
+                self._unsettled.pop((bucket, prediction_id), None)
+        return len(self._unsent) + len(self._unsettled)
 
-    async def settle(self, bucket: str, prediction_id: str, charged_micros: int | None) -> int | None:
-        """Record what Atlas charged for a prediction of this bucket (0: failed, None: not said);
-        return its estimate. A prediction the ledger does not know changes nothing."""
+    async def settle(
+        self, bucket: str, prediction_id: str, charged_micros: int | None, *, final: bool = True
+    ) -> int | None:
+        """Record what Atlas charged for a finished prediction of this bucket (0: failed, None: not
+        said); return its estimate. A prediction the ledger does not know changes nothing.
+        ``final=False`` (the job still runs): only the estimate is read, nothing changes.
 
-        async def body(tx: Tx) -> int | None:
-            found = await tx.rows(
-                "SELECT id, estimate_micros FROM spend_calls WHERE bucket = ? AND prediction_id = ?",
+        While the store cannot be written, a final charge is kept and written by :meth:`flush` as
+        soon as it can be (meanwhile the call counts at what it holds); the error is raised still.
+        """
+        try:
+            self._db.require_up()
+            return await self._settles.submit(_Settle(bucket, prediction_id, charged_micros, final))
+        except LedgerError:
+            if final:
+                self._unsettled[(bucket, prediction_id)] = charged_micros
+            raise
+
+    async def started(self, bucket: str, prediction_id: str) -> bool:
+        """Whether this bucket sent the call that became ``prediction_id`` (within the rows kept)."""
+        found = await self._db.run(
+            lambda tx: tx.rows(
+                "SELECT 1 FROM spend_calls WHERE bucket = ? AND prediction_id = ? LIMIT 1",
                 (bucket, prediction_id),
             )
-            if not found:
-                return None
-            call_id, estimate = found[0]
-            await tx.execute(
-                "UPDATE spend_calls SET state = 'settled', charged_micros = COALESCE(?, charged_micros), "
-                "updated_ms = ? WHERE id = ?",
-                (charged_micros, self._db.now_ms(), call_id),
-            )
-            return None if estimate is None else int(estimate)
-
-        return await self._db.run(body)
+        )
+        return bool(found)
 
     # --- limits and usage -----------------------------------------------------------------
 
@@ -344,6 +377,8 @@ class Spend:
 
     async def drained(self) -> None:
         await self._batcher.drained()
+        await self._marks.drained()
+        await self._settles.drained()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
@@ -437,6 +472,60 @@ class Spend:
             if left >= must_leave:
                 return _replace_retry(answer, max(0.0, (WINDOW_MS - (now - int(started))) / 1000))
         return _replace_retry(answer, WINDOW_MS / 1000)
+
+    async def _mark_batch(self, marks: list[tuple[str, str]]) -> list[None]:
+        """The prediction ids of many held jobs, in one transaction (one statement per hundred)."""
+
+        async def body(tx: Tx) -> list[None]:
+            now = self._db.now_ms()
+            for start in range(0, len(marks), 100):
+                chunk = dict(marks[start : start + 100])
+                cases = " ".join(["WHEN ? THEN CAST(? AS TEXT)"] * len(chunk))
+                await tx.execute(
+                    f"UPDATE spend_calls SET state = 'submitted', prediction_id = CASE id {cases} END, "
+                    f"updated_ms = ? WHERE state = 'sending' AND id IN ({placeholders(len(chunk))})",
+                    [*(v for pair in chunk.items() for v in pair), now, *chunk],
+                )
+            return [None] * len(marks)
+
+        return await self._db.run(body)
+
+    async def _settle_batch(self, settles: list[_Settle]) -> list[int | None]:
+        """The charges of many finished predictions, in one transaction: one read, one write."""
+
+        async def body(tx: Tx) -> list[int | None]:
+            found: dict[tuple[str, str], tuple[str, int | None]] = {}
+            pids = list(dict.fromkeys(item.prediction_id for item in settles))
+            for start in range(0, len(pids), 100):
+                chunk = pids[start : start + 100]
+                for call_id, bucket, pid, estimate in await tx.rows(
+                    "SELECT id, bucket, prediction_id, estimate_micros FROM spend_calls "
+                    f"WHERE prediction_id IN ({placeholders(len(chunk))})",
+                    chunk,
+                ):
+                    found.setdefault((str(bucket), str(pid)), (str(call_id), estimate))
+            charges: dict[str, int | None] = {}
+            for item in settles:
+                row = found.get((item.bucket, item.prediction_id))
+                if row is not None and item.final:
+                    charges.setdefault(row[0], item.charged_micros)
+            ids = list(charges)
+            for start in range(0, len(ids), 100):
+                chunk = ids[start : start + 100]
+                cases = " ".join(["WHEN ? THEN CAST(? AS BIGINT)"] * len(chunk))
+                await tx.execute(
+                    f"UPDATE spend_calls SET state = 'settled', charged_micros = COALESCE(CASE id {cases} "
+                    f"END, charged_micros), updated_ms = ? WHERE id IN ({placeholders(len(chunk))})",
+                    [*(v for call_id in chunk for v in (call_id, charges[call_id])), self._db.now_ms(),
+                     *chunk],
+                )  # fmt: skip
+            answers: list[int | None] = []
+            for item in settles:
+                row = found.get((item.bucket, item.prediction_id))
+                answers.append(None if row is None or row[1] is None else int(row[1]))
+            return answers
+
+        return await self._db.run(body)
 
     async def _mark_submitted(self, tx: Tx, call_id: str, prediction_id: str) -> None:
         await tx.execute(

@@ -66,7 +66,8 @@ class AdaptedTool(Tool):
             raise ToolError(f"Error executing tool {self.name}: {err.message}") from err
         try:
             call = Call.of(context)
-            result = await (self.fn(call) if self.arguments is NoArguments else self.fn(call, args))
+            with call.runtime.lend(call.caller):  # its key may settle its own orphans meanwhile
+                result = await (self.fn(call) if self.arguments is NoArguments else self.fn(call, args))
         except MCPError:
             raise  # a protocol-level answer, not a tool error
         except AtlasError as err:

@@ -103,8 +103,13 @@ async def _send(
         tool=_TOOL,
         model=planned.model,
         jobs=[
-            BatchItem(p.images, p.estimate, p.estimate if p.estimate is not None else cap_share)
-            for p in plans
+            BatchItem(
+                plan.images,
+                plan.estimate,
+                plan.estimate if plan.estimate is not None else cap_share,
+                request.fingerprint,
+            )  # fmt: skip
+            for plan, request in zip(plans, prepared, strict=True)
         ],
     )
     batch_id = secrets.token_hex(8)
@@ -137,7 +142,7 @@ async def _send(
             sources=request.sources,
             batch=batch_id,
         )
-        runtime.history.record(call.caller.history, entry)
+        await runtime.history.record(call.caller.history, entry)
         sent[i] = Sent(prediction, replace(deliveries[i], entry=entry))
 
     async with anyio.create_task_group() as tg:

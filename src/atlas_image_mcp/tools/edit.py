@@ -80,7 +80,7 @@ async def _variations(call: Call, args: VariationsArguments) -> Job:
 
 async def _earlier_request(call: Call, prediction_id: str) -> tuple[dict[str, Any] | None, str]:
     """The body an earlier job was sent with (this caller's history, else Atlas'), or None and why."""
-    entry = call.runtime.history.find(call.caller.history, prediction_id)
+    entry = await call.runtime.history.find(call.caller.history, prediction_id)
     if entry is not None and entry.request_body is not None:
         return dict(entry.request_body), ""
     try:

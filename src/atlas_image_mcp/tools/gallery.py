@@ -93,7 +93,7 @@ async def show_gallery(call: Call, args: ShowGalleryArguments) -> Annotated[Call
     """Show the pictures made in this conversation, newest first (in the picture viewer where the client
     has one; otherwise as a list with their URLs)."""
     caller = call.caller
-    entries = call.runtime.history.entries(caller.history)
+    entries = await call.runtime.history.entries(caller.history)
     result = gallery(entries, args.limit, file_names=call.shows_apps)
     shared = caller.shared and not caller.history.session
     return CallToolResult(

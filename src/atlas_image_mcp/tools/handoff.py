@@ -176,7 +176,9 @@ async def resume(
             prediction = await wait_for_picture(
                 call, prediction, wait=bound - age, total=bound, deadline=deadline
             )
-        delivery = _confined(call, delivery)
+        # the caller's history entry (made by whichever replica sent the job) gets the pictures
+        entry = await call.runtime.history.lookup(call.caller.history, prediction_id)
+        delivery = replace(_confined(call, delivery), entry=entry, prompt=entry.prompt if entry else None)
         return await finish(call, prediction, delivery, deadline=deadline)
     except AtlasError as err:
         raise fail(err) from err
@@ -201,7 +203,7 @@ async def _resume_batch(call: Call, state: Mapping[str, Any], age: float) -> Cal
     sent: list[Sent] = []
     try:
         for prediction_id, delivery in jobs:
-            entry = call.runtime.history.find(call.caller.history, prediction_id)
+            entry = await call.runtime.history.lookup(call.caller.history, prediction_id)
             delivery = replace(_confined(call, delivery), entry=entry, prompt=entry.prompt if entry else None)
             try:
                 sent.append(Sent(await call.api.get_prediction(prediction_id), delivery))

@@ -110,6 +110,7 @@ async def _submit(
             images=prepared.num_images,
             estimate=planned.estimate,
             amount=planned.held,
+            fingerprint=prepared.fingerprint,
         )
     try:
         prediction = await call.api.submit_image(prepared, deadline=deadline)
@@ -134,7 +135,7 @@ async def _submit(
         request_body=prepared.body,
         sources=prepared.sources,
     )
-    runtime.history.record(call.caller.history, entry)
+    await runtime.history.record(call.caller.history, entry)
     delivery = Delivery(
         save=save,
         mode=options.return_image or runtime.settings.image_mode,

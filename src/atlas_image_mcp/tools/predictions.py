@@ -34,7 +34,7 @@ async def get_prediction(
         raise ToolError(no_such_prediction(args.prediction_id)) from err
     if limit > 0 and not prediction.is_terminal:
         prediction = await wait_for_picture(call, prediction, wait=limit, total=limit, deadline=deadline)
-    entry = runtime.history.find(call.caller.history, prediction.id) or HistoryEntry(
+    entry = await runtime.history.lookup(call.caller.history, prediction.id) or HistoryEntry(
         prediction_id=prediction.id,
         tool="get_prediction",
         model=prediction.model or "",
