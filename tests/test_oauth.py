@@ -460,3 +460,34 @@ async def test_legacy_sse_takes_the_same_tokens_and_keeps_each_stream_to_its_use
                 nobody = await http.post(base + endpoint, json=ping)
                 own = await http.post(base + endpoint, json=ping, headers=bearer(tokens["judy"]))
     assert theirs.status_code in (403, 404) and nobody.status_code == 401 and own.status_code == 202
+
+
+@pytest.mark.npm
+@pytest.mark.browser
+async def test_every_signed_in_user_has_their_own_daily_budget_on_the_servers_key(
+    emulator: Emulator, provider: Provider, browser: Browser
+) -> None:
+    """The server's key pays for both; ATLAS_MCP_BUDGET_USD_PER_USER_PER_DAY holds for each user:
+    Alice's second picture would go over hers, Bob's first is his own."""
+    picture = {"prompt": "a bell", "return_image": "none"}  # flux-schnell, $0.003
+    with hosted(emulator, provider.issuer, budget_usd_per_user_per_day="0.005") as base:
+        tokens = {
+            user: (await token_for(browser, provider.issuer, resource=f"{base}/mcp", user=user))[
+                "access_token"
+            ]
+            for user in ("nina", "omar")
+        }
+        async with httpx.AsyncClient(timeout=30) as http:
+            nina = RawSession(http, f"{base}/mcp", bearer(tokens["nina"]))
+            omar = RawSession(http, f"{base}/mcp", bearer(tokens["omar"]))
+            await nina.open()
+            await omar.open()
+            first = await nina.call("tools/call", name="generate_image", arguments=picture)
+            second = await nina.call("tools/call", name="generate_image", arguments=picture)
+            other = await omar.call("tools/call", name="generate_image", arguments=picture)
+    assert not first["result"].get("isError")
+    assert second["result"]["isError"]
+    assert "ATLAS_MCP_BUDGET_USD_PER_USER_PER_DAY" in result_text(second)
+    assert "for each signed-in user" in result_text(second)
+    assert not other["result"].get("isError")
+    assert emulator.count("POST", "*/generateImage") == 2
