@@ -8,8 +8,10 @@ authorization specification (and the RFCs it builds on) asks of a resource serve
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,11 +20,20 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.runtime import Runtime
-from atlas_image_mcp.settings import Settings
+from atlas_image_mcp.settings import Settings, SettingsError
 
 from .conftest import TEST_KEY, make_api, text_of
 from .emulation import Emulator
-from .http_helpers import INITIALIZE, MCP_HEADERS, RawSession, mcp_client, serve_app
+from .http_helpers import (
+    ENTRY_POINT,
+    INITIALIZE,
+    MCP_HEADERS,
+    RawSession,
+    child_env,
+    free_port,
+    mcp_client,
+    serve_app,
+)
 from .npm_tools import NpmTools, require_tools
 from .oauth_helpers import (
     BOTH_SCOPES,
@@ -140,6 +151,57 @@ def test_malformed_credentials_get_400_invalid_request(emulator: Emulator) -> No
             assert answer.status_code == 400
             assert www_authenticate(answer)["error"] == "invalid_request"
             assert token not in answer.text
+
+
+@pytest.mark.parametrize(
+    ("changes", "said"),
+    [
+        ({"oauth_issuer": "http://login.example.com"}, "ATLAS_MCP_OAUTH_ISSUER must use https://"),
+        ({"public_url": "ftp://mcp.example.com"}, "ATLAS_MCP_PUBLIC_URL must be an http:// or https:// URL"),
+        (
+            {"linked_key_secret": "c2hvcnQ="},
+            "ATLAS_MCP_LINKED_KEY_SECRET must each be base64 of 32 random bytes",
+        ),
+    ],
+)
+def test_sign_in_settings_that_cannot_be_right_are_refused_in_plain_words(
+    changes: dict[str, str], said: str
+) -> None:
+    with pytest.raises(SettingsError, match=said):
+        Settings(**changes)
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"ATLAS_MCP_OAUTH_ISSUER": "https://login.example.com"}, "ATLAS_MCP_PUBLIC_URL must say where"),
+        (
+            {"ATLAS_MCP_OAUTH_ISSUER": "https://login.example.com", "ATLAS_MCP_PUBLIC_URL": "https://x.example",
+             "ATLAS_MCP_USER_KEYS": "1"},
+            "set ATLAS_MCP_OAUTH_CLIENT_ID and ATLAS_MCP_OAUTH_CLIENT_SECRET and ATLAS_MCP_LINKED_KEY_SECRET",
+        ),
+        (
+            {"ATLAS_MCP_OAUTH_ISSUER": "https://login.example.com", "ATLAS_MCP_PUBLIC_URL": "https://x.example",
+             "ATLAS_MCP_AUTH_TOKEN": "t" * 24},
+            "unset ATLAS_MCP_AUTH_TOKEN",
+        ),
+    ],
+    ids=["no-public-url", "linked-keys-without-client", "with-a-static-token"],
+)  # fmt: skip
+def test_the_server_will_not_start_with_sign_in_settings_that_cannot_work(
+    tmp_path: Path, env: dict[str, str], said: str
+) -> None:
+    proc = subprocess.run(
+        [str(ENTRY_POINT), "--offline", "serve", "--transport", "http", "--port", str(free_port())],
+        env=child_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert said in proc.stderr
 
 
 # --- a real provider -----------------------------------------------------------------------------
