@@ -25,7 +25,9 @@
 #     extension's tasks-* scenarios). Claude Code is a native program in a
 #     per-platform package (@anthropic-ai/claude-code-linux-x64 and so on); its
 #     postinstall script only copies that program, so with --ignore-scripts the
-#     wrapper runs it from the platform package directly.
+#     wrapper runs it from the platform package directly. oidc-provider is the
+#     OpenID provider the sign-in tests run (tests/oidc_provider.mjs imports it
+#     from here by path).
 #
 # The machine's npm (any version that can run `npm ci`, Node 20 is fine) does
 # the install; engine warnings (EBADENGINE) only warn. Run the tools with the
@@ -87,6 +89,7 @@ conformance_js="$cache_dir/tools/node_modules/@modelcontextprotocol/conformance/
 conformance_next_js="$cache_dir/tools/node_modules/conformance-next/dist/index.js"
 mcpb_js="$cache_dir/tools/node_modules/@anthropic-ai/mcpb/dist/cli/cli.js"
 mcp_remote_js="$cache_dir/tools/node_modules/mcp-remote/dist/proxy.js"
+oidc_provider_js="$cache_dir/tools/node_modules/oidc-provider/lib/index.js"
 claude_program() { # the native program of the one platform package npm installed
     local found
     for found in "$cache_dir"/tools/node_modules/@anthropic-ai/claude-code-*/claude; do
@@ -101,6 +104,7 @@ installed_ok() {
         && [ -f "$conformance_next_js" ] && [ -x "$cache_dir/bin/conformance-next" ] \
         && [ -x "$cache_dir/bin/mcp-inspector" ] && [ -x "$cache_dir/bin/conformance" ] \
         && [ -f "$mcpb_js" ] && [ -f "$mcp_remote_js" ] && claude_program >/dev/null \
+        && [ -f "$oidc_provider_js" ] \
         && [ -x "$cache_dir/bin/mcpb" ] && [ -x "$cache_dir/bin/mcp-remote" ] && [ -x "$cache_dir/bin/claude" ] \
         && [ "$("$node_bin" --version 2>/dev/null)" = "v$NODE_VERSION" ]
 }
@@ -159,6 +163,7 @@ npm ci --prefix "$cache_dir/tools" "${npm_flags[@]}" >&2 \
 [ -f "$conformance_next_js" ] || die 4 "conformance CLI (next) missing: $conformance_next_js"
 [ -f "$mcpb_js" ] || die 4 "mcpb CLI missing: $mcpb_js"
 [ -f "$mcp_remote_js" ] || die 4 "mcp-remote missing: $mcp_remote_js"
+[ -f "$oidc_provider_js" ] || die 4 "oidc-provider missing: $oidc_provider_js"
 claude="$(claude_program)" || die 4 "no Claude Code program for this platform under $cache_dir/tools/node_modules/@anthropic-ai/"
 
 # 3. bin/: node symlink + wrappers that always run under Node 22.

@@ -64,12 +64,12 @@ class _Server(uvicorn.Server):
 
 
 @contextmanager
-def serve_app(app: Any) -> Iterator[str]:
-    """Run ``app`` under uvicorn on 127.0.0.1 with a free port; yield its base URL."""
+def serve_app(app: Any, port: int = 0) -> Iterator[str]:
+    """Run ``app`` under uvicorn on 127.0.0.1 with a free port (or ``port``); yield its base URL."""
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
-        port=0,
+        port=port,
         log_config=None,
         lifespan="on",
         loop="asyncio",

@@ -1,5 +1,6 @@
 """Node-side test tools: the MCP Inspector CLI, the MCP conformance suite (two versions), the
-MCP bundle CLI (mcpb), mcp-remote and the Claude Code CLI (claude).
+MCP bundle CLI (mcpb), mcp-remote, the Claude Code CLI (claude) and oidc-provider (the OpenID
+provider of the sign-in tests).
 
 They come from the npm registry; the Node ones need Node >= 22, which ``scripts/npm-tools.sh``
 installs into a cache folder next to pinned copies of the tools. This module
@@ -18,7 +19,9 @@ It knows nothing about this project's server.
 ``conformance_cmd`` runs the suite 0.1.16 (the handshake-era generic scenarios),
 ``conformance_next_cmd`` 0.2.0-alpha.12 (the 2026-07-28 scenarios and the tasks
 extension's ``tasks-*`` scenarios); both are pinned in ``scripts/npm-tools/package.json``.
-``mcpb_cmd``, ``mcp_remote_cmd`` and ``claude_cmd`` run the other three.
+``mcpb_cmd``, ``mcp_remote_cmd`` and ``claude_cmd`` run the other three;
+``mcp_remote_client_cmd`` runs mcp-remote's client (connects, lists the tools, exits), and
+``node_modules`` is where ``tests/oidc_provider.mjs`` imports oidc-provider from.
 
 In CI (``CI=true``, which CI services set) or with ``ATLAS_NPM_TOOLS_REQUIRED=1``, "tools
 unavailable" is a failure instead of a skip. ``ATLAS_NPM_CACHE`` moves the cache folder.
@@ -44,6 +47,8 @@ _CONFORMANCE_JS = "tools/node_modules/@modelcontextprotocol/conformance/dist/ind
 _CONFORMANCE_NEXT_JS = "tools/node_modules/conformance-next/dist/index.js"
 _MCPB_MODULE = "tools/node_modules/@anthropic-ai/mcpb"
 _MCP_REMOTE_JS = "tools/node_modules/mcp-remote/dist/proxy.js"
+_MCP_REMOTE_CLIENT_JS = "tools/node_modules/mcp-remote/dist/client.js"
+_OIDC_PROVIDER_JS = "tools/node_modules/oidc-provider/lib/index.js"
 _MODE_FLAGS = ("--cli", "--web", "--tui")
 
 
@@ -89,6 +94,15 @@ class NpmTools:
     def mcp_remote_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
         """``node <mcp-remote> *args``: a stdio MCP server that forwards to a URL."""
         return [str(self.node), str(self.mcp_remote_js), *(os.fspath(a) for a in args)]
+
+    def mcp_remote_client_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
+        """``node <mcp-remote's client> *args``: connects to a server URL, prints its tools, exits."""
+        return [str(self.node), str(self.cache_dir / _MCP_REMOTE_CLIENT_JS), *(os.fspath(a) for a in args)]
+
+    @property
+    def node_modules(self) -> Path:
+        """The installed packages (oidc-provider among them), for scripts that import them by path."""
+        return self.cache_dir / "tools" / "node_modules"
 
     def claude_cmd(self, *args: str | os.PathLike[str]) -> list[str]:
         """``claude *args`` (the Claude Code program of this platform)."""
@@ -186,6 +200,8 @@ def _tools_from_cache(cache_dir: Path) -> NpmTools | None:
         and conformance_next_js.is_file()
         and (mcpb_module / "dist" / "index.js").is_file()
         and mcp_remote_js.is_file()
+        and (cache_dir / _MCP_REMOTE_CLIENT_JS).is_file()
+        and (cache_dir / _OIDC_PROVIDER_JS).is_file()
         and claude.is_file()
     ):
         return None

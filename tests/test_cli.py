@@ -214,7 +214,7 @@ def test_the_docker_command_serves_with_a_token_and_its_healthcheck_follows_the_
     with serve_process(argv, env, port):
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
-        assert httpx.post(f"{base}/mcp", json={}, timeout=5).status_code == 401
+        assert httpx.post(f"{base}/mcp", json={}, timeout=5).status_code == 400
         healthy = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=20)
         assert healthy.returncode == 0, healthy.stderr
     failing = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=20)

@@ -102,16 +102,19 @@ def token_base() -> Iterator[str]:
         ("GET", "/other"),
     ],
 )
-def test_mcp_paths_without_the_right_token_get_401_with_www_authenticate_and_a_json_body(
+def test_mcp_paths_without_the_right_token_get_400_with_a_json_body_that_says_what_to_send(
     token_base: str, http: httpx.Client, method: str, path: str, authorization: str | None
 ) -> None:
+    """Refused before any state, with a message every client shows: a 400 with no challenge (a 401
+    makes Claude Code, the Inspector and mcp-remote start an OAuth sign-in that cannot finish)."""
     headers = dict(MCP_HEADERS, **({"authorization": authorization} if authorization is not None else {}))
     response = http.request(
         method, token_base + path, headers=headers, json=INITIALIZE if method == "POST" else None
     )
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"].startswith("Bearer ")
-    assert "ATLAS_MCP_AUTH_TOKEN" in rpc_error(response)["message"]
+    assert response.status_code == 400
+    assert "www-authenticate" not in response.headers
+    message = rpc_error(response)["message"]
+    assert "Authorization: Bearer <ATLAS_MCP_AUTH_TOKEN>" in message and "Unauthorized" not in message
     assert TOKEN not in response.text
 
 
@@ -304,7 +307,7 @@ def test_a_session_opened_with_one_key_cannot_be_used_with_another(http: httpx.C
         assert opened.status_code == 200
         session = opened.headers["mcp-session-id"]
         ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-        for key, status in [(KEY_B, 404), (None, 401), (KEY_A, 200)]:
+        for key, status in [(KEY_B, 404), (None, 400), (KEY_A, 200)]:
             headers = dict(MCP_HEADERS, **{"mcp-session-id": session, "mcp-protocol-version": "2025-06-18"})
             if key:
                 headers["x-atlas-api-key"] = key
@@ -313,7 +316,7 @@ def test_a_session_opened_with_one_key_cannot_be_used_with_another(http: httpx.C
         with http.stream("GET", f"{base}/sse", headers={"x-atlas-api-key": KEY_A}) as stream:
             lines = stream.iter_lines()
             endpoint = next(line[5:].strip() for line in lines if line.startswith("data:"))
-            for key, status in [(KEY_B, 404), (None, 401), (KEY_A, 202)]:
+            for key, status in [(KEY_B, 404), (None, 400), (KEY_A, 202)]:
                 headers = dict(MCP_HEADERS, **({"x-atlas-api-key": key} if key else {}))
                 assert http.post(base + endpoint, headers=headers, json=ping).status_code == status, key
 

@@ -32,6 +32,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
 
 from atlas_image_mcp.http import create_http_app
 from atlas_image_mcp.runtime import Runtime
@@ -314,12 +315,12 @@ def _still_running(marker: str) -> list[str]:
 
 
 @pytest.mark.npm
-@pytest.mark.slow
-async def test_mcp_remote_with_a_wrong_token_never_connects_and_is_ended(
+async def test_mcp_remote_with_a_wrong_token_is_refused_at_once_and_is_ended(
     tools: NpmTools, tmp_path: Path
 ) -> None:
-    """A 401 sends mcp-remote into an OAuth sign-in that waits for a browser: the client gives up
-    within its own bound, and the bridge process does not outlive it."""
+    """A wrong token gets a 400 that says what to send, not a 401 (which would send mcp-remote into an
+    OAuth sign-in that waits for a browser that never comes): the bridge gives up at once, its client
+    never connects, and the bridge process does not outlive it."""
     runtime = Runtime.create(Settings(auth_token=TOKEN), offline=True, remote=True, emulator_latency=0.05)
     with serve_app(create_http_app(runtime)) as base:
         params = _bridge(tools, f"{base}/mcp", "http-only", tmp_path / "home")
@@ -329,13 +330,18 @@ async def test_mcp_remote_with_a_wrong_token_never_connects_and_is_ended(
             "BROWSER": "true",
         }
         connected = False
-        with anyio.move_on_after(10):
-            async with Client(params, read_timeout_seconds=10) as client:
-                await client.list_tools()
-                connected = True
+        with (tmp_path / "bridge.log").open("w") as log:
+            with anyio.fail_after(30), pytest.raises(Exception) as refused:
+                async with Client(stdio_client(params, errlog=log), read_timeout_seconds=10) as client:
+                    await client.list_tools()
+                    connected = True
         # the client waited for the bridge to end when it left (stdin closed, then terminate)
         left = _still_running(f"{base}/mcp")
     assert connected is False
+    assert not isinstance(refused.value, TimeoutError), "mcp-remote waited instead of giving up"
+    said = (tmp_path / "bridge.log").read_text()
+    assert "HTTP 400" in said or "status: 400" in said
+    assert "This server needs its access token: send the header Authorization: Bearer" in said
     assert left == [], f"mcp-remote outlived its client: pids {left}"
 
 

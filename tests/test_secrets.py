@@ -337,7 +337,7 @@ async def test_per_user_keys_over_http_never_show_any_key(
         refused = await raw.post(
             url, json=initialize, headers={"accept": "application/json, text/event-stream"}
         )
-    assert refused.status_code == 401 and "X-Atlas-Api-Key" in refused.text
+    assert refused.status_code == 400 and "X-Atlas-Api-Key" in refused.text
     sinks.texts.append(refused.text)
     assert any("submitted prediction" in n for n in sinks.notifications)
     assert len(recorder.bodies) > 20

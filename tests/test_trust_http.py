@@ -87,14 +87,14 @@ def http() -> Iterator[httpx.Client]:
 # --- 2. anonymous clients and session floods ---------------------------------------------------
 
 
-def test_a_request_with_neither_token_nor_key_gets_401_and_leaves_no_session(
+def test_a_request_with_neither_token_nor_key_gets_400_and_leaves_no_session(
     atlas: str, http: httpx.Client
 ) -> None:
     with serve_app(hosted(atlas, max_sessions=2)) as base:
         for _ in range(30):
-            assert initialize(http, base).status_code == 401
-            assert http.get(f"{base}/sse").status_code == 401
-            assert initialize(http, base, "prediction").status_code == 401  # too short to be a key
+            assert initialize(http, base).status_code == 400
+            assert http.get(f"{base}/sse").status_code == 400
+            assert initialize(http, base, "prediction").status_code == 400  # too short to be a key
         refused = initialize(http, base)
         assert "X-Atlas-Api-Key" in refused.json()["error"]["message"]
         # the anonymous flood took no place: two real users still get in
@@ -162,7 +162,7 @@ def test_a_repeated_key_or_authorization_header_is_a_400(atlas: str, http: httpx
             response = http.post(f"{base}/mcp", headers=headers, json=INITIALIZE)
             assert response.status_code == 400 and "only once" in response.json()["error"]["message"]
         long_key = initialize(http, base, "k" * 1000, authorization=f"Bearer {TOKEN}")
-        assert long_key.status_code == 401
+        assert long_key.status_code == 400
 
 
 async def test_a_key_that_is_only_presented_censors_nothing_for_other_users(
@@ -301,7 +301,7 @@ def test_the_token_and_query_strings_never_reach_the_log_and_head_is_clean(tmp_p
         assert http.head(f"{base}/sse", headers=auth).status_code == 405
         assert (
             http.get(f"{base}/mcp?token={TOKEN}", headers={"authorization": f"Bearer {TOKEN}x"}).status_code
-            == 401
+            == 400
         )
         proc.terminate()
         _, stderr = proc.communicate(timeout=10)

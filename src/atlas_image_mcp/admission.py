@@ -26,7 +26,7 @@ own request.
   key (429). A per-user key Atlas has not accepted yet holds one at most; such keys hold
   :data:`~atlas_image_mcp.constants.UNVERIFIED_SESSIONS_PER_ADDRESS` per client address and a
   quarter of the cap in all. Past that the key is checked with Atlas (:class:`KeyChecks`): accepted,
-  it has the per-key allowance; refused, the request gets a 401 that says so.
+  it has the per-key allowance; refused, the request gets a 400 that says so.
 
 The total protects this process's memory and stays per process. The count per key is this
 process's own, unless the book shares it (:meth:`SessionBook.share`) with the other replicas
@@ -99,7 +99,6 @@ _MESSAGE_PATHS = ("/mcp", "/messages")
 _SESSION_HEADER = b"mcp-session-id"
 _VERSION_HEADER = b"mcp-protocol-version"
 _PARSE_ERROR, _INVALID_REQUEST, _INTERNAL_ERROR, _UNAUTHORIZED = -32700, -32600, -32603, -32001
-_CHALLENGE = [(b"www-authenticate", b'Bearer realm="atlas-image-mcp"')]
 
 
 def error_body(code: int, message: str) -> bytes:
@@ -122,13 +121,14 @@ async def json_rpc_answer(
 
 
 async def _key_refused(send: Send) -> None:
+    # a 400 with no challenge, as every refusal without sign-in: a 401 makes common clients start an
+    # OAuth sign-in this server cannot finish, and hides this message (docs/oauth.md)
     await json_rpc_answer(
         send,
-        401,
+        400,
         _UNAUTHORIZED,
         "Atlas refused this key (it does not know it, or it has expired): check the key in the "
         f"X-Atlas-Api-Key header, or make one at {KEYS_URL}.",
-        _CHALLENGE,
     )
 
 
@@ -177,8 +177,11 @@ class KeyChecks:
         clock: Callable[[], float] = time.monotonic,
         size: int = MAX_CHECKED_KEYS,
         at_once: int = KEY_CHECKS_AT_ONCE,
+        verified_owners: bool = False,
     ) -> None:
         self._check = check
+        #: Every owner is an identity the server verified (a signed-in user): each counts as accepted.
+        self._verified_owners = verified_owners
         self._clock = clock
         self._size = size
         self._at_once = at_once
@@ -187,6 +190,8 @@ class KeyChecks:
 
     def accepted(self, digest: str | None) -> bool:
         """Whether Atlas accepted this key (recently enough to still be believed)."""
+        if self._verified_owners:
+            return digest is not None
         return digest is not None and self._remembered(digest) == "accepted"
 
     def _remembered(self, digest: str) -> Verdict | None:
@@ -202,6 +207,8 @@ class KeyChecks:
 
     async def verdict(self, key: str, digest: str) -> Verdict:
         """What Atlas says about ``key`` (whose digest is ``digest``), asking it if nothing is known."""
+        if self._verified_owners:
+            return "accepted"
         remembered = self._remembered(digest)
         if remembered is not None or self._check is None or not key:
             return remembered or "unknown"

@@ -28,6 +28,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from . import compat
+from .auth.principal import principal_of
 from .client import AtlasClient
 from .constants import CALL_MARGIN_SECONDS, ROOTS_SECONDS
 from .errors import AtlasError, InvalidParameterError, LedgerError, MissingAPIKeyError
@@ -73,7 +74,8 @@ class Call:
         outputs = Outputs(runtime.output_dir, runtime.may_write_files, runtime.save_by_default)
         moment = time.monotonic() if started is None else started
         connection = compat.lasting_connection_id(ctx.request_context.session)
-        return cls(ctx, runtime, runtime.caller(ctx.headers, connection), outputs, moment)
+        caller = runtime.caller(ctx.headers, connection, principal_of(ctx.request_context.request))
+        return cls(ctx, runtime, caller, outputs, moment)
 
     @cached_property
     def api(self) -> AtlasClient:
@@ -182,18 +184,18 @@ class Call:
     async def owns_prediction(self, prediction_id: str) -> bool:
         """Whether this caller made (or collected) ``prediction_id``, so may use the copies saved here.
 
-        Over stdio, and on a hosted server spending its own key, every caller is one identity. With
-        per-user keys the output folder is shared, so only the identity the prediction belongs to
-        may: its history knows it, or the spend ledger (which survives restarts) has it sent with
-        the caller's key. Never what Atlas says for another key.
+        Over stdio, and on a hosted server spending its own key without sign-in, every caller is one
+        identity. With per-user keys or sign-in the output folder is shared, so only the identity the
+        prediction belongs to may: its history knows it, or the spend ledger (which survives
+        restarts) has it sent by the caller. Never what Atlas says for another key.
         """
         runtime = self.runtime
-        if not runtime.per_user_keys:
+        if not runtime.remote or self.caller.shared:
             return True
         try:
             if await runtime.history.owns(self.caller.history.owner, prediction_id):
                 return True
-            return await runtime.ledger.started(self.caller.key, prediction_id)
+            return await runtime.ledger.started(self.caller.bucket, prediction_id)
         except LedgerError:  # the store cannot say (it is down): not shown to be theirs
             return False
 

@@ -247,6 +247,42 @@ MAX_CHECKED_KEYS = 4096
 SHUTDOWN_GRACE_SECONDS = 4.0
 SHUTDOWN_ANSWER_SECONDS = 2.0
 
+# --- OAuth (the server as a resource server; linked keys) ------------------------------------------
+
+#: The two scopes: everything that spends nothing, and everything that can spend.
+SCOPE_READ = "images:read"
+SCOPE_GENERATE = "images:generate"
+#: The package's documentation (the protected resource metadata's resource_documentation).
+DOCUMENTATION_URL = "https://pypi.org/project/atlas-image-mcp/"
+#: Where the protected resource lives under the public URL (the streamable HTTP endpoint).
+RESOURCE_PATH = "/mcp"
+#: Clock skew allowed on a token's exp, nbf and iat, in seconds.
+TOKEN_LEEWAY_SECONDS = 30.0
+#: The authorization server's metadata and keys: the most bytes, seconds and keys taken from it.
+AS_DOCUMENT_MAX_BYTES = 256 * 1024
+AS_FETCH_TIMEOUT_SECONDS = 5.0
+JWKS_MAX_KEYS = 50
+#: The key set is fetched again after this many seconds (a key no longer published stops counting).
+JWKS_MAX_AGE_SECONDS = 3600.0
+#: An unknown key id fetches the key set again at once, then at most once per this many seconds.
+JWKS_MIN_REFRESH_SECONDS = 10.0
+#: A token, an authorization header, a token endpoint's answer: the most characters read.
+MAX_TOKEN_CHARS = 16 * 1024
+#: An introspection answer is reused for at most this many seconds (never past the token's exp).
+INTROSPECTION_CACHE_SECONDS = 60.0
+INTROSPECTION_CACHE_ENTRIES = 4096
+#: Bytes of each linked-key encryption key (AES-256-GCM).
+LINKED_KEY_SECRET_BYTES = 32
+#: How long a key-linking link may wait to be opened, and a sign-in on its page to come back.
+LINK_TTL_SECONDS = 600.0
+LINK_LOGIN_SECONDS = 600.0
+#: The key-linking page: largest form body, and attempts per account per window.
+LINK_FORM_MAX_BYTES = 4096
+LINK_ATTEMPTS = 10
+LINK_ATTEMPTS_WINDOW_SECONDS = 600.0
+#: A linked key is read again from the store after this many seconds (unlinking elsewhere shows then).
+LINKED_KEY_CACHE_SECONDS = 30.0
+
 # --- offline mode --------------------------------------------------------------------------------
 
 #: The in-process emulator's origin. ``.invalid`` is reserved (RFC 2606): no resolver answers for it, so

@@ -207,7 +207,7 @@ async def _settle(call: Call, prediction: Prediction) -> Decimal | None:
     failed = prediction.kind == "failed"
     try:
         return await call.runtime.ledger.settle(
-            call.caller.key, prediction.id, charged=charged, failed=failed, done=prediction.is_terminal
+            call.caller.bucket, prediction.id, charged=charged, failed=failed, done=prediction.is_terminal
         )
     except LedgerError as err:  # the answer about a paid job matters more than the bookkeeping
         logger.warning("could not record the charge of %s: %s", prediction.id, err.message)

@@ -195,15 +195,16 @@ class BudgetError(AtlasError):
         resets_in: float,
         *,
         model: str = "",
+        setting: str = "budget_usd_per_day",
     ) -> None:
         self.budget = budget
         self.spent = spent
         self.amount = amount
         self.resets_in = resets_in
         self.left = max(Decimal(0), budget - spent)
+        whose = "for each signed-in user" if setting == "budget_usd_per_user_per_day" else "with one API key"
         rule = (
-            f"Daily budget: this server may spend at most {usd(budget)} a day with one API key "
-            f"({env_name('budget_usd_per_day')})"
+            f"Daily budget: this server may spend at most {usd(budget)} a day {whose} ({env_name(setting)})"
         )
         when = f"it resets at 00:00 UTC, in {wait_words(resets_in)}"
         if amount is None:

@@ -4,11 +4,18 @@ Security, from the outside in:
 
 * CORS (only with ``ATLAS_MCP_ALLOWED_ORIGINS``): preflights from those origins are answered, and
   ``Mcp-Session-Id`` is exposed to their scripts.
+* :class:`~atlas_image_mcp.auth.front.Front`, outermost: the OAuth well-known documents (404
+  without sign-in) and the key-linking page.
+* With sign-in (``ATLAS_MCP_OAUTH_ISSUER``), :class:`~atlas_image_mcp.auth.guard.OAuthGuard` takes
+  the place of the access guard (access tokens, the specification's 401/403 challenges) and
+  :class:`~atlas_image_mcp.auth.guard.ScopeCheck`, behind the body limits, what each token's scopes
+  allow (see :mod:`atlas_image_mcp.auth`).
 * :class:`AccessGuard` (pure ASGI, so SSE streams pass through untouched) guards every path but
   ``/healthz``: with ``ATLAS_MCP_AUTH_TOKEN`` each request must carry ``Authorization: Bearer
-  <token>`` (compared in constant time), else 401 with ``WWW-Authenticate`` and a JSON-RPC error
-  body. In per-user-key mode (``ATLAS_MCP_USER_KEYS=1``) a request must carry a plausible
-  ``X-Atlas-Api-Key`` (or the server token), else 401 before any session, stream or state exists;
+  <token>`` (compared in constant time), else 400 with a JSON-RPC error body that says what to send
+  (no 401: it would make clients start an OAuth sign-in). In per-user-key mode
+  (``ATLAS_MCP_USER_KEYS=1``) a request must carry a plausible ``X-Atlas-Api-Key`` (or the server
+  token), else 400 before any session, stream or state exists;
   MCP sessions are bound to the key (a session opened with one key answers "session not found" to
   any other). A repeated ``Authorization`` or ``X-Atlas-Api-Key`` header is a 400. The tools read
   the key from each message's own headers (``ctx.headers``), so one user's key never serves
@@ -75,6 +82,10 @@ from .admission import (
     json_rpc_answer,
 )
 from .answers import AnswerForms
+from .auth.config import oauth_config
+from .auth.front import Front
+from .auth.guard import OAuthGuard, ScopeCheck
+from .auth.linkpage import link_page
 from .constants import (
     FIRST_BYTE_SECONDS,
     HEAD_TIMEOUT_SECONDS,
@@ -89,8 +100,8 @@ from .constants import (
 from .errors import AtlasError, AuthenticationError
 from .redact import key_digest, redact
 from .runtime import Runtime
-from .server import make_server, tools_that_may_ask
-from .settings import Settings, WorkerOptions, env_name, export_for_workers
+from .server import make_server, spending_tools, tools_that_may_ask
+from .settings import Settings, SettingsError, WorkerOptions, env_name, export_for_workers
 from .shared import SessionsInStore
 
 __all__ = [
@@ -228,23 +239,28 @@ def _plausible_key(key: str) -> bool:
     )
 
 
-_CHALLENGE = [(b"www-authenticate", b'Bearer realm="atlas-image-mcp"')]
+# Without sign-in a refusal is a 400 with a JSON-RPC error that says what to send, with no
+# WWW-Authenticate and no "Unauthorized" in it: any 401 makes Claude Code, the MCP Inspector and
+# mcp-remote start an OAuth sign-in this server cannot finish (mcp-remote then waits for ever) and
+# none of them shows the message; this answer they all show (docs/oauth.md, "With sign-in off").
 
 
 async def _no_user_key(send: Send) -> None:
     await json_rpc_answer(
         send,
-        401,
+        400,
         _UNAUTHORIZED,
-        "Unauthorized: this server needs your own Atlas Cloud API key in the X-Atlas-Api-Key header of "
-        f"every request ({MIN_USER_KEY_CHARS} to {MAX_USER_KEY_CHARS} characters).",
-        _CHALLENGE,
+        "This server needs your own Atlas Cloud API key in the X-Atlas-Api-Key header of every request "
+        f"({MIN_USER_KEY_CHARS} to {MAX_USER_KEY_CHARS} characters).",
     )
 
 
 async def _unauthorized(send: Send) -> None:
-    message = f"Unauthorized: send Authorization: Bearer <{env_name('auth_token')}>"
-    await json_rpc_answer(send, 401, _UNAUTHORIZED, message, _CHALLENGE)
+    message = (
+        "This server needs its access token: send the header Authorization: Bearer "
+        f"<{env_name('auth_token')}> (the token its operator set) with every request."
+    )
+    await json_rpc_answer(send, 400, _UNAUTHORIZED, message)
 
 
 class JsonRpcErrors:
@@ -406,7 +422,10 @@ def create_http_app(
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = runtime
     app.state.in_flight = in_flight = InFlight()
-    keys = KeyChecks(_key_check(runtime) if settings.user_keys else None)
+    signin = runtime.signin
+    # with sign-in every owner is a user whose token was verified; else per-user keys are asked about
+    check = _key_check(runtime) if settings.user_keys and signin is None else None
+    keys = KeyChecks(check, verified_owners=signin is not None)
     book = SessionBook(max_sessions=settings.max_sessions, per_key=settings.max_sessions_per_key, keys=keys)
     if runtime.store.location.shared:  # per key across replicas when they share a store (PostgreSQL)
         idle = settings.session_idle_seconds
@@ -425,6 +444,8 @@ def create_http_app(
     )
     app.add_middleware(JsonRpcErrors)
     app.add_middleware(SessionLimits, book=book, stateless=stateless)
+    if signin is not None:  # sign-in: what a token's scopes allow, once the body is read
+        app.add_middleware(ScopeCheck, config=signin.config, spending=spending_tools())
     app.add_middleware(
         BodyLimits,
         small=settings.max_message_bytes,
@@ -432,7 +453,10 @@ def create_http_app(
         large_timeout=settings.upload_timeout,
         keys=keys,
     )
-    app.add_middleware(AccessGuard, token=settings.auth_token, user_keys=settings.user_keys)
+    if signin is not None:
+        app.add_middleware(OAuthGuard, signin=signin, open_paths=tuple(_OPEN_PATHS))
+    else:
+        app.add_middleware(AccessGuard, token=settings.auth_token, user_keys=settings.user_keys)
     if settings.allowed_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -442,6 +466,9 @@ def create_http_app(
             expose_headers=["Mcp-Session-Id", "WWW-Authenticate"],
             max_age=600,
         )
+    # outermost: the well-known documents (404 without sign-in) and the key-linking page
+    page = link_page(runtime) if signin is not None and signin.accounts is not None else None
+    app.add_middleware(Front, config=signin.config if signin else None, link_page=page)
     return app
 
 
@@ -547,10 +574,13 @@ def check_exposure(settings: Settings, host: str, allow_unauthenticated: bool) -
     """Why serving on ``host`` is refused, or None when it is allowed."""
     if is_loopback(host) or settings.auth_token or settings.user_keys or allow_unauthenticated:
         return None
+    if settings.oauth_issuer:
+        return None
     return (
         f"refusing to serve on {host} with no authentication: anyone who can reach it could spend the Atlas "
         f"key's credit. Set {env_name('auth_token')} (clients then send Authorization: Bearer <token>), or "
-        f"{env_name('user_keys')}=1 (each client brings its own key), or pass --allow-unauthenticated."
+        f"{env_name('user_keys')}=1 (each client brings its own key), or {env_name('oauth_issuer')} (people "
+        "sign in), or pass --allow-unauthenticated."
     )
 
 
@@ -612,6 +642,16 @@ def _refused(settings: Settings, host: str, offline: bool, allow_unauthenticated
     if refusal:
         logger.error("%s", refusal)
         return True
+    try:
+        signin = oauth_config(settings)
+    except SettingsError as err:
+        logger.error("%s", err)
+        return True
+    if signin is not None and not signin.linking and not settings.api_key and not offline:
+        logger.warning(
+            f"{env_name('oauth_issuer')} without {env_name('api_key')}: people can sign in, but the server "
+            f"has no key to pay with; set it, or {env_name('user_keys')}=1 so that each user links their own"
+        )
     if settings.user_keys and settings.api_key and not offline:
         logger.warning(
             f"{env_name('user_keys')}=1: {env_name('api_key')} is ignored, every request brings its own key"

@@ -26,10 +26,18 @@ class Caller:
     #: where the transport keeps one, its connection. Never a key, never a value the client chose.
     history: HistoryScope
     #: Every client of this server is this one identity: a hosted server spending its own key (no
-    #: per-user keys), where nothing the server verified tells one client from another.
+    #: per-user keys, no sign-in), where nothing the server verified tells one client from another.
     shared: bool = False
+    #: The signed-in user (a principal id: a digest of issuer and subject) when the server has
+    #: sign-in on; then everything the caller owns is keyed by it, never by a key or a header.
+    subject: str | None = None
 
     @cached_property
     def id(self) -> str:
         """A stable name for the caller that tasks and sealed confirmations are bound to (a digest)."""
-        return key_digest(self.key or "")
+        return self.subject or key_digest(self.key or "")
+
+    @property
+    def bucket(self) -> str | None:
+        """Whose spending the ledger counts this caller's calls under: the signed-in user, else the key."""
+        return self.subject or self.key

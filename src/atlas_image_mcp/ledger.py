@@ -78,6 +78,8 @@ class Limits:
 
     images_per_hour: int | None = None
     usd_per_day: Decimal | None = None
+    #: The setting ``usd_per_day`` comes from (named in a refusal).
+    budget_setting: str = "budget_usd_per_day"
 
     @property
     def any(self) -> bool:
@@ -316,7 +318,14 @@ class Ledger:
                                    used=refusal.used)  # fmt: skip
         budget = self.limits.usd_per_day if self.limits.usd_per_day is not None else dollars(refusal.limit)
         shown = None if refusal.rule == "price_unknown" else amount
-        return BudgetError(budget, dollars(refusal.used), shown, refusal.retry_after, model=model)
+        return BudgetError(
+            budget,
+            dollars(refusal.used),
+            shown,
+            refusal.retry_after,
+            model=model,
+            setting=self.limits.budget_setting,
+        )
 
 
 def _file(path: Path | None) -> st.Location:

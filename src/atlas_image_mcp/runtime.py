@@ -22,6 +22,8 @@ import anyio
 import httpx
 
 from .aiohttp_transport import AiohttpTransport
+from .auth.principal import Principal
+from .auth.service import SignIn, sign_in
 from .catalogue import Catalogue
 from .client import AtlasClient, ClientOptions
 from .constants import (
@@ -81,6 +83,8 @@ class Runtime:
     _lent: dict[str, list[str | int]] = field(default_factory=dict, init=False, repr=False)
     #: The waits :meth:`stop_waiting` ends (see :meth:`until_stopping`).
     _waits: set[anyio.CancelScope] = field(default_factory=set, init=False, repr=False)
+    #: Sign-in (OAuth) of a hosted server, when it is on (see :mod:`atlas_image_mcp.auth`).
+    signin: SignIn | None = None
 
     def __post_init__(self, given_ledger: Ledger | None) -> None:
         self.ledger = given_ledger or default_ledger(self.settings, offline=self.offline)
@@ -177,13 +181,18 @@ class Runtime:
             )
         register_secret(settings.api_key, permanent=True)
         register_secret(settings.auth_token, permanent=True)
-        return cls(
+        register_secret(settings.oauth_client_secret, permanent=True)
+        runtime = cls(
             settings=settings, client=client, remote=remote, offline=offline, place=place, given_ledger=ledger
         )
+        runtime.signin = sign_in(settings, runtime.store) if remote else None
+        return runtime
 
     async def aclose(self) -> None:
         self.draining = True
         try:
+            if self.signin is not None:
+                await self.signin.aclose()
             await self.ledger.aclose()
         finally:
             await self.client.aclose()
@@ -195,14 +204,27 @@ class Runtime:
 
     # --- per-request views ---------------------------------------------------------------
 
-    def caller(self, headers: Mapping[str, str] | None = None, connection: str | None = None) -> Caller:
+    def caller(
+        self,
+        headers: Mapping[str, str] | None = None,
+        connection: str | None = None,
+        principal: Principal | None = None,
+    ) -> Caller:
         """Who the request with these HTTP headers (``ctx.headers``; None over stdio) comes from.
 
         ``connection``: the server's own name for the connection the request came on, when it lasts
         across requests (:func:`atlas_image_mcp.compat.lasting_connection_id`); None where every
         request stands alone (stateless HTTP, 2026-07-28). The history belongs to the caller's key
         and, within it, to that connection; no header names it.
+
+        ``principal``: the user its access token names, with sign-in on. Then the caller is that
+        user: its pictures, usage and tasks are the user's, and it spends the user's linked key
+        (with linked keys) or the server's.
         """
+        if principal is not None:
+            key = principal.linked_key if self.per_user_keys else self.settings.api_key
+            scope = HistoryScope(owner=principal.id, session=connection or "")
+            return Caller(key=key, history=scope, subject=principal.id)
         key = self.current_key(headers)
         scope = HistoryScope(owner=key_digest(key or "")[:32], session=connection or "")
         return Caller(key=key, history=scope, shared=self.remote and not self.per_user_keys)
@@ -215,6 +237,12 @@ class Runtime:
         """
         if self.per_user_keys:
             key = caller.key
+            if not key and self.signin is not None:
+                raise MissingAPIKeyError(
+                    "No Atlas Cloud API key is linked to your account on this server yet. Call "
+                    "generate_image (or another tool that needs Atlas): its answer has the link to the page "
+                    "where you link your key, once."
+                )
             if not key:
                 raise MissingAPIKeyError(
                     "This hosted server needs your own Atlas Cloud API key: send it in the "
@@ -234,7 +262,7 @@ class Runtime:
         if not self.per_user_keys or not key:
             yield
             return
-        bucket = bucket_of(key)
+        bucket = bucket_of(caller.bucket)
         lent = self._lent.setdefault(bucket, [key, 0])
         lent[1] = int(lent[1]) + 1
         try:
@@ -250,6 +278,8 @@ class Runtime:
         if self.per_user_keys:
             lent = self._lent.get(bucket)
             return self.client.with_api_key(str(lent[0])) if lent is not None else None
+        if self.signin is not None:  # every signed-in user's bucket spends the server's own key
+            return self.client if self.client.has_api_key else None
         key = self.settings.api_key
         if not key or not self.client.has_api_key or bucket_of(key) != bucket:
             return None
@@ -259,6 +289,11 @@ class Runtime:
     def per_user_keys(self) -> bool:
         return self.settings.user_keys and self.remote
 
+    @property
+    def callers_apart(self) -> bool:
+        """Whether this server can tell its callers apart (stdio, per-user keys, or sign-in)."""
+        return not self.remote or self.per_user_keys or self.signin is not None
+
     def current_key(self, headers: Mapping[str, str] | None = None) -> str | None:
         """The Atlas key this request uses (for the ledger's bucket; never logged).
 
@@ -267,6 +302,8 @@ class Runtime:
         """
         if not self.per_user_keys:
             return self.settings.api_key
+        if self.signin is not None:
+            return None  # with sign-in a key is linked to the user, never taken from a header
         key = _header(headers, USER_KEY_HEADER)
         return key.strip() if key and key.strip() else None
 
@@ -287,7 +324,13 @@ class Runtime:
 
 
 def limits_of(settings: Settings) -> Limits:
-    return Limits(images_per_hour=settings.max_images_per_hour, usd_per_day=settings.budget_usd_per_day)
+    """The ledger's limits, per bucket: per API key, or, with sign-in, per signed-in user (then
+    every per-key limit holds for each user, and the per-user daily budget too: the lower one)."""
+    per_day = settings.budget_usd_per_day
+    per_user = settings.budget_usd_per_user_per_day if settings.oauth_issuer else None
+    if per_user is not None and (per_day is None or per_user < per_day):
+        return Limits(settings.max_images_per_hour, per_user, budget_setting="budget_usd_per_user_per_day")
+    return Limits(images_per_hour=settings.max_images_per_hour, usd_per_day=per_day)
 
 
 def store_options(settings: Settings) -> StoreOptions:

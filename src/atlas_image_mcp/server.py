@@ -13,6 +13,8 @@ from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from mcp.shared.exceptions import MCPError
 
 from . import __version__
+from .auth.elicit import LinkGate
+from .auth.principal import principal_of
 from .constants import TASK_KEEP_SECONDS
 from .notify import install_logging_handler
 from .prompts import register_prompts
@@ -22,10 +24,10 @@ from .runtime import Runtime
 from .shared import TaskNotesInStore
 from .taskids import TaskIds, task_id_secret
 from .tasks_legacy import TasksWithLegacyForm
-from .tools import build_tools, tools_that_may_ask
+from .tools import build_tools, keyed_tools, spending_tools, tools_that_may_ask
 from .viewer import make_viewer
 
-__all__ = ["INSTRUCTIONS", "make_server", "tools_that_may_ask"]
+__all__ = ["INSTRUCTIONS", "make_server", "spending_tools", "tools_that_may_ask"]
 
 INSTRUCTIONS = """\
 Creates and edits pictures with the FLUX models on Atlas Cloud.
@@ -48,7 +50,7 @@ Creates and edits pictures with the FLUX models on Atlas Cloud.
 def caller_of(ctx: ServerRequestContext[Any, Any]) -> str:
     """Who a request comes from, for binding tasks and sealed confirmations to it."""
     runtime: Runtime = ctx.lifespan_context
-    return runtime.caller(getattr(ctx.request, "headers", None)).id
+    return runtime.caller(getattr(ctx.request, "headers", None), principal=principal_of(ctx.request)).id
 
 
 async def redact_answers(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
@@ -60,8 +62,10 @@ async def redact_answers(ctx: ServerRequestContext[Any, Any], call_next: CallNex
     through :class:`atlas_image_mcp.http.JsonRpcErrors`; each redacts at its one exit.)
     """
     runtime: Runtime = ctx.lifespan_context
-    # the caller's own key, whether or not Atlas knows it: out of its answers, notifications and logs
-    with secret_in_scope(runtime.current_key(getattr(ctx.request, "headers", None))):
+    # the caller's own key (or linked key), whether or not Atlas knows it: out of its answers,
+    # notifications and logs
+    caller = runtime.caller(getattr(ctx.request, "headers", None), principal=principal_of(ctx.request))
+    with secret_in_scope(caller.key):
         try:
             result = await call_next(ctx)
         except MCPError as err:
@@ -100,9 +104,9 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
         TaskIds(task_id_secret(settings, remote=runtime.remote)),
         ttl_seconds=settings.task_wait_seconds + TASK_KEEP_SECONDS,
         owner=caller_of,
-        # callers are told apart by their Atlas key: over stdio there is one, per-user keys one each;
-        # with one shared key a hosted server cannot list "your" tasks
-        list_tasks=not runtime.remote or runtime.per_user_keys,
+        # callers are told apart by their Atlas key (over stdio there is one, per-user keys one each)
+        # or their sign-in; with one shared key and no sign-in a hosted server cannot list "your" tasks
+        list_tasks=runtime.callers_apart,
     )
     tasks.notes = TaskNotesInStore(runtime.store)  # a cancellation, which an id cannot carry
 
@@ -116,6 +120,7 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
             yield runtime
 
     viewer = make_viewer(runtime)
+    linking = runtime.signin is not None and runtime.signin.accounts is not None
     server: MCPServer[Runtime] = MCPServer(
         "atlas-image-mcp",
         title="Atlas Cloud FLUX images",
@@ -126,8 +131,8 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
         lifespan=lifespan,
         request_state_security=request_state_security(runtime),
         log_level=settings.log_level if settings.log_level in _LEVELS else "INFO",  # type: ignore[arg-type]
-        middleware=[redact_answers, label_pictures],
-        tools=build_tools(tasks),
+        middleware=[redact_answers, label_pictures, *([LinkGate(keyed_tools())] if linking else [])],
+        tools=build_tools(tasks, linking=linking),
     )
     tasks.bind(server)
     register_resources(server)

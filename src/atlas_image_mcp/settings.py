@@ -12,6 +12,8 @@ here runs at import time; the CLI reads the environment once and passes a ``Sett
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import os
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -111,6 +114,31 @@ def normalize_base_url(url: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
     return url
+
+
+def _web_url(value: str | None) -> str | None:
+    """An http(s) URL with a host, kept as written (an issuer is compared character for character);
+    plain http only for a loopback host."""
+    if value is None:
+        return None
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or a fragment")
+    if parts.scheme == "http" and not _is_loopback_name(parts.hostname):
+        raise ValueError("must use https:// (plain http:// only for a loopback address)")
+    return value
+
+
+def _is_loopback_name(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def default_output_dir(home: Path | None = None) -> Path:
@@ -259,6 +287,12 @@ class Settings(BaseModel):
         "USD one API key may spend per UTC day (kept in the ledger)",
         shown_default="unlimited",
     )
+    budget_usd_per_user_per_day: Usd = setting(
+        "ATLAS_MCP_BUDGET_USD_PER_USER_PER_DAY",
+        None,
+        "HTTP with OAuth: USD one signed-in user may spend per UTC day (kept in the ledger)",
+        shown_default="unlimited",
+    )
     confirm_above_usd: Threshold = setting(
         "ATLAS_MCP_CONFIRM_ABOVE_USD",
         None,
@@ -299,7 +333,39 @@ class Settings(BaseModel):
         "ATLAS_MCP_AUTH_TOKEN", None, "HTTP: bearer token every MCP request must carry", secret=True
     )
     user_keys: bool = setting(
-        "ATLAS_MCP_USER_KEYS", False, "HTTP: 1 = each request brings its own Atlas key in X-Atlas-Api-Key"
+        "ATLAS_MCP_USER_KEYS",
+        False,
+        "HTTP: 1 = each user brings their own Atlas key: in X-Atlas-Api-Key, or with OAuth linked once on "
+        "this server's page",
+    )
+    oauth_issuer: str | None = setting(
+        "ATLAS_MCP_OAUTH_ISSUER",
+        None,
+        "HTTP: issuer URL of the OAuth authorization server, exactly as its metadata names it; turns "
+        "sign-in on (access tokens instead of a shared token)",
+    )
+    public_url: str | None = setting(
+        "ATLAS_MCP_PUBLIC_URL",
+        None,
+        "HTTP: this server's public base URL as clients reach it; with OAuth the protected resource is "
+        "its /mcp",
+    )
+    oauth_client_id: str | None = setting(
+        "ATLAS_MCP_OAUTH_CLIENT_ID",
+        None,
+        "HTTP with OAuth: this server's own client at the authorization server (signs people in on the "
+        "key-linking page; introspects opaque access tokens)",
+    )
+    oauth_client_secret: str | None = setting(
+        "ATLAS_MCP_OAUTH_CLIENT_SECRET", None, "HTTP with OAuth: the secret of that client", secret=True
+    )
+    linked_key_secret: Items = setting(
+        "ATLAS_MCP_LINKED_KEY_SECRET",
+        (),
+        "HTTP with OAuth and user keys: base64 of 32 random bytes that encrypts linked Atlas keys; "
+        "several, comma separated, rotate it (the first encrypts, each decrypts)",
+        shown_default="(none)",
+        secret=True,
     )
     upload_root: OptionalPath = setting(
         "ATLAS_MCP_UPLOAD_ROOT",
@@ -341,7 +407,7 @@ class Settings(BaseModel):
     max_sessions_per_key: int = setting(
         "ATLAS_MCP_MAX_SESSIONS_PER_KEY",
         C.DEFAULT_MAX_SESSIONS_PER_KEY,
-        "HTTP, per-user keys: sessions and SSE streams one key may hold open",
+        "HTTP, per-user keys or OAuth: sessions and SSE streams one key or signed-in user may hold open",
         ge=1,
     )
     session_idle_seconds: PositiveSeconds = setting(
@@ -405,6 +471,26 @@ class Settings(BaseModel):
         if value is not None and not value.strip().lower().startswith(C.STORE_URL_SCHEMES):
             raise ValueError("must start with " + " or ".join(C.STORE_URL_SCHEMES))
         return value.strip() if value is not None else None
+
+    @field_validator("oauth_issuer", "public_url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        return _web_url(value)
+
+    @field_validator("linked_key_secret")
+    @classmethod
+    def _aes_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                raw = base64.b64decode(item, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("must be base64 (of 32 random bytes), comma separated") from None
+            if len(raw) != C.LINKED_KEY_SECRET_BYTES:
+                raise ValueError(
+                    f"must each be base64 of {C.LINKED_KEY_SECRET_BYTES} random bytes "
+                    f"(one was {len(raw)} bytes)"
+                )
+        return value
 
     @field_validator("max_images_per_hour")
     @classmethod

@@ -30,11 +30,12 @@ from .export import export_image
 from .gallery import show_gallery
 from .generate import generate_image
 from .handoff import IMAGE_JOB
+from .link import unlink_atlas_key
 from .model_list import list_models
 from .predictions import get_prediction
 from .upload import upload_media
 
-__all__ = ["build_tools", "tools_that_may_ask"]
+__all__ = ["build_tools", "keyed_tools", "spending_tools", "tools_that_may_ask"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class _Offer:
     open_world: bool = True
     #: It may ask the person a question during the call (the cost of a picture job).
     asks: bool = False
+    #: It can spend money (with sign-in, a token needs the images:generate scope to call it).
+    spends: bool = False
+    #: It calls Atlas with the caller's key (with linked keys, one must be linked first).
+    keyed: bool = True
 
 
 # None is destructive: save_as and export_image never replace a file unless the call says
@@ -61,16 +66,30 @@ class _Offer:
 # workspace, so only the assistant may call it; it sends nothing to Atlas, but it may fetch the
 # picture from a URL (or look an id up at Atlas), so it is open-world.
 _TOOLS: dict[ToolFunction, _Offer] = {
-    generate_image: _Offer("Generate image (FLUX)", False, False, task=True, viewer=True, asks=True),
-    edit_image: _Offer("Edit image (FLUX Kontext, Fill)", False, False, task=True, viewer=True, asks=True),
-    generate_variations: _Offer("Generate variations", False, False, task=True, viewer=True, asks=True),
+    generate_image: _Offer(
+        "Generate image (FLUX)", False, False, task=True, viewer=True, spends=True, asks=True
+    ),
+    edit_image: _Offer(
+        "Edit image (FLUX Kontext, Fill)", False, False, task=True, viewer=True, spends=True, asks=True
+    ),
+    generate_variations: _Offer(
+        "Generate variations", False, False, task=True, viewer=True, spends=True, asks=True
+    ),
     get_prediction: _Offer("Get prediction", False, True, viewer=True),
-    upload_media: _Offer("Upload media", False, False, frame=False),
+    upload_media: _Offer("Upload media", False, False, frame=False, spends=True),
     export_image: _Offer("Export image", False, False, frame=False),
-    list_models: _Offer("List image models", True, True),
+    list_models: _Offer("List image models", True, True, keyed=False),
     get_balance: _Offer("Atlas account balance", True, True, frame=False),
-    get_usage: _Offer("Spend by day and model", True, True, frame=False, open_world=False),
-    show_gallery: _Offer("Show this session's pictures", True, True, viewer=True, open_world=False),
+    get_usage: _Offer("Spend by day and model", True, True, frame=False, open_world=False, keyed=False),
+    show_gallery: _Offer(
+        "Show this session's pictures", True, True, viewer=True, open_world=False, keyed=False
+    ),
+}
+#: Offered only where users link their own keys (sign-in with linked keys).
+_LINKING: dict[ToolFunction, _Offer] = {
+    unlink_atlas_key: _Offer(
+        "Unlink your Atlas key", False, True, frame=False, open_world=False, keyed=False
+    ),
 }
 
 
@@ -91,10 +110,21 @@ def _meta(offer: _Offer) -> dict[str, Any] | None:
     return None if offer.frame else {"ui": {"visibility": ["model"]}}
 
 
-def build_tools(tasks: TasksExtension | None = None) -> list[Tool]:
-    """Every tool, for ``MCPServer(tools=...)``; picture jobs run as tasks through ``tasks``."""
+def spending_tools() -> frozenset[str]:
+    """The tools that can spend money."""
+    return frozenset(fn.__name__ for fn, offer in _TOOLS.items() if offer.spends)
+
+
+def keyed_tools() -> frozenset[str]:
+    """The tools that call Atlas with the caller's key."""
+    return frozenset(fn.__name__ for fn, offer in _TOOLS.items() if offer.keyed)
+
+
+def build_tools(tasks: TasksExtension | None = None, *, linking: bool = False) -> list[Tool]:
+    """Every tool, for ``MCPServer(tools=...)``; picture jobs run as tasks through ``tasks``.
+    ``linking``: users link their own Atlas keys (the unlink tool is offered too)."""
     tools: list[Tool] = []
-    for fn, offer in _TOOLS.items():
+    for fn, offer in {**_TOOLS, **(_LINKING if linking else {})}.items():
         if offer.task and tasks is not None:
             tasks.add_tool(fn.__name__, IMAGE_JOB)
         tools.append(adapt(fn, title=offer.title, annotations=_annotations(offer), meta=_meta(offer)))

@@ -134,8 +134,9 @@ def _iso(moment: float) -> str:
 async def get_usage(call: Call, args: GetUsageArguments) -> Annotated[CallToolResult, UsageResult]:
     """What this server spent with your key, by day and model, its largest calls, and budget left."""
     runtime = call.runtime
-    _ = call.api  # whose usage: the caller's key (none: say how to set one)
-    usage = await runtime.ledger.usage(call.caller.key, args.days)
+    if call.caller.subject is None:
+        _ = call.api  # whose usage: the caller's key (none: say how to set one); a signed-in user's own
+    usage = await runtime.ledger.usage(call.caller.bucket, args.days)
     limits = runtime.ledger.limits
     total = sum((row.usd for row in usage.rows), Decimal(0))
     images = sum(row.images for row in usage.rows)

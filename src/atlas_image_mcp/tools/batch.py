@@ -99,7 +99,7 @@ async def _send(
     plans = planned.batch
     cap_share = planned.cap / len(plans) if planned.cap is not None else None
     reservations = await runtime.ledger.reserve_batch(
-        call.caller.key,
+        call.caller.bucket,
         tool=_TOOL,
         model=planned.model,
         jobs=[

@@ -97,7 +97,7 @@ async def confirm(call: Call, plan: Plan) -> Confirmation | InputRequiredResult:
             "Leave max_cost_usd out, or set it to the most the person agreed to pay for this call.",
         )
     with held_explained(plan):
-        await runtime.ledger.check(call.caller.key, plan.images, plan.held, plan.model)
+        await runtime.ledger.check(call.caller.bucket, plan.images, plan.held, plan.model)
     threshold = runtime.confirm_above
     if threshold is None:
         return Verdict(True, "no_threshold")

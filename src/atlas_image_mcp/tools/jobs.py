@@ -104,7 +104,7 @@ async def _submit(
     # Held against the daily budget: the estimate, or a cautious amount when the price is unknown.
     with held_explained(planned):
         reservation = await runtime.ledger.reserve(
-            call.caller.key,
+            call.caller.bucket,
             tool=job.tool,
             model=prepared.model,
             images=prepared.num_images,
