@@ -156,6 +156,28 @@ async def test_two_workers_answer_on_one_port_and_stop_cleanly_on_sigterm(tmp_pa
     assert text.count("Finished server process") == 2 and "Traceback" not in text
 
 
+@pytest.mark.subprocess
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="each worker's own socket: Linux")
+def test_workers_end_with_their_supervisor_even_when_it_is_killed(tmp_path: Path) -> None:
+    """A worker left behind would keep its own socket on the port, beside a server started again."""
+    with two_workers(tmp_path / "serve.log") as (proc, url):
+        workers = worker_pids(proc.pid)
+        proc.kill()
+        proc.wait(EXIT_BOUND)
+        deadline = time.monotonic() + EXIT_BOUND
+        while any(alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"workers still running: {workers}"
+            time.sleep(0.1)
+        assert listening_sockets(int(url.rsplit(":", 1)[1])) == 0
+
+
+def alive(pid: int) -> bool:
+    try:
+        return b"zombie" not in Path(f"/proc/{pid}/status").read_bytes()
+    except OSError:
+        return False
+
+
 def listening_sockets(port: int) -> int:
     """How many sockets of this machine listen on TCP ``port`` (Linux: /proc/net/tcp and tcp6)."""
     count = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
@@ -288,9 +289,28 @@ class ReusePortListener:
         self.address = (host, port)
         self.backlog = backlog
 
-    def __reduce__(self) -> tuple[Any, tuple[str, int, int]]:
+    def __reduce__(self) -> tuple[Any, tuple[str, int, int, int]]:
         # Sent to a worker process by pickling: it arrives as a socket that worker bound itself.
-        return reuse_port_socket, (*self.address, self.backlog)
+        return _worker_socket, (*self.address, self.backlog, os.getpid())
+
+
+def _worker_socket(host: str, port: int, backlog: int, supervisor: int) -> Any:
+    """In a worker: its own listening socket, and its end when the supervisor ends.
+
+    A worker that outlived a killed supervisor would keep its own socket on the port, and a server
+    started again there would share its connections with that stale worker (``SO_REUSEPORT`` lets
+    it bind beside): so the kernel sends the worker SIGTERM when its parent dies (Linux's
+    ``PR_SET_PDEATHSIG``, the one platform this runs on), and a worker whose supervisor is already
+    gone stops at once.
+    """
+    import ctypes
+    import signal
+
+    if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0) != 0:  # 1: PR_SET_PDEATHSIG
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != supervisor:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return reuse_port_socket(host, port, backlog)
 
 
 def reuse_port_socket(host: str, port: int, backlog: int = 2048) -> Any:
