@@ -147,3 +147,34 @@ def test_no_function_outside_the_emulator_takes_more_than_eight_named_parameters
                 if len(names) > 8:
                     crowded.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({len(names)})")
     assert crowded == []
+
+
+#: Imported only by the paths that use them: pictures, the HTTP stack, sign-in, the emulator,
+#: PostgreSQL (a start over stdio, the common one, pays for none of them).
+_NOT_ON_STDIO = (
+    "PIL",
+    "aiohttp",
+    "jwt",
+    "psycopg",
+    "atlas_image_mcp.http",
+    "atlas_image_mcp.auth.service",
+    "atlas_image_mcp.emulator",
+)
+
+
+def test_a_server_over_stdio_imports_nothing_it_does_not_use() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from atlas_image_mcp.settings import Settings\n"
+        "from atlas_image_mcp.runtime import Runtime\n"
+        "from atlas_image_mcp.server import make_server\n"
+        "make_server(Runtime.create(Settings(api_key='k' * 24)))\n"
+        f"print(sorted({{m.split('.')[0] if m.split('.')[0] != 'atlas_image_mcp' else m "
+        f"for m in sys.modules}} & set({_NOT_ON_STDIO!r})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -17,13 +17,13 @@ from dataclasses import InitVar, dataclass, field
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx
 
 from .aiohttp_transport import AiohttpTransport
 from .auth.principal import Principal
-from .auth.service import SignIn, sign_in
 from .catalogue import Catalogue
 from .client import AtlasClient, ClientOptions
 from .constants import (
@@ -46,6 +46,9 @@ from .redact import key_digest, register_secret
 from .settings import Settings, proxy_environment
 from .shared import SharedStore
 from .store import Finding, OpenCall, Store, StoreOptions, location_of
+
+if TYPE_CHECKING:
+    from .auth.service import SignIn
 
 __all__ = ["Runtime"]
 
@@ -185,7 +188,10 @@ class Runtime:
         runtime = cls(
             settings=settings, client=client, remote=remote, offline=offline, place=place, given_ledger=ledger
         )
-        runtime.signin = sign_in(settings, runtime.store) if remote else None
+        if remote:  # the sign-in code (JWT, AES-GCM) is imported only by a hosted server
+            from .auth.service import sign_in
+
+            runtime.signin = sign_in(settings, runtime.store)
         return runtime
 
     async def aclose(self) -> None:

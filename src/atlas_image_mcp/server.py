@@ -13,7 +13,6 @@ from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from mcp.shared.exceptions import MCPError
 
 from . import __version__
-from .auth.elicit import LinkGate
 from .auth.principal import principal_of
 from .constants import TASK_KEEP_SECONDS
 from .notify import install_logging_handler
@@ -97,6 +96,16 @@ def request_state_security(runtime: Runtime) -> RequestStateSecurity:
     return RequestStateSecurity(keys=[key], bind_principal=caller_of)
 
 
+def _link_gate(linking: bool) -> list[Any]:
+    """The middleware that asks a signed-in user to link a key, when keys are linked (its code, like
+    all of sign-in, is imported only then)."""
+    if not linking:
+        return []
+    from .auth.elicit import LinkGate
+
+    return [LinkGate(keyed_tools())]
+
+
 def make_server(runtime: Runtime) -> MCPServer[Runtime]:
     """Build the MCP server around ``runtime``. No I/O happens here but reading the viewer page once."""
     settings = runtime.settings
@@ -131,7 +140,7 @@ def make_server(runtime: Runtime) -> MCPServer[Runtime]:
         lifespan=lifespan,
         request_state_security=request_state_security(runtime),
         log_level=settings.log_level if settings.log_level in _LEVELS else "INFO",  # type: ignore[arg-type]
-        middleware=[redact_answers, label_pictures, *([LinkGate(keyed_tools())] if linking else [])],
+        middleware=[redact_answers, label_pictures, *_link_gate(linking)],
         tools=build_tools(tasks, linking=linking),
     )
     tasks.bind(server)

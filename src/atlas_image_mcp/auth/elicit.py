@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import UrlElicitationRequiredError
@@ -32,7 +32,9 @@ from mcp_types.version import is_version_at_least
 
 from ..constants import KEYS_URL, LINK_TTL_SECONDS
 from .principal import principal_of
-from .service import SignIn
+
+if TYPE_CHECKING:
+    from .service import SignIn
 
 __all__ = ["LinkGate"]
 
