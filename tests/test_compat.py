@@ -281,15 +281,25 @@ def test_uvicorns_supervisor_sends_its_sockets_to_each_worker_by_pickling() -> N
     the sockets it was given, pickled into a spawned process, so a ReusePortListener arrives there
     as a listening socket that worker made."""
     import pickle
-    import socket
+    import subprocess
+    import sys
 
     from uvicorn import _subprocess
     from uvicorn.supervisors import Multiprocess
 
     assert "sockets" in inspect.signature(Multiprocess).parameters
     assert _subprocess.spawn.get_start_method() == "spawn"
-    made = pickle.loads(pickle.dumps(compat.ReusePortListener("127.0.0.1", 0, 16)))
-    try:
-        assert isinstance(made, socket.socket) and made.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT)
-    finally:
-        made.close()
+    # unpickled in a child of this process, as in a worker (it ends itself when its parent is gone)
+    worker = (
+        "import pickle, socket, sys\n"
+        "made = pickle.loads(sys.stdin.buffer.read())\n"
+        "print(isinstance(made, socket.socket), made.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", worker],
+        input=pickle.dumps(compat.ReusePortListener("127.0.0.1", 0, 16)),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [b"True", b"1"]
