@@ -152,3 +152,27 @@ async def test_a_client_that_cannot_be_asked_gets_json_and_the_same_answer(
     expected = "completed" if threshold == "off" else "confirmation_required"
     assert result.structured_content["status"] == expected
     assert wire.of("tools/call generate_image") == ["application/json"]
+
+
+async def test_a_session_the_server_forgot_still_streams_and_is_still_asked(emulator: Emulator) -> None:
+    """What each client declared is kept for as many sessions as the server holds; past that, the
+    least recently used session is forgotten, and its answers stream as if nothing were known."""
+    wire = Wire()
+    asked: list[str] = []
+
+    async def person(ctx: Any, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    with hosted(emulator, confirm_above_usd=THRESHOLD, max_sessions=2) as url:
+        async with client_of(url, wire, elicitation_callback=person) as first:
+            async with client_of(url, Wire()) as second:
+                await second.list_tools()
+            async with client_of(url, Wire()) as third:  # the first is the oldest: forgotten
+                await third.list_tools()
+            with anyio.fail_after(20):
+                result = await first.call_tool("generate_image", COSTLY)
+                models = await first.call_tool("list_models", {})
+    assert result.structured_content["status"] == "completed" and len(asked) == 1
+    assert wire.of("tools/call generate_image") == ["text/event-stream"]
+    assert models.is_error is False and wire.of("tools/call list_models") == ["text/event-stream"]

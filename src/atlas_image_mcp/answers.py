@@ -46,8 +46,9 @@ class AnswerForms:
     """ASGI: answers ``POST /mcp`` in JSON unless something may be streamed for it (module docstring).
 
     ``may_ask(tool)`` says whether a call of ``tool`` may ask the person a question. What each
-    session's client declared is kept for at most ``max_sessions`` sessions (the oldest first out: a
-    session forgotten here only streams answers it could have sent as JSON).
+    session's client declared is kept for at most ``max_sessions`` sessions, the least recently used
+    first out; a session forgotten here (or opened by another process) streams every answer, so it
+    can still be asked, at the cost of the event streams it may not need.
     """
 
     def __init__(self, app: ASGIApp, *, may_ask: Callable[[str | None], bool], max_sessions: int) -> None:
@@ -80,10 +81,13 @@ class AnswerForms:
     def _streams(self, shape: MessageShape, session: str | None) -> bool:
         if shape.progress:
             return True
-        client = self._clients.get(session) if session is not None else None
-        if client is not None and client.logs:
+        if session is None:  # an initialize, or a stateless server's request: nothing to ask on
+            return False
+        client = self._clients.get(session)
+        if client is None:  # a session this process does not know (or forgot): it streams, as before
             return True
-        return client is not None and client.elicits and self.may_ask(shape.tool)
+        self._clients.move_to_end(session)
+        return client.logs or (client.elicits and self.may_ask(shape.tool))
 
     def _noting(self, send: Send, client: _Client) -> Send:
         """``send``, noting what the client declared under the session id its answer carries."""
