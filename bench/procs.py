@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import math
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -14,10 +17,23 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without any ATLAS* variable, plus ``extra``."""
+    """This environment without any ATLAS* variable, plus ``extra``; and a state folder of its own
+    (the ledger, the history), so that no server measured here writes into the user's, nor into
+    another's: all removed when this process ends."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ATLAS", "ATLASCLOUD"))}
+    env["ATLAS_MCP_STATE_DIR"] = _state_dir()
     env.update(extra)
     return env
+
+
+_STATE_DIRS: list[str] = []
+
+
+def _state_dir() -> str:
+    if not _STATE_DIRS:
+        atexit.register(lambda: [shutil.rmtree(d, ignore_errors=True) for d in _STATE_DIRS])
+    _STATE_DIRS.append(tempfile.mkdtemp(prefix="atlas-bench-state-"))
+    return _STATE_DIRS[-1]
 
 
 def proc_status(pid: int) -> dict[str, int]:
