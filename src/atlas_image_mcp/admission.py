@@ -644,13 +644,20 @@ class SessionBook:
         self._renewed = now
         await self.owners.renew([holder.token for holder in self._held.values() if holder.token])
 
+    def _shared_token(self, holder: _Holder | None) -> str | None:
+        """The name in the shared count of a place that has just ended (None: nothing to tell it)."""
+        if holder is None or not holder.token or self.owners is None:
+            return None
+        if any(other is holder for other in self._held.values()):
+            return None  # the same holder still holds a place (its opening became a session)
+        return holder.token
+
     def _gone(self, holder: _Holder | None) -> None:
         """A shared session ended: tell the shared count (soon; this may run where nothing is awaited)."""
-        if holder is None or not holder.token or self.owners is None:
+        token = self._shared_token(holder)
+        if token is None or self.owners is None:
             return
-        if any(other is holder for other in self._held.values()):
-            return  # the same holder still holds a place (its opening became a session)
-        task = asyncio.get_running_loop().create_task(self.owners.leave([holder.token]))
+        task = asyncio.get_running_loop().create_task(self.owners.leave([token]))
         self._leaving.add(task)
         task.add_done_callback(self._leaving.discard)
 
@@ -702,6 +709,13 @@ class SessionBook:
     def closed(self, session_id: str) -> None:
         self._gone(self._held.pop(session_id, None))
 
+    async def close(self, session_id: str) -> None:
+        """A DELETE ended the session: its place is free here and, once this returns, on the other
+        replicas too (so the answer to the DELETE goes out only when a new session may take it)."""
+        token = self._shared_token(self._held.pop(session_id, None))
+        if token is not None and self.owners is not None:
+            await self.owners.leave([token])
+
 
 class SessionLimits:
     """Admits new sessions and SSE streams (see the module docstring)."""
@@ -733,11 +747,12 @@ class SessionLimits:
 
     async def _closing(self, scope: Scope, receive: Receive, send: Send, session_id: str) -> None:
         """A DELETE the SDK answers 2xx has ended the session already (it answers only the key that
-        opened it so): its place is free at once, not only once the SDK has discarded it."""
+        opened it so): its place is free before the answer goes out, here and on every replica, not
+        only once the SDK has discarded it."""
 
         async def watch(message: Message) -> None:
             if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
-                self.book.closed(session_id)
+                await self.book.close(session_id)
             await send(message)
 
         await self.app(scope, receive, watch)
