@@ -155,4 +155,8 @@ def text_of(result: Any) -> str:
 
 # A throwaway PostgreSQL from the distribution's binaries (tests/servers.py): ``postgres`` for the
 # session, ``own_postgres`` for a test that stops or kills it. Imported here to be fixtures everywhere.
+# The sign-in tests' fixtures (tests/oauth_helpers.py): ``tools`` (Node and the npm packages),
+# ``provider`` (a real OpenID provider, per module) and ``browser`` (headless Chromium). A module's
+# own fixture of the same name (test_browser.py, test_install_routes.py) takes precedence there.
+from .oauth_helpers import browser, provider, tools  # noqa: E402, F401
 from .servers import own_postgres, postgres  # noqa: E402, F401

@@ -56,7 +56,7 @@ from atlas_image_mcp.settings import Settings
 from .conftest import TEST_KEY, make_api
 from .emulation import Emulator
 from .http_helpers import free_port, serve_app
-from .npm_tools import NpmTools
+from .npm_tools import NpmTools, require_tools
 
 PROVIDER_SCRIPT = Path(__file__).resolve().parent / "oidc_provider.mjs"
 CHROMIUM = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/lib/chromium-browser/chromium-browser")
@@ -498,3 +498,26 @@ def www_authenticate(response: httpx.Response) -> dict[str, str]:
     value = response.headers.get("www-authenticate", "")
     assert value.startswith("Bearer "), value
     return dict(re.findall(r'(\w+)="([^"]*)"', value))
+
+
+# --- the fixtures of the sign-in tests (imported by each of their modules) -----------------------
+
+
+@pytest.fixture(scope="module")
+def tools() -> NpmTools:
+    """Node and the npm packages (oidc-provider, mcp-remote, the Inspector), or the module is skipped."""
+    return require_tools()
+
+
+@pytest.fixture(scope="module")
+def provider(tools: NpmTools) -> Iterator[Provider]:
+    """A real OpenID provider for the module's tests."""
+    with start_provider(tools) as running:
+        yield running
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """A headless Chromium that completes the provider's login and consent pages."""
+    async with open_browser() as opened:
+        yield opened

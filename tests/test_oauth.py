@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from .http_helpers import (
     mcp_client,
     serve_app,
 )
-from .npm_tools import NpmTools, require_tools
+from .npm_tools import NpmTools
 from .oauth_helpers import (
     BOTH_SCOPES,
     SERVER_CLIENT,
@@ -49,7 +48,6 @@ from .oauth_helpers import (
     forge,
     hosted,
     oauth_client,
-    open_browser,
     standard_claims,
     start_provider,
     token_for,
@@ -205,23 +203,6 @@ def test_the_server_will_not_start_with_sign_in_settings_that_cannot_work(
 
 
 # --- a real provider -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tools() -> NpmTools:
-    return require_tools()
-
-
-@pytest.fixture(scope="module")
-def provider(tools: NpmTools) -> Iterator[Provider]:
-    with start_provider(tools) as running:
-        yield running
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with open_browser() as opened:
-        yield opened
 
 
 @pytest.mark.npm

@@ -14,7 +14,7 @@ import json
 import queue
 import subprocess
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -24,30 +24,13 @@ import pytest
 
 from .emulation import Emulator
 from .http_helpers import free_port
-from .npm_tools import NpmTools, require_tools
-from .oauth_helpers import Browser, Provider, claims_of, hosted, linking_server, open_browser, start_provider
+from .npm_tools import NpmTools
+from .oauth_helpers import Browser, Provider, claims_of, hosted, linking_server
 
 pytestmark = [pytest.mark.npm, pytest.mark.browser, pytest.mark.subprocess, pytest.mark.timeout(180)]
 
 RUN_SECONDS = 90.0
 AUTHORIZE = "Please authorize this client by visiting:"
-
-
-@pytest.fixture(scope="module")
-def tools() -> NpmTools:
-    return require_tools()
-
-
-@pytest.fixture(scope="module")
-def provider(tools: NpmTools) -> Iterator[Provider]:
-    with start_provider(tools) as running:
-        yield running
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with open_browser() as opened:
-        yield opened
 
 
 class Lines:

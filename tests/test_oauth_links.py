@@ -9,7 +9,6 @@ in the answer, the page, the key Atlas receives, and the database file on disk.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,14 +20,11 @@ from mcp_types import ElicitRequestURLParams, ElicitResult
 
 from .conftest import TEST_KEY, text_of
 from .emulation import Emulator
-from .npm_tools import NpmTools, require_tools
 from .oauth_helpers import (
     Browser,
     Provider,
     linking_server,
     oauth_client,
-    open_browser,
-    start_provider,
 )
 
 pytestmark = [pytest.mark.npm, pytest.mark.browser, pytest.mark.timeout(180)]
@@ -36,23 +32,6 @@ pytestmark = [pytest.mark.npm, pytest.mark.browser, pytest.mark.timeout(180)]
 ALICE_KEY = "apikey-ALICE-linked-0123456789abcdef"
 BOB_KEY = "apikey-BOB-linked-fedcba9876543210"
 PICTURE = {"prompt": "a paper crane", "return_image": "none"}
-
-
-@pytest.fixture(scope="module")
-def tools() -> NpmTools:
-    return require_tools()
-
-
-@pytest.fixture(scope="module")
-def provider(tools: NpmTools) -> Iterator[Provider]:
-    with start_provider(tools) as running:
-        yield running
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with open_browser() as opened:
-        yield opened
 
 
 @pytest.fixture
