@@ -20,7 +20,7 @@ import secrets
 from dataclasses import replace
 
 import anyio
-from mcp_types import CallToolResult, InputRequiredResult
+from mcp_types import CallToolResult
 
 from ..asset_plan import AssetPlan, plan_asset
 from ..batches import Sent, finish_batch
@@ -33,7 +33,7 @@ from ..ledger import BatchItem
 from ..params import GenerateImageArguments, GenerationParams, GenerationRequest
 from ..prepared import PreparedRequest
 from ..render import BatchJob, BatchResult, price_text, tool_result
-from .cost import confirm, not_sent
+from .cost import go_ahead
 from .handoff import hand_off_batch
 from .jobs import JobAnswer, dry_run_words, files_words, not_started, resolve_pictures, saving
 from .plan import Job, Plan, batch_plan, plan
@@ -57,12 +57,9 @@ async def run_batch(call: Call, args: GenerateImageArguments) -> JobAnswer:
     asset = await plan_asset(call, args, planned.asset, planned.images)
     if args.dry_run:
         return await _dry_run(call, planned, asset)
-    confirmation = await confirm(call, planned)
-    if isinstance(confirmation, InputRequiredResult):
-        return confirmation
-    refused = not_sent(call, planned, confirmation)
-    if refused is not None:
-        return refused
+    stopped = await go_ahead(call, planned)
+    if stopped is not None:
+        return stopped
     first = await resolve_pictures(call, plans[0].prepared, upload=True)  # the same pictures for all
     prepared = [first, *(p.prepared.with_pictures(first.sources) for p in plans[1:])]
     return await _send(call, planned, prepared, asset)

@@ -47,6 +47,7 @@ __all__ = [
     "can_ask",
     "confirm",
     "cost_words",
+    "go_ahead",
     "held_explained",
     "not_sent",
 ]
@@ -178,6 +179,15 @@ def _question(plan: Plan, threshold: Decimal) -> str:
         f"{tool} would cost about {usd(plan.estimate)} on Atlas Cloud ({cost_words(plan)}), more than the "
         f"{usd(threshold)} this server asks about. Send it and pay for it?"
     )
+
+
+async def go_ahead(call: Call, plan: Plan) -> CallToolResult | InputRequiredResult | None:
+    """:func:`confirm`, then :func:`not_sent`: the call's answer while it may not be sent (a question
+    for the person on 2026-07-28, a decline, no confirmation); None: send it."""
+    confirmation = await confirm(call, plan)
+    if isinstance(confirmation, InputRequiredResult):
+        return confirmation
+    return not_sent(call, plan, confirmation)
 
 
 # --- the answer when nothing is sent -----------------------------------------------------------------

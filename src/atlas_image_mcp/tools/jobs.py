@@ -27,7 +27,7 @@ from ..render import GenerationResult, price_text, tool_result
 from ..settings import env_name
 from ..sources import resolve_picture
 from ..waiting import wait_for_picture
-from .cost import confirm, cost_words, held_explained, not_sent
+from .cost import cost_words, go_ahead, held_explained
 from .handoff import hand_off
 from .plan import Job, Plan, plan
 
@@ -69,12 +69,9 @@ async def run_job(
     asset = await plan_asset(call, options, planned.asset, planned.images)
     if options.dry_run:
         return await _dry_run(call, planned, asset)
-    confirmation = await confirm(call, planned)
-    if isinstance(confirmation, InputRequiredResult):
-        return confirmation
-    refused = not_sent(call, planned, confirmation)
-    if refused is not None:
-        return refused
+    stopped = await go_ahead(call, planned)
+    if stopped is not None:
+        return stopped
     prepared = await resolve_pictures(call, planned.prepared, upload=True)
     return await _submit(call, planned, prepared, asset)
 
