@@ -275,7 +275,7 @@ def test_a_request_head_that_trickles_in_is_cut_off(atlas: str) -> None:
 @pytest.mark.subprocess
 def test_the_token_and_query_strings_never_reach_the_log_and_head_is_clean(tmp_path: Path) -> None:
     port = free_port()
-    env = child_env(tmp_path, ATLAS_MCP_AUTH_TOKEN=TOKEN, ATLAS_MCP_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+    env = child_env(tmp_path, ATLAS_MCP_AUTH_TOKEN=TOKEN, ATLAS_MCP_LOG_LEVEL="DEBUG", PYTHONUNBUFFERED="1")
     argv = [
         sys.executable,
         "-m",
@@ -305,7 +305,45 @@ def test_the_token_and_query_strings_never_reach_the_log_and_head_is_clean(tmp_p
         )
         proc.terminate()
         _, stderr = proc.communicate(timeout=10)
-    assert "GET /sse" in stderr and "POST /messages/?..." in stderr  # the access log is on, queries cut
+    assert "GET /sse" in stderr and "POST /messages/?..." in stderr  # the access log (DEBUG), queries cut
     for secret in (TOKEN, session_id, str(uuid.UUID(session_id))):
-        assert secret not in stderr, secret
+        assert secret not in stderr, [line for line in stderr.splitlines() if secret in line][:3]
     assert "Exception in ASGI application" not in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.subprocess
+def test_at_the_default_level_a_paid_call_leaves_one_line_in_the_log(tmp_path: Path) -> None:
+    """INFO, the default: a line per paid request, naming its prediction; none per HTTP request."""
+    port = free_port()
+    env = child_env(tmp_path, ATLAS_MCP_SAVE="0", PYTHONUNBUFFERED="1")
+    argv = [
+        sys.executable,
+        "-m",
+        "atlas_image_mcp",
+        "serve",
+        "--transport",
+        "http",
+        "--offline",
+        "--port",
+        str(port),
+    ]
+
+    async def make_a_picture() -> Any:
+        with anyio.fail_after(60):
+            async with mcp_client(f"http://127.0.0.1:{port}", "streamable-http") as client:
+                return await client.call_tool(
+                    "generate_image", {"prompt": "a lighthouse", "return_image": "none"}
+                )
+
+    with serve_process(argv, env, port) as proc:
+        result = anyio.run(make_a_picture)
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=10)
+    assert result.is_error is False, text_of(result)
+    prediction = result.structured_content["prediction_id"]
+    ours = [
+        line for line in stderr.splitlines() if "atlas_image_mcp.emulator" not in line
+    ]  # --offline's Atlas
+    lines = [line for line in ours if prediction in line]
+    assert len(lines) == 1 and " INFO " in lines[0] and "submitted prediction" in lines[0], lines
+    assert "uvicorn.access" not in stderr and "POST /mcp" not in stderr

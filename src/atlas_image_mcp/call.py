@@ -106,8 +106,8 @@ class Call:
             return True
         return (context.meta or {}).get("progress_token") is not None
 
-    async def notify(self, level: LoggingLevel, message: str) -> None:
-        await notify(self.ctx, level, message)
+    async def notify(self, level: LoggingLevel, message: str, *, operator: bool = False) -> None:
+        await notify(self.ctx, level, message, operator=operator)
 
     async def progress(self, done: float, total: float | None, message: str) -> None:
         await progress(self.ctx, done, total, message)

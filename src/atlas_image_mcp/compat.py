@@ -51,6 +51,7 @@ __all__ = [
     "ConnectionGuard",
     "head_timeout_protocol",
     "hold_sse_drain",
+    "hide_sse_session_ids",
     "lasting_connection_id",
     "release_sse_drain",
     "stop_listening",
@@ -276,6 +277,27 @@ def _json_per_request_transport() -> type[Any]:
             self.__dict__["_json_by_default"] = value
 
     return JsonPerRequestTransport
+
+
+class _FromSdkSse(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not record.pathname.replace("\\", "/").endswith(
+            "mcp/server/sse.py"
+        )
+
+
+def hide_sse_session_ids() -> None:
+    """Keep the SDK's legacy SSE transport from writing session ids into the log.
+
+    Why: ``mcp.server.sse`` names the session id (a credential: it is all a POST to the session
+    needs) in its debug and warning lines, and writes one of them ("Client session disconnected")
+    through the root logger. Its logger is raised to ERROR and the root logger drops that module's
+    records below ERROR (its errors name no session). Goes away when the SDK stops logging them.
+    """
+    logging.getLogger("mcp.server.sse").setLevel(logging.ERROR)
+    root = logging.getLogger()
+    if not any(isinstance(f, _FromSdkSse) for f in root.filters):
+        root.addFilter(_FromSdkSse())
 
 
 # --- uvicorn -------------------------------------------------------------------------------------

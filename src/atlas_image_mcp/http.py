@@ -619,6 +619,7 @@ def serve_http(
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        access_log=_access_log(settings),
         timeout_graceful_shutdown=2,  # for what is left after SHUTDOWN_GRACE_SECONDS (_finisher)
         server_header=False,
         log_config=None,
@@ -705,6 +706,7 @@ def serve_workers(
         "host": host,
         "port": port,
         "log_level": settings.log_level.lower(),
+        "access_log": _access_log(settings),
         "timeout_graceful_shutdown": 2,  # for what is left after SHUTDOWN_GRACE_SECONDS (_finisher)
         "server_header": False,
         "log_config": None,
@@ -809,7 +811,15 @@ class _NoQueryStrings(logging.Filter):
         return True
 
 
+def _access_log(settings: Settings) -> bool:
+    """uvicorn's line per HTTP request, at DEBUG only: for MCP it says "POST /mcp 200" for every
+    message whatever it did, and it cost 3% of a loaded server's CPU (one paid call logs one line of
+    its own at INFO, :func:`atlas_image_mcp.notify.notify`)."""
+    return settings.log_level == "DEBUG"
+
+
 def _quiet_access_log() -> None:
+    compat.hide_sse_session_ids()
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, _NoQueryStrings) for f in access.filters):
         access.addFilter(_NoQueryStrings())

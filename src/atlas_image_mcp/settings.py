@@ -320,7 +320,10 @@ class Settings(BaseModel):
         f"{C.REPLICA_TTL_BEATS} times this long is dead, and another settles the paid calls it left open",
     )
     log_level: Annotated[str, BeforeValidator(_upper)] = setting(
-        "ATLAS_MCP_LOG_LEVEL", "INFO", "stderr log level"
+        "ATLAS_MCP_LOG_LEVEL",
+        "INFO",
+        "stderr log level: INFO writes a line per paid request; DEBUG adds what the client is told and "
+        "a line per HTTP request",
     )
     port: int = setting(
         "ATLAS_MCP_PORT",

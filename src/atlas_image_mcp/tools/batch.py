@@ -129,7 +129,9 @@ async def _send(
             await runtime.ledger.submitted(reservations[i], prediction.id)
         except LedgerError as problem:  # the job runs and is billed: its answer matters more
             logger.warning("could not note prediction %s in the ledger: %s", prediction.id, problem.message)
-        await call.notify("info", f"submitted prediction {prediction.id} (job {i + 1} of {len(prepared)})")
+        await call.notify(
+            "info", f"submitted prediction {prediction.id} (job {i + 1} of {len(prepared)})", operator=True
+        )
         entry = HistoryEntry(
             prediction_id=prediction.id,
             tool=_TOOL,

@@ -123,7 +123,7 @@ async def _submit(
     except LedgerError as problem:  # the job runs and is billed: its answer matters more
         logger.warning("could not note prediction %s in the ledger: %s", prediction.id, problem.message)
     size = f", {prepared.width}x{prepared.height}" if prepared.width and prepared.height else ""
-    await call.notify("info", f"submitted prediction {prediction.id} ({prepared.model}{size})")
+    await call.notify("info", f"submitted prediction {prediction.id} ({prepared.model}{size})", operator=True)
     entry = HistoryEntry(
         prediction_id=prediction.id,
         tool=job.tool,

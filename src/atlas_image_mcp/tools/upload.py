@@ -95,7 +95,7 @@ async def upload_media(call: Call, args: UploadMediaArguments) -> Annotated[Call
         f"Uploaded {upload.filename} ({upload.size} bytes, {upload.content_type}).\n"
         f"download_url: {upload.download_url}\n{_NOTE}"
     )
-    await call.notify("info", f"uploaded {upload.filename} ({upload.size} bytes)")
+    await call.notify("info", f"uploaded {upload.filename} ({upload.size} bytes)", operator=True)
     return CallToolResult(
         content=[TextContent(type="text", text=text)], structured_content=result.model_dump()
     )
