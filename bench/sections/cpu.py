@@ -145,7 +145,7 @@ def memory(calls: int, latency: float) -> dict[str, int]:
 
 def section(ctx: Context) -> Section:
     s = Section("CPU per call: ours against a bare MCPServer, lever by lever")
-    calls, rounds, latency = (20, 1, 0.2) if ctx.quick else (500, 3, 1.0)
+    calls, rounds, latency = (20, 1, 0.2) if ctx.quick else (500, 5, 1.0)
     servers = measure(calls, rounds, latency)
     peaks = memory(100 if ctx.quick else 2000, latency)
     s.add(
