@@ -58,17 +58,22 @@ def test_the_tests_readme_says_where_every_module_is_tested() -> None:
     assert missing == [], f"tests/README.md does not say where these are tested: {missing}"
 
 
-def test_ci_runs_the_readmes_two_commands_as_written_there() -> None:
-    """.ci/run reads the README's commands from README.md (so it cannot run a variant of them) and
-    runs them with no virtual environment activated and no variable of its own."""
+def test_ci_runs_the_readmes_commands_as_written_there() -> None:
+    """.ci/run reads the README's commands from README.md (so it cannot run a variant of them), runs
+    every command of its two set-up sections (the fast loop too), and runs them with no virtual
+    environment activated and no variable of its own."""
     script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     readme = README.read_text(encoding="utf-8")
-    headings = re.findall(r'readme_command "([^"]+)"', script)
-    assert headings == ["Try it (no key, no network)", "Run the tests"]
-    for heading in headings:
+    run = [
+        (heading, int(n or 1)) for heading, n in re.findall(r'readme_command "([^"]+)"(?: (\d+))?', script)
+    ]
+    assert run == [("Try it (no key, no network)", 1), ("Run the tests", 1), ("Run the tests", 2)]
+    for heading in dict(run):
         section = readme.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
-        command = re.search(r"```sh\n(.*?)\n```", section, re.S)
-        assert command is not None and command.group(1).startswith("python3 -m venv .venv && "), heading
+        blocks = re.findall(r"```sh\n(.*?)\n```", section, re.S)
+        assert [n for h, n in run if h == heading] == list(range(1, len(blocks) + 1)), heading
+        assert blocks[0].startswith("python3 -m venv .venv && "), heading
+        assert all(block.startswith(".venv/bin/") for block in blocks[1:]), heading  # the venv made above
     code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("#"))
     assert "activate" not in code, "an activated venv would hide a command that needs one"
     assert not re.search(r"^\s*export ", code, re.M), "the tests must pass without variables CI adds"
