@@ -124,6 +124,13 @@ class Viewer:
         sizes = "log.filter((m) => m.method === 'ui/notifications/size-changed')"
         self.wait_host(f"{sizes}.at(-1)?.params.height === {height}")
 
+    def click(self, target: Any) -> None:
+        """Click ``target`` once the host has sized the frame to the view. Until then a frame the view
+        has outgrown scrolls, and the host's resize puts the scroll back: a target below a card that
+        just grew can move between Playwright's checks and its click, which then lands elsewhere."""
+        self.fitted()
+        target.click()
+
     def received(self) -> str:
         """Everything the host sent into the frame, as one string."""
         return json.dumps(self.host("log.filter((m) => m.dir === 'host->app')"))
@@ -305,8 +312,8 @@ def test_download_edit_and_variations_send_the_picture_and_call_the_right_tools(
     expect(edit_card.locator(".prompt")).to_have_text("make the sky pink")
     expect(edit_card.locator(".status")).to_have_text("Completed")  # the real edit_image ran and filled in
 
-    card.get_by_role("button", name="Variations").click()
-    card.get_by_role("button", name="Make 2 variations").click()
+    viewer.click(card.get_by_role("button", name="Variations"))  # below the edit's card, which just grew
+    viewer.click(card.get_by_role("button", name="Make 2 variations"))
     viewer.wait_host("calls.some((c) => c.name === 'generate_variations')")
     [vary] = [c for c in viewer.host("calls") if c["name"] == "generate_variations"]
     assert vary["arguments"] == {"prediction_id": pid, "count": 2, "wait": False}
@@ -485,8 +492,8 @@ def test_a_batch_is_one_grid_in_the_viewer_and_one_item_in_the_gallery(open_view
         expect(pictures.nth(n).locator(".frame img")).to_have_js_property("complete", True)
     result = viewer.host("log.find((m) => m.method === 'ui/notifications/tool-result').params")
     second = result["structuredContent"]["jobs"][1]["prediction_id"]
-    pictures.nth(1).get_by_role("button", name="Variations").click()
-    pictures.nth(1).get_by_role("button", name="Make 1 variation").click()
+    viewer.click(pictures.nth(1).get_by_role("button", name="Variations"))
+    viewer.click(pictures.nth(1).get_by_role("button", name="Make 1 variation"))
     viewer.wait_host("calls.some((c) => c.name === 'generate_variations')")
     [vary] = [c for c in viewer.host("calls") if c["name"] == "generate_variations"]
     assert vary["arguments"]["prediction_id"] == second  # the picture's own job, not the batch's first
